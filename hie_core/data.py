@@ -1,0 +1,345 @@
+"""Finding, validating and splitting BONBID-HIE cases.
+
+A BONBID-HIE release (Zenodo record 10602767) holds split folders
+``BONBID2023_Train``, ``BONBID2023_Val`` and ``BONBID2023_Test``, each laid out as::
+
+    1ADC_ss/<id>-ADC_ss.mha
+    2Z_ADC/Zmap_<id>-ADC_smooth2mm_clipped10.mha
+    3LABEL/<id>_lesion.mha            (absent for inference-only data)
+
+:func:`discover_cases` accepts the release root or a single split folder and pairs the
+files by case id. :func:`validate_cases` reads every case and reports every problem at
+once, each naming its file; it never writes anything. :func:`carve_validation` and
+:func:`kfold` make seeded, deterministic selection sets out of the training split, so
+that reported validation and test cases are never used for model selection.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from hie_core.io import ImageGeometry, ImageReadError, read_image
+
+__all__ = [
+    "SPLIT_FOLDERS",
+    "Case",
+    "CaseReport",
+    "DatasetError",
+    "ValidationReport",
+    "discover_cases",
+    "validate_cases",
+    "load_dataset",
+    "carve_validation",
+    "kfold",
+]
+
+#: split name -> folder name in the release
+SPLIT_FOLDERS = {"train": "BONBID2023_Train", "val": "BONBID2023_Val", "test": "BONBID2023_Test"}
+MODALITY_FOLDERS = ("1ADC_ss", "2Z_ADC", "3LABEL")
+_PATTERNS = {
+    "adc": ("1ADC_ss", re.compile(r"^(?P<id>.+)-ADC_ss\.mha$")),
+    "zadc": ("2Z_ADC", re.compile(r"^Zmap_(?P<id>.+)-ADC_smooth2mm_clipped10\.mha$")),
+    "label": ("3LABEL", re.compile(r"^(?P<id>.+)_lesion\.mha$")),
+}
+
+
+class DatasetError(ValueError):
+    """A data folder is not usable. ``str(err)`` lists every problem, each with its file."""
+
+    def __init__(self, message: str, problems: Sequence[str] = ()) -> None:
+        self.problems = list(problems)
+        if self.problems:
+            message = message + "\n" + "\n".join(f"  - {p}" for p in self.problems)
+        super().__init__(message)
+
+
+@dataclass(frozen=True)
+class Case:
+    """One patient visit: paths to its ADC map, ZADC map and (optional) lesion label.
+
+    Attributes:
+        case_id: e.g. ``MGHNICU_010-VISIT_01``.
+        split: ``"train"``, ``"val"``, ``"test"``, or ``None`` for a folder without splits.
+        adc, zadc: paths of the two input maps.
+        label: path of the lesion mask, or ``None`` (inference).
+    """
+
+    case_id: str
+    split: str | None
+    adc: Path
+    zadc: Path
+    label: Path | None = None
+
+    @property
+    def files(self) -> tuple[Path, ...]:
+        return tuple(p for p in (self.adc, self.zadc, self.label) if p is not None)
+
+
+def _visible_files(folder: Path) -> list[Path]:
+    if not folder.is_dir():
+        return []
+    return sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith("."))
+
+
+def _split_folders(root: Path) -> list[tuple[str | None, Path]]:
+    """The (split, folder) pairs under ``root``: the release root or one split folder."""
+    found = [(split, root / name) for split, name in SPLIT_FOLDERS.items() if (root / name).is_dir()]
+    if found:
+        return found
+    if any((root / m).is_dir() for m in MODALITY_FOLDERS):
+        split = next((s for s, name in SPLIT_FOLDERS.items() if root.name == name), None)
+        return [(split, root)]
+    return []
+
+
+def _discover_split(split: str | None, folder: Path, problems: list[str]) -> list[Case]:
+    paths: dict[str, dict[str, Path]] = {}
+    for key, (sub, pattern) in _PATTERNS.items():
+        for path in _visible_files(folder / sub):
+            match = pattern.match(path.name)
+            if match is None:
+                problems.append(f"{path}: file name does not follow the BONBID-HIE pattern for {sub}/")
+                continue
+            paths.setdefault(match["id"], {})[key] = path
+    cases = []
+    for case_id in sorted(paths):
+        found = paths[case_id]
+        missing = [k for k in ("adc", "zadc") if k not in found]
+        for key in missing:
+            sub = _PATTERNS[key][0]
+            have = next(iter(found.values()))
+            problems.append(f"{have}: missing partner file in {folder / sub} for case {case_id}")
+        if not missing:
+            cases.append(Case(case_id, split, found["adc"], found["zadc"], found.get("label")))
+    return cases
+
+
+def discover_cases(root: str | Path, splits: Iterable[str] | None = None) -> list[Case]:
+    """Find and pair the cases of a BONBID-HIE folder.
+
+    Args:
+        root: the release root (holding ``BONBID2023_Train`` ...) or one split folder
+            (holding ``1ADC_ss``, ``2Z_ADC`` and optionally ``3LABEL``).
+        splits: keep only these splits (``"train"``, ``"val"``, ``"test"``).
+
+    Returns:
+        Cases sorted by split then id. Labels are ``None`` where ``3LABEL`` has none.
+
+    Raises:
+        DatasetError: the folder does not exist, is empty, is not a BONBID-HIE layout,
+            or has unpaired / misnamed files (all listed, each with its path).
+    """
+    root = Path(root).expanduser()
+    if not root.is_dir():
+        raise DatasetError(f"{root}: data folder not found")
+    if not any(root.iterdir()):
+        raise DatasetError(f"{root}: data folder is empty")
+    folders = _split_folders(root)
+    if not folders:
+        expected = ", ".join(list(SPLIT_FOLDERS.values()) + list(MODALITY_FOLDERS))
+        raise DatasetError(f"{root}: not a BONBID-HIE folder (expected sub-folders such as {expected})")
+    if splits is not None:
+        wanted = set(splits)
+        unknown = wanted - set(SPLIT_FOLDERS)
+        if unknown:
+            raise ValueError(f"unknown split(s) {sorted(unknown)}; valid: {sorted(SPLIT_FOLDERS)}")
+        folders = [(s, f) for s, f in folders if s in wanted or s is None]
+    problems: list[str] = []
+    cases: list[Case] = []
+    for split, folder in folders:
+        found = _discover_split(split, folder, problems)
+        if not found and not problems:
+            problems.append(f"{folder}: no cases found in {folder / '1ADC_ss'}")
+        cases.extend(found)
+    if problems:
+        raise DatasetError(f"{root}: {len(problems)} problem(s) in the BONBID-HIE folder", problems)
+    return cases
+
+
+@dataclass
+class CaseReport:
+    """What validation learned about one case (all from reading its files)."""
+
+    case: Case
+    geometry: ImageGeometry
+    lesion_voxels: int | None
+    brain_voxels: int
+
+    @property
+    def empty_label(self) -> bool:
+        return self.lesion_voxels == 0
+
+    @property
+    def burden_percent(self) -> float | None:
+        if self.lesion_voxels is None or self.brain_voxels == 0:
+            return None
+        return 100.0 * self.lesion_voxels / self.brain_voxels
+
+    @property
+    def lesion_volume_ml(self) -> float | None:
+        if self.lesion_voxels is None:
+            return None
+        return self.lesion_voxels * self.geometry.voxel_volume_ml
+
+
+@dataclass
+class ValidationReport:
+    """Per-case facts of a validated dataset, plus non-fatal notes (e.g. empty labels)."""
+
+    cases: list[CaseReport] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    def table(self):
+        """A pandas DataFrame with one row per case."""
+        import pandas as pd
+
+        rows = []
+        for r in self.cases:
+            g = r.geometry
+            rows.append(
+                {
+                    "case_id": r.case.case_id,
+                    "split": r.case.split,
+                    "shape_dhw": "x".join(map(str, g.shape)),
+                    "spacing_mm_dhw": "x".join(f"{s:.2f}" for s in g.spacing_mm),
+                    "brain_ml": r.brain_voxels * g.voxel_volume_ml,
+                    "lesion_ml": r.lesion_volume_ml,
+                    "burden_percent": r.burden_percent,
+                    "empty_label": r.empty_label if r.lesion_voxels is not None else None,
+                }
+            )
+        return pd.DataFrame(rows)
+
+
+def _check_map(path: Path, name: str, problems: list[str]) -> tuple[np.ndarray, ImageGeometry] | None:
+    try:
+        array, geometry = read_image(path)
+    except ImageReadError as exc:
+        problems.append(str(exc))
+        return None
+    if not np.issubdtype(array.dtype, np.number):
+        problems.append(f"{path}: {name} has non-numeric voxel type {array.dtype}")
+        return None
+    bad = int(np.size(array) - np.count_nonzero(np.isfinite(array)))
+    if bad:
+        problems.append(f"{path}: {name} has {bad} non-finite voxel(s) (NaN or inf)")
+    return array, geometry
+
+
+def _validate_case(case: Case, problems: list[str]) -> CaseReport | None:
+    n_before = len(problems)
+    adc = _check_map(case.adc, "ADC", problems)
+    zadc = _check_map(case.zadc, "ZADC", problems)
+    label = _check_map(case.label, "label", problems) if case.label is not None else None
+    if adc is None:
+        return None
+    reference = adc[1]
+    for item, path, name in ((zadc, case.zadc, "ZADC"), (label, case.label, "label")):
+        if item is not None:
+            diffs = reference.grid_differences(item[1])
+            if diffs:
+                problems.append(f"{path}: {name} is not on the ADC grid of {case.adc.name}: " + "; ".join(diffs))
+    lesion_voxels = None
+    if label is not None:
+        values = np.unique(label[0])
+        extra = [v for v in values.tolist() if v not in (0, 1)]
+        if extra:
+            shown = ", ".join(f"{v:g}" for v in extra[:5]) + (" ..." if len(extra) > 5 else "")
+            problems.append(f"{case.label}: label values must be 0 or 1, found {shown}")
+        lesion_voxels = int(np.count_nonzero(label[0] == 1))
+    if len(problems) > n_before:
+        return None
+    brain_voxels = int(np.count_nonzero(adc[0] > 0))
+    return CaseReport(case, reference, lesion_voxels, brain_voxels)
+
+
+def validate_cases(cases: Sequence[Case], require_labels: bool = False) -> ValidationReport:
+    """Read every case and check it; raise one error listing every problem.
+
+    Checks: each file readable and 3D; ADC, ZADC and label on the same grid (size,
+    spacing, origin, direction); finite voxels; label values in {0, 1}. Empty labels are
+    valid (the real release has some) and are listed in ``report.notes``.
+
+    Args:
+        cases: from :func:`discover_cases`.
+        require_labels: also fail on cases without a label (training needs them).
+
+    Raises:
+        DatasetError: listing every problem found, each naming its file.
+    """
+    if not cases:
+        raise DatasetError("no cases to validate")
+    problems: list[str] = []
+    report = ValidationReport()
+    for case in cases:
+        if require_labels and case.label is None:
+            problems.append(f"{case.adc}: case {case.case_id} has no label in 3LABEL/ (needed for training)")
+        case_report = _validate_case(case, problems)
+        if case_report is None:
+            continue
+        report.cases.append(case_report)
+        if case_report.empty_label:
+            report.notes.append(f"{case.label}: empty label (no lesion voxels) - valid, kept")
+    if problems:
+        raise DatasetError(f"{len(problems)} problem(s) in {len(cases)} case(s)", problems)
+    return report
+
+
+def load_dataset(root: str | Path, require_labels: bool = True) -> tuple[list[Case], ValidationReport]:
+    """:func:`discover_cases` then :func:`validate_cases`: the usual entry point."""
+    cases = discover_cases(root)
+    return cases, validate_cases(cases, require_labels=require_labels)
+
+
+def _seeded_order(cases: Sequence[Case], seed: int) -> list[Case]:
+    ordered = sorted(cases, key=lambda c: c.case_id)
+    rng = np.random.default_rng(seed)
+    return [ordered[i] for i in rng.permutation(len(ordered))]
+
+
+def carve_validation(
+    cases: Sequence[Case], fraction: float = 0.2, seed: int = 0, n_val: int | None = None
+) -> tuple[list[Case], list[Case]]:
+    """Split training cases into (fit, selection) sets for early stopping.
+
+    The result depends only on the case ids and the seed, not on the input order.
+
+    Args:
+        cases: the training cases (never pass reported validation or test cases).
+        fraction: share of cases for the selection set (ignored if ``n_val`` is given).
+        seed: the split seed.
+        n_val: exact number of selection cases.
+
+    Returns:
+        ``(fit_cases, selection_cases)``, each sorted by id.
+    """
+    if n_val is None:
+        if not 0.0 < fraction < 1.0:
+            raise ValueError(f"fraction must be in (0, 1), got {fraction}")
+        n_val = max(1, round(fraction * len(cases)))
+    if not 0 < n_val < len(cases):
+        raise ValueError(f"cannot carve {n_val} selection case(s) out of {len(cases)} training case(s)")
+    order = _seeded_order(cases, seed)
+    by_id = lambda cs: sorted(cs, key=lambda c: c.case_id)  # noqa: E731
+    return by_id(order[n_val:]), by_id(order[:n_val])
+
+
+def kfold(cases: Sequence[Case], k: int = 5, seed: int = 0) -> list[tuple[list[Case], list[Case]]]:
+    """Seeded k-fold partition of training cases: ``k`` (fit, selection) pairs.
+
+    Every case is in exactly one selection set; fold sizes differ by at most one.
+    """
+    if not 2 <= k <= len(cases):
+        raise ValueError(f"k must be between 2 and the number of cases ({len(cases)}), got {k}")
+    order = _seeded_order(cases, seed)
+    folds = [order[i::k] for i in range(k)]
+    out = []
+    for i in range(k):
+        fit = [c for j, f in enumerate(folds) if j != i for c in f]
+        out.append((sorted(fit, key=lambda c: c.case_id), sorted(folds[i], key=lambda c: c.case_id)))
+    return out

@@ -1,0 +1,59 @@
+"""Shared fixtures: tiny BONBID-HIE style folders written with the real MHA writer."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from hie_core.io import ImageGeometry, write_image
+
+os.environ.setdefault("HIE_CACHE_DIR", str(Path(__file__).resolve().parent.parent / ".cache"))
+
+TINY_GEOMETRY = ImageGeometry(shape=(6, 12, 10), spacing_mm=(3.0, 1.2, 1.1), origin_mm=(-5.0, 3.0, 1.0))
+
+
+def write_tiny_case(
+    split_dir: Path,
+    case_id: str,
+    seed: int = 0,
+    geometry: ImageGeometry = TINY_GEOMETRY,
+    label: np.ndarray | None | bool = True,
+) -> dict[str, Path]:
+    """Write one tiny case in the BONBID-HIE layout; return its three paths."""
+    rng = np.random.default_rng(seed)
+    adc = rng.uniform(800, 2000, geometry.shape).astype(np.float32)
+    adc[:, :2] = 0  # background outside the "brain"
+    zadc = np.clip(rng.normal(0, 2, geometry.shape), -10, 10).astype(np.float32)
+    paths = {
+        "adc": split_dir / "1ADC_ss" / f"{case_id}-ADC_ss.mha",
+        "zadc": split_dir / "2Z_ADC" / f"Zmap_{case_id}-ADC_smooth2mm_clipped10.mha",
+        "label": split_dir / "3LABEL" / f"{case_id}_lesion.mha",
+    }
+    write_image(adc, geometry, paths["adc"])
+    write_image(zadc, geometry, paths["zadc"])
+    if label is True:
+        label = np.zeros(geometry.shape, np.uint8)
+        label[2:4, 5:8, 4:7] = 1
+    if label is None or label is False:
+        del paths["label"]
+    else:
+        write_image(np.asarray(label, np.uint8), geometry, paths["label"])
+    return paths
+
+
+@pytest.fixture
+def tiny_release(tmp_path: Path) -> Path:
+    """A release root with Train (3 cases, one empty label), Val (1) and Test (2)."""
+    root = tmp_path / "release"
+    for i in range(3):
+        label = np.zeros(TINY_GEOMETRY.shape, np.uint8) if i == 2 else True
+        write_tiny_case(root / "BONBID2023_Train", f"MGHNICU_{i:03d}-VISIT_01", seed=i, label=label)
+    write_tiny_case(root / "BONBID2023_Val", "MGHNICU_100-VISIT_01", seed=100)
+    for i in range(2):
+        write_tiny_case(root / "BONBID2023_Test", f"MGHNICU_2{i:02d}-VISIT_01", seed=200 + i)
+    (root / "LICENSE.txt").write_text("CC BY-NC-SA 4.0")
+    (root / ".DS_Store").write_bytes(b"\0")
+    return root
