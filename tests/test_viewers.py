@@ -1,0 +1,247 @@
+"""Tests of hie_core.figures (Plotly book figures) and hie_core.viewers (live viewer, montage)."""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+
+import numpy as np
+import pandas as pd
+import pytest
+from matplotlib.figure import Figure
+
+from hie_core import figures, viewers
+
+SPACING_MM = (3.0, 0.8, 0.6)
+
+
+def _decode(z: object) -> np.ndarray:
+    """A trace's z as a NumPy array, whether a plotly typed-array spec or a plain array."""
+    if isinstance(z, dict):
+        shape = tuple(int(s) for s in z["shape"].split(","))
+        return np.frombuffer(base64.b64decode(z["bdata"]), dtype=np.dtype(z["dtype"])).reshape(shape)
+    return np.asarray(z)
+
+
+@pytest.fixture
+def case() -> dict[str, np.ndarray]:
+    """A (6, 20, 24) case: a brain box on a zero background, lesion mostly in slice 4."""
+    rng = np.random.default_rng(0)
+    adc = np.zeros((6, 20, 24), dtype=np.float32)
+    adc[:, 3:17, 4:20] = 1000.0 + 100.0 * rng.standard_normal((6, 14, 16))
+    zadc = np.where(adc > 0, rng.standard_normal(adc.shape), 0.0).astype(np.float32)
+    label = np.zeros(adc.shape, dtype=bool)
+    label[4, 8:12, 9:14] = True  # 20 voxels
+    label[2, 10, 10] = True
+    pred = np.zeros(adc.shape, dtype=bool)
+    pred[4, 9:12, 10:13] = True
+    pred[1, 5:7, 5:7] = True
+    return {"adc": adc, "zadc": zadc, "label": label, "pred": pred}
+
+
+def _viewer(case: dict[str, np.ndarray]):
+    return figures.case_viewer(
+        case["adc"], case["zadc"], case["label"], SPACING_MM, {"Dice": case["pred"]}, title="t"
+    )
+
+
+def test_frames_slider_and_initial_slice(case: dict[str, np.ndarray]) -> None:
+    fig = _viewer(case)
+    assert len(fig.frames) == 6
+    assert [f.name for f in fig.frames] == [str(k) for k in range(6)]
+    slider = fig.layout.sliders[0]
+    assert len(slider.steps) == 6 and slider.active == 4  # slice 4 has the most overlay voxels
+    step = slider.steps[2]
+    assert step.method == "animate" and list(step.args[0]) == ["2"]
+    assert step.args[1]["frame"] == {"duration": 0, "redraw": True}
+    assert not any(b.method == "animate" for m in fig.layout.updatemenus for b in m.buttons)  # no play
+
+
+def test_traces_are_uint8_with_transparent_overlays(case: dict[str, np.ndarray]) -> None:
+    fig = _viewer(case)
+    heatmaps = [t for t in fig.data if t.type == "heatmap"]
+    assert [t.name for t in heatmaps] == ["ADC", "ZADC", "ground truth", "Dice"]
+    assert [t.visible for t in heatmaps[:2]] == [True, False]
+    for trace in heatmaps:
+        assert trace.z.dtype == np.uint8
+    for overlay in heatmaps[2:]:
+        first, last = overlay.colorscale[0][1], overlay.colorscale[-1][1]
+        assert re.fullmatch(r"rgba\(\d+,\d+,\d+,0\)", first.replace(" ", ""))
+        assert last.startswith("rgba(") and not last.endswith(",0)")
+        assert overlay.legendgroup == overlay.name and overlay.showlegend is False
+    legend = [t for t in fig.data if t.type == "scatter"]
+    assert [(t.name, t.legendgroup, t.showlegend) for t in legend] == [
+        ("ground truth", "ground truth", True),
+        ("Dice", "Dice", True),
+    ]
+
+
+def test_frame_data_match_volumes(case: dict[str, np.ndarray]) -> None:
+    fig = _viewer(case)
+    frame = fig.frames[4]
+    assert list(frame.traces) == [0, 1, 2, 3]
+    assert all(set(t.to_plotly_json()) <= {"type", "z", "x0", "y0"} for t in frame.data)  # no visible
+    gt = frame.data[2]
+    np.testing.assert_array_equal(gt.z, case["label"][4, 8:12, 9:14].astype(np.uint8))  # cropped patch
+    assert gt.x0 == pytest.approx(9 * 0.6) and gt.y0 == pytest.approx(8 * 0.8)
+    assert fig.frames[0].data[2].z.shape == (1, 1) and fig.frames[0].data[2].z.max() == 0  # empty slice
+    adc8, window = viewers.window_to_uint8(case["adc"])
+    r0, r1, c0, c1 = viewers.content_box([case["adc"]])
+    np.testing.assert_array_equal(frame.data[0].z, adc8[4, r0:r1, c0:c1])
+    assert fig.data[0].x0 == pytest.approx(c0 * 0.6) and fig.data[0].dx == pytest.approx(0.6)
+    assert fig.layout.yaxis.autorange == "reversed" and fig.layout.yaxis.scaleanchor == "x"
+
+
+def test_background_buttons_restyle_only_maps(case: dict[str, np.ndarray]) -> None:
+    menu = _viewer(case).layout.updatemenus[0]
+    assert [b.label for b in menu.buttons] == ["ADC", "ZADC"]
+    assert menu.buttons[1].method == "restyle"
+    args = menu.buttons[1].args
+    assert args[0] == {"visible": [False, True]} and list(args[1]) == [0, 1]
+
+
+def test_window_and_busiest_slice() -> None:
+    volume = np.zeros((2, 10, 10), dtype=np.float32)
+    volume[:, 2:8, 2:8] = np.arange(72, dtype=np.float32).reshape(2, 6, 6) + 1
+    low, high = viewers.default_window(volume)
+    assert (low, high) == pytest.approx(tuple(np.percentile(np.arange(1, 73), [1, 99])))
+    as8, _ = viewers.window_to_uint8(volume, (10.0, 20.0))
+    assert as8.dtype == np.uint8 and as8[0, 0, 0] == 0 and as8.max() == 255
+    assert volume[0, 4, 3] == 14 and as8[0, 4, 3] == round((14 - 10) * 25.5)
+    assert viewers.content_box([volume], margin=1) == (1, 9, 1, 9)
+    masks = {"a": np.zeros((3, 4, 4), bool), "b": np.zeros((3, 4, 4), bool)}
+    assert viewers.busiest_slice(masks, 3) == 1
+    masks["a"][2, :2, :2] = True
+    masks["b"][0, 0, :3] = True
+    assert viewers.busiest_slice(masks, 3) == 2
+
+
+def test_validation_errors(case: dict[str, np.ndarray]) -> None:
+    with pytest.raises(ValueError, match="spacing_mm"):
+        figures.slice_viewer({"ADC": case["adc"]}, {}, (1.0, 0.0, 1.0))
+    with pytest.raises(ValueError, match="'bad'"):
+        figures.slice_viewer({"ADC": case["adc"]}, {"bad": np.zeros((6, 20, 23), bool)}, SPACING_MM)
+    with pytest.raises(ValueError, match="initial_slice"):
+        figures.slice_viewer({"ADC": case["adc"]}, {}, SPACING_MM, initial_slice=6)
+    with pytest.raises(ValueError, match="div_id"):
+        viewers.figure_html(_viewer(case), "1 bad id")
+
+
+def test_figure_html_offline_deterministic_no_autoplay(case: dict[str, np.ndarray]) -> None:
+    fig = _viewer(case)
+    html = viewers.figure_html(fig, "case-viewer-1")
+    assert html == viewers.figure_html(fig, "case-viewer-1")
+    assert 'id="case-viewer-1"' in html and "Plotly.addFrames" in html
+    assert "Plotly.animate" not in html
+    assert not re.search(r"<script[^>]*src=", html)
+    assert "http://" not in html and "https://" not in html
+
+
+def test_show_emits_html_and_plotly_mime(case: dict[str, np.ndarray], monkeypatch) -> None:
+    shown = []
+    monkeypatch.setattr("IPython.display.display", lambda obj, raw=False: shown.append((obj, raw)))
+    fig = _viewer(case)
+    viewers.show(fig, "v1")
+    bundle, raw = shown[0]
+    assert raw and bundle["text/html"] == viewers.figure_html(fig, "v1")
+    assert len(bundle["application/vnd.plotly.v1+json"]["frames"]) == 6
+    json.dumps(bundle)  # a JSON-able mime bundle
+
+
+def test_plotly_js_path() -> None:
+    path = viewers.plotly_js_path()
+    assert path.name == "plotly.min.js" and path.stat().st_size > 1_000_000
+
+
+def test_page_size_for_a_256x256x32_case() -> None:
+    """2 maps filling the whole 256x256x32 field (no crop) + 7 lesion-sized overlays: under 10 MB."""
+    rng = np.random.default_rng(1)
+    adc = (1350 + 430 * rng.standard_normal((32, 256, 256))).astype(np.float32)
+    zadc = rng.standard_normal((32, 256, 256)).astype(np.float32)
+    zz, yy, xx = np.mgrid[:32, :256, :256]
+    lesion = ((zz - 14) / 5) ** 2 + ((yy - 100) / 20) ** 2 + ((xx - 90) / 16) ** 2 < 1
+    preds = {f"loss {i}": np.roll(lesion, (0, 2 * i, 3 * i), (0, 1, 2)) for i in range(6)}
+    html = viewers.figure_html(figures.case_viewer(adc, zadc, lesion, (3.0, 0.7, 0.7), preds), "big")
+    print(f"case viewer 256x256x32, 2 maps + 7 overlays: {len(html) / 1e6:.2f} MB")
+    assert 2 * (256 * 256 * 32) * 4 / 3 < len(html) < 10e6  # both maps are in it, base64 uint8
+
+
+def test_augmentation_and_preprocessing_viewers(case: dict[str, np.ndarray]) -> None:
+    before = case["adc"]
+    fig = figures.augmentation_viewer(before, {"gamma": before * 1.1, "noise": before + 5}, SPACING_MM)
+    assert [t.name for t in fig.data] == ["before", "gamma", "noise"] and len(fig.frames) == 6
+    args = fig.layout.updatemenus[0].buttons[1].args
+    assert args[0] == {"visible": [False, True]} and list(args[1]) == [1, 2]
+    frame = fig.frames[3].data  # one window for all: a brighter "after" is brighter on screen
+    assert (frame[1].z >= frame[0].z).all() and (frame[1].z > frame[0].z).any()
+    native = np.ones((6, 20, 24), np.float32)
+    resampled = np.ones((4, 10, 12), np.float32)
+    label = np.zeros((4, 10, 12), bool)
+    label[3, 2:4, 2:4] = True
+    fig = figures.preprocessing_viewer(native, (2.0, 1.0, 1.0), resampled, (3.0, 2.0, 2.0), None, label)
+    # Native slices 4 and 5 (centres 9 and 11 mm) show resampled slice 3 (9-12 mm), the others not.
+    assert len(fig.frames) == 6 and fig.layout.sliders[0].active == 4
+    assert [int(f.data[2].z.sum()) for f in fig.frames] == [0, 0, 0, 0, 4, 4]
+    np.testing.assert_array_equal(fig.frames[5].data[2].z, np.ones((2, 2), np.uint8))
+    assert fig.frames[5].data[2].x0 == pytest.approx(4.0)
+    assert fig.layout.xaxis2.matches == "x"
+
+
+def test_training_curves_figure() -> None:
+    epochs = np.arange(1, 6)
+    hist = {
+        name: pd.DataFrame(
+            {"epoch": epochs, "train_loss": 1 / epochs, "val_loss": 1.2 / epochs, "val_dice": dice}
+        )
+        for name, dice in [("Dice", [0.1, 0.3, 0.5, 0.4, 0.45]), ("Tversky", [0.2, 0.2, 0.3, 0.6, 0.5])]
+    }
+    fig = figures.training_curves_figure(hist)
+    assert len(fig.data) == 8  # 3 curves and a best-epoch marker per loss
+    assert [t.name for t in fig.data if t.showlegend is not False] == ["Dice", "Tversky"]
+    best = [t for t in fig.data if t.mode == "markers"]
+    assert [(t.x[0], t.y[0]) for t in best] == [(3, 0.5), (4, 0.6)]
+    with pytest.raises(ValueError, match="val_dice"):
+        figures.training_curves_figure({"x": hist["Dice"].drop(columns="val_dice")})
+
+
+def test_live_viewer_updates(case: dict[str, np.ndarray]) -> None:
+    viewer = viewers.live_viewer(
+        {"ADC": case["adc"], "ZADC": case["zadc"]}, {"gt": case["label"]}, SPACING_MM
+    )
+    first = bytes(viewer.image.value)
+    assert viewer.displayed_slice == 4 and first.startswith(b"\x89PNG")
+    viewer.slice_slider.value = 1  # observers call update()
+    assert viewer.displayed_slice == 1 and bytes(viewer.image.value) != first
+    viewer.slice_slider.value = 4
+    assert bytes(viewer.image.value) == first
+    red = viewers._rgb_triplets(["gt"], None)["gt"]
+    np.testing.assert_allclose(viewer.displayed_rgb[10, 10], _blend(viewer, 4, 10, 10, red), atol=1e-6)
+    viewer.overlay_checkboxes["gt"].value = False
+    gray = viewer.displayed_rgb[10, 10]
+    assert np.allclose(gray, gray[0])  # no colour left
+    viewer.image_dropdown.value = "ZADC"
+    assert viewer.window_slider.value == pytest.approx(viewers.default_window(case["zadc"]))
+    viewer.window_slider.value = (-0.5, 0.5)
+    viewer.image_dropdown.value = "ADC"
+    assert viewer.window_slider.value == pytest.approx(viewers.default_window(case["adc"]))
+    viewer.image_dropdown.value = "ZADC"
+    assert viewer.window_slider.value == pytest.approx((-0.5, 0.5))  # each map keeps its window
+
+
+def _blend(viewer: viewers.LiveViewer, k: int, row: int, col: int, color: np.ndarray) -> np.ndarray:
+    """Closed form of one overlaid pixel: half grey, half overlay colour."""
+    low, high = viewer.window_slider.value
+    value = viewer._maps[viewer.image_dropdown.value][k, row, col]
+    gray = np.clip(np.rint((value - low) * 255 / (high - low)), 0, 255) / 255
+    return 0.5 * gray + 0.5 * color
+
+
+def test_overlay_montage(case: dict[str, np.ndarray]) -> None:
+    fig = viewers.overlay_montage(case["adc"], {"gt": case["label"], "Dice": case["pred"]}, SPACING_MM, n=6)
+    assert isinstance(fig, Figure)
+    titles = [ax.get_title() for ax in fig.axes if ax.get_title()]
+    assert titles == ["slice 1", "slice 2", "slice 4"]  # the slices holding overlay voxels
+    image = fig.axes[0].get_images()[0]
+    assert image.get_extent() == pytest.approx((-0.3, 14.1, 15.6, -0.4))  # row 0 at the top, mm
+    assert viewers.montage_slices({}, 10, 3) == [0, 4, 9]
