@@ -31,6 +31,15 @@ __all__ = [
 ]
 
 _ITK_SUFFIXES = (".mha", ".mhd", ".nrrd", ".nhdr")
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+_FILE_MODE = 0o666 & ~_umask()  # what open() would give; mkstemp alone gives 0600
 _NIFTI_SUFFIXES = (".nii", ".nii.gz")
 
 
@@ -255,6 +264,7 @@ def write_image(array: np.ndarray, geometry: ImageGeometry, path: str | os.PathL
             _write_nifti(array, geometry, Path(tmp))
         else:
             _write_itk(array, geometry, Path(tmp), compress)
+        os.chmod(tmp, _FILE_MODE)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -300,6 +310,7 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
             fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
+        os.chmod(tmp, _FILE_MODE)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
