@@ -36,6 +36,8 @@ import json
 import math
 import os
 import shutil
+import subprocess
+import sys
 import tempfile
 import time
 from concurrent.futures import ProcessPoolExecutor
@@ -593,12 +595,14 @@ def ensure_synthetic_dataset(
             shutil.rmtree(stale, ignore_errors=True)
         except FileNotFoundError:
             pass  # another process moved it first
-    try:
-        return make_synthetic_dataset(target, preset=preset, seed=seed)
-    except FileExistsError:
-        if _complete(target, preset, seed):
-            return target
-        raise
+    # Generate in a fresh interpreter: its worker pool then never re-imports the caller's
+    # __main__ (a plain script without a main guard, a notebook kernel), whatever it is.
+    cmd = [sys.executable, "-m", "hie_core.synthetic", str(target), "--preset", preset, "--seed", str(seed)]
+    print(f"generating the synthetic '{preset}' dataset (seed {seed}) in {target} ...", flush=True)
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if _complete(target, preset, seed):  # ours, or a racing process's
+        return target
+    raise RuntimeError(f"could not generate the synthetic dataset in {target}: {proc.stderr.strip()[-2000:]}")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -302,6 +302,15 @@ def live_viewer(
     return LiveViewer(images, overlays, spacing_mm, colors, initial_slice=initial_slice)
 
 
+class BookFigure(Figure):
+    """A matplotlib figure that a notebook shows as PNG without pyplot (``_repr_png_``)."""
+
+    def _repr_png_(self) -> bytes:
+        buffer = io.BytesIO()
+        self.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
+        return buffer.getvalue()
+
+
 def montage_slices(overlays: Mapping[str, np.ndarray], depth: int, n: int) -> list[int]:
     """``n`` slices evenly spread over those holding overlay voxels (over all slices if none)."""
     if n < 1:
@@ -352,7 +361,7 @@ def overlay_montage(
     rgb = _rgb_triplets(list(masks), colors)
     nrows = math.ceil(len(slices) / ncols)
     cols = min(ncols, len(slices))
-    fig = Figure(figsize=(3.0 * cols, 3.0 * nrows * height * sy / (width * sx) + 0.6), layout="constrained")
+    fig = BookFigure(figsize=(3.0 * cols, 3.0 * nrows * height * sy / (width * sx) + 0.6), layout="constrained")
     axes = fig.subplots(nrows, cols, squeeze=False).ravel()
     extent = (-0.5 * sx, (width - 0.5) * sx, (height - 0.5) * sy, -0.5 * sy)  # row 0 at the top
     for ax, k in zip(axes, slices, strict=False):
