@@ -35,7 +35,7 @@ __all__ = ["RunResult", "resolve_data_dir", "run_experiment", "load_run", "summa
 
 _COMPARED = ("loss", "data_dir", "synthetic_preset", "preset", "epochs", "patience", "batch_size", "lr",
              "weight_decay", "lr_decay", "l1", "grad_clip", "augment", "seed", "target_shape", "widths",
-             "selection_fraction")  # fmt: skip
+             "selection_fraction", "prior_probability")  # fmt: skip
 
 
 @dataclass

@@ -22,6 +22,8 @@ compute is spent).
 
 from __future__ import annotations
 
+import math
+
 import copy
 from collections.abc import Sequence
 
@@ -110,6 +112,10 @@ class UNet3D(nn.Module):
         widths: channels at encoder levels 1-3 and at the bottleneck.
         dropout: dropout rates at encoder levels 1-3 and at the bottleneck, each in [0, 1).
         negative_slope: LeakyReLU slope for negative inputs.
+        prior_probability: if given, the output bias starts at ``logit(prior_probability)``
+            so that the untrained network predicts this lesion probability everywhere
+            (Lin et al. 2017's prior initialisation for rare foreground); ``None`` keeps
+            PyTorch's default initialisation.
         pad_to_multiple: if True, inputs whose spatial sizes are not multiples of 8 are
             zero-padded at the far end of each axis and the logits cropped back; if False
             (the default) such inputs raise ``ValueError``.
@@ -123,6 +129,7 @@ class UNet3D(nn.Module):
         dropout: Sequence[float] = DEFAULT_DROPOUT,
         negative_slope: float = 0.01,
         pad_to_multiple: bool = False,
+        prior_probability: float | None = None,
     ) -> None:
         super().__init__()
         _check_config(in_channels, out_channels, widths, dropout, negative_slope)
@@ -141,6 +148,10 @@ class UNet3D(nn.Module):
         self.bottleneck = DoubleConv(w[2], w[3], self.dropout[3], negative_slope)
         self.decoders = nn.ModuleList(UpBlock(w[i + 1], w[i], negative_slope) for i in (2, 1, 0))
         self.head = nn.Conv3d(w[0], out_channels, kernel_size=1)
+        if prior_probability is not None:
+            if not 0.0 < prior_probability < 1.0:
+                raise ValueError(f"prior_probability must be in (0, 1), got {prior_probability}")
+            nn.init.constant_(self.head.bias, math.log(prior_probability / (1.0 - prior_probability)))
 
     def _check_input(self, x: torch.Tensor) -> None:
         if x.ndim != 5 or x.shape[1] != self.in_channels:

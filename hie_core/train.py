@@ -73,8 +73,9 @@ class TrainingSet(torch.utils.data.Dataset):
         return image.float(), label.float(), spacing
 
 
-def build_model(widths: Sequence[int], in_channels: int = 2) -> UNet3D:
-    return UNet3D(in_channels=in_channels, out_channels=1, widths=tuple(widths))
+def build_model(widths: Sequence[int], in_channels: int = 2, prior_probability: float | None = None) -> UNet3D:
+    """The study's U-Net: ``in_channels`` maps in, one lesion logit out."""
+    return UNet3D(in_channels=in_channels, out_channels=1, widths=tuple(widths), prior_probability=prior_probability)
 
 
 def _l1_penalty(model: nn.Module) -> torch.Tensor:
@@ -230,7 +231,7 @@ def fit(
     run_dir.mkdir(parents=True, exist_ok=True)
     device = torch.device(config.device)
     torch.manual_seed(config.seed)
-    model = build_model(config.widths).to(device)
+    model = build_model(config.widths, prior_probability=config.prior_probability).to(device)
     loss_fn = get_loss(config.loss)
     state = _new_state(model, config)
     if (run_dir / CHECKPOINT).exists():
