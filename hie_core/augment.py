@@ -70,6 +70,7 @@ __all__ = [
     "derive_seed",
 ]
 
+#: The five augmentations, in the order they are applied (the seed's).
 TRANSFORM_NAMES = ("noise", "anisotropy", "blur", "gamma", "elastic")
 _BACKENDS = ("torchio", "gpu", "none")
 

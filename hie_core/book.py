@@ -22,7 +22,14 @@ import nbformat
 
 from hie_core.losses import LOSS_NAMES
 
-__all__ = ["BOOK_NOTEBOOKS", "build_book", "collect_notebooks", "vendor_assets", "external_references", "book_size"]
+__all__ = [
+    "BOOK_NOTEBOOKS",
+    "build_book",
+    "collect_notebooks",
+    "vendor_assets",
+    "external_references",
+    "book_size",
+]
 
 #: study-level notebooks executed by the study, in book order (each notebooks/<name>.ipynb)
 BOOK_NOTEBOOKS = ("intro", "data", "methods", "results", "performance")
@@ -30,8 +37,12 @@ MATHJAX_VERSION = "3.2.2"
 _HIDDEN_TAGS = {"parameters", "injected-parameters"}
 
 
-def _hide_parameters(src: Path, dst: Path) -> None:
+def _hide_parameters(src: Path, dst: Path, title: str | None = None) -> None:
     nb = nbformat.read(src, as_version=4)
+    if title is not None and nb.cells and nb.cells[0].cell_type == "markdown":
+        first, _, rest = nb.cells[0].source.partition("\n")
+        if first.startswith("# "):
+            nb.cells[0].source = f"# {title}\n{rest}"
     for cell in nb.cells:
         tags = set(cell.get("metadata", {}).get("tags", []))
         if tags & _HIDDEN_TAGS:
@@ -52,7 +63,8 @@ def collect_notebooks(root: Path, study_dir: Path) -> list[Path]:
         raise FileNotFoundError("executed notebooks missing for the book: " + ", ".join(missing))
     copied = []
     for rel, src in sources.items():
-        _hide_parameters(src, generated / rel)
+        loss = rel.split("/")[1].removesuffix(".ipynb") if rel.startswith("experiments/") else None
+        _hide_parameters(src, generated / rel, title=f"Experiment: {loss}" if loss else None)
         copied.append(generated / rel)
     return copied
 
@@ -85,7 +97,8 @@ def vendor_assets(root: Path) -> None:
 
 
 _REF = re.compile(
-    r"""<(script|link|img|iframe|source)\b[^>]*?\b(src|href)\s*=\s*["']((?:https?:)?//[^"']+)["']""", re.IGNORECASE
+    r"""<(script|link|img|iframe|source)\b[^>]*?\b(src|href)\s*=\s*["']((?:https?:)?//[^"']+)["']""",
+    re.IGNORECASE,
 )
 _CSS_URL = re.compile(r"""url\(\s*["']?((?:https?:)?//[^"')]+)""", re.IGNORECASE)
 
@@ -98,6 +111,8 @@ def external_references(html_dir: Path) -> list[str]:
     found = []
     for page in sorted(html_dir.rglob("*.html")):
         text = page.read_text(errors="replace")
+        if "THEBE_JS_URL" in text:
+            found.append(f"{page.relative_to(html_dir)}: inline script naming the thebe bundle on unpkg")
         for tag, _, url in _REF.findall(text):
             if tag.lower() == "link" and not _is_resource_link(text, url):
                 continue

@@ -57,7 +57,7 @@ class TrainConfig:
             better selection-set Dice.
         batch_size, lr, weight_decay: AdamW settings (seed: 4, 1e-3, 1e-3).
         lr_decay: exponential learning-rate decay per epoch (0.9).
-        l1: weight of the L1 penalty on the convolution weights (sum of |w|).
+        l1: weight of the L1 penalty on the convolution weights (sum of absolute values).
         grad_clip: gradient-norm clipping threshold.
         augment: augmentation back end ``"torchio"``, ``"gpu"`` or ``"none"``.
         seed: seeds the selection split, the weights, the batch order and augmentation.
@@ -172,7 +172,11 @@ def _git_commit() -> str | None:
     try:
         root = Path(__file__).resolve().parent.parent
         out = subprocess.run(
-            ["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5, check=True
+            ["git", "-C", str(root), "rev-parse", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=True,
         )
         dirty = subprocess.run(
             ["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],

@@ -20,7 +20,8 @@ all-background masks themselves. Here such a mask returns ``inf`` everywhere it 
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING, Sequence
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 

@@ -30,12 +30,15 @@ __all__ = [
     "prediction_path",
 ]
 
+#: Columns of ``metrics.csv``, one row per evaluated case.
 METRIC_COLUMNS = ("case_id", "split", "burden_percent", "stratum", "dice", "masd_mm", "nsd", "n_pred", "n_ref",
                   "pred_volume_ml", "ref_volume_ml")  # fmt: skip
 
 
 @torch.no_grad()
-def predict_probabilities(model: torch.nn.Module, image: np.ndarray, device: str = "cpu", amp: bool = False) -> np.ndarray:
+def predict_probabilities(
+    model: torch.nn.Module, image: np.ndarray, device: str = "cpu", amp: bool = False
+) -> np.ndarray:
     """Lesion probabilities on the preprocessing grid.
 
     Args:
@@ -110,7 +113,9 @@ def evaluate_model(
     return rows
 
 
-def evaluate_baseline(cases: Iterable[Case], out_dir: Path | None = None, threshold: float = -2.0) -> list[dict]:
+def evaluate_baseline(
+    cases: Iterable[Case], out_dir: Path | None = None, threshold: float = -2.0
+) -> list[dict]:
     """Score the ``ZADC < threshold`` baseline on each case's native grid."""
     rows = []
     for case in cases:

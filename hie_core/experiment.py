@@ -16,6 +16,7 @@ configuration it is loaded, not retrained; with another configuration it is refu
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from dataclasses import dataclass
@@ -30,8 +31,16 @@ from hie_core.io import atomic_write_text
 from hie_core.metrics import summarize
 from hie_core.train import BEST, TrainItem, fit, load_best_model, training_finished
 
-__all__ = ["RunResult", "resolve_data_dir", "run_experiment", "load_run", "summarize_metrics", "project_root",
-           "run_baseline", "notebook_config"]
+__all__ = [
+    "RunResult",
+    "resolve_data_dir",
+    "run_experiment",
+    "load_run",
+    "summarize_metrics",
+    "project_root",
+    "run_baseline",
+    "notebook_config",
+]
 
 _COMPARED = ("loss", "data_dir", "synthetic_preset", "preset", "epochs", "patience", "batch_size", "lr",
              "weight_decay", "lr_decay", "l1", "grad_clip", "augment", "seed", "target_shape", "widths",
@@ -180,7 +189,9 @@ def run_baseline(data_dir: str | Path, out_dir: str | Path, threshold: float = -
     out_dir = Path(out_dir)
     cases, _ = load_dataset(data_dir)
     reported = [c for c in cases if c.split in ("val", "test")]
-    metrics = pd.DataFrame(evaluate_baseline(reported, out_dir, threshold)).reindex(columns=list(METRIC_COLUMNS))
+    metrics = pd.DataFrame(evaluate_baseline(reported, out_dir, threshold)).reindex(
+        columns=list(METRIC_COLUMNS)
+    )
     _write_table(metrics, out_dir / "metrics.csv")
     _write_json({"loss": "zadc_threshold", "threshold": threshold, "splits": summarize_metrics(metrics)},
                 out_dir / "summary.json")  # fmt: skip
@@ -197,16 +208,19 @@ def notebook_config(
 ) -> TrainConfig:
     """The configuration of ``notebooks/train.ipynb`` from its parameters cell.
 
-    ``output_dir=""`` means ``runs/notebook/<loss>`` under the project root; ``None``
+    ``output_dir=""`` means ``runs/<preset>/<loss>`` under the project root (where the
+    study of that preset looks, so a finished notebook run is reused by it); ``None``
     overrides mean "as the preset says". Prints the preset used, as the notebook shows it.
     """
     from hie_core.config import make_config
 
-    out = Path(output_dir) if output_dir else project_root() / "runs" / "notebook" / loss
-    config = make_config(preset=preset, device=device, loss=loss, data_dir=data_dir,
-                         output_dir=str(out.resolve()), **overrides)  # fmt: skip
+    config = make_config(preset=preset, device=device, loss=loss, data_dir=data_dir, **overrides)
+    out = Path(output_dir) if output_dir else project_root() / "runs" / config.preset / loss
+    config = dataclasses.replace(config, output_dir=str(out.resolve()))
     source = "synthetic BONBID-like dataset" if config.synthetic else f"BONBID-HIE folder {config.data_dir}"
     print(f"preset: {config.preset} (asked: {preset}); device: {config.device}; loss: {config.loss}")
     print(f"data: {source}; grid {config.target_shape}; widths {config.widths}")
-    print(f"epochs <= {config.epochs}, patience {config.patience}, batch {config.batch_size}, augment {config.augment}")
+    print(
+        f"epochs <= {config.epochs}, patience {config.patience}, batch {config.batch_size}, augment {config.augment}"
+    )
     return config

@@ -84,7 +84,7 @@ class ImageGeometry:
     @property
     def extent_mm(self) -> tuple[float, float, float]:
         """Physical extent (size * spacing) along (D, H, W) in mm."""
-        return tuple(n * s for n, s in zip(self.shape, self.spacing_mm))  # type: ignore[return-value]
+        return tuple(n * s for n, s in zip(self.shape, self.spacing_mm, strict=True))  # type: ignore[return-value]
 
     def same_grid(self, other: ImageGeometry, tol: float = 1e-4) -> bool:
         """True when both describe the same voxel grid (within a relative tolerance)."""

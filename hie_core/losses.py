@@ -46,6 +46,7 @@ __all__ = [
     "hausdorff_distance_field",
 ]
 
+#: The six losses of the study, in the order of its tables.
 LOSS_NAMES: tuple[str, ...] = ("dice", "dice_focal", "tversky", "hdt", "dice_focal_hdt", "tversky_hdt")
 
 #: Weights of the hybrid losses: ``HYBRID_WEIGHT * base + (1 - HYBRID_WEIGHT) * log(1 + hdt)``.

@@ -22,9 +22,8 @@ compute is spent).
 
 from __future__ import annotations
 
-import math
-
 import copy
+import math
 from collections.abc import Sequence
 
 import torch

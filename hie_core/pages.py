@@ -87,7 +87,9 @@ def abstract(study: Study):
         text += (f" Against the Dice loss, the paired Wilcoxon test on test Dice gives p = {p:.3g} "
                  f"(n = {int(dice_p['n pairs'].iloc[0])}).") if p == p else ""  # fmt: skip
     if study.synthetic:
-        text += " These numbers come from synthetic data and check the pipeline; they are not a clinical result."
+        text += (
+            " These numbers come from synthetic data and check the pipeline; they are not a clinical result."
+        )
     return _markdown(text)
 
 
@@ -187,5 +189,9 @@ def show_benchmarks(root: Path | None = None) -> None:
         display(_markdown("No benchmark result is kept under `benchmarks/results/` yet: run "
                           "`python benchmarks/bench_pipeline.py` on a GPU to add one."))  # fmt: skip
     for name, device, table in results:
-        display(_markdown(f"**{name}** - device: {device.get('name', device) if isinstance(device, dict) else device}"))
+        display(
+            _markdown(
+                f"**{name}** - device: {device.get('name', device) if isinstance(device, dict) else device}"
+            )
+        )
         display(table)

@@ -36,7 +36,9 @@ class PredictError(RuntimeError):
     """Inputs that cannot be predicted; the message names the file."""
 
 
-def predict_pair(model, meta: dict, adc_path: Path, zadc_path: Path, device: str = "cpu") -> tuple[np.ndarray, object]:
+def predict_pair(
+    model, meta: dict, adc_path: Path, zadc_path: Path, device: str = "cpu"
+) -> tuple[np.ndarray, object]:
     """Predict one ADC/ZADC pair -> (binary mask (D, H, W) uint8, native geometry)."""
     from hie_core.evaluate import predict_probabilities
     from hie_core.preprocess import preprocess_arrays, probabilities_to_native_mask

@@ -68,7 +68,7 @@ Interpolation = Literal["linear", "nearest"]
 
 #: Seed's (x, y, z) = (192, 192, 32) as an array shape (D, H, W).
 DEFAULT_TARGET_SHAPE: tuple[int, int, int] = (32, 192, 192)
-#: Bump when the preprocessing changes its output: it invalidates every cache entry.
+#: Version of the preprocessing output; bumping it invalidates every cache entry.
 PREPROCESS_VERSION = 1
 _INTERPOLATIONS = ("linear", "nearest")
 

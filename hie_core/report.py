@@ -25,12 +25,23 @@ __all__ = [
     "REQUIRED_FILES",
 ]
 
-REQUIRED_FILES = ("config.json", "history.csv", "model_best.pt", "checkpoint_last.pt", "metrics.csv", "summary.json")
+REQUIRED_FILES = (
+    "config.json",
+    "history.csv",
+    "model_best.pt",
+    "checkpoint_last.pt",
+    "metrics.csv",
+    "summary.json",
+)
 
 
 def source_label(config_json: dict) -> str:
     """'synthetic BONBID-like data' or 'BONBID-HIE data (<folder>)', plus the device."""
-    data = "SYNTHETIC BONBID-like data" if config_json.get("synthetic") else f"BONBID-HIE data ({config_json['config']['data_dir']})"
+    data = (
+        "SYNTHETIC BONBID-like data"
+        if config_json.get("synthetic")
+        else f"BONBID-HIE data ({config_json['config']['data_dir']})"
+    )
     return f"{data}; {config_json.get('device_name', 'unknown device')}"
 
 
@@ -154,7 +165,9 @@ def check_run_folder(result: RunResult) -> None:
     if missing:
         raise FileNotFoundError(f"{run_dir}: missing {', '.join(missing)}")
     if len(predictions) != len(result.metrics):
-        raise RuntimeError(f"{run_dir}: {len(predictions)} predictions for {len(result.metrics)} evaluated cases")
+        raise RuntimeError(
+            f"{run_dir}: {len(predictions)} predictions for {len(result.metrics)} evaluated cases"
+        )
     if not result.history["val_dice"].between(0, 1).all():
         raise RuntimeError(f"{run_dir / 'history.csv'}: selection Dice outside [0, 1]")
     print(f"run folder complete: {len(REQUIRED_FILES)} files, {len(predictions)} native-grid predictions")

@@ -48,7 +48,11 @@ class Study:
     @property
     def source(self) -> str:
         cfg = self.first.config
-        data = "SYNTHETIC BONBID-like data" if self.synthetic else f"BONBID-HIE data ({cfg['config']['data_dir']})"
+        data = (
+            "SYNTHETIC BONBID-like data"
+            if self.synthetic
+            else f"BONBID-HIE data ({cfg['config']['data_dir']})"
+        )
         return f"{data}; preset {cfg['config']['preset']}; {cfg.get('device_name')}"
 
     def metrics(self) -> pd.DataFrame:
@@ -111,7 +115,9 @@ def strata_table(study: Study, split: str = "test") -> pd.DataFrame:
     m = m[(m["split"] == split) & m["stratum"].notna()]
     pivot = m.pivot_table(index="method", columns="stratum", values="dice", aggfunc="mean", sort=False)
     pivot = pivot.reindex(columns=[s for s in BURDEN_STRATA if s in pivot.columns])
-    counts = m[m["method"] == m["method"].iloc[0]]["stratum"].value_counts() if len(m) else pd.Series(dtype=int)
+    counts = (
+        m[m["method"] == m["method"].iloc[0]]["stratum"].value_counts() if len(m) else pd.Series(dtype=int)
+    )
     pivot.columns = [f"{c} (n={int(counts.get(c, 0))})" for c in pivot.columns]
     return pivot.round(3).reset_index()
 
@@ -122,7 +128,9 @@ def wilcoxon_table(study: Study, split: str = "test", reference: str = "dice") -
     m = m[m["split"] == split]
     ref = m[m["method"] == reference].set_index("case_id")
     rows = []
-    for method in [k for k in study.runs if k != reference] + ([BASELINE] if study.baseline is not None else []):
+    for method in [k for k in study.runs if k != reference] + (
+        [BASELINE] if study.baseline is not None else []
+    ):
         other = m[m["method"] == method].set_index("case_id").reindex(ref.index)
         for metric in ("dice", "masd_mm", "nsd"):
             w = paired_wilcoxon(other[metric].to_numpy(float), ref[metric].to_numpy(float))
@@ -136,7 +144,9 @@ def per_case_wide(study: Study, split: str = "test", metric: str = "dice") -> pd
     """One row per case, one column per method: ``metric`` on ``split``."""
     m = study.metrics()
     m = m[m["split"] == split]
-    wide = m.pivot_table(index=["case_id", "stratum"], columns="method", values=metric, sort=False, dropna=False)
+    wide = m.pivot_table(
+        index=["case_id", "stratum"], columns="method", values=metric, sort=False, dropna=False
+    )
     return wide.round(3).reset_index()
 
 
@@ -174,7 +184,9 @@ def figure6(study: Study, case_id: str | None = None, split: str = "test"):
     if base.is_file():
         preds[BASELINE] = read_image(base)[0] > 0
     title = f"{case_id} ({case.split}) - {study.source}"
-    return case_viewer(adc.astype(np.float32), zadc.astype(np.float32), label, geometry.spacing_mm, preds, title=title)
+    return case_viewer(
+        adc.astype(np.float32), zadc.astype(np.float32), label, geometry.spacing_mm, preds, title=title
+    )
 
 
 def study_summary_json(study: Study) -> str:

@@ -39,7 +39,9 @@ class RunOutcome:
 def _papermill(notebook: Path, out: Path, params: dict, cwd: Path, env: dict, log: Path) -> tuple[bool, str]:
     cmd = [sys.executable, "-m", "papermill", str(notebook), str(out), "--cwd", str(cwd), "--no-progress-bar"]
     for key, value in params.items():
-        cmd += ["-p", key, str(value)] if not isinstance(value, bool) else ["-y", f"{key}: {str(value).lower()}"]
+        cmd += (
+            ["-p", key, str(value)] if not isinstance(value, bool) else ["-y", f"{key}: {str(value).lower()}"]
+        )
     out.parent.mkdir(parents=True, exist_ok=True)
     with open(log, "w") as fh:
         proc = subprocess.run(cmd, stdout=fh, stderr=subprocess.STDOUT, env=env, cwd=cwd)
@@ -66,7 +68,9 @@ def _run_one(loss: str, study_dir: Path, root: Path, common: dict, gpu: int | No
         env["CUDA_VISIBLE_DEVICES"] = str(gpu)
     start = time.perf_counter()
     params = {"loss": loss, "output_dir": str(run_dir), **common}
-    ok, message = _papermill(root / "notebooks" / "train.ipynb", notebook, params, root, env, run_dir / "papermill.log")
+    ok, message = _papermill(
+        root / "notebooks" / "train.ipynb", notebook, params, root, env, run_dir / "papermill.log"
+    )
     outcome = RunOutcome(loss, ok, time.perf_counter() - start, notebook, run_dir / "papermill.log", message)
     status = "ok" if ok else f"FAILED - see {notebook} ({message})"
     print(f"[study] {loss:<15} {outcome.seconds:7.1f} s  {status}", flush=True)
@@ -96,7 +100,10 @@ def run_study(
     gpus = _gpu_count() if probe.device.startswith("cuda") else 0
     if gpus > 1:
         with ThreadPoolExecutor(max_workers=gpus) as pool:
-            futures = [pool.submit(_run_one, loss, study_dir, root, common, i % gpus) for i, loss in enumerate(losses)]
+            futures = [
+                pool.submit(_run_one, loss, study_dir, root, common, i % gpus)
+                for i, loss in enumerate(losses)
+            ]
             outcomes = [f.result() for f in futures]
     else:
         outcomes = [_run_one(loss, study_dir, root, common, None) for loss in losses]
@@ -122,7 +129,9 @@ def _run_book_notebooks(root: Path, study_dir: Path) -> list[RunOutcome]:
         ok, message = _papermill(root / "notebooks" / f"{name}.ipynb", out, {"study_dir": str(study_dir)}, root,
                                  dict(os.environ), log)  # fmt: skip
         outcomes.append(RunOutcome(name, ok, time.perf_counter() - start, out, log, message))
-        print(f"[study] {name:<15} {outcomes[-1].seconds:7.1f} s  {'ok' if ok else 'FAILED - see ' + str(out)}")
+        print(
+            f"[study] {name:<15} {outcomes[-1].seconds:7.1f} s  {'ok' if ok else 'FAILED - see ' + str(out)}"
+        )
     return outcomes
 
 
@@ -135,8 +144,12 @@ def _build_book(root: Path, study_dir: Path) -> RunOutcome:
         ok, message = True, str(html)
     except Exception as exc:  # report and go on to the summary
         ok, message = False, str(exc)
-    outcome = RunOutcome("book", ok, time.perf_counter() - start, root / "_build" / "html" / "index.html", Path(), message)
-    print(f"[study] {'book':<15} {outcome.seconds:7.1f} s  {'ok: ' + message if ok else 'FAILED: ' + message}")
+    outcome = RunOutcome(
+        "book", ok, time.perf_counter() - start, root / "_build" / "html" / "index.html", Path(), message
+    )
+    print(
+        f"[study] {'book':<15} {outcome.seconds:7.1f} s  {'ok: ' + message if ok else 'FAILED: ' + message}"
+    )
     return outcome
 
 
@@ -162,7 +175,9 @@ def main(argv: list[str] | None = None) -> int:
     outcomes = run_study(losses, Path(args.runs_dir) / name, args.data_dir, args.preset, args.device, args.seed,
                          build_book=not args.no_book)  # fmt: skip
     failed = [o for o in outcomes if not o.ok]
-    print(f"[study] done in {time.perf_counter() - start:.1f} s: {len(outcomes) - len(failed)} ok, {len(failed)} failed")
+    print(
+        f"[study] done in {time.perf_counter() - start:.1f} s: {len(outcomes) - len(failed)} ok, {len(failed)} failed"
+    )
     for o in failed:
         print(f"[study]   {o.name}: {o.message}  (notebook: {o.notebook}, log: {o.log})")
     return 1 if failed else 0

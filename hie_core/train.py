@@ -29,8 +29,15 @@ from hie_core.config import TrainConfig
 from hie_core.losses import get_loss
 from hie_core.model import UNet3D
 
-__all__ = ["TrainItem", "TrainingSet", "fit", "build_model", "load_best_model", "epoch_seed",
-           "training_finished"]
+__all__ = [
+    "TrainItem",
+    "TrainingSet",
+    "fit",
+    "build_model",
+    "load_best_model",
+    "epoch_seed",
+    "training_finished",
+]
 
 CHECKPOINT = "checkpoint_last.pt"
 BEST = "model_best.pt"
@@ -69,13 +76,19 @@ class TrainingSet(torch.utils.data.Dataset):
         label = torch.from_numpy(item.label)
         spacing = torch.tensor(item.spacing_mm, dtype=torch.float32)
         if self.augmenter is not None:
-            image, label = self.augmenter(image, label, item.spacing_mm, seed=epoch_seed(self.seed, self.epoch, index))
+            image, label = self.augmenter(
+                image, label, item.spacing_mm, seed=epoch_seed(self.seed, self.epoch, index)
+            )
         return image.float(), label.float(), spacing
 
 
-def build_model(widths: Sequence[int], in_channels: int = 2, prior_probability: float | None = None) -> UNet3D:
+def build_model(
+    widths: Sequence[int], in_channels: int = 2, prior_probability: float | None = None
+) -> UNet3D:
     """The study's U-Net: ``in_channels`` maps in, one lesion logit out."""
-    return UNet3D(in_channels=in_channels, out_channels=1, widths=tuple(widths), prior_probability=prior_probability)
+    return UNet3D(
+        in_channels=in_channels, out_channels=1, widths=tuple(widths), prior_probability=prior_probability
+    )
 
 
 def _l1_penalty(model: nn.Module) -> torch.Tensor:
@@ -225,7 +238,7 @@ def fit(
             for tests of resumption.
 
     Returns:
-        The per-epoch history: epoch, train_loss, val_loss, val_dice, lr, seconds.
+        list[dict]: the per-epoch history (epoch, train_loss, val_loss, val_dice, lr, seconds).
     """
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)

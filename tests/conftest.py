@@ -65,7 +65,9 @@ def tiny_synthetic(tmp_path_factory) -> Path:
     from hie_core.synthetic import make_synthetic_dataset
 
     root = tmp_path_factory.mktemp("synthetic") / "release"
-    return make_synthetic_dataset(root, counts={"train": 6, "val": 1, "test": 2}, seed=3, workers=1, max_size=32)
+    return make_synthetic_dataset(
+        root, counts={"train": 6, "val": 1, "test": 2}, seed=3, workers=1, max_size=32
+    )
 
 
 def tiny_config(data_dir: Path, output_dir: Path, **overrides):
@@ -73,8 +75,16 @@ def tiny_config(data_dir: Path, output_dir: Path, **overrides):
     from hie_core.config import make_config
 
     values = dict(
-        loss="dice", data_dir=str(data_dir), output_dir=str(output_dir), epochs=3, patience=3, batch_size=2,
-        target_shape=(8, 16, 16), widths=(4, 8, 16, 32), augment="torchio", seed=1,
+        loss="dice",
+        data_dir=str(data_dir),
+        output_dir=str(output_dir),
+        epochs=3,
+        patience=3,
+        batch_size=2,
+        target_shape=(8, 16, 16),
+        widths=(4, 8, 16, 32),
+        augment="torchio",
+        seed=1,
     )
     values.update(overrides)
     return make_config(preset="quick", device="cpu", **values)

@@ -20,7 +20,9 @@ from .conftest import TINY_GEOMETRY, write_tiny_case
 
 def _snapshot(root):
     return {
-        p.relative_to(root): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(root.rglob("*")) if p.is_file()
+        p.relative_to(root): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
     }
 
 
@@ -112,7 +114,9 @@ def _bad_release(tmp_path):
     write_image(np.zeros(small.shape, np.float32), small, p5["zadc"])
     # 6: different origin and direction of the label
     p6 = write_tiny_case(split, "B_006-VISIT_01")
-    moved = ImageGeometry(TINY_GEOMETRY.shape, TINY_GEOMETRY.spacing_mm, (0.0, 0.0, 0.0), (-1, 0, 0, 0, 1, 0, 0, 0, 1))
+    moved = ImageGeometry(
+        TINY_GEOMETRY.shape, TINY_GEOMETRY.spacing_mm, (0.0, 0.0, 0.0), (-1, 0, 0, 0, 1, 0, 0, 0, 1)
+    )
     write_image(np.zeros(TINY_GEOMETRY.shape, np.uint8), moved, p6["label"])
     return p1, p2, p3, p4, p5, p6
 
@@ -148,7 +152,9 @@ def _fake_cases(n):
 
     from hie_core.data import Case
 
-    return [Case(f"C_{i:03d}-VISIT_01", "train", Path(f"a{i}"), Path(f"z{i}"), Path(f"l{i}")) for i in range(n)]
+    return [
+        Case(f"C_{i:03d}-VISIT_01", "train", Path(f"a{i}"), Path(f"z{i}"), Path(f"l{i}")) for i in range(n)
+    ]
 
 
 def test_carve_validation_is_seeded_disjoint_and_order_independent():

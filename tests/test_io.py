@@ -78,6 +78,8 @@ def test_geometry_validation():
         ImageGeometry(shape=(1, 2, 3), spacing_mm=(1.0, 0.0, 1.0))
     with pytest.raises(ValueError, match="shape"):
         ImageGeometry(shape=(1, 2), spacing_mm=(1.0, 1.0, 1.0))
-    other = ImageGeometry(shape=(5, 6, 7), spacing_mm=(3.0, 0.8, 0.9), origin_mm=GEOM.origin_mm, direction=GEOM.direction)
+    other = ImageGeometry(
+        shape=(5, 6, 7), spacing_mm=(3.0, 0.8, 0.9), origin_mm=GEOM.origin_mm, direction=GEOM.direction
+    )
     diffs = GEOM.grid_differences(other)
     assert len(diffs) == 1 and diffs[0].startswith("spacing_mm")

@@ -34,9 +34,9 @@ def _same_results(a, b):
     pd.testing.assert_frame_equal(pd.read_csv(a / "metrics.csv"), pd.read_csv(b / "metrics.csv"))
     ha, hb = (pd.read_csv(p / "history.csv").drop(columns="seconds") for p in (a, b))
     pd.testing.assert_frame_equal(ha, hb)
-    assert sorted(p.relative_to(a) for p in a.rglob("*") if p.is_file() and "papermill" not in p.name) == sorted(
-        p.relative_to(b) for p in b.rglob("*") if p.is_file() and "papermill" not in p.name
-    )
+    assert sorted(
+        p.relative_to(a) for p in a.rglob("*") if p.is_file() and "papermill" not in p.name
+    ) == sorted(p.relative_to(b) for p in b.rglob("*") if p.is_file() and "papermill" not in p.name)
 
 
 @pytest.fixture(scope="module")
@@ -67,7 +67,9 @@ def test_predictions_are_on_the_native_grid(reference_run, tiny_synthetic):
     from hie_core.data import discover_cases
 
     for case in discover_cases(tiny_synthetic, splits=["test"]):
-        pred, geometry = read_image(reference_run.run_dir / "predictions" / "test" / f"{case.case_id}_lesion.mha")
+        pred, geometry = read_image(
+            reference_run.run_dir / "predictions" / "test" / f"{case.case_id}_lesion.mha"
+        )
         native = read_image(case.adc)[1]
         assert geometry.same_grid(native) and set(np.unique(pred)) <= {0, 1}
 
@@ -119,7 +121,13 @@ def test_presets_and_overrides():
     quick = make_config(preset="auto", device="cpu")
     assert quick.preset == "quick" and quick.augment == "torchio" and not quick.amp
     seed = make_config(preset="seed", device="cpu")
-    assert (seed.epochs, seed.patience, seed.batch_size, seed.lr, seed.weight_decay) == (100, 10, 4, 1e-3, 1e-3)
+    assert (seed.epochs, seed.patience, seed.batch_size, seed.lr, seed.weight_decay) == (
+        100,
+        10,
+        4,
+        1e-3,
+        1e-3,
+    )
     assert (seed.lr_decay, seed.l1, seed.grad_clip, seed.target_shape) == (0.9, 1e-4, 1.0, (32, 192, 192))
     assert make_config(preset="quick", device="cpu", epochs=2, batch_size=None).epochs == 2
     assert make_config(preset="quick", device="cpu").batch_size == PRESETS["quick"]["batch_size"]
