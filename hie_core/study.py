@@ -88,7 +88,7 @@ def run_study(
 ) -> list[RunOutcome]:
     """Run the study; returns one outcome per loss, then baseline, results and book steps."""
     from hie_core.config import make_config
-    from hie_core.experiment import project_root, resolve_data_dir, run_baseline
+    from hie_core.experiment import project_root, resolve_data_dir
 
     root = project_root(Path(__file__).resolve().parent)
     study_dir = study_dir.resolve()
@@ -107,14 +107,32 @@ def run_study(
             outcomes = [f.result() for f in futures]
     else:
         outcomes = [_run_one(loss, study_dir, root, common, None) for loss in losses]
-    start = time.perf_counter()
-    run_baseline(data, study_dir / "baseline")
-    outcomes.append(RunOutcome("baseline", True, time.perf_counter() - start, study_dir / "baseline", Path()))
-    print(f"[study] {'baseline':<15} {outcomes[-1].seconds:7.1f} s  ok", flush=True)
+    outcomes.append(_baseline(data, study_dir))
+    if not any(o.ok for o in outcomes[: len(losses)]):
+        print("[study] no training run finished: skipping the book", flush=True)
+        return outcomes
     outcomes += _run_book_notebooks(root, study_dir)
     if build_book:
         outcomes.append(_build_book(root, study_dir))
     return outcomes
+
+
+def _baseline(data: Path, study_dir: Path) -> RunOutcome:
+    """The ``ZADC < -2`` baseline; a failure is reported like a failed run."""
+    from hie_core.experiment import run_baseline
+
+    start = time.perf_counter()
+    try:
+        run_baseline(data, study_dir / "baseline")
+        ok, message = True, ""
+    except Exception as exc:  # reported in the summary; the study goes on
+        ok, message = False, str(exc).splitlines()[0]
+    outcome = RunOutcome("baseline", ok, time.perf_counter() - start, study_dir / "baseline", Path(), message)
+    print(
+        f"[study] {'baseline':<15} {outcome.seconds:7.1f} s  {'ok' if ok else 'FAILED: ' + message}",
+        flush=True,
+    )
+    return outcome
 
 
 def _run_book_notebooks(root: Path, study_dir: Path) -> list[RunOutcome]:
