@@ -295,7 +295,10 @@ class BatchAugmenter:
             )
         if spacing_mm.shape != (image.shape[0], 3):
             raise ValueError(f"spacing_mm must be (B, 3), got {tuple(spacing_mm.shape)}")
-        spacing_dev = spacing_mm.to(device=image.device, dtype=torch.float32)
+        if image.is_cuda and not spacing_mm.is_cuda:  # pinned + non_blocking: no sync per step
+            spacing_dev = spacing_mm.float().pin_memory().to(image.device, non_blocking=True)
+        else:
+            spacing_dev = spacing_mm.to(device=image.device, dtype=torch.float32)
         for name in ("noise", "anisotropy", "blur", "gamma"):
             if self.config.probability(name) > 0:
                 mask = self._mask(name, image.shape[0], generator, image.device)

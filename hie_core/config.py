@@ -67,6 +67,8 @@ class TrainConfig:
         selection_fraction: share of the training split held out for early stopping.
         num_workers: DataLoader workers (TorchIO augmentation runs there).
         amp: bf16 autocast (on CUDA).
+        compile: ``torch.compile`` the model in the device-resident training path
+            (:mod:`hie_core.fast`, used when ``augment`` is ``"gpu"`` or ``"none"``).
         prior_probability: initial lesion probability of the untrained network (output
             bias ``logit(p)``, Lin et al. 2017); lesions are about 1% of the brain. Without
             it the Dice-type losses start from "lesion everywhere" and need many more steps.
@@ -93,6 +95,7 @@ class TrainConfig:
     selection_fraction: float = 0.2
     num_workers: int = 0
     amp: bool = False
+    compile: bool = False
     prior_probability: float = 0.01
 
     def __post_init__(self) -> None:
@@ -162,7 +165,7 @@ def make_config(preset: str = "auto", device: str = "auto", **overrides: Any) ->
         raise ValueError(f"preset must be 'auto', 'seed' or 'quick', got {preset!r}")
     values: dict[str, Any] = dict(PRESETS[preset])
     cuda = device.startswith("cuda")
-    values.update(amp=cuda, num_workers=0)
+    values.update(amp=cuda, compile=cuda, num_workers=0)
     values["augment"] = "gpu" if cuda else "torchio"
     values.update({k: v for k, v in overrides.items() if v is not None})
     return TrainConfig(preset=preset, device=device, **values)

@@ -26,6 +26,7 @@ import torch
 from torch import nn
 
 from hie_core.config import TrainConfig
+from hie_core.fast import DeviceDataset, make_train_step, train_epoch_fast
 from hie_core.losses import get_loss
 from hie_core.model import UNet3D
 
@@ -253,6 +254,14 @@ def fit(
     cpu_aug = augmenter if config.augment == "torchio" else None
     gpu_aug = augmenter if config.augment == "gpu" else None
     dataset = TrainingSet(fit_items, cpu_aug, config.seed)
+    fast = config.augment != "torchio"  # data and augmentation can live on the device
+    if fast:
+        cuda = device.type == "cuda"
+        device_data = DeviceDataset(fit_items, device)
+        step = make_train_step(
+            model, loss_fn, state["optimizer"], l1=config.l1, grad_clip=config.grad_clip, amp=config.amp,
+            channels_last=cuda, compile=config.compile and cuda,
+        )  # fmt: skip
     done_this_call = 0
     bar = _progress(config.epochs, state["epoch"], f"train {config.loss}")
     while state["epoch"] < config.epochs and state["bad_epochs"] < config.patience:
@@ -261,12 +270,19 @@ def fit(
         torch.manual_seed(epoch_seed(config.seed, epoch, 2))  # dropout
         dataset.epoch = epoch
         order = np.random.default_rng(epoch_seed(config.seed, epoch, 3)).permutation(len(dataset)).tolist()
-        loader = torch.utils.data.DataLoader(
-            dataset, batch_size=config.batch_size, sampler=order, num_workers=config.num_workers,
-            pin_memory=device.type == "cuda", drop_last=False,
-        )  # fmt: skip
         lr = state["optimizer"].param_groups[0]["lr"]
-        train_loss = _train_epoch(model, loader, state["optimizer"], loss_fn, config, gpu_aug, epoch)
+        if fast:
+            torch.empty((), dtype=torch.int64).random_()  # the DataLoader's base-seed draw: same dropout stream
+            generator = None
+            if gpu_aug is not None:
+                generator = torch.Generator(device=device).manual_seed(epoch_seed(config.seed, epoch, 1))
+            train_loss = train_epoch_fast(step, device_data, gpu_aug, order, config.batch_size, generator)
+        else:
+            loader = torch.utils.data.DataLoader(
+                dataset, batch_size=config.batch_size, sampler=order, num_workers=config.num_workers,
+                pin_memory=device.type == "cuda", drop_last=False,
+            )  # fmt: skip
+            train_loss = _train_epoch(model, loader, state["optimizer"], loss_fn, config, gpu_aug, epoch)
         val_loss, val_dice = _selection_scores(model, list(selection_items), loss_fn, config)
         state["scheduler"].step()
         state["epoch"] = epoch
