@@ -38,6 +38,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
 __all__ = ["DeviceDataset", "FastOptions", "TrainStep", "make_train_step", "train_epoch_fast", "l1_weights"]
 
+#: ``torch.compile`` modes accepted by :func:`make_train_step`.
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 
 
