@@ -13,6 +13,7 @@ the training step can run on machines that only have PyTorch.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
 from dataclasses import dataclass
@@ -256,20 +257,28 @@ def write_image(array: np.ndarray, geometry: ImageGeometry, path: str | os.PathL
         array = array.astype(np.uint8)
     if array.shape != geometry.shape:
         raise ValueError(f"{path}: array shape {array.shape} does not match geometry shape {geometry.shape}")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix="-" + path.name, dir=path.parent)
-    os.close(fd)
-    try:
+    with _atomic_target(path) as tmp:
         if _is_nifti(path):
-            _write_nifti(array, geometry, Path(tmp))
+            _write_nifti(array, geometry, tmp)
         else:
-            _write_itk(array, geometry, Path(tmp), compress)
+            _write_itk(array, geometry, tmp, compress)
+    return path
+
+
+@contextlib.contextmanager
+def _atomic_target(path: Path):
+    """Yield a temporary path beside ``path`` (same suffix); rename it over ``path`` on success."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(prefix=".tmp-", suffix="-" + path.name, dir=path.parent)
+    os.close(fd)
+    tmp = Path(name)
+    try:
+        yield tmp
         os.chmod(tmp, _FILE_MODE)
         os.replace(tmp, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
-    return path
 
 
 def _write_itk(array: np.ndarray, geometry: ImageGeometry, path: Path, compress: bool) -> None:
@@ -303,18 +312,10 @@ def _write_nifti(array: np.ndarray, geometry: ImageGeometry, path: Path) -> None
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
     """Write ``data`` to ``path`` via a temporary file and a rename."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, _FILE_MODE)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with _atomic_target(path) as tmp, open(tmp, "wb") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
     return path
 
 
