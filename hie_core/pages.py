@@ -79,7 +79,10 @@ def abstract(study: Study):
     if second is not None:
         text += f" The runner-up, {second['method']}, reached {second['Dice']}."
     if not math.isnan(base):
-        text += f" The organisers' `ZADC < -2` threshold scored a mean Dice of {base:.3f}."
+        text += f" The organisers' `ZADC < -2` threshold scored a mean Dice of {base:.3f}"
+        beaten = int((losses["_dice"] > base).sum())
+        text += (": no loss beat it in this run." if beaten == 0
+                 else f"; {beaten} of {len(losses)} losses beat it.")  # fmt: skip
     w = wilcoxon_table(study)
     dice_p = w[(w["metric"] == "dice") & (w["method"] == best["method"])]
     if len(dice_p) and best["method"] != "dice":
