@@ -23,7 +23,7 @@ from hie_core.losses import LOSS_NAMES
 from hie_core.metrics import BURDEN_STRATA, paired_wilcoxon, summarize
 
 __all__ = ["Study", "load_study", "table1", "strata_table", "wilcoxon_table", "per_case_wide", "curves_figure",
-           "figure6", "best_loss", "BASELINE"]  # fmt: skip
+           "figure6", "best_loss", "BASELINE", "case_volumes", "live_case_viewer"]  # fmt: skip
 
 BASELINE = "ZADC < -2 (baseline)"
 
@@ -166,27 +166,45 @@ def _pick_case(study: Study, split: str) -> str:
     return str(mean_dice.index[len(mean_dice) // 2])
 
 
-def figure6(study: Study, case_id: str | None = None, split: str = "test"):
-    """The seed's Figure 6, interactive: one case, ADC/ZADC, ground truth and every loss."""
+def case_volumes(study: Study, case_id: str | None = None, split: str = "test") -> dict:
+    """One case's native ADC, ZADC, label and every method's prediction, for the viewers.
+
+    Returns:
+        dict with ``case_id``, ``split``, ``adc``, ``zadc`` (float32 (D, H, W)), ``label`` and
+        ``predictions`` (name -> bool (D, H, W)), and ``spacing_mm``.
+    """
     from hie_core.data import discover_cases
     from hie_core.evaluate import prediction_path
-    from hie_core.figures import case_viewer
     from hie_core.io import read_image
 
     case_id = case_id or _pick_case(study, split)
     cases = {c.case_id: c for c in discover_cases(study.first.config["data_dir_resolved"])}
     case = cases[case_id]
-    adc, geometry = read_image(case.adc)
-    zadc = read_image(case.zadc)[0]
-    label = read_image(case.label)[0] > 0
+    adc, geometry = read_image(case.adc, dtype=np.float32)
     preds = {loss: read_image(prediction_path(run.run_dir, case))[0] > 0 for loss, run in study.runs.items()}
     base = prediction_path(study.study_dir / "baseline", case)
     if base.is_file():
         preds[BASELINE] = read_image(base)[0] > 0
-    title = f"{case_id} ({case.split}) - {study.source}"
-    return case_viewer(
-        adc.astype(np.float32), zadc.astype(np.float32), label, geometry.spacing_mm, preds, title=title
-    )
+    return {"case_id": case_id, "split": case.split, "adc": adc, "zadc": read_image(case.zadc, dtype=np.float32)[0],
+            "label": read_image(case.label)[0] > 0, "predictions": preds, "spacing_mm": geometry.spacing_mm}  # fmt: skip
+
+
+def figure6(study: Study, case_id: str | None = None, split: str = "test"):
+    """The seed's Figure 6, interactive: one case, ADC/ZADC, ground truth and every loss."""
+    from hie_core.figures import case_viewer
+
+    v = case_volumes(study, case_id, split)
+    title = f"{v['case_id']} ({v['split']}) - {study.source}"
+    return case_viewer(v["adc"], v["zadc"], v["label"], v["spacing_mm"], v["predictions"], title=title)
+
+
+def live_case_viewer(study: Study, case_id: str | None = None, split: str = "test"):
+    """The same case as :func:`figure6` in the live ipywidgets viewer (needs a kernel)."""
+    from hie_core.viewers import live_viewer
+
+    v = case_volumes(study, case_id, split)
+    overlays = {"ground truth": v["label"], **v["predictions"]}
+    return live_viewer({"ADC": v["adc"], "ZADC": v["zadc"]}, overlays, v["spacing_mm"])
 
 
 def study_summary_json(study: Study) -> str:
