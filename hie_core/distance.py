@@ -81,12 +81,13 @@ def _edt_cuda(mask: torch.Tensor, spacing: tuple[float, ...]) -> torch.Tensor:
     from cupyx.scipy import ndimage as cndi
 
     mask = mask.contiguous()
-    if bool(mask.all()):
-        return torch.full(mask.shape, float("inf"), device=mask.device)
     with cupy.cuda.ExternalStream(torch.cuda.current_stream(mask.device).cuda_stream):
         cmask = cupy.from_dlpack(mask)
-        dist = cndi.distance_transform_edt(cmask, sampling=spacing, float64_distances=False)
-        return torch.from_dlpack(dist)
+        dist = torch.from_dlpack(
+            cndi.distance_transform_edt(cmask, sampling=spacing, float64_distances=False)
+        )
+    # an all-True mask has no distance: inf, chosen on the device (no host synchronisation)
+    return torch.where(mask.all(), torch.full((), float("inf"), device=mask.device), dist)
 
 
 def distance_transform_edt(mask, spacing_mm: Sequence[float] | None = None):

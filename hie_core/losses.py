@@ -89,15 +89,16 @@ def hausdorff_distance_field(mask: torch.Tensor, spacing_mm: Sequence[float] | N
         float32 tensor (B, C, D, H, W) on the mask's device.
     """
     fg = mask if mask.dtype == torch.bool else mask > 0.5
-    field = torch.zeros(fg.shape, dtype=torch.float32, device=fg.device)
-    for b in range(fg.shape[0]):
-        for c in range(fg.shape[1]):
-            vol = fg[b, c]
-            if bool(vol.any()) and not bool(vol.all()):
-                field[b, c] = distance_transform_edt(vol, spacing_mm) + distance_transform_edt(
-                    ~vol, spacing_mm
-                )
-    return field
+    flat = fg.flatten(2)
+    # Decided on the device, not per volume on the host: no synchronisation in a CUDA step.
+    has_boundary = (flat.any(-1) & ~flat.all(-1))[..., None, None, None]
+    fields = torch.stack(
+        [
+            distance_transform_edt(v, spacing_mm) + distance_transform_edt(~v, spacing_mm)
+            for v in fg.flatten(0, 1)
+        ]
+    ).view(fg.shape)
+    return torch.where(has_boundary, fields, torch.zeros((), device=fg.device))
 
 
 class HausdorffDTLoss(nn.Module):
