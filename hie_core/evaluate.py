@@ -72,8 +72,8 @@ def prediction_path(out_dir: Path, case: Case) -> Path:
     return Path(out_dir) / "predictions" / (case.split or "cases") / f"{case.case_id}_lesion.mha"
 
 
-def _score(case: Case, pred: np.ndarray, out_dir: Path | None) -> dict:
-    adc, geometry = read_image(case.adc)
+def _score(case: Case, pred: np.ndarray, out_dir: Path | None, adc_image: tuple | None = None) -> dict:
+    adc, geometry = adc_image if adc_image is not None else read_image(case.adc)
     if out_dir is not None:
         write_image(pred.astype(np.uint8), geometry, prediction_path(out_dir, case))
     row: dict = {"case_id": case.case_id, "split": case.split}
@@ -119,7 +119,7 @@ def evaluate_baseline(
     """Score the ``ZADC < threshold`` baseline on each case's native grid."""
     rows = []
     for case in cases:
-        adc = read_image(case.adc)[0]
+        adc_image = read_image(case.adc)
         zadc = read_image(case.zadc)[0]
-        rows.append(_score(case, threshold_baseline(zadc, adc, threshold), out_dir))
+        rows.append(_score(case, threshold_baseline(zadc, adc_image[0], threshold), out_dir, adc_image))
     return rows

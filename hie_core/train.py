@@ -111,22 +111,33 @@ def _dice_per_case(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return torch.where(total > 0, 2 * inter / total.clamp_min(1), torch.ones_like(total))
 
 
-@torch.no_grad()
-def _selection_scores(model, items, loss_fn, config: TrainConfig) -> tuple[float, float]:
-    """Mean loss and mean per-case Dice (resampled grid) on the selection set."""
-    model.eval()
+def _selection_batches(
+    items: Sequence[TrainItem], config: TrainConfig
+) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """The selection set as (image, label) batches on the device, built once per run."""
     device = torch.device(config.device)
-    losses, dices = [], []
+    batches = []
     for start in range(0, len(items), config.batch_size):
         chunk = items[start : start + config.batch_size]
         x = torch.from_numpy(np.stack([c.image for c in chunk])).to(device)
         y = torch.from_numpy(np.stack([c.label for c in chunk])).to(device)
+        batches.append((x, y))
+    return batches
+
+
+@torch.no_grad()
+def _selection_scores(model, batches, loss_fn, config: TrainConfig) -> tuple[float, float]:
+    """Mean loss and mean per-case Dice (resampled grid) on the selection set."""
+    model.eval()
+    device = torch.device(config.device)
+    losses, dices = [], []
+    for x, y in batches:
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=config.amp):
             logits = model(x)
         logits = logits.float()
-        losses.append(float(loss_fn(logits, y)) * len(chunk))
+        losses.append(float(loss_fn(logits, y)) * len(x))
         dices.append(_dice_per_case(logits, y).cpu())
-    return sum(losses) / len(items), float(torch.cat(dices).mean())
+    return sum(losses) / sum(len(x) for x, _ in batches), float(torch.cat(dices).mean())
 
 
 def _make_augmenter(config: TrainConfig):
@@ -262,6 +273,7 @@ def fit(
             model, loss_fn, state["optimizer"], l1=config.l1, grad_clip=config.grad_clip, amp=config.amp,
             channels_last=cuda, compile=config.compile and cuda,
         )  # fmt: skip
+    selection = _selection_batches(selection_items, config)
     done_this_call = 0
     bar = _progress(config.epochs, state["epoch"], f"train {config.loss}")
     while state["epoch"] < config.epochs and state["bad_epochs"] < config.patience:
@@ -272,7 +284,9 @@ def fit(
         order = np.random.default_rng(epoch_seed(config.seed, epoch, 3)).permutation(len(dataset)).tolist()
         lr = state["optimizer"].param_groups[0]["lr"]
         if fast:
-            torch.empty((), dtype=torch.int64).random_()  # the DataLoader's base-seed draw: same dropout stream
+            torch.empty(
+                (), dtype=torch.int64
+            ).random_()  # the DataLoader's base-seed draw: same dropout stream
             generator = None
             if gpu_aug is not None:
                 generator = torch.Generator(device=device).manual_seed(epoch_seed(config.seed, epoch, 1))
@@ -283,7 +297,7 @@ def fit(
                 pin_memory=device.type == "cuda", drop_last=False,
             )  # fmt: skip
             train_loss = _train_epoch(model, loader, state["optimizer"], loss_fn, config, gpu_aug, epoch)
-        val_loss, val_dice = _selection_scores(model, list(selection_items), loss_fn, config)
+        val_loss, val_dice = _selection_scores(model, selection, loss_fn, config)
         state["scheduler"].step()
         state["epoch"] = epoch
         if val_dice > state["best_dice"]:
