@@ -73,7 +73,7 @@ def abstract(study: Study):
     _, losses, base = _ranked(study)
     best, second = losses.iloc[0], losses.iloc[1] if len(losses) > 1 else None
     data = "synthetic BONBID-like data" if study.synthetic else "the BONBID-HIE release"
-    text = (f"On {data} ({best['cases']} test cases, {study.source.split(';')[1].strip()}), "
+    text = (f"On {data} ({best['cases']} test cases, preset {study.first.config['config']['preset']}), "
             f"**{best['method']}** gave the highest mean test Dice, {best['Dice']} (mean [95% CI]), "
             f"MASD {best['MASD mm']} mm and NSD {best['NSD @2mm']}.")  # fmt: skip
     if second is not None:
@@ -100,9 +100,7 @@ def _overlap(losses) -> str:
     if len(losses) < 2:
         return ""
     best, second = losses.iloc[0], losses.iloc[1]
-    lo_best = float(best["Dice"].split("[")[1].split(",")[0])
-    hi_second = float(second["Dice"].split(",")[1].rstrip("]"))
-    if lo_best <= hi_second:
+    if best["_dice_low"] <= second["_dice_high"]:
         return (f"The confidence intervals of the two best losses ({best['method']} and {second['method']}) "
                 "overlap: this study cannot rank them with confidence.")  # fmt: skip
     return f"The interval of {best['method']} lies above that of {second['method']}."

@@ -86,7 +86,11 @@ def _ci(stats: dict, digits: int) -> str:
 
 
 def table1(study: Study, split: str = "test", n_boot: int = 2000) -> pd.DataFrame:
-    """Dice, MASD (mm) and NSD @2 mm, mean [95% bootstrap CI], per loss and the baseline."""
+    """Dice, MASD (mm) and NSD @2 mm, mean [95% bootstrap CI], per loss and the baseline.
+
+    Columns starting with ``_`` hold the numeric Dice mean and CI for ranking; drop them
+    for display (``.filter(regex="^[^_]")``).
+    """
     rows = []
     metrics = study.metrics()
     for method, frame in metrics[metrics["split"] == split].groupby("method", sort=False):
@@ -96,7 +100,7 @@ def table1(study: Study, split: str = "test", n_boot: int = 2000) -> pd.DataFram
             "method": method, "cases": s["dice"]["n"], "Dice": _ci(s["dice"], 3), "MASD mm": _ci(s["masd_mm"], 2),
             "MASD n/a": s["masd_mm"]["n_skipped"], "NSD @2mm": _ci(s["nsd"], 3),
             "epochs (best)": f"{run.summary['epochs_run']} ({run.summary['best_epoch']})" if run else "-",
-            "_dice": s["dice"]["mean"],
+            "_dice": s["dice"]["mean"], "_dice_low": s["dice"]["ci_low"], "_dice_high": s["dice"]["ci_high"],
         })  # fmt: skip
     return pd.DataFrame(rows)
 
