@@ -37,6 +37,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from anywhere
 
+from _cli import model_parser  # noqa: E402  (benchmarks/ is on sys.path when run as a script)
+
 from hie_core.config import provenance  # noqa: E402
 from hie_core.losses import LOSS_NAMES, get_loss  # noqa: E402
 from hie_core.model import UNet3D, count_parameters, forward_flops  # noqa: E402
@@ -50,11 +52,7 @@ METRIC_SPACING_MM = (2.2, 0.7, 0.7)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
-    p.add_argument("--shape", type=int, nargs=3, metavar=("D", "H", "W"), default=(32, 192, 192))
-    p.add_argument("--batch", type=int, default=4)
-    p.add_argument("--widths", type=int, nargs=4, default=(32, 64, 128, 256))
+    p = model_parser(__doc__.split("\n\n")[0])
     p.add_argument("--cases", type=int, default=16, help="synthetic cases held by both pipelines")
     p.add_argument("--steps", type=int, default=10, help="timed training steps per loss")
     p.add_argument("--warmup", type=int, default=3, help="untimed steps per loss (compilation included)")

@@ -29,6 +29,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from _cli import model_parser  # noqa: E402  (benchmarks/ is on sys.path when run as a script)
+
 from hie_core.losses import LOSS_NAMES, get_loss  # noqa: E402
 from hie_core.model import UNet3D, count_parameters, forward_flops  # noqa: E402
 
@@ -36,11 +38,7 @@ MONAI_BASELINE = "tversky_hdt[monai]"
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
-    p.add_argument("--shape", type=int, nargs=3, metavar=("D", "H", "W"), default=(32, 192, 192))
-    p.add_argument("--batch", type=int, default=4)
-    p.add_argument("--widths", type=int, nargs=4, default=(32, 64, 128, 256))
+    p = model_parser(__doc__.split("\n\n")[0])
     p.add_argument("--steps", type=int, default=5, help="timed steps per loss")
     p.add_argument("--warmup", type=int, default=2, help="untimed steps per loss")
     p.add_argument("--amp", action="store_true", help="bf16 autocast for the forward (CUDA only)")

@@ -39,9 +39,7 @@ class RunOutcome:
 def _papermill(notebook: Path, out: Path, params: dict, cwd: Path, env: dict, log: Path) -> tuple[bool, str]:
     cmd = [sys.executable, "-m", "papermill", str(notebook), str(out), "--cwd", str(cwd), "--no-progress-bar"]
     for key, value in params.items():
-        cmd += (
-            ["-p", key, str(value)] if not isinstance(value, bool) else ["-y", f"{key}: {str(value).lower()}"]
-        )
+        cmd += ["-p", key, str(value)]
     out.parent.mkdir(parents=True, exist_ok=True)
     with open(log, "w") as fh:
         proc = subprocess.run(cmd, stdout=fh, stderr=subprocess.STDOUT, env=env, cwd=cwd)
