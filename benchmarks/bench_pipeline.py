@@ -1,10 +1,10 @@
-"""Whole training pipeline: what a user assembles today against ``hie_core.fast``, in one process.
+"""Whole training pipeline: what a user assembles today against ``hie_core.training.step``, in one process.
 
 Baseline ("as shipped"): the same U-Net, eager PyTorch in float32 (``--baseline-amp`` for
 bf16), MONAI's losses as shipped (``monai.losses.HausdorffDTLoss`` with its host SciPy
 distance transforms; hybrids ``0.9 * X + 0.1 * log(1 + HDT)``), the seed's five TorchIO
 augmentations (p=0.5) in ``--workers`` DataLoader workers, a host-to-device copy and a
-``float(loss)`` per step. Ours: :mod:`hie_core.fast` with its defaults (device-resident
+``float(loss)`` per step. Ours: :mod:`hie_core.training.step` with its defaults (device-resident
 data, the batched ``gpu`` augmentation back end, on-device distance transforms, and on CUDA
 bf16 autocast, ``channels_last_3d`` and ``torch.compile``).
 
@@ -39,10 +39,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script 
 
 from _cli import model_parser  # noqa: E402  (benchmarks/ is on sys.path when run as a script)
 
-from hie_core.config import provenance  # noqa: E402
 from hie_core.losses import LOSS_NAMES, get_loss  # noqa: E402
 from hie_core.model import UNet3D, count_parameters, forward_flops  # noqa: E402
-from hie_core.train import TrainItem  # noqa: E402
+from hie_core.training.config import provenance  # noqa: E402
+from hie_core.training.fit import TrainItem  # noqa: E402
 
 BASE_LOSSES = ("dice", "tversky_hdt")
 SMALL = {"shape": (16, 32, 32), "widths": (4, 8, 16, 32), "batch": 2, "steps": 2, "warmup": 1, "cases": 4,
@@ -140,7 +140,7 @@ def sync(device: torch.device) -> None:
 def baseline_batches(items, args, device: torch.device) -> Iterator[tuple[torch.Tensor, ...]]:
     """Endless TorchIO-augmented batches from DataLoader workers (random cases, with replacement)."""
     from hie_core.augment import AugmentConfig, TorchioAugmenter
-    from hie_core.train import TrainingSet
+    from hie_core.training.fit import TrainingSet
 
     dataset = TrainingSet(items, TorchioAugmenter(AugmentConfig()), args.seed)
     sampler = torch.utils.data.RandomSampler(
@@ -161,7 +161,7 @@ def stop_workers(batches: Iterator) -> None:
 
 
 def ours_batches(dataset, augmenter, args, generator) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    """Endless device batches of ``hie_core.fast``, augmented on the device."""
+    """Endless device batches of ``hie_core.training.step``, augmented on the device."""
     rng = np.random.default_rng(args.seed)
     while True:
         for image, label, spacing_mm in dataset.batches(rng.permutation(len(dataset)).tolist(), args.batch):
@@ -174,7 +174,7 @@ def _l1_penalty(model: torch.nn.Module) -> torch.Tensor:
 
 
 def baseline_step(model, loss_fn, optimizer, device: torch.device, amp: bool) -> Callable[..., float]:
-    """The eager step of ``hie_core.train`` as a user writes it: copy in, ``float(loss)`` out."""
+    """The eager step of ``hie_core.training.fit`` as a user writes it: copy in, ``float(loss)`` out."""
 
     def step(image: torch.Tensor, label: torch.Tensor, spacing: torch.Tensor) -> float:
         image, label = image.to(device, non_blocking=True), label.to(device, non_blocking=True)
@@ -300,7 +300,7 @@ def project_study_hours(rates: dict[str, float], inference_ms: float, metric_ms:
 def run_pipeline(name: str, items, model, init_state, args, device, flops_fwd: float) -> tuple[list, dict]:
     """Time one pipeline's training per loss, its augmentation, inference and metrics."""
     from hie_core.augment import AugmentConfig, BatchAugmenter
-    from hie_core.fast import DeviceDataset, FastOptions, make_train_step
+    from hie_core.training.step import DeviceDataset, FastOptions, make_train_step
 
     cuda = device.type == "cuda"
     options = FastOptions.for_device(device)

@@ -243,7 +243,9 @@ def _validate_case(case: Case, problems: list[str]) -> CaseReport | None:
         if item is not None:
             diffs = reference.grid_differences(item[1])
             if diffs:
-                problems.append(f"{path}: {name} is not on the ADC grid of {case.adc.name}: " + "; ".join(diffs))
+                problems.append(
+                    f"{path}: {name} is not on the ADC grid of {case.adc.name}: " + "; ".join(diffs)
+                )
     lesion_voxels = None
     if label is not None:
         values = np.unique(label[0])

@@ -128,8 +128,7 @@ def _check_suffix(path: Path) -> None:
     name = path.name.lower()
     if not name.endswith(_ITK_SUFFIXES + _NIFTI_SUFFIXES):
         raise ImageReadError(
-            f"{path}: unsupported file type (expected one of "
-            f"{', '.join(_ITK_SUFFIXES + _NIFTI_SUFFIXES)})"
+            f"{path}: unsupported file type (expected one of {', '.join(_ITK_SUFFIXES + _NIFTI_SUFFIXES)})"
         )
 
 
@@ -179,7 +178,9 @@ def read_geometry(path: str | os.PathLike) -> ImageGeometry:
         reader.ReadImageInformation()
         if reader.GetDimension() != 3:
             raise ImageReadError(f"{path}: expected a 3D image, got {reader.GetDimension()}D")
-        return _geometry_from_itk(reader.GetSize(), reader.GetSpacing(), reader.GetOrigin(), reader.GetDirection())
+        return _geometry_from_itk(
+            reader.GetSize(), reader.GetSpacing(), reader.GetOrigin(), reader.GetDirection()
+        )
     except ImageReadError:
         raise
     except Exception as exc:
@@ -203,9 +204,13 @@ def _read_itk(path: Path) -> tuple[np.ndarray, ImageGeometry]:
     if image.GetDimension() != 3:
         raise ImageReadError(f"{path}: expected a 3D image, got {image.GetDimension()}D")
     if image.GetNumberOfComponentsPerPixel() != 1:
-        raise ImageReadError(f"{path}: expected a scalar image, got {image.GetNumberOfComponentsPerPixel()} components")
+        raise ImageReadError(
+            f"{path}: expected a scalar image, got {image.GetNumberOfComponentsPerPixel()} components"
+        )
     array = sitk.GetArrayFromImage(image)  # already (z, y, x) = (D, H, W)
-    geometry = _geometry_from_itk(image.GetSize(), image.GetSpacing(), image.GetOrigin(), image.GetDirection())
+    geometry = _geometry_from_itk(
+        image.GetSize(), image.GetSpacing(), image.GetOrigin(), image.GetDirection()
+    )
     return array, geometry
 
 
@@ -236,7 +241,9 @@ def _read_nifti(path: Path, header_only: bool = False) -> tuple[np.ndarray | Non
     return np.ascontiguousarray(np.transpose(data, (2, 1, 0))), geometry
 
 
-def write_image(array: np.ndarray, geometry: ImageGeometry, path: str | os.PathLike, compress: bool = True) -> Path:
+def write_image(
+    array: np.ndarray, geometry: ImageGeometry, path: str | os.PathLike, compress: bool = True
+) -> Path:
     """Write a (D, H, W) array with its geometry, atomically.
 
     The file appears complete or not at all: it is written to a temporary name in the

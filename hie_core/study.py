@@ -85,8 +85,8 @@ def run_study(
     build_book: bool = True,
 ) -> list[RunOutcome]:
     """Run the study; returns one outcome per loss, then baseline, results and book steps."""
-    from hie_core.config import make_config
-    from hie_core.experiment import project_root, resolve_data_dir
+    from hie_core.training.config import make_config
+    from hie_core.training.experiment import project_root, resolve_data_dir
 
     root = project_root(Path(__file__).resolve().parent)
     study_dir = study_dir.resolve()
@@ -117,7 +117,7 @@ def run_study(
 
 def _baseline(data: Path, study_dir: Path) -> RunOutcome:
     """The ``ZADC < -2`` baseline; a failure is reported like a failed run."""
-    from hie_core.experiment import run_baseline
+    from hie_core.training.experiment import run_baseline
 
     start = time.perf_counter()
     try:
@@ -135,7 +135,7 @@ def _baseline(data: Path, study_dir: Path) -> RunOutcome:
 
 def _run_book_notebooks(root: Path, study_dir: Path) -> list[RunOutcome]:
     """Execute the study-level notebooks (intro, data, methods, results, performance)."""
-    from hie_core.book import BOOK_NOTEBOOKS
+    from hie_core.report.book import BOOK_NOTEBOOKS
 
     outcomes = []
     for name in BOOK_NOTEBOOKS:
@@ -152,7 +152,7 @@ def _run_book_notebooks(root: Path, study_dir: Path) -> list[RunOutcome]:
 
 
 def _build_book(root: Path, study_dir: Path) -> RunOutcome:
-    from hie_core.book import build_book
+    from hie_core.report.book import build_book
 
     start = time.perf_counter()
     try:
@@ -184,7 +184,7 @@ def main(argv: list[str] | None = None) -> int:
     unknown = [s for s in losses if s not in LOSS_NAMES]
     if unknown:
         p.error(f"unknown loss(es) {unknown}; valid: {', '.join(LOSS_NAMES)}")
-    from hie_core.config import make_config
+    from hie_core.training.config import make_config
 
     name = args.study or make_config(preset=args.preset, device=args.device).preset
     start = time.perf_counter()

@@ -72,7 +72,7 @@ def tiny_synthetic(tmp_path_factory) -> Path:
 
 def tiny_config(data_dir: Path, output_dir: Path, **overrides):
     """A training configuration small enough for a unit test (seconds on CPU)."""
-    from hie_core.config import make_config
+    from hie_core.training.config import make_config
 
     values = dict(
         loss="dice",

@@ -15,7 +15,7 @@ from hie_core.augment import (
     derive_seed,
     make_augmenter,
 )
-from hie_core.augment_gpu import (
+from hie_core.augment.batched import (
     bspline_weights,
     elastic_displacement_mm,
     elastic_warp,

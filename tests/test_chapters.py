@@ -1,4 +1,4 @@
-"""Tests of hie_core.chapters: the Data and Methods chapters' tables and figures."""
+"""Tests of hie_core.report.chapters: the Data and Methods chapters' tables and figures."""
 
 from __future__ import annotations
 
@@ -9,13 +9,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from hie_core import chapters
 from hie_core.augment import AugmentConfig
-from hie_core.config import PRESETS, TrainConfig
 from hie_core.data import load_dataset
 from hie_core.io import ImageGeometry
 from hie_core.model import UNet3D, count_parameters, forward_flops
 from hie_core.preprocess import preprocess_arrays
+from hie_core.report import chapters
+from hie_core.training.config import PRESETS, TrainConfig
 from tests.conftest import TINY_GEOMETRY, write_tiny_case
 
 # tiny label: 2 x 3 x 3 voxels; brain: ADC > 0 everywhere but rows 0-1 -> 6 x 10 x 10 voxels

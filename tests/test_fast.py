@@ -14,11 +14,11 @@ import pytest
 import torch
 
 from hie_core.augment import AugmentConfig, BatchAugmenter
-from hie_core.config import TrainConfig
-from hie_core.fast import DeviceDataset, FastOptions, make_train_step, train_epoch_fast
 from hie_core.losses import get_loss
 from hie_core.model import UNet3D
-from hie_core.train import TrainingSet, TrainItem, _train_epoch, epoch_seed
+from hie_core.training.config import TrainConfig
+from hie_core.training.fit import TrainingSet, TrainItem, _train_epoch, epoch_seed
+from hie_core.training.step import DeviceDataset, FastOptions, make_train_step, train_epoch_fast
 
 ROOT = Path(__file__).resolve().parents[1]
 SHAPE = (8, 16, 16)

@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 import torch
 
-from hie_core import predict
 from hie_core.data import discover_cases
-from hie_core.evaluate import evaluate_baseline, prediction_path, threshold_baseline
 from hie_core.io import ImageGeometry, read_image, write_image
-from hie_core.train import build_model, load_best_model
+from hie_core.training import predict
+from hie_core.training.evaluate import evaluate_baseline, prediction_path, threshold_baseline
+from hie_core.training.fit import build_model, load_best_model
 
 from .conftest import write_tiny_case
 

@@ -19,8 +19,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from hie_core.book import book_size, external_references
 from hie_core.losses import LOSS_NAMES
+from hie_core.report.book import book_size, external_references
 
 ROOT = Path(__file__).resolve().parent.parent
 STUDY = ROOT / "runs" / "quick"

@@ -14,10 +14,10 @@ import pandas as pd
 import pytest
 import torch
 
-from hie_core.config import PRESETS, make_config
-from hie_core.experiment import run_experiment
 from hie_core.io import read_image
-from hie_core.train import load_best_model
+from hie_core.training.config import PRESETS, make_config
+from hie_core.training.experiment import run_experiment
+from hie_core.training.fit import load_best_model
 
 from .conftest import tiny_config
 
@@ -103,7 +103,7 @@ def test_killed_run_resumes_to_identical_results(reference_run, tiny_synthetic, 
     out = tmp_path / "killed"
     config = tiny_config(tiny_synthetic, out)
     code = (
-        "import json, sys\nfrom hie_core.config import TrainConfig\nfrom hie_core.experiment import run_experiment\n"
+        "import json, sys\nfrom hie_core.training.config import TrainConfig\nfrom hie_core.training.experiment import run_experiment\n"
         "run_experiment(TrainConfig.from_dict(json.loads(sys.argv[1])))\n"
     )
     proc = subprocess.Popen([sys.executable, "-c", code, config.to_json()], stderr=subprocess.DEVNULL)

@@ -1,4 +1,4 @@
-"""Tests of hie_core.figures (Plotly book figures) and hie_core.viewers (live viewer, montage)."""
+"""Tests of hie_core.report.figures (Plotly book figures) and hie_core.report.viewers (live viewer, montage)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 from matplotlib.figure import Figure
 
-from hie_core import figures, viewers
+from hie_core.report import figures, viewers
 
 SPACING_MM = (3.0, 0.8, 0.6)
 

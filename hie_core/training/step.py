@@ -1,6 +1,6 @@
 """A device-resident training pipeline: data, augmentation, step and epoch without host round trips.
 
-The default pipeline (:func:`hie_core.train.fit`) copies every batch from host memory, and
+The default pipeline (:func:`hie_core.training.fit.fit`) copies every batch from host memory, and
 reads each step's loss back to the host (``float(loss)``), which waits for the GPU. On a
 GPU the whole preprocessed training set fits in memory (85 cases of 2x32x192x192 float32
 are about 0.9 GB), so this module keeps it there and runs an epoch as a queue of device
@@ -14,11 +14,11 @@ work with one synchronisation at its end:
   with ``torch.compile`` and the ``channels_last_3d`` memory format; it returns the loss as
   a device tensor and never calls ``.item()``.
 - :func:`train_epoch_fast`: one epoch of batches in a given order, augmented on the device
-  with :class:`hie_core.augment_gpu.BatchAugmenter`, returning the mean loss with a single
+  with :class:`hie_core.augment.batched.BatchAugmenter`, returning the mean loss with a single
   host synchronisation.
 
 In float32, without compilation and in the default memory format, a step is bit-identical
-to :func:`hie_core.train.fit`'s eager step (same seed, same batches; see ``tests/test_fast.py``).
+to :func:`hie_core.training.fit.fit`'s eager step (same seed, same batches; see ``tests/test_fast.py``).
 bf16 autocast, ``channels_last_3d`` (other convolution kernels) and ``torch.compile`` (fused
 kernels, its own dropout random stream) change the results within floating-point tolerance.
 """
@@ -34,7 +34,7 @@ import torch
 from torch import nn
 
 if TYPE_CHECKING:  # pragma: no cover
-    from hie_core.train import TrainItem
+    from hie_core.training.fit import TrainItem
 
 __all__ = ["DeviceDataset", "FastOptions", "TrainStep", "make_train_step", "train_epoch_fast", "l1_weights"]
 
@@ -68,7 +68,7 @@ class DeviceDataset:
     """A preprocessed training set stacked once on the device, batched there by index.
 
     Args:
-        items: the cases (:class:`hie_core.train.TrainItem`: image ``(2, D, H, W)``, label
+        items: the cases (:class:`hie_core.training.fit.TrainItem`: image ``(2, D, H, W)``, label
             ``(1, D, H, W)``, ``spacing_mm`` (D, H, W)), all of the same shape.
         device: where images and labels live.
         image_dtype: storage type of the images, ``torch.float32`` or ``torch.bfloat16``
@@ -261,15 +261,15 @@ def train_epoch_fast(
         step: the training step (its model is put in training mode).
         dataset: the device-resident cases.
         augmenter: a batched augmenter called as ``augmenter(image, label, spacing_mm, generator)``
-            (:class:`hie_core.augment_gpu.BatchAugmenter`), or ``None`` for no augmentation.
+            (:class:`hie_core.augment.batched.BatchAugmenter`), or ``None`` for no augmentation.
         order: case indices of this epoch, in batch order.
         batch_size: cases per batch.
         generator: ``torch.Generator`` on the dataset's device for the augmentation draws
-            (:func:`hie_core.train.fit` seeds it with ``epoch_seed(seed, epoch, 1)``).
+            (:func:`hie_core.training.fit.fit` seeds it with ``epoch_seed(seed, epoch, 1)``).
 
     Returns:
         The mean over cases of the batch losses (each weighted by its batch size), as
-        :func:`hie_core.train.fit` reports it; accumulated in float64 like its Python sum.
+        :func:`hie_core.training.fit.fit` reports it; accumulated in float64 like its Python sum.
     """
     if augmenter is not None and generator is None:
         raise ValueError("a generator is required when an augmenter is given, got None")

@@ -68,7 +68,7 @@ class TrainConfig:
         num_workers: DataLoader workers (TorchIO augmentation runs there).
         amp: bf16 autocast (on CUDA).
         compile: ``torch.compile`` the model in the device-resident training path
-            (:mod:`hie_core.fast`, used when ``augment`` is ``"gpu"`` or ``"none"``).
+            (:mod:`hie_core.training.step`, used when ``augment`` is ``"gpu"`` or ``"none"``).
         prior_probability: initial lesion probability of the untrained network (output
             bias ``logit(p)``, Lin et al. 2017); lesions are about 1% of the brain. Without
             it the Dice-type losses start from "lesion everywhere" and need many more steps.

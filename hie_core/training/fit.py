@@ -25,10 +25,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from hie_core.config import TrainConfig
-from hie_core.fast import DeviceDataset, make_train_step, train_epoch_fast
 from hie_core.losses import get_loss
 from hie_core.model import UNet3D
+from hie_core.training.config import TrainConfig
+from hie_core.training.step import DeviceDataset, make_train_step, train_epoch_fast
 
 __all__ = [
     "TrainItem",

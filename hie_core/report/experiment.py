@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from hie_core.experiment import RunResult
 from hie_core.io import read_image
+from hie_core.training.experiment import RunResult
 
 __all__ = [
     "source_label",
@@ -89,8 +89,8 @@ def run_overview(result: RunResult) -> pd.DataFrame:
 
 def training_curves(result: RunResult) -> None:
     """The loss and selection-Dice curves of this run (interactive)."""
-    from hie_core.figures import training_curves_figure
-    from hie_core.viewers import show
+    from hie_core.report.figures import training_curves_figure
+    from hie_core.report.viewers import show
 
     loss = result.config["config"]["loss"]
     fig = training_curves_figure({loss: result.history})
@@ -140,8 +140,8 @@ def _median_case(metrics: pd.DataFrame) -> pd.Series | None:
 def example_overlay(result: RunResult):
     """Reference and prediction over the native ADC of the test case with the median Dice."""
     from hie_core.data import discover_cases
-    from hie_core.evaluate import prediction_path
-    from hie_core.viewers import overlay_montage
+    from hie_core.report.viewers import overlay_montage
+    from hie_core.training.evaluate import prediction_path
 
     row = _median_case(result.metrics)
     if row is None:

@@ -88,7 +88,7 @@ def _vendor_mathjax(target: Path) -> None:
 
 def vendor_assets(root: Path) -> None:
     """Put plotly.min.js and MathJax's tex-svg.js under ``book/assets/``."""
-    from hie_core.viewers import plotly_js_path
+    from hie_core.report.viewers import plotly_js_path
 
     assets = root / "book" / "assets"
     assets.mkdir(parents=True, exist_ok=True)

@@ -24,12 +24,12 @@ from pathlib import Path
 
 import pandas as pd
 
-from hie_core.config import TrainConfig, provenance
 from hie_core.data import Case, carve_validation, load_dataset
-from hie_core.evaluate import METRIC_COLUMNS, evaluate_baseline, evaluate_model
 from hie_core.io import atomic_write_text
 from hie_core.metrics import summarize
-from hie_core.train import BEST, TrainItem, fit, load_best_model, training_finished
+from hie_core.training.config import TrainConfig, provenance
+from hie_core.training.evaluate import METRIC_COLUMNS, evaluate_baseline, evaluate_model
+from hie_core.training.fit import BEST, TrainItem, fit, load_best_model, training_finished
 
 __all__ = [
     "RunResult",
@@ -144,7 +144,7 @@ def run_experiment(config: TrainConfig, stop_after_epochs: int | None = None) ->
     """Train and evaluate one loss; resumable; see the module docstring for the files.
 
     Args:
-        config: from :func:`hie_core.config.make_config`.
+        config: from :func:`hie_core.training.config.make_config`.
         stop_after_epochs: interrupt training after this many epochs (tests of resuming);
             the run is then left unfinished and ``None`` is returned.
     """
@@ -212,7 +212,7 @@ def notebook_config(
     study of that preset looks, so a finished notebook run is reused by it); ``None``
     overrides mean "as the preset says". Prints the preset used, as the notebook shows it.
     """
-    from hie_core.config import make_config
+    from hie_core.training.config import make_config
 
     config = make_config(preset=preset, device=device, loss=loss, data_dir=data_dir, **overrides)
     out = Path(output_dir) if output_dir else project_root() / "runs" / config.preset / loss

@@ -18,9 +18,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from hie_core.experiment import RunResult, load_run
 from hie_core.losses import LOSS_NAMES
 from hie_core.metrics import BURDEN_STRATA, paired_wilcoxon, summarize
+from hie_core.training.experiment import RunResult, load_run
 
 __all__ = ["Study", "load_study", "table1", "strata_table", "wilcoxon_table", "per_case_wide", "curves_figure",
            "figure6", "best_loss", "BASELINE", "case_volumes", "live_case_viewer"]  # fmt: skip
@@ -156,7 +156,7 @@ def per_case_wide(study: Study, split: str = "test", metric: str = "dice") -> pd
 
 def curves_figure(study: Study):
     """Training loss, selection loss and selection Dice of every loss on one plot."""
-    from hie_core.figures import training_curves_figure
+    from hie_core.report.figures import training_curves_figure
 
     fig = training_curves_figure({loss: run.history for loss, run in study.runs.items()})
     fig.update_layout(title=f"Training curves of all losses - {study.source}")
@@ -178,8 +178,8 @@ def case_volumes(study: Study, case_id: str | None = None, split: str = "test") 
         ``predictions`` (name -> bool (D, H, W)), and ``spacing_mm``.
     """
     from hie_core.data import discover_cases
-    from hie_core.evaluate import prediction_path
     from hie_core.io import read_image
+    from hie_core.training.evaluate import prediction_path
 
     case_id = case_id or _pick_case(study, split)
     cases = {c.case_id: c for c in discover_cases(study.first.config["data_dir_resolved"])}
@@ -195,7 +195,7 @@ def case_volumes(study: Study, case_id: str | None = None, split: str = "test") 
 
 def figure6(study: Study, case_id: str | None = None, split: str = "test"):
     """The seed's Figure 6, interactive: one case, ADC/ZADC, ground truth and every loss."""
-    from hie_core.figures import case_viewer
+    from hie_core.report.figures import case_viewer
 
     v = case_volumes(study, case_id, split)
     title = f"{v['case_id']} ({v['split']}) - {study.source}"
@@ -204,7 +204,7 @@ def figure6(study: Study, case_id: str | None = None, split: str = "test"):
 
 def live_case_viewer(study: Study, case_id: str | None = None, split: str = "test"):
     """The same case as :func:`figure6` in the live ipywidgets viewer (needs a kernel)."""
-    from hie_core.viewers import live_viewer
+    from hie_core.report.viewers import live_viewer
 
     v = case_volumes(study, case_id, split)
     overlays = {"ground truth": v["label"], **v["predictions"]}

@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from hie_core.results import BASELINE, Study, load_study, strata_table, table1, wilcoxon_table
+from hie_core.report.results import BASELINE, Study, load_study, strata_table, table1, wilcoxon_table
 
 __all__ = ["open_study", "source_banner", "show_figure", "abstract", "discussion", "study_dir_for"]
 
@@ -25,8 +25,8 @@ def _markdown(text: str):
 
 def study_dir_for(study_dir: str = "", preset: str = "auto") -> Path:
     """``study_dir``, or ``runs/<preset>`` under the project root when empty."""
-    from hie_core.config import make_config
-    from hie_core.experiment import project_root
+    from hie_core.training.config import make_config
+    from hie_core.training.experiment import project_root
 
     if study_dir:
         return Path(study_dir)
@@ -56,7 +56,7 @@ def source_banner(study: Study):
 
 def show_figure(fig, div_id: str) -> None:
     """Display a plotly figure as HTML that the static book keeps (plotly.js is vendored)."""
-    from hie_core.viewers import show
+    from hie_core.report.viewers import show
 
     show(fig, div_id=div_id, plotly_mime=False)
 
@@ -170,7 +170,7 @@ def benchmark_results(root: Path | None = None):
 
     import pandas as pd
 
-    from hie_core.experiment import project_root
+    from hie_core.training.experiment import project_root
 
     folder = (root or project_root()) / "benchmarks" / "results"
     out = []

@@ -31,7 +31,7 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from hie_core.viewers import (
+from hie_core.report.viewers import (
     PALETTE,
     busiest_slice,
     check_volumes,

@@ -23,7 +23,14 @@ from matplotlib.patches import FancyBboxPatch
 from hie_core.data import Case, ValidationReport
 from hie_core.io import ImageGeometry, read_image
 from hie_core.metrics import BURDEN_STRATA, burden_stratum, case_metrics
-from hie_core.viewers import PALETTE, BookFigure, busiest_slice, compose_rgb, content_box, window_to_uint8
+from hie_core.report.viewers import (
+    PALETTE,
+    BookFigure,
+    busiest_slice,
+    compose_rgb,
+    content_box,
+    window_to_uint8,
+)
 
 if TYPE_CHECKING:
     from pandas.io.formats.style import Styler
@@ -70,8 +77,8 @@ def data_source(study_dir: str = "", data_dir: str = "") -> tuple[Path, bool, st
         path = Path(info["data_dir_resolved"])
         synthetic = bool(info.get("synthetic"))
     else:
-        from hie_core.config import make_config
-        from hie_core.experiment import resolve_data_dir
+        from hie_core.training.config import make_config
+        from hie_core.training.experiment import resolve_data_dir
 
         path = resolve_data_dir(make_config(preset="quick", device="cpu", data_dir=data_dir))
         synthetic = not data_dir
@@ -208,7 +215,7 @@ def load_case(case: Case) -> dict[str, Any]:
 
 def sample_case_viewer(arrays: Mapping[str, Any], label: str) -> go.Figure:
     """ADC, ZADC and label as switchable maps; the label as a toggleable overlay on all of them."""
-    from hie_core.figures import slice_viewer
+    from hie_core.report.figures import slice_viewer
 
     images = {"ADC": arrays["adc"], "ZADC": arrays["zadc"]}
     overlays = {}
@@ -362,7 +369,7 @@ def augmentation_examples(
 
 def preprocessing_figure(arrays: Mapping[str, Any], pre: PreprocessedCase, label: str) -> go.Figure:
     """Native ADC (left) against the preprocessed, z-scored ADC channel (right), labels toggled."""
-    from hie_core.figures import preprocessing_viewer
+    from hie_core.report.figures import preprocessing_viewer
 
     resampled_label = None if pre.label is None else pre.label[0]
     title = f"{arrays['case_id']}: native grid vs {pre.image.shape[1:]} - {label}"
@@ -374,7 +381,7 @@ def augmentation_figure(
     pre: PreprocessedCase, examples: Mapping[str, np.ndarray], label: str, channel: int = 0
 ) -> go.Figure:
     """Before/after viewer of :func:`augmentation_examples` for one channel (0 ADC, 1 ZADC)."""
-    from hie_core.figures import augmentation_viewer
+    from hie_core.report.figures import augmentation_viewer
 
     name = ("ADC", "ZADC")[channel]
     return augmentation_viewer(pre.image[channel], {k: v[channel] for k, v in examples.items()},
@@ -496,8 +503,8 @@ _PROTOCOL = (
 
 
 def protocol_table() -> pd.DataFrame:
-    """The seed and quick presets (:data:`hie_core.config.PRESETS`) over the ``TrainConfig`` defaults."""
-    from hie_core.config import PRESETS, TrainConfig
+    """The seed and quick presets (:data:`hie_core.training.config.PRESETS`) over the ``TrainConfig`` defaults."""
+    from hie_core.training.config import PRESETS, TrainConfig
 
     configs = {name: TrainConfig(preset=name, **values) for name, values in PRESETS.items()}
     rows = []

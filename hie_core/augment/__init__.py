@@ -7,7 +7,7 @@ std=0.01)``, ``RandomAnisotropy(downsampling=(1.2, 2.0))``, ``RandomBlur(std=(0,
 
 - ``"torchio"`` (:class:`TorchioAugmenter`, the reference): the ``tio.Compose`` itself,
   called on one sample at a time in DataLoader workers, seeded per call.
-- ``"gpu"`` (:class:`hie_core.augment_gpu.BatchAugmenter`): the same transforms written as
+- ``"gpu"`` (:class:`hie_core.augment.batched.BatchAugmenter`): the same transforms written as
   batched tensor code, sampled with a ``torch.Generator`` on the batch's device.
 - ``"none"``: identity.
 
@@ -55,7 +55,7 @@ from typing import TYPE_CHECKING, Literal
 import numpy as np
 import torch
 
-from hie_core.augment_gpu import BatchAugmenter
+from hie_core.augment.batched import BatchAugmenter
 
 if TYPE_CHECKING:  # pragma: no cover
     import torchio as tio

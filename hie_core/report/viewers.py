@@ -1,6 +1,6 @@
 """Showing slices and figures: array helpers, HTML embedding, a live viewer, a matplotlib montage.
 
-:mod:`hie_core.figures` builds the book's Plotly figures from the helpers here (windowing to
+:mod:`hie_core.report.figures` builds the book's Plotly figures from the helpers here (windowing to
 uint8, content crop, initial slice, overlay colours); :func:`figure_html` and :func:`show` put
 them into notebooks and the static book, which loads plotly.js from :func:`plotly_js_path`.
 :func:`live_viewer` is for a running kernel (JupyterLab / VS Code; a static book shows only its
@@ -361,7 +361,9 @@ def overlay_montage(
     rgb = _rgb_triplets(list(masks), colors)
     nrows = math.ceil(len(slices) / ncols)
     cols = min(ncols, len(slices))
-    fig = BookFigure(figsize=(3.0 * cols, 3.0 * nrows * height * sy / (width * sx) + 0.6), layout="constrained")
+    fig = BookFigure(
+        figsize=(3.0 * cols, 3.0 * nrows * height * sy / (width * sx) + 0.6), layout="constrained"
+    )
     axes = fig.subplots(nrows, cols, squeeze=False).ravel()
     extent = (-0.5 * sx, (width - 0.5) * sx, (height - 0.5) * sy, -0.5 * sy)  # row 0 at the top
     for ax, k in zip(axes, slices, strict=False):

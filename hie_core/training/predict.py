@@ -40,8 +40,8 @@ def predict_pair(
     model, meta: dict, adc_path: Path, zadc_path: Path, device: str = "cpu"
 ) -> tuple[np.ndarray, object]:
     """Predict one ADC/ZADC pair -> (binary mask (D, H, W) uint8, native geometry)."""
-    from hie_core.evaluate import predict_probabilities
     from hie_core.preprocess import preprocess_arrays, probabilities_to_native_mask
+    from hie_core.training.evaluate import predict_probabilities
 
     adc, geometry = read_image(adc_path, dtype=np.float32)
     zadc, zgeometry = read_image(zadc_path, dtype=np.float32)
@@ -119,8 +119,8 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.container and args.output is None:
         args.output = "/output"
-    from hie_core.config import resolve_device
-    from hie_core.train import load_best_model
+    from hie_core.training.config import resolve_device
+    from hie_core.training.fit import load_best_model
 
     try:
         device = resolve_device(args.device)
