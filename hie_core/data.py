@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
+from hie_core.errors import UserError
 from hie_core.io import ImageGeometry, ImageReadError, read_image
 
 __all__ = [
@@ -48,7 +49,7 @@ _PATTERNS = {
 }
 
 
-class DatasetError(ValueError):
+class DatasetError(UserError, ValueError):
     """A data folder is not usable. ``str(err)`` lists every problem, each with its file."""
 
     def __init__(self, message: str, problems: Sequence[str] = ()) -> None:

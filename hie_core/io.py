@@ -21,6 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
+from hie_core.errors import UserError
+
 __all__ = [
     "ImageGeometry",
     "ImageReadError",
@@ -44,7 +46,7 @@ _FILE_MODE = 0o666 & ~_umask()  # what open() would give; mkstemp alone gives 06
 _NIFTI_SUFFIXES = (".nii", ".nii.gz")
 
 
-class ImageReadError(RuntimeError):
+class ImageReadError(UserError, RuntimeError):
     """An image file could not be read; the message names the file and the cause."""
 
 

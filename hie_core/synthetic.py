@@ -61,6 +61,7 @@ __all__ = [
     "generate_case",
     "make_synthetic_dataset",
     "ensure_synthetic_dataset",
+    "is_synthetic_dir",
     "main",
 ]
 
@@ -561,6 +562,17 @@ def make_synthetic_dataset(
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return out
+
+
+def is_synthetic_dir(folder: str | os.PathLike) -> bool:
+    """True when ``folder`` (a release root, or one of its split folders) was written by this
+    generator: it, or its parent, holds the generator's manifest (``SYNTHETIC.json``).
+
+    This is how every page and result file decides to label numbers as synthetic, however
+    the folder was passed (empty ``data_dir``, or the generated folder's path).
+    """
+    folder = Path(folder).expanduser()
+    return any((f / MANIFEST).is_file() for f in (folder, folder.parent))
 
 
 def _complete(root: Path, preset: str, seed: int) -> bool:
