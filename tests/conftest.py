@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -88,3 +92,31 @@ def tiny_config(data_dir: Path, output_dir: Path, **overrides):
     )
     values.update(overrides)
     return make_config(preset="quick", device="cpu", **values)
+
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@dataclass(frozen=True)
+class MainStudy:
+    """The quick study the README's main job runs, and the book it built."""
+
+    study_dir: Path
+    html_dir: Path
+    stdout: str
+
+
+@pytest.fixture(scope="session")
+def main_study() -> MainStudy:
+    """Run ``python -m hie_core.study`` once per session (quick preset, CPU) into ``runs/quick``.
+
+    Finished runs there are reused (when their code fingerprint matches), so a second session
+    costs only the results and the book.
+    """
+    start = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-m", "hie_core.study", "--preset", "quick", "--device", "cpu"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=45 * 60)  # fmt: skip
+    print(proc.stdout[-4000:])
+    print(f"quick study + book: {time.perf_counter() - start:.0f} s")
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return MainStudy(ROOT / "runs" / "quick", ROOT / "_build" / "html", proc.stdout)
