@@ -8,8 +8,9 @@ A BONBID-HIE release (Zenodo record 10602767) holds split folders
     3LABEL/<id>_lesion.mha            (absent for inference-only data)
 
 :func:`discover_cases` accepts the release root or a single split folder and pairs the
-files by case id. :func:`validate_cases` reads every case and reports every problem at
-once, each naming its file; it never writes anything. :func:`carve_validation` and
+files by case id. :func:`load_dataset`, the usual entry point, also reads every file and
+raises one :class:`DatasetError` listing every problem of both kinds (names and pairing,
+file contents), each naming its file; nothing is ever written. :func:`carve_validation` and
 :func:`kfold` make seeded, deterministic selection sets out of the training split, so
 that reported validation and test cases are never used for model selection.
 """
@@ -81,10 +82,19 @@ class Case:
         return tuple(p for p in (self.adc, self.zadc, self.label) if p is not None)
 
 
-def _visible_files(folder: Path) -> list[Path]:
+def _visible_files(folder: Path, problems: list[str]) -> list[Path]:
+    """The files of ``folder`` (none if it is absent), hidden ones skipped; unreadable entries are problems."""
     if not folder.is_dir():
         return []
-    return sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith("."))
+    try:
+        entries = sorted(p for p in folder.iterdir() if not p.name.startswith("."))
+    except OSError as exc:
+        problems.append(f"{folder}: cannot list the folder ({exc.strerror or exc})")
+        return []
+    for path in entries:
+        if path.is_symlink() and not path.exists():
+            problems.append(f"{path}: broken link (its target does not exist)")
+    return [p for p in entries if p.is_file()]
 
 
 def _split_folders(root: Path) -> list[tuple[str | None, Path]]:
@@ -98,43 +108,45 @@ def _split_folders(root: Path) -> list[tuple[str | None, Path]]:
     return []
 
 
-def _discover_split(split: str | None, folder: Path, problems: list[str]) -> list[Case]:
+#: an input file whose case has no partner: (kind "adc"/"zadc"/"label", path)
+_Orphan = tuple[str, Path]
+
+
+def _discover_split(
+    split: str | None, folder: Path, labels: bool, problems: list[str]
+) -> tuple[list[Case], list[_Orphan]]:
+    """Pair the files of one split folder; misnamed and unpaired files are problems."""
     paths: dict[str, dict[str, Path]] = {}
     for key, (sub, pattern) in _PATTERNS.items():
-        for path in _visible_files(folder / sub):
+        if key == "label" and not labels:
+            continue
+        for path in _visible_files(folder / sub, problems):
             match = pattern.match(path.name)
             if match is None:
                 problems.append(f"{path}: file name does not follow the BONBID-HIE pattern for {sub}/")
                 continue
             paths.setdefault(match["id"], {})[key] = path
-    cases = []
+    cases: list[Case] = []
+    orphans: list[_Orphan] = []
     for case_id in sorted(paths):
         found = paths[case_id]
         missing = [k for k in ("adc", "zadc") if k not in found]
         for key in missing:
-            sub = _PATTERNS[key][0]
             have = next(iter(found.values()))
-            problems.append(f"{have}: missing partner file in {folder / sub} for case {case_id}")
-        if not missing:
+            problems.append(
+                f"{have}: missing partner file in {folder / _PATTERNS[key][0]} for case {case_id}"
+            )
+        if missing:
+            orphans.extend(found.items())
+        else:
             cases.append(Case(case_id, split, found["adc"], found["zadc"], found.get("label")))
-    return cases
+    return cases, orphans
 
 
-def discover_cases(root: str | Path, splits: Iterable[str] | None = None) -> list[Case]:
-    """Find and pair the cases of a BONBID-HIE folder.
-
-    Args:
-        root: the release root (holding ``BONBID2023_Train`` ...) or one split folder
-            (holding ``1ADC_ss``, ``2Z_ADC`` and optionally ``3LABEL``).
-        splits: keep only these splits (``"train"``, ``"val"``, ``"test"``).
-
-    Returns:
-        Cases sorted by split then id. Labels are ``None`` where ``3LABEL`` has none.
-
-    Raises:
-        DatasetError: the folder does not exist, is empty, is not a BONBID-HIE layout,
-            or has unpaired / misnamed files (all listed, each with its path).
-    """
+def _discover(
+    root: str | Path, splits: Iterable[str] | None, labels: bool, problems: list[str]
+) -> tuple[Path, list[Case], list[_Orphan]]:
+    """Discovery that collects problems; raises only when the folder as a whole is unusable."""
     root = Path(root).expanduser()
     if not root.is_dir():
         raise DatasetError(f"{root}: data folder not found")
@@ -150,13 +162,37 @@ def discover_cases(root: str | Path, splits: Iterable[str] | None = None) -> lis
         if unknown:
             raise ValueError(f"unknown split(s) {sorted(unknown)}; valid: {sorted(SPLIT_FOLDERS)}")
         folders = [(s, f) for s, f in folders if s in wanted or s is None]
-    problems: list[str] = []
     cases: list[Case] = []
+    orphans: list[_Orphan] = []
     for split, folder in folders:
-        found = _discover_split(split, folder, problems)
-        if not found and not problems:
+        n_before = len(problems)
+        found, lone = _discover_split(split, folder, labels, problems)
+        if not found and not lone and len(problems) == n_before:
             problems.append(f"{folder}: no cases found in {folder / '1ADC_ss'}")
         cases.extend(found)
+        orphans.extend(lone)
+    return root, cases, orphans
+
+
+def discover_cases(root: str | Path, splits: Iterable[str] | None = None, labels: bool = True) -> list[Case]:
+    """Find and pair the cases of a BONBID-HIE folder (file names only; nothing is read).
+
+    Args:
+        root: the release root (holding ``BONBID2023_Train`` ...) or one split folder
+            (holding ``1ADC_ss``, ``2Z_ADC`` and optionally ``3LABEL``).
+        splits: keep only these splits (``"train"``, ``"val"``, ``"test"``).
+        labels: look at ``3LABEL``; ``False`` ignores it (inference needs no labels).
+
+    Returns:
+        Cases sorted by split then id. Labels are ``None`` where ``3LABEL`` has none.
+
+    Raises:
+        DatasetError: the folder does not exist, is empty, is not a BONBID-HIE layout,
+            or has unpaired / misnamed files (all listed, each with its path). Use
+            :func:`load_dataset` to get these and the files' content problems in one error.
+    """
+    problems: list[str] = []
+    root, cases, _ = _discover(root, splits, labels, problems)
     if problems:
         raise DatasetError(f"{root}: {len(problems)} problem(s) in the BONBID-HIE folder", problems)
     return cases
@@ -261,6 +297,20 @@ def _validate_case(case: Case, problems: list[str]) -> CaseReport | None:
     return CaseReport(case, reference, lesion_voxels, brain_voxels)
 
 
+def _validate_into(cases: Sequence[Case], require_labels: bool, problems: list[str]) -> ValidationReport:
+    report = ValidationReport()
+    for case in cases:
+        if require_labels and case.label is None:
+            problems.append(f"{case.adc}: case {case.case_id} has no label in 3LABEL/ (needed for training)")
+        case_report = _validate_case(case, problems)
+        if case_report is None:
+            continue
+        report.cases.append(case_report)
+        if case_report.empty_label:
+            report.notes.append(f"{case.label}: empty label (no lesion voxels) - valid, kept")
+    return report
+
+
 def validate_cases(cases: Sequence[Case], require_labels: bool = False) -> ValidationReport:
     """Read every case and check it; raise one error listing every problem.
 
@@ -278,25 +328,51 @@ def validate_cases(cases: Sequence[Case], require_labels: bool = False) -> Valid
     if not cases:
         raise DatasetError("no cases to validate")
     problems: list[str] = []
-    report = ValidationReport()
-    for case in cases:
-        if require_labels and case.label is None:
-            problems.append(f"{case.adc}: case {case.case_id} has no label in 3LABEL/ (needed for training)")
-        case_report = _validate_case(case, problems)
-        if case_report is None:
-            continue
-        report.cases.append(case_report)
-        if case_report.empty_label:
-            report.notes.append(f"{case.label}: empty label (no lesion voxels) - valid, kept")
+    report = _validate_into(cases, require_labels, problems)
     if problems:
         raise DatasetError(f"{len(problems)} problem(s) in {len(cases)} case(s)", problems)
     return report
 
 
-def load_dataset(root: str | Path, require_labels: bool = True) -> tuple[list[Case], ValidationReport]:
-    """:func:`discover_cases` then :func:`validate_cases`: the usual entry point."""
-    cases = discover_cases(root)
-    return cases, validate_cases(cases, require_labels=require_labels)
+_KIND_NAMES = {"adc": "ADC", "zadc": "ZADC", "label": "label"}
+
+
+def load_dataset(
+    root: str | Path,
+    require_labels: bool = True,
+    splits: Iterable[str] | None = None,
+    labels: bool = True,
+) -> tuple[list[Case], ValidationReport]:
+    """Find, pair and read every case of a folder; one error lists every problem.
+
+    The usual entry point. Unlike :func:`discover_cases` followed by :func:`validate_cases`,
+    problems of both kinds are collected before anything is raised: misnamed or unpaired
+    files, empty split folders, and the contents of every file (unreadable, truncated, not
+    3D, off the case's grid, NaN/inf voxels, label values other than 0/1), including the
+    files whose partner is missing. Nothing is written.
+
+    Args:
+        root: the release root or one split folder (see :func:`discover_cases`).
+        require_labels: fail on cases without a label (training needs them).
+        splits: keep only these splits.
+        labels: read ``3LABEL``; ``False`` ignores it (inference).
+
+    Returns:
+        ``(cases, report)``: the cases sorted by split then id, and what was read.
+
+    Raises:
+        DatasetError: every problem found, each on its own line naming its file.
+    """
+    if require_labels and not labels:
+        raise ValueError("require_labels=True needs labels=True")
+    problems: list[str] = []
+    root, cases, orphans = _discover(root, splits, labels, problems)
+    for kind, path in orphans:
+        _check_map(path, _KIND_NAMES[kind], problems)
+    report = _validate_into(cases, require_labels, problems)
+    if problems:
+        raise DatasetError(f"{root}: {len(problems)} problem(s) in the BONBID-HIE folder", problems)
+    return cases, report
 
 
 def _seeded_order(cases: Sequence[Case], seed: int) -> list[Case]:

@@ -134,9 +134,68 @@ def test_validation_reports_every_problem_with_its_file_and_writes_nothing(tmp_p
     assert f"{p5['zadc']}: ZADC is not on the ADC grid" in message and "size" in message
     assert f"{p6['label']}: label is not on the ADC grid" in message
     assert "origin_mm" in message and "direction" in message
-    assert message.startswith("6 problem(s) in 6 case(s)")
+    assert message.startswith(f"{tmp_path}: 6 problem(s) in the BONBID-HIE folder")
     assert "Traceback" not in message
     assert _snapshot(tmp_path) == before
+
+
+def test_discovery_and_content_problems_come_in_one_error(tmp_path):
+    """Issue 11: a missing partner and three broken files are four problems, not one per attempt."""
+    split = tmp_path / "BONBID2023_Train"
+    lone = write_tiny_case(split, "D_001-VISIT_01")
+    lone["zadc"].unlink()  # 1: missing partner
+    truncated = write_tiny_case(split, "D_002-VISIT_01")["adc"]
+    truncated.write_bytes(truncated.read_bytes()[:-40])  # 2: truncated voxel data
+    empty = write_tiny_case(split, "D_003-VISIT_01")["zadc"]
+    empty.write_bytes(b"")  # 3: empty file
+    label = write_tiny_case(split, "D_004-VISIT_01")["label"]
+    write_image(np.full(TINY_GEOMETRY.shape, 0.5, np.float32), TINY_GEOMETRY, label)  # 4: not binary
+    write_tiny_case(split, "D_005-VISIT_01")  # a good case
+    before = _snapshot(tmp_path)
+    with pytest.raises(DatasetError) as err:
+        load_dataset(tmp_path)
+    message, problems = str(err.value), err.value.problems
+    assert len(problems) == 4 and message.startswith(f"{tmp_path}: 4 problem(s)")
+    assert any(p.startswith(f"{lone['adc']}: missing partner file") and "2Z_ADC" in p for p in problems)
+    assert any(p.startswith(f"{truncated}: cannot read image") for p in problems)
+    assert any(p.startswith(f"{empty}: cannot read image") for p in problems)
+    assert any(p.startswith(f"{label}: label values must be 0 or 1, found 0.5") for p in problems)
+    assert "Traceback" not in message and _snapshot(tmp_path) == before
+    with pytest.raises(DatasetError) as err:  # discover_cases alone still sees the names only
+        discover_cases(tmp_path)
+    assert len(err.value.problems) == 1
+
+
+def test_files_without_a_partner_are_read_too_and_empty_splits_reported(tmp_path):
+    split = tmp_path / "BONBID2023_Train"
+    lone = write_tiny_case(split, "E_001-VISIT_01")
+    lone["adc"].unlink()
+    lone["zadc"].write_bytes(b"garbage")
+    (tmp_path / "BONBID2023_Test" / "1ADC_ss").mkdir(parents=True)
+    (split / "3LABEL" / "notes.txt").write_text("x")
+    (split / "1ADC_ss" / "E_009-VISIT_01-ADC_ss.mha").symlink_to(tmp_path / "gone.mha")
+    with pytest.raises(DatasetError) as err:
+        load_dataset(tmp_path)
+    message = str(err.value)
+    assert f"{lone['zadc']}: missing partner file in {split / '1ADC_ss'}" in message
+    assert f"{lone['zadc']}: cannot read image" in message
+    assert f"{tmp_path / 'BONBID2023_Test'}: no cases found" in message
+    assert f"{split / '3LABEL' / 'notes.txt'}: file name does not follow" in message
+    assert f"{split / '1ADC_ss' / 'E_009-VISIT_01-ADC_ss.mha'}: broken link" in message
+    assert len(err.value.problems) == 5
+
+
+def test_labels_false_ignores_the_label_folder(tmp_path):
+    paths = write_tiny_case(tmp_path / "BONBID2023_Test", "F_001-VISIT_01")
+    paths["label"].write_bytes(b"broken")
+    (paths["label"].parent / "stray.txt").write_text("x")
+    cases, report = load_dataset(tmp_path, require_labels=False, labels=False)
+    assert cases[0].label is None and report.cases[0].lesion_voxels is None
+    assert discover_cases(tmp_path, labels=False)[0].label is None
+    with pytest.raises(DatasetError, match="label"):
+        load_dataset(tmp_path, require_labels=False)
+    with pytest.raises(ValueError, match="needs labels=True"):
+        load_dataset(tmp_path, labels=False)
 
 
 def test_require_labels(tmp_path):
