@@ -11,29 +11,56 @@ The last one is the BONBID-HIE challenge container layout: it reads
 (paired by sorted order when there is one of each, else by the case id in the names) and
 writes ``/output/images/hie-lesion-segmentation/<adc file name>``. Every mask keeps its
 input's size, spacing, origin and direction.
+
+Nothing is written until everything has been checked: the model file, every input image
+(readable, 3D, ADC and ZADC on one grid, finite voxels) and every output folder (can be
+created and written, no output overwrites an input). All problems found are reported
+together in one ``hie-predict: error: ...`` message, each naming its file, with exit
+status 2 and no traceback.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import sys
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from hie_core.data import DatasetError, discover_cases
-from hie_core.io import ImageReadError, read_image, write_image
+from hie_core.data import MODALITY_FOLDERS, Case, DatasetError, load_dataset, validate_cases
+from hie_core.errors import UserError, exit_on_user_error
+from hie_core.io import read_image, write_image
 
-__all__ = ["predict_pair", "container_pairs", "main"]
+__all__ = ["PredictError", "Job", "predict_pair", "container_pairs", "plan", "main"]
 
 CONTAINER_ADC = Path("images/skull-stripped-adc-brain-mri")
 CONTAINER_ZADC = Path("images/z-score-adc")
 CONTAINER_OUT = Path("images/hie-lesion-segmentation")
+_MASK_SUFFIXES = (".mha", ".nrrd", ".nii", ".nii.gz")
 
 
-class PredictError(RuntimeError):
-    """Inputs that cannot be predicted; the message names the file."""
+class PredictError(UserError, ValueError):
+    """Inputs or outputs that cannot be used; ``str(err)`` lists every problem with its file."""
+
+    def __init__(self, message: str, problems: Sequence[str] = ()) -> None:
+        self.problems = list(problems)
+        if self.problems:
+            message = message + "\n" + "\n".join(f"  - {p}" for p in self.problems)
+        super().__init__(message)
+
+
+@dataclass(frozen=True)
+class Job:
+    """One mask to predict: the two input maps and where the mask goes."""
+
+    adc: Path
+    zadc: Path
+    output: Path
 
 
 def predict_pair(
@@ -62,43 +89,162 @@ def _case_key(name: str) -> str:
     return match.group(1) if match else name
 
 
-def container_pairs(input_dir: Path) -> list[tuple[Path, Path]]:
-    """Pair ADC and ZADC files of the challenge container layout."""
+def _container_files(folder: Path, problems: list[str]) -> list[Path]:
+    if not folder.is_dir():
+        problems.append(f"{folder}: input folder not found (challenge container layout expected)")
+        return []
+    files = sorted(p for p in folder.glob("*.mha") if not p.name.startswith("."))
+    if not files:
+        problems.append(f"{folder}: no .mha files")
+    return files
+
+
+def _container_pairs(input_dir: Path, problems: list[str]) -> list[tuple[Path, Path]]:
+    """The pairs that can be made; missing folders and unpaired files go to ``problems``."""
     adc_dir, zadc_dir = input_dir / CONTAINER_ADC, input_dir / CONTAINER_ZADC
-    for folder in (adc_dir, zadc_dir):
-        if not folder.is_dir():
-            raise PredictError(f"{folder}: input folder not found (challenge container layout expected)")
-    adcs = sorted(p for p in adc_dir.glob("*.mha") if not p.name.startswith("."))
-    zadcs = sorted(p for p in zadc_dir.glob("*.mha") if not p.name.startswith("."))
-    if not adcs:
-        raise PredictError(f"{adc_dir}: no .mha files")
+    adcs, zadcs = _container_files(adc_dir, problems), _container_files(zadc_dir, problems)
     if len(adcs) == 1 and len(zadcs) == 1:
         return [(adcs[0], zadcs[0])]
     by_key = {_case_key(p.name): p for p in zadcs}
-    pairs, missing = [], []
+    pairs = []
     for adc in adcs:
-        zadc = by_key.get(_case_key(adc.name))
-        (pairs.append((adc, zadc)) if zadc else missing.append(adc))
-    if missing:
-        raise PredictError(f"{zadc_dir}: no ZADC map for " + ", ".join(str(p) for p in missing))
+        zadc = by_key.pop(_case_key(adc.name), None)
+        if zadc is not None:
+            pairs.append((adc, zadc))
+        elif zadcs:
+            problems.append(f"{adc}: no ZADC map with case id {_case_key(adc.name)} in {zadc_dir}")
+    for zadc in by_key.values() if adcs else ():
+        problems.append(f"{zadc}: no ADC map with case id {_case_key(zadc.name)} in {adc_dir}")
     return pairs
 
 
-def _jobs(args) -> list[tuple[Path, Path, Path]]:
-    if args.adc or args.zadc:
-        if not (args.adc and args.zadc and args.output):
-            raise PredictError("--adc, --zadc and --output go together")
-        return [(Path(args.adc), Path(args.zadc), Path(args.output))]
+def container_pairs(input_dir: Path) -> list[tuple[Path, Path]]:
+    """Pair ADC and ZADC files of the challenge container layout (file names only).
+
+    Raises:
+        PredictError: listing every missing folder and unpaired file.
+    """
+    problems: list[str] = []
+    pairs = _container_pairs(Path(input_dir), problems)
+    if problems:
+        raise PredictError(f"{input_dir}: {len(problems)} problem(s) in the container input", problems)
+    return pairs
+
+
+def _problems_of(exc: UserError) -> list[str]:
+    return list(getattr(exc, "problems", None) or [str(exc)])
+
+
+def _single_jobs(args, problems: list[str]) -> list[Job]:
+    if not (args.adc and args.zadc and args.output):
+        raise PredictError("--adc, --zadc and --output go together")
+    out = Path(args.output)
+    if not out.name.lower().endswith(_MASK_SUFFIXES):
+        problems.append(f"{out}: the --output mask file must end in one of {', '.join(_MASK_SUFFIXES)}")
+    return [Job(Path(args.adc), Path(args.zadc), out)]
+
+
+def _jobs(args, problems: list[str]) -> tuple[list[Job], bool]:
+    """The masks to make, and whether their inputs were already read and checked."""
+    modes = [bool(args.adc or args.zadc), bool(args.data_dir), bool(args.container)]
+    if sum(modes) != 1:
+        raise PredictError(
+            "give exactly one of --adc/--zadc/--output, --data-dir/--output-dir, or --container"
+        )
+    if modes[0]:
+        return _single_jobs(args, problems), False
     if args.data_dir:
         if not args.output_dir:
             raise PredictError("--data-dir needs --output-dir")
-        cases = discover_cases(args.data_dir)
         out = Path(args.output_dir)
-        return [(c.adc, c.zadc, out / (c.split or "") / f"{c.case_id}_lesion.mha") for c in cases]
-    if args.container:
-        out = Path(args.output) / CONTAINER_OUT
-        return [(a, z, out / a.name) for a, z in container_pairs(Path(args.input))]
-    raise PredictError("give --adc/--zadc/--output, --data-dir/--output-dir, or --container")
+        try:
+            cases, _ = load_dataset(args.data_dir, require_labels=False, labels=False)
+        except DatasetError as exc:
+            problems.extend(_problems_of(exc))
+            return [], True
+        return [Job(c.adc, c.zadc, out / (c.split or "") / f"{c.case_id}_lesion.mha") for c in cases], True
+    out = Path(args.output) / CONTAINER_OUT
+    return [Job(a, z, out / a.name) for a, z in _container_pairs(Path(args.input), problems)], False
+
+
+def _check_inputs(jobs: Sequence[Job], problems: list[str]) -> None:
+    """Read every pair: readable 3D images, ZADC on the ADC grid, finite voxels."""
+    if not jobs:
+        return
+    cases = [Case(j.adc.name, None, j.adc, j.zadc) for j in jobs]
+    try:
+        validate_cases(cases)
+    except DatasetError as exc:
+        problems.extend(_problems_of(exc))
+
+
+def _cannot_write(folder: Path) -> str | None:
+    """Why no file can be created in ``folder`` (or in the nearest existing folder above it)."""
+    existing = folder
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        return f"{existing} is a file, not a folder"
+    try:  # the only reliable test (permissions, ACLs, read-only file systems); leaves nothing
+        fd, name = tempfile.mkstemp(prefix=".hie-predict-probe-", dir=existing)
+    except OSError as exc:
+        return f"cannot create files in {existing} ({exc.strerror or exc})"
+    os.close(fd)
+    os.unlink(name)
+    return None
+
+
+def _check_outputs(jobs: Sequence[Job], problems: list[str]) -> None:
+    """Every output folder writable, no output a folder, no output overwriting an input."""
+    inputs = {p.resolve() for j in jobs for p in (j.adc, j.zadc)}
+    for job in jobs:
+        if job.output.resolve() in inputs:
+            problems.append(f"{job.output}: output would overwrite an input image; choose another output")
+        elif job.output.is_file() and job.output.parent.name in MODALITY_FOLDERS:
+            problems.append(
+                f"{job.output}: output would overwrite a file of a BONBID-HIE data folder; choose another output"
+            )
+        elif job.output.is_dir():
+            problems.append(f"{job.output}: is a folder; give a mask file name such as mask.mha")
+    for folder in sorted({j.output.parent for j in jobs}):
+        reason = _cannot_write(folder)
+        if reason:
+            problems.append(f"{folder}: cannot write masks here: {reason}; choose another output folder")
+
+
+def plan(args: argparse.Namespace) -> tuple[object, dict, list[Job], str]:
+    """Check everything before anything is written -> (model, meta, jobs, device).
+
+    Raises:
+        PredictError: every problem found with the device, the model file, the inputs
+            and the outputs, each naming its file or option.
+    """
+    from hie_core.training.checkpoints import CheckpointError, load_model_file
+    from hie_core.training.config import resolve_device
+
+    problems: list[str] = []
+    try:
+        device = resolve_device(args.device)
+    except ValueError as exc:
+        raise PredictError(f"--device: {exc}") from None
+    jobs, inputs_checked = _jobs(args, problems)
+    model, meta = None, {}
+    try:
+        model, meta = load_model_file(args.checkpoint, device)
+        if meta["in_channels"] != 2:
+            problems.append(
+                f"{args.checkpoint}: the model takes {meta['in_channels']} maps, not 2 (ADC, ZADC)"
+            )
+    except CheckpointError as exc:
+        problems.append(str(exc))
+    if not inputs_checked:
+        _check_inputs(jobs, problems)
+    _check_outputs(jobs, problems)
+    if len(problems) == 1:
+        raise PredictError(f"{problems[0]} (nothing was written)")
+    if problems:
+        raise PredictError(f"{len(problems)} problems, nothing was written", problems)
+    return model, meta, jobs, device
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -115,26 +261,24 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+@exit_on_user_error("hie-predict")
 def main(argv: list[str] | None = None) -> int:
+    """Run ``hie-predict``; 0 on success, 2 (one message, nothing written) on a user error."""
     args = _parser().parse_args(argv)
     if args.container and args.output is None:
         args.output = "/output"
-    from hie_core.training.config import resolve_device
-    from hie_core.training.fit import load_best_model
-
-    try:
-        device = resolve_device(args.device)
-        jobs = _jobs(args)
-        if not Path(args.checkpoint).is_file():
-            raise PredictError(f"{args.checkpoint}: checkpoint not found")
-        model, meta = load_best_model(args.checkpoint, device)
-        for adc, zadc, out in jobs:
-            mask, geometry = predict_pair(model, meta, adc, zadc, device)
-            write_image(mask, geometry, out)
-            print(f"{out}: {int(mask.sum())} lesion voxels ({mask.sum() * geometry.voxel_volume_ml:.2f} ml)")
-    except (PredictError, ImageReadError, DatasetError, ValueError) as exc:
-        print(f"hie-predict: error: {exc}", file=sys.stderr)
-        return 2
+    model, meta, jobs, device = plan(args)
+    for done, job in enumerate(jobs):
+        mask, geometry = predict_pair(model, meta, job.adc, job.zadc, device)
+        try:
+            write_image(mask, geometry, job.output)
+        except OSError as exc:
+            raise PredictError(
+                f"{job.output}: cannot write the mask ({exc.strerror or exc}); "
+                f"{done} of {len(jobs)} mask(s) were written before it"
+            ) from None
+        volume_ml = mask.sum() * geometry.voxel_volume_ml
+        print(f"{job.output}: {int(mask.sum())} lesion voxels ({volume_ml:.2f} ml)")
     return 0
 
 
