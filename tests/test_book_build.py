@@ -1,0 +1,256 @@
+"""Unit tests of hie_core.report.book on tiny study folders written here (no training, no kernel).
+
+The notebooks are written with nbformat as papermill leaves them (parameters cells, outputs,
+papermill metadata). The last test builds a whole tiny book with ``npm`` and ``node`` shadowed
+on ``PATH`` by scripts that record any call: the build must not need them.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import stat
+import sys
+from pathlib import Path
+
+import nbformat
+import pytest
+import yaml
+from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_output
+
+from hie_core.losses import LOSS_NAMES
+from hie_core.report import book
+from hie_core.report.book import (
+    BOOK_NOTEBOOKS,
+    BookError,
+    collect_notebooks,
+    experiment_notebooks,
+    fold_code,
+    write_toc,
+)
+
+ROOT = Path(__file__).resolve().parent.parent
+#: the keys the book cites; each must be a complete entry of book/references.bib
+CITED = ("cicek2016unet3d", "milletari2016vnet", "lin2017focal", "salehi2017tversky", "karimi2019hausdorff",
+         "bonbid2023data", "isensee2021nnunet", "nikolov2021surface", "kurinczuk2010hie")  # fmt: skip
+
+
+def _html(text: str) -> dict:
+    return new_output("execute_result", data={"text/html": text, "text/plain": text}, execution_count=1)
+
+
+def _notebook(title: str, failed: bool = False, extra: list | None = None) -> nbformat.NotebookNode:
+    """An executed notebook as papermill leaves it: title, parameters, a result with output."""
+    params = new_code_cell('study_dir = ""  # a study folder', metadata={"tags": ["parameters"]})
+    injected = new_code_cell(
+        '# Parameters\nstudy_dir = "/tmp/x"\n', metadata={"tags": ["injected-parameters"]}
+    )
+    result = new_code_cell("pages.table(study)", outputs=[_html(f"<table><tr><td>{title}</td></tr></table>")])
+    nb = new_notebook(cells=[new_markdown_cell(f"# {title}\n\nWhat this page shows."), params, injected, result]
+                      + (extra or []))  # fmt: skip
+    nb.metadata["papermill"] = {"exception": True if failed else None}
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nb.metadata["language_info"] = {"name": "python"}
+    return nb
+
+
+def write_tiny_study(study_dir: Path, runs: dict[str, list[int]], layout: str = "seed") -> Path:
+    """The five executed study pages and, per loss, one executed train notebook per seed."""
+    (study_dir / "book").mkdir(parents=True, exist_ok=True)
+    for name in BOOK_NOTEBOOKS:
+        cite = new_markdown_cell("Data from {cite:t}`bonbid2023data`; Dice is $2|P \\cap G| / (|P| + |G|)$.")
+        nbformat.write(_notebook(name.title(), extra=[cite]), study_dir / "book" / f"{name}.ipynb")
+    for loss, seeds in runs.items():
+        for seed in seeds:
+            run = study_dir / loss / f"seed{seed}" if layout == "seed" else study_dir / loss
+            run.mkdir(parents=True, exist_ok=True)
+            nbformat.write(_notebook(f"Training one loss (seed {seed})"), run / "train.ipynb")
+    return study_dir
+
+
+def _tags(nb: nbformat.NotebookNode) -> list[list[str]]:
+    return [c.metadata.get("tags", []) for c in nb.cells if c.cell_type == "code"]
+
+
+def test_experiment_notebooks_lowest_finished_seed_in_table_order(tmp_path):
+    study = write_tiny_study(tmp_path / "study", {"tversky_hdt": [2, 1], "dice": [0, 1], "hdt": [0]})
+    failed = _notebook("Training one loss", failed=True)
+    nbformat.write(failed, study / "hdt" / "seed0" / "train.ipynb")  # hdt: its only run failed
+    nbformat.write(failed, study / "dice" / "seed0" / "train.ipynb")  # dice: seed 0 failed, seed 1 did not
+    (study / "tversky" / "seed0").mkdir(parents=True)  # a run folder without a notebook
+    (study / "tversky" / "seedling" / "x").mkdir(parents=True)
+    found = experiment_notebooks(study)
+    assert list(found) == ["dice", "tversky_hdt"]  # LOSS_NAMES order, not the order of the folders
+    assert found["dice"] == study / "dice" / "seed1" / "train.ipynb"
+    assert found["tversky_hdt"] == study / "tversky_hdt" / "seed1" / "train.ipynb"
+
+
+def test_experiment_notebooks_reads_the_old_layout(tmp_path):
+    study = write_tiny_study(tmp_path / "study", {"dice": [0], "tversky": [0]}, layout="flat")
+    assert experiment_notebooks(study) == {loss: study / loss / "train.ipynb" for loss in ("dice", "tversky")}
+
+
+def test_fold_code_hides_or_removes_every_code_cell():
+    glue = new_output("display_data", data={"application/papermill.record/text/plain": "0.5"},
+                      metadata={"scrapbook": {"name": "best", "mime_prefix": "application/papermill.record/"}})  # fmt: skip
+    shown = _html("<b>x</b>")
+    nb = new_notebook(cells=[
+        new_markdown_cell("# Title"),
+        new_code_cell("x = 1", metadata={"tags": ["parameters"]}),
+        new_code_cell("from hie_core.report import pages\nstudy = pages.open_study(d)"),  # setup, no output
+        new_code_cell("glue('best', 0.5, display=False)", outputs=[glue]),  # nothing visible
+        new_code_cell("import warnings", outputs=[new_output("stream", name="stderr", text="w")]),
+        new_code_cell("pages.table(study)", outputs=[shown]),
+        new_code_cell("results.live_viewer(study)", metadata={"tags": ["remove-output"]}),
+        new_code_cell("pages.other(study)", outputs=[shown], metadata={"tags": ["remove-input"]}),
+        new_code_cell("%matplotlib inline", outputs=[shown]),
+    ])  # fmt: skip
+    fold_code(nb)
+    assert _tags(nb) == [
+        ["parameters", "remove-cell"],
+        ["remove-cell"],
+        ["remove-cell"],
+        ["remove-input"],
+        ["hide-input"],
+        ["hide-input", "remove-output"],
+        ["remove-input"],
+        ["hide-input"],
+    ]
+    assert nb.cells[3].outputs == [glue]  # myst-nb still reads the glued value
+
+
+def test_collect_notebooks_folds_study_pages_and_titles_experiments(tmp_path):
+    study = write_tiny_study(tmp_path / "study", {"dice": [0], "tversky_hdt": [3]})
+    root = tmp_path / "root"
+    stale = root / "book" / "generated" / "experiments" / "hdt.ipynb"
+    stale.parent.mkdir(parents=True)
+    stale.write_text("{}")
+    written = collect_notebooks(root, study)
+    generated = root / "book" / "generated"
+    assert sorted(p.relative_to(generated).as_posix() for p in written) == sorted(
+        [f"{n}.ipynb" for n in BOOK_NOTEBOOKS] + ["experiments/dice.ipynb", "experiments/tversky_hdt.ipynb"]
+    )
+    assert not stale.exists()
+    results = nbformat.read(generated / "results.ipynb", as_version=4)
+    assert _tags(results) == [
+        ["parameters", "remove-cell"],
+        ["injected-parameters", "remove-cell"],
+        ["hide-input"],
+    ]
+    dice = nbformat.read(generated / "experiments" / "dice.ipynb", as_version=4)
+    assert dice.cells[0].source.startswith("# Experiment: dice\n")
+    assert _tags(dice) == [["parameters", "remove-cell"], ["injected-parameters", "remove-cell"], []]
+
+
+def test_collect_notebooks_checks_everything_before_writing(tmp_path):
+    study = write_tiny_study(tmp_path / "study", {"dice": [0]})
+    (study / "book" / "methods.ipynb").unlink()
+    root = tmp_path / "root"
+    kept = root / "book" / "generated" / "intro.ipynb"
+    kept.parent.mkdir(parents=True)
+    kept.write_text("{}")
+    with pytest.raises(BookError, match=r"methods\.ipynb"):
+        collect_notebooks(root, study)
+    assert kept.read_text() == "{}"
+    empty = write_tiny_study(tmp_path / "empty", {})
+    with pytest.raises(BookError, match="no finished training notebook"):
+        collect_notebooks(root, empty)
+
+
+def test_write_toc_lists_the_study_losses_and_leaves_the_committed_toc_alone(tmp_path):
+    shutil.copy(ROOT / "_toc.yml", tmp_path / "_toc.yml")
+    committed = (tmp_path / "_toc.yml").read_bytes()
+    toc = yaml.safe_load(write_toc(tmp_path, ["dice", "tversky_hdt"]).read_text())
+    files = [e.get("file") or e.get("glob") for part in toc["parts"] for e in part["chapters"]]
+    assert "book/generated/experiments/dice" in files and "book/generated/experiments/tversky_hdt" in files
+    assert not any("*" in f for f in files) and not any(f.endswith("/hdt") for f in files)
+    assert files.index("book/generated/experiments/dice") < files.index(
+        "book/generated/experiments/tversky_hdt"
+    )
+    assert "book/references" in files
+    assert (tmp_path / "_toc.yml").read_bytes() == committed
+    (tmp_path / "_toc.yml").write_text("format: jb-book\nroot: intro\n")
+    with pytest.raises(BookError, match="glob"):
+        write_toc(tmp_path, ["dice"])
+
+
+def _shadow_npm_and_node(tmp_path: Path, monkeypatch) -> Path:
+    """Put scripts named npm and node first on PATH; each records its call and fails."""
+    fake = tmp_path / "fakebin"
+    fake.mkdir()
+    for name in ("npm", "node", "npx"):
+        script = fake / name
+        script.write_text(f'#!/bin/sh\necho "{name} $*" >> "{fake}/calls"\nexit 1\n')
+        script.chmod(script.stat().st_mode | stat.S_IXUSR)
+    monkeypatch.setenv(
+        "PATH", f"{fake}{os.pathsep}{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"
+    )
+    assert shutil.which("npm") == str(fake / "npm")
+    return fake / "calls"
+
+
+def test_vendor_assets_takes_mathjax_from_the_python_package(tmp_path, monkeypatch):
+    calls = _shadow_npm_and_node(tmp_path, monkeypatch)
+    book.vendor_assets(tmp_path)
+    vendored = tmp_path / "book" / "assets" / "mathjax" / "tex-svg.js"
+    assert vendored.read_bytes() == book.mathjax_source().read_bytes()
+    assert b"MathJax" in vendored.read_bytes()[:200_000] and vendored.stat().st_size > 1_000_000
+    assert (tmp_path / "book" / "assets" / "plotly.min.js").stat().st_size > 1_000_000
+    assert not calls.exists()
+
+
+def test_mathjax_source_names_the_missing_package(monkeypatch):
+    def missing(name):
+        raise book.metadata.PackageNotFoundError(name)
+
+    monkeypatch.setattr(book.metadata, "distribution", missing)
+    with pytest.raises(BookError, match=r"sphinx-mathjax-offline.*pip install"):
+        book.mathjax_source()
+
+
+def test_references_bib_has_every_cited_work_complete():
+    from pybtex.database import parse_file
+
+    entries = parse_file(ROOT / "book" / "references.bib").entries
+    for key in CITED:
+        fields = entries[key].fields
+        assert entries[key].persons["author"], key
+        for field in ("title", "year", "doi"):
+            assert fields.get(field), (key, field)
+        assert fields["doi"].startswith("10."), key
+    config = yaml.safe_load((ROOT / "_config.yml").read_text())
+    assert config["bibtex_bibfiles"] == ["book/references.bib"]
+    sphinx = config["sphinx"]["config"]
+    assert sphinx["mathjax_path"] == f"mathjax/{book.MATHJAX_FILE}"
+    assert (ROOT / sphinx["html_static_path"][0] / sphinx["html_css_files"][0]).is_file()
+
+
+def test_tiny_book_builds_with_only_python(tmp_path, monkeypatch):
+    """Two losses of six, npm and node shadowed: a complete book with folded code and references."""
+    calls = _shadow_npm_and_node(tmp_path, monkeypatch)
+    root = tmp_path / "root"
+    (root / "book" / "assets").mkdir(parents=True)
+    for name in ("_config.yml", "_toc.yml", "book/reproduce.md", "book/references.md", "book/references.bib",
+                 "book/assets/book.css"):  # fmt: skip
+        shutil.copy(ROOT / name, root / name)
+    (root / "book" / "api.md").write_text("# API reference\n\nThe docstrings of hie_core.\n")
+    committed_toc = (root / "_toc.yml").read_bytes()
+    study = write_tiny_study(tmp_path / "runs" / "tiny", {"dice": [0], "tversky_hdt": [0, 1]})
+    index = book.build_book(root, study)
+    html = index.parent
+    experiments = sorted(p.name for p in (html / "book" / "generated" / "experiments").glob("*.html"))
+    assert experiments == ["dice.html", "tversky_hdt.html"]
+    assert set(LOSS_NAMES) > {"dice", "tversky_hdt"}
+    assert (
+        "Experiment: tversky_hdt"
+        in (html / "book" / "generated" / "experiments" / "tversky_hdt.html").read_text()
+    )
+    results = (html / "book" / "generated" / "results.html").read_text()
+    assert "tag_hide-input" in results and "study_dir = " not in results
+    assert "Bao" in results and "references.html#" in results
+    references = (html / "book" / "references.html").read_text()
+    assert all(doi in references for doi in ("10.1038/s41597-024-03986-7", "10.1109/TMI.2019.2930068"))
+    assert (html / "_static" / "mathjax" / "tex-svg.js").is_file()
+    assert book.external_references(html) == []
+    assert (root / "_toc.yml").read_bytes() == committed_toc
+    assert not calls.exists(), calls.read_text()
