@@ -88,6 +88,8 @@ def test_experiment_notebooks_lowest_finished_seed_in_table_order(tmp_path):
 def test_experiment_notebooks_reads_the_old_layout(tmp_path):
     study = write_tiny_study(tmp_path / "study", {"dice": [0], "tversky": [0]}, layout="flat")
     assert experiment_notebooks(study) == {loss: study / loss / "train.ipynb" for loss in ("dice", "tversky")}
+    write_tiny_study(study, {"dice": [4]})  # a newer study in the same folder: its seed folders win
+    assert experiment_notebooks(study)["dice"] == study / "dice" / "seed4" / "train.ipynb"
 
 
 def test_fold_code_hides_or_removes_every_code_cell():

@@ -75,8 +75,8 @@ def experiment_notebooks(study_dir: Path) -> dict[str, Path]:
     """The executed training notebook of each loss the study has, in Table 1 order.
 
     A loss's page is its lowest seed's notebook (``<loss>/seed<k>/train.ipynb``) among the
-    runs whose notebook finished without an exception (the old layout ``<loss>/train.ipynb``
-    is read too). Losses with no finished notebook are left out.
+    runs whose notebook finished without an exception. The old layout, ``<loss>/train.ipynb``,
+    is read only where a loss has no seed folder. Losses with no finished notebook are left out.
 
     Args:
         study_dir: a study folder, ``runs/<study>``.
@@ -92,8 +92,8 @@ def experiment_notebooks(study_dir: Path) -> dict[str, Path]:
             match = _SEED_DIR.fullmatch(run.name)
             if match and (run / "train.ipynb").is_file():
                 candidates.append((int(match.group(1)), run / "train.ipynb"))
-        if (study_dir / loss / "train.ipynb").is_file():
-            candidates.append((-1, study_dir / loss / "train.ipynb"))
+        if not candidates and (study_dir / loss / "train.ipynb").is_file():  # the old layout
+            candidates.append((0, study_dir / loss / "train.ipynb"))
         for _, path in sorted(candidates):
             if not _papermill_failed(path):
                 found[loss] = path
