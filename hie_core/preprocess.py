@@ -35,6 +35,7 @@ import json
 import os
 import re
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
@@ -48,6 +49,9 @@ if TYPE_CHECKING:
 
 __all__ = [
     "DEFAULT_TARGET_SHAPE",
+    "Grid",
+    "as_grid",
+    "spacing_geometry",
     "PREPROCESS_VERSION",
     "Interpolation",
     "PreprocessedCase",
@@ -103,6 +107,80 @@ def resampled_geometry(native: ImageGeometry, target_shape: tuple[int, int, int]
     direction = np.asarray(native.direction).reshape(3, 3)
     origin = np.asarray(native.origin_mm) + direction @ shift_xyz
     return ImageGeometry(shape, tuple(new.tolist()), tuple(origin.tolist()), native.direction)
+
+
+def spacing_geometry(native: ImageGeometry, spacing_mm: Sequence[float]) -> ImageGeometry:
+    """The grid at about ``spacing_mm`` (D, H, W) that covers exactly the native grid's extent.
+
+    Each axis gets ``max(1, round(extent / spacing))`` voxels, so the realised spacing is
+    within half a voxel of the one asked for and the outer voxel faces stay where they were
+    (:func:`resampled_geometry`).
+    """
+    spacing = _check_spacing(spacing_mm)
+    shape = tuple(
+        max(1, int(round(n * s / t)))
+        for n, s, t in zip(native.shape, native.spacing_mm, spacing, strict=True)
+    )
+    return resampled_geometry(native, shape)  # type: ignore[arg-type]
+
+
+def _check_spacing(spacing_mm: Sequence[float]) -> tuple[float, float, float]:
+    try:
+        spacing = tuple(float(s) for s in spacing_mm)
+    except (TypeError, ValueError):
+        spacing = ()
+    if len(spacing) != 3 or not all(np.isfinite(s) and s > 0 for s in spacing):
+        raise ValueError(f"spacing_mm must be three positive numbers (D, H, W) in mm, got {spacing_mm!r}")
+    return spacing  # type: ignore[return-value]
+
+
+@dataclass(frozen=True)
+class Grid:
+    """The grid every case is resampled onto: a fixed array shape, or a fixed voxel spacing.
+
+    Exactly one of the two is given. ``shape`` is the seed's choice (every case becomes the
+    same (D, H, W) array, its spacing stretched to keep the extent); ``spacing_mm`` keeps the
+    voxel size fixed instead, so arrays differ in shape from case to case (patch training and
+    sliding-window prediction then handle any size).
+
+    Attributes:
+        shape: array shape (D, H, W), or None.
+        spacing_mm: voxel size (D, H, W) in mm, or None.
+    """
+
+    shape: tuple[int, int, int] | None = None
+    spacing_mm: tuple[float, float, float] | None = None
+
+    def __post_init__(self) -> None:
+        if (self.shape is None) == (self.spacing_mm is None):
+            raise ValueError(
+                f"give exactly one of shape and spacing_mm, got {self.shape!r} and {self.spacing_mm!r}"
+            )
+        if self.shape is not None:
+            object.__setattr__(self, "shape", _check_shape(self.shape))
+        else:
+            object.__setattr__(self, "spacing_mm", _check_spacing(self.spacing_mm))
+
+    def geometry(self, native: ImageGeometry) -> ImageGeometry:
+        """The resampled grid of a case whose native grid is ``native``."""
+        if self.shape is not None:
+            return resampled_geometry(native, self.shape)
+        return spacing_geometry(native, self.spacing_mm)
+
+    def describe(self) -> str:
+        """``"32 x 192 x 192 voxels"`` or ``"2.5 x 1 x 1 mm voxels"`` (D x H x W)."""
+        if self.shape is not None:
+            return " x ".join(map(str, self.shape)) + " voxels"
+        return " x ".join(f"{s:g}" for s in self.spacing_mm) + " mm voxels"
+
+    def to_dict(self) -> dict:
+        return {"shape": None if self.shape is None else list(self.shape),
+                "spacing_mm": None if self.spacing_mm is None else list(self.spacing_mm)}  # fmt: skip
+
+
+def as_grid(target: Grid | Sequence[int]) -> Grid:
+    """A :class:`Grid` as given, or the fixed-shape grid of a (D, H, W) shape."""
+    return target if isinstance(target, Grid) else Grid(shape=tuple(target))  # type: ignore[arg-type]
 
 
 def resample_to_geometry(
@@ -221,7 +299,7 @@ def preprocess_arrays(
     zadc: np.ndarray,
     geometry: ImageGeometry,
     label: np.ndarray | None = None,
-    target_shape: tuple[int, int, int] = DEFAULT_TARGET_SHAPE,
+    target_shape: Grid | tuple[int, int, int] = DEFAULT_TARGET_SHAPE,
     label_interpolation: Interpolation = "linear",
     case_id: str = "",
 ) -> PreprocessedCase:
@@ -232,7 +310,7 @@ def preprocess_arrays(
         zadc: (D, H, W) ZADC map, same grid.
         geometry: the native grid of all three arrays.
         label: optional (D, H, W) lesion mask (nonzero = lesion), same grid.
-        target_shape: output array shape (D, H, W).
+        target_shape: the output grid: a :class:`Grid`, or an array shape (D, H, W).
         label_interpolation: ``"linear"`` (fraction >= 0.5) or ``"nearest"`` (the seed's).
         case_id: carried into the result.
 
@@ -243,7 +321,7 @@ def preprocess_arrays(
     for name, arr in (("adc", adc), ("zadc", zadc), ("label", label)):
         if arr is not None and np.shape(arr) != geometry.shape:
             raise ValueError(f"{name} shape {np.shape(arr)} does not match geometry shape {geometry.shape}")
-    target = resampled_geometry(geometry, target_shape)
+    target = as_grid(target_shape).geometry(geometry)
     channels, means, stds = [], [], []
     for volume in (adc, zadc):
         normalised, mean, std = zscore(resample_to_geometry(volume, geometry, target, "linear"))
@@ -266,7 +344,7 @@ def preprocess_arrays(
 
 def preprocess_case(
     case: Case,
-    target_shape: tuple[int, int, int] = DEFAULT_TARGET_SHAPE,
+    target_shape: Grid | tuple[int, int, int] = DEFAULT_TARGET_SHAPE,
     label_interpolation: Interpolation = "linear",
 ) -> PreprocessedCase:
     """Read a case's ADC, ZADC (and label) files and preprocess them.
@@ -373,11 +451,15 @@ class PreprocessCache:
         self._hashes[stamp] = value
         return value
 
-    def key(self, case: Case, target_shape: tuple[int, int, int], label_interpolation: Interpolation) -> str:
+    def key(
+        self, case: Case, target_shape: Grid | tuple[int, int, int], label_interpolation: Interpolation
+    ) -> str:
         """The entry key of ``case`` under these parameters (hex SHA-256)."""
+        grid = as_grid(target_shape)
         params = {
             "version": PREPROCESS_VERSION,
-            "target_shape": list(_check_shape(target_shape)),
+            "target_shape": None if grid.shape is None else list(grid.shape),
+            "target_spacing_mm": grid.spacing_mm and list(grid.spacing_mm),
             "map_interpolation": "linear",
             "label_interpolation": label_interpolation,
             "normalisation": "zscore-whole-volume",
@@ -388,7 +470,7 @@ class PreprocessCache:
         return hashlib.sha256(json.dumps(params, sort_keys=True).encode()).hexdigest()
 
     def path(
-        self, case: Case, target_shape: tuple[int, int, int], label_interpolation: Interpolation
+        self, case: Case, target_shape: Grid | tuple[int, int, int], label_interpolation: Interpolation
     ) -> Path:
         """Where the entry of ``case`` under these parameters lives."""
         safe_id = re.sub(r"[^A-Za-z0-9_.-]", "_", case.case_id)
@@ -397,7 +479,7 @@ class PreprocessCache:
     def get(
         self,
         case: Case,
-        target_shape: tuple[int, int, int] = DEFAULT_TARGET_SHAPE,
+        target_shape: Grid | tuple[int, int, int] = DEFAULT_TARGET_SHAPE,
         label_interpolation: Interpolation = "linear",
     ) -> PreprocessedCase:
         """The preprocessed case: from the cache, or computed, stored and returned."""
@@ -405,7 +487,7 @@ class PreprocessCache:
         entry = self.path(case, target_shape, label_interpolation)
         if entry.is_file():
             try:
-                return _load_entry(entry, case.case_id, tuple(target_shape))
+                return _load_entry(entry, case.case_id, as_grid(target_shape).shape)
             except Exception as exc:  # corrupt/truncated/foreign file: recompute
                 warnings.warn(f"{entry}: unreadable cache entry, recomputing ({exc})", stacklevel=2)
         result = preprocess_case(case, target_shape, label_interpolation)
@@ -437,12 +519,13 @@ def _dump_entry(case: PreprocessedCase) -> bytes:
     return buffer.getvalue()
 
 
-def _load_entry(path: Path, case_id: str, target_shape: tuple[int, ...]) -> PreprocessedCase:
+def _load_entry(path: Path, case_id: str, target_shape: tuple[int, ...] | None) -> PreprocessedCase:
     with np.load(path, allow_pickle=False) as data:
         meta = json.loads(str(data["meta"]))
         image = data["image"]
         label = data["label"] if "label" in data.files else None
     geometry = ImageGeometry.from_dict(meta["geometry"])
+    target_shape = geometry.shape if target_shape is None else tuple(target_shape)
     if meta["case_id"] != case_id or image.shape != (2, *target_shape) or geometry.shape != target_shape:
         raise ValueError(
             f"entry holds {meta['case_id']} {image.shape}, expected {case_id} (2, {target_shape})"

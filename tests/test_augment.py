@@ -49,7 +49,7 @@ def _only(name: str | None, **kwargs: object) -> AugmentConfig:
     return AugmentConfig(**{**probs, **kwargs})
 
 
-def _run_gpu(config: AugmentConfig, image: torch.Tensor, label: torch.Tensor, seed: int):
+def _run_batched(config: AugmentConfig, image: torch.Tensor, label: torch.Tensor, seed: int):
     generator = torch.Generator().manual_seed(seed)
     spacing = torch.tensor([SPACING_MM])
     out_image, out_label = BatchAugmenter(config)(image[None], label[None], spacing, generator)
@@ -60,7 +60,7 @@ def _run_torchio(config: AugmentConfig, image: torch.Tensor, label: torch.Tensor
     return TorchioAugmenter(config)(image, label, SPACING_MM, seed=seed)
 
 
-RUNNERS = {"torchio": _run_torchio, "gpu": _run_gpu}
+RUNNERS = {"torchio": _run_torchio, "batched": _run_batched}
 
 
 def _tio_image(image: torch.Tensor) -> tio.Subject:
@@ -103,9 +103,9 @@ def test_config_probability_overrides_and_factory() -> None:
     with pytest.raises(ValueError, match="swap"):
         config.probability("swap")
     assert isinstance(make_augmenter(AugmentConfig(backend="torchio")), TorchioAugmenter)
-    assert isinstance(make_augmenter(AugmentConfig(backend="gpu")), BatchAugmenter)
+    assert isinstance(make_augmenter(AugmentConfig(backend="batched")), BatchAugmenter)
     assert isinstance(make_augmenter(AugmentConfig(backend="none")), IdentityAugmenter)
-    assert [make_augmenter(AugmentConfig(backend=b)).per_batch for b in ("torchio", "gpu", "none")] == [
+    assert [make_augmenter(AugmentConfig(backend=b)).per_batch for b in ("torchio", "batched", "none")] == [
         False,
         True,
         False,
@@ -116,14 +116,14 @@ def test_config_probability_overrides_and_factory() -> None:
 # --- identities, invariants ----------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("backend", ["torchio", "gpu"])
+@pytest.mark.parametrize("backend", ["torchio", "batched"])
 def test_probability_zero_is_bit_identical(backend: str) -> None:
     image, label = _sample()
     out_image, out_label = RUNNERS[backend](AugmentConfig(p=0.0), image, label, seed=3)
     assert torch.equal(out_image, image) and torch.equal(out_label, label)
 
 
-@pytest.mark.parametrize("backend", ["torchio", "gpu"])
+@pytest.mark.parametrize("backend", ["torchio", "batched"])
 def test_all_on_keeps_shape_dtype_and_binary_labels(backend: str) -> None:
     image, label = _sample()
     for seed in range(3):
@@ -135,7 +135,7 @@ def test_all_on_keeps_shape_dtype_and_binary_labels(backend: str) -> None:
         assert out_label.sum() > 0
 
 
-@pytest.mark.parametrize("backend", ["torchio", "gpu"])
+@pytest.mark.parametrize("backend", ["torchio", "batched"])
 @pytest.mark.parametrize(
     ("name", "kwargs"),
     [
@@ -151,7 +151,7 @@ def test_zero_strength_transforms_are_identity(backend: str, name: str, kwargs: 
     assert torch.equal(out_label, label)
 
 
-@pytest.mark.parametrize("backend", ["torchio", "gpu"])
+@pytest.mark.parametrize("backend", ["torchio", "batched"])
 def test_same_seed_reproduces_and_other_seed_differs(backend: str) -> None:
     image, label = _sample()
     config = AugmentConfig(p=1.0)

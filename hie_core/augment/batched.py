@@ -1,4 +1,4 @@
-"""Batched, on-device twins of the five seed augmentations (back end ``"gpu"``).
+"""Batched, on-device twins of the five seed augmentations (back end ``"batched"``).
 
 Every transform is a deterministic function of explicit per-sample parameters (tensors on
 the data's device), so it can be checked against TorchIO's own deterministic transforms
@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 
 if TYPE_CHECKING:  # pragma: no cover
-    from hie_core.augment import AugmentConfig
+    from hie_core.augment.config import AugmentConfig
 
 __all__ = [
     "BatchAugmenter",
