@@ -236,6 +236,7 @@ def _target(name: str, value, limit: float, unit: str, higher_is_better: bool, s
 
 def _bench_on_seed_grid(bench: dict | None) -> bool:
     settings = (bench or {}).get("settings") or {}
+    settings = settings.get("ours", settings) or {}  # merged runs keep each pipeline's settings
     return (list(settings.get("shape", [])) == [32, 192, 192] and list(settings.get("widths", [])) == [32, 64, 128, 256]
             and settings.get("batch") == 4)  # fmt: skip
 
@@ -281,9 +282,34 @@ def _load(path: Path) -> dict | None:
         return None
 
 
+def merge_benchmarks(ours: dict | None, baseline: dict | None) -> dict | None:
+    """One ``bench_pipeline.py`` report from its two runs (``--pipelines ours`` and ``baseline``),
+    with the ``speedup`` block that a run of both pipelines computes."""
+    parts = [b for b in (ours, baseline) if b]
+    if not parts:
+        return None
+    merged = {**parts[0], "rows": [r for b in parts for r in b.get("rows", [])], "summary": {}}
+    for b in parts:
+        merged["summary"].update(
+            {k: v for k, v in (b.get("summary") or {}).items() if k in ("ours", "baseline")}
+        )
+    if ours and baseline:
+        base = {r["loss"]: r for r in baseline.get("rows", []) if r.get("pipeline") == "baseline"}
+        speed = {f"train_{r['loss']}": r["vol_per_s"] / base[r["loss"]]["vol_per_s"] for r in ours.get("rows", [])
+                 if r.get("pipeline") == "ours" and r["loss"] in base}  # fmt: skip
+        summary = merged["summary"]
+        if "ours" in summary and "baseline" in summary:
+            speed["augment"] = summary["ours"]["augment_vol_per_s"] / summary["baseline"]["augment_vol_per_s"]
+            speed["study"] = summary["baseline"]["study_hours"] / summary["ours"]["study_hours"]
+        summary["speedup"] = speed
+        merged["settings"] = {"ours": ours.get("settings"), "baseline": baseline.get("settings")}
+    return merged
+
+
 def build_report(work: Path) -> dict:
     """One JSON from the stage files in ``work`` (any of them may be missing)."""
-    bench, study, env = _load(work / "bench.json"), _load(work / "study.json"), _load(work / "env.json")
+    bench = merge_benchmarks(_load(work / "bench.json"), _load(work / "baseline.json"))
+    study, env = _load(work / "study.json"), _load(work / "env.json")
     stages = [json.loads(line) for line in (work / "stages.jsonl").read_text().splitlines() if line.strip()] \
         if (work / "stages.jsonl").exists() else []  # fmt: skip
     log = work / "tests.log"

@@ -3,12 +3,14 @@
 # under 8 minutes) on one H100/H200, installation included. Stages, each in its own time box:
 #   install  the wheels carried in .whl/ (benchmarks/fetch_device_wheels.sh), then an env probe
 #   tests    pytest -m cuda tests/test_cuda.py (CuPy, losses vs MONAI, metrics, augmentation, training)
-#   bench    benchmarks/bench_pipeline.py --losses all (ours against MONAI + TorchIO as shipped)
+#   bench    benchmarks/bench_pipeline.py --pipelines ours --losses all (hie_core.training.step)
 #   study    benchmarks/device_check.py study: the six losses, seed protocol, a few epochs each
+#   baseline benchmarks/bench_pipeline.py --pipelines baseline (MONAI + TorchIO as shipped) for Dice and
+#            Tversky+HDT, the rates its study projection uses; last, since it is the most expendable
 #   report   one JSON, benchmarks/results/<device>.json (and a copy in $OUT), targets evaluated
 # A stage that fails or times out is recorded and the next one still runs; the report is
 # always written. Usage:
-#   bash benchmarks/device_check.sh [--dry-run] [--stages install,tests,bench,study]
+#   bash benchmarks/device_check.sh [--dry-run] [--stages install,tests,bench,study,baseline]
 # --dry-run prints what a device call carries (paths, sizes, total against 64 MiB) and the
 # commands, and runs nothing. benchmarks/README.md gives the device tool call.
 set -uo pipefail
@@ -20,7 +22,8 @@ BUDGET="${HIE_CHECK_BUDGET_S:-460}"
 WORK="${HIE_CHECK_WORK:-${TMPDIR:-/tmp}/hie-device-check}"
 OUT_DIR="${OUT:-}"
 LIMIT_MIB=64
-STAGES="install,tests,bench,study"
+ALL_STAGES="install tests bench study baseline"
+STAGES="${ALL_STAGES// /,}"
 DRY=0
 while [ $# -gt 0 ]; do
     case "$1" in
@@ -34,17 +37,18 @@ while [ $# -gt 0 ]; do
 done
 
 # Default time boxes in seconds (the whole run is also held to $BUDGET, the report included).
-declare -A BOX=([install]=40 [tests]=110 [bench]=180 [study]=140)
+declare -A BOX=([install]=40 [tests]=110 [bench]=100 [study]=140 [baseline]=130)
 SITE="$WORK/site"
 RESULTS="${HIE_CHECK_RESULTS_DIR:-benchmarks/results}"
 # Overridable for a CPU rehearsal (tests/test_device_check.py); the defaults are the device's.
-BENCH_ARGS="${HIE_CHECK_BENCH_ARGS:---losses all --steps 5 --warmup 2 --infer-repeats 3} --json $WORK/bench.json"
+BENCH_ARGS="${HIE_CHECK_BENCH_ARGS:---steps 5 --warmup 2 --infer-repeats 3}"
 STUDY_ARGS="${HIE_CHECK_STUDY_ARGS:---epochs 3} --out $WORK/study --json $WORK/study.json"
 declare -A CMD=(
     [install]="$PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target $SITE $WHEELS/*.whl && $PY benchmarks/device_check.py env --json $WORK/env.json"
-    [tests]="$PY -m pytest -v -m cuda tests/test_cuda.py -p no:cacheprovider"
-    [bench]="$PY benchmarks/bench_pipeline.py $BENCH_ARGS"
+    [tests]="$PY -m pytest -v -m cuda tests/test_cuda.py"
+    [bench]="$PY benchmarks/bench_pipeline.py --pipelines ours --losses all $BENCH_ARGS --json $WORK/bench.json"
     [study]="$PY benchmarks/device_check.py study $STUDY_ARGS --deadline-s DEADLINE"
+    [baseline]="$PY benchmarks/bench_pipeline.py --pipelines baseline --losses dice tversky_hdt $BENCH_ARGS --json $WORK/baseline.json"
 )
 REPORT_CMD="$PY benchmarks/device_check.py report --work $WORK --out-dir $RESULTS${OUT_DIR:+ --copy-to $OUT_DIR}"
 
@@ -82,7 +86,7 @@ dry_run() {
         ready=0
     fi
     echo "time boxes (s), whole run at most $BUDGET s:"
-    for s in install tests bench study; do
+    for s in $ALL_STAGES; do
         [[ ",$STAGES," == *",$s,"* ]] && echo "  $s (${BOX[$s]}): ${CMD[$s]}"
     done
     echo "  report: $REPORT_CMD"
@@ -120,14 +124,14 @@ run_stage() { # name: run CMD[name] in its time box, log to $WORK/<name>.log and
     echo "== $name: rc $rc in $secs s"
 }
 
-for s in install tests bench study; do
+for s in $ALL_STAGES; do
     [[ ",$STAGES," == *",$s,"* ]] && run_stage "$s"
 done
 mkdir -p "$RESULTS"
 timeout 15 bash -c "$REPORT_CMD" 2>&1 | tee "$WORK/report.log"
 rc=${PIPESTATUS[0]}
 if [ -n "$OUT_DIR" ]; then
-    for f in install tests bench study report; do [ -f "$WORK/$f.log" ] && cp "$WORK/$f.log" "$OUT_DIR/"; done
+    for f in $ALL_STAGES report; do [ -f "$WORK/$f.log" ] && cp "$WORK/$f.log" "$OUT_DIR/"; done
 fi
 echo "device check: $(($(date +%s) - START)) s in all"
 exit "$rc"

@@ -42,9 +42,9 @@ def test_dry_run_lists_what_travels_and_runs_nothing(tmp_path):
     assert proc.returncode == 0, proc.stderr
     out = proc.stdout
     assert "123456  demo-1.0-py3-none-any.whl" in out and "of the 64 MiB a call may carry" in out
-    for stage in ("install", "tests", "bench", "study", "report"):
+    for stage in ("install", "tests", "bench", "study", "baseline", "report"):
         assert f"  {stage}" in out
-    assert "pytest -v -m cuda tests/test_cuda.py" in out and "bench_pipeline.py --losses all" in out
+    assert "pytest -v -m cuda tests/test_cuda.py" in out and "--pipelines ours --losses all" in out
     assert "timeout_s=540" in out and out.rstrip().endswith("READY") and not work.exists()
     tree = int(out.split("(tracked + untracked not ignored): ")[1].split()[0])
     total = int(out.split("  total: ")[1].split()[0])
@@ -107,6 +107,21 @@ def test_targets_from_bench_and_study():
                                                                            {"study_minutes": 1.0}})  # fmt: skip
     assert [t["met"] for t in small] == [None, None, None] and all(t["value"] is not None for t in small)
     assert [t["met"] for t in dc.evaluate_targets(None, None)] == [None, None, None]
+
+
+def test_the_two_benchmark_runs_merge_into_one_report():
+    dc = _device_check()
+    ours, base = _bench(120.0, 1.05), _bench(1.0, 1.0)
+    ours["rows"], base["rows"] = ours["rows"][:3], [dict(r, pipeline="baseline") for r in base["rows"][:2]]
+    ours["summary"] = {"ours": {"study_hours": 0.1, "augment_vol_per_s": 800.0}}
+    base["summary"] = {"baseline": {"study_hours": 4.0, "augment_vol_per_s": 16.0}}
+    merged = dc.merge_benchmarks(ours, base)
+    assert len(merged["rows"]) == 5 and set(merged["summary"]) == {"ours", "baseline", "speedup"}
+    speed = merged["summary"]["speedup"]
+    assert speed["train_dice"] == pytest.approx(120.0) and speed["study"] == pytest.approx(40.0)
+    assert speed["augment"] == pytest.approx(50.0) and "train_dice_focal_hdt" not in speed
+    assert [t["met"] for t in dc.evaluate_targets(merged, None)] == [True, True, True]
+    assert dc.merge_benchmarks(None, base)["rows"] == base["rows"] and dc.merge_benchmarks(None, None) is None
 
 
 def test_projection_of_one_loss_closed_form():
