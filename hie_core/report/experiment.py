@@ -8,11 +8,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
-from hie_core.io import read_image
-from hie_core.training.experiment import RunResult
+from hie_core.report import display
+from hie_core.report.sources import source_line, source_of_run
+from hie_core.training.experiment import RUN_FILES, RunResult
 
 __all__ = [
     "source_label",
@@ -22,55 +22,22 @@ __all__ = [
     "per_case_table",
     "example_overlay",
     "check_run_folder",
-    "REQUIRED_FILES",
 ]
-
-REQUIRED_FILES = (
-    "config.json",
-    "history.csv",
-    "model_best.pt",
-    "checkpoint_last.pt",
-    "metrics.csv",
-    "summary.json",
-)
 
 
 def source_label(config_json: dict) -> str:
-    """'synthetic BONBID-like data' or 'BONBID-HIE data (<folder>)', plus the device."""
-    data = (
-        "SYNTHETIC BONBID-like data"
-        if config_json.get("synthetic")
-        else f"BONBID-HIE data ({config_json['config']['data_dir']})"
-    )
-    return f"{data}; {config_json.get('device_name', 'unknown device')}"
+    """The run's data source (synthetic when its data folder carries the generator's manifest) and device."""
+    return source_line(source_of_run(config_json), device=config_json.get("device_name", "unknown device"))
 
 
-def _display(obj) -> None:
-    try:
-        from IPython.display import display
-
-        display(obj)
-    except ImportError:  # pragma: no cover - plain Python
-        print(obj)
-
-
-def _glue(name: str, value, display: bool = False) -> None:
-    """``myst_nb.glue`` when available (the book reads the numbers from there)."""
-    try:
-        from myst_nb import glue
-    except ImportError:  # pragma: no cover - book extras not installed
-        return
-    glue(name, value, display=display)
-
-
-def run_overview(result: RunResult) -> pd.DataFrame:
-    """One-row table: loss, preset, data source, device, epochs, best epoch, scores."""
+def run_overview(result: RunResult):
+    """One-row table (no index): loss, preset, data source, device, epochs, best epoch, test Dice."""
     cfg = result.config
     test = result.summary.get("splits", {}).get("test", {})
     row = {
         "loss": cfg["config"]["loss"],
         "preset": cfg["config"]["preset"],
-        "data": "synthetic" if cfg.get("synthetic") else "BONBID-HIE",
+        "data": source_of_run(cfg).short,
         "device": cfg.get("device_name"),
         "epochs run": result.summary.get("epochs_run"),
         "best epoch": result.summary.get("best_epoch"),
@@ -81,31 +48,30 @@ def run_overview(result: RunResult) -> pd.DataFrame:
     for metric in ("dice", "masd_mm", "nsd"):
         value = test.get(metric, {}).get("mean")
         if value is not None:
-            _glue(f"{loss}_test_{metric}", float(value))
-    table = pd.DataFrame([row])
-    print(f"Source: {source_label(cfg)}")
-    return table
+            display.glue(f"{loss}_test_{metric}", float(value))
+    return display.table(pd.DataFrame([row]), note=f"Source: {source_label(cfg)}.")
 
 
 def training_curves(result: RunResult) -> None:
     """The loss and selection-Dice curves of this run (interactive)."""
-    from hie_core.report.figures import training_curves_figure
-    from hie_core.report.viewers import show
+    from hie_core.report.charts import training_curves_figure
 
     loss = result.config["config"]["loss"]
-    fig = training_curves_figure({loss: result.history})
-    fig.update_layout(title=f"{loss}: training curves ({source_label(result.config)})")
-    show(fig, div_id=f"curves-{loss}", plotly_mime=False)
+    fig = training_curves_figure({loss: [result.history]})
+    fig.update_layout(
+        title=dict(text=f"{loss}, {source_of_run(result.config).short}", x=0.5, xanchor="center")
+    )
+    display.show(fig, div_id=f"curves-{loss}")
 
 
 def _fmt(stats: dict, digits: int = 3) -> str:
-    if not stats or stats.get("n", 0) == 0 or stats.get("mean") is None:
+    if not stats or stats.get("n", 0) == 0:
         return "n/a"
-    return f"{stats['mean']:.{digits}f} [{stats['ci_low']:.{digits}f}, {stats['ci_high']:.{digits}f}]"
+    return display.format_ci(stats.get("mean"), stats.get("ci_low"), stats.get("ci_high"), digits)
 
 
-def split_summary(result: RunResult) -> pd.DataFrame:
-    """Mean [95% bootstrap CI] of Dice, MASD (mm) and NSD per reported split."""
+def split_summary(result: RunResult):
+    """Mean [95% bootstrap CI] of Dice, MASD (mm) and NSD per reported split (a table, no index)."""
     rows = []
     for split, stats in result.summary.get("splits", {}).items():
         rows.append({
@@ -116,15 +82,16 @@ def split_summary(result: RunResult) -> pd.DataFrame:
             "MASD skipped (one mask empty)": stats["masd_mm"]["n_skipped"],
             "NSD @2mm": _fmt(stats["nsd"]),
         })  # fmt: skip
-    print(f"Mean [95% bootstrap CI] on each case's native grid. Source: {source_label(result.config)}")
-    return pd.DataFrame(rows)
+    note = f"Mean [95% bootstrap CI] over cases, on each case's native grid. Source: {source_label(result.config)}."
+    return display.table(pd.DataFrame(rows), note=note)
 
 
-def per_case_table(result: RunResult) -> pd.DataFrame:
-    """The per-case metrics, rounded for reading."""
+def per_case_table(result: RunResult):
+    """The per-case metrics, one row per case (a scrollable table, no index)."""
     cols = ["split", "case_id", "stratum", "burden_percent", "dice", "masd_mm", "nsd", "n_pred", "n_ref"]
-    table = result.metrics[[c for c in cols if c in result.metrics]].copy()
-    return table.round({"burden_percent": 2, "dice": 3, "masd_mm": 2, "nsd": 3})
+    table = result.metrics[[c for c in cols if c in result.metrics]]
+    return display.table(table, precision=3, note="burden_percent: lesion / brain volume in %; masd_mm in mm.",
+                         scroll=True)  # fmt: skip
 
 
 def _median_case(metrics: pd.DataFrame) -> pd.Series | None:
@@ -140,27 +107,28 @@ def _median_case(metrics: pd.DataFrame) -> pd.Series | None:
 def example_overlay(result: RunResult):
     """Reference and prediction over the native ADC of the test case with the median Dice."""
     from hie_core.data import discover_cases
-    from hie_core.report.viewers import overlay_montage
-    from hie_core.training.evaluate import prediction_path
+    from hie_core.report.runs import load_case, load_prediction
+    from hie_core.report.stills import overlay_montage
 
     row = _median_case(result.metrics)
     if row is None:
         print("No case with a lesion to show.")
         return None
     cases = {c.case_id: c for c in discover_cases(result.config["data_dir_resolved"])}
-    case = cases[row["case_id"]]
-    adc, geometry = read_image(case.adc)
-    ref = read_image(case.label)[0] > 0
-    pred = read_image(prediction_path(result.run_dir, case))[0] > 0
-    title = f"{case.case_id} ({case.split}), Dice {row['dice']:.3f} - {source_label(result.config)}"
-    return overlay_montage(adc.astype(np.float32), {"reference": ref, "prediction": pred}, geometry.spacing_mm,
-                           n=6, colors={"reference": "#00c853", "prediction": "#e040fb"}, title=title)  # fmt: skip
+    arrays = load_case(cases[row["case_id"]])
+    overlays = {
+        "reference": arrays["label"],
+        "prediction": load_prediction(result.run_dir, cases[row["case_id"]]),
+    }
+    title = f"{arrays['case_id']} ({arrays['split']}), Dice {row['dice']:.3f}, {source_of_run(result.config).short}"
+    return overlay_montage(arrays["adc"], overlays, arrays["geometry"].spacing_mm, n=6,
+                           colors={"reference": "#00c853", "prediction": "#e040fb"}, title=title)  # fmt: skip
 
 
 def check_run_folder(result: RunResult) -> None:
     """Raise unless the run folder holds every promised file and one prediction per case."""
     run_dir = Path(result.run_dir)
-    missing = [name for name in REQUIRED_FILES if not (run_dir / name).is_file()]
+    missing = [name for name in RUN_FILES if not (run_dir / name).is_file()]
     predictions = sorted((run_dir / "predictions").rglob("*_lesion.mha"))
     if missing:
         raise FileNotFoundError(f"{run_dir}: missing {', '.join(missing)}")
@@ -168,6 +136,6 @@ def check_run_folder(result: RunResult) -> None:
         raise RuntimeError(
             f"{run_dir}: {len(predictions)} predictions for {len(result.metrics)} evaluated cases"
         )
-    if not result.history["val_dice"].between(0, 1).all():
+    if not result.history["selection_dice"].between(0, 1).all():
         raise RuntimeError(f"{run_dir / 'history.csv'}: selection Dice outside [0, 1]")
-    print(f"run folder complete: {len(REQUIRED_FILES)} files, {len(predictions)} native-grid predictions")
+    print(f"run folder complete: {len(RUN_FILES)} files, {len(predictions)} native-grid predictions")

@@ -1,217 +1,186 @@
-"""Study-level results: Table 1, lesion-burden strata, paired tests, curves, Figure 6.
+"""The study's numbers as files: ``runs/<study>/results/``, written once, read by every page.
 
-Reads a study folder written by :mod:`hie_core.study`::
+:func:`write_results` reads every run folder of a study (:func:`hie_core.report.runs.find_runs`),
+computes the tables of :mod:`hie_core.report.tables` and writes, per reported split
+(:data:`SPLITS`):
 
-    runs/<study>/<loss>/{config.json, history.csv, metrics.csv, summary.json, predictions/}
-    runs/<study>/baseline/{metrics.csv, summary.json, predictions/}
+- ``table1_<split>.csv``: one row per method (each loss, ``baseline``, ``ceiling``): n, mean and
+  95% CI of Dice, MASD (mm) and NSD, undefined MASD count, challenge ranks, between-seed SD;
+- ``comparisons_<split>.csv``: each loss against the Dice loss and the baseline, per metric:
+  mean paired difference, paired bootstrap CI, Wilcoxon p, Holm-adjusted p;
+- ``strata_<split>.csv``: the same statistics per lesion-burden stratum;
+- ``per_case_<split>.csv``: one row per case and method, seeds averaged;
 
-Everything is computed from those files; nothing here is typed in by hand. Each table
-carries its source (synthetic or BONBID-HIE data, split, device).
+and ``study.json`` (data folder, synthetic, preset, seeds, devices, code fingerprint, the run
+configuration). Everything is computed and checked before the first file is written, and each
+file is written atomically. A user can cite these files; :func:`read_results` loads them.
+
+Command line: ``python -m hie_core.report.results runs/<study>``.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
-from dataclasses import dataclass
+import sys
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-import numpy as np
 import pandas as pd
 
-from hie_core.losses import LOSS_NAMES
-from hie_core.metrics import BURDEN_STRATA, paired_wilcoxon, summarize
-from hie_core.training.experiment import RunResult, load_run
+from hie_core.errors import exit_on_user_error
+from hie_core.io import atomic_write_text
+from hie_core.report import tables
+from hie_core.report.runs import REFERENCES, StudyFolderError, StudyRuns, find_runs
+from hie_core.report.stats import CONFIDENCE, N_RESAMPLES
 
-__all__ = ["Study", "load_study", "table1", "strata_table", "wilcoxon_table", "per_case_wide", "curves_figure",
-           "figure6", "best_loss", "BASELINE", "case_volumes", "live_case_viewer"]  # fmt: skip
+__all__ = [
+    "COMPARISON_REFERENCES",
+    "RESULTS_DIR",
+    "SPLITS",
+    "StudyResults",
+    "read_results",
+    "write_results",
+    "main",
+]
 
-BASELINE = "ZADC < -2 (baseline)"
+RESULTS_DIR = "results"
+#: Reported splits: the test split, then the official validation split.
+SPLITS = ("test", "val")
+#: Every loss is compared with these (when present): the Dice loss and the threshold baseline.
+COMPARISON_REFERENCES = ("dice", "baseline")
+_KINDS = ("table1", "comparisons", "strata", "per_case")
+_RUN_KEYS_DROPPED = ("loss", "seed", "output_dir", "device", "data_dir")
+
+
+def _unique(values: list[Any]) -> Any:
+    """The one value if all agree, else the sorted distinct values (None dropped)."""
+    distinct = sorted({json.dumps(v, sort_keys=True) for v in values if v is not None})
+    loaded = [json.loads(v) for v in distinct]
+    return loaded[0] if len(loaded) == 1 else (loaded or None)
+
+
+def _study_info(runs: StudyRuns) -> dict:
+    from hie_core.synthetic import is_synthetic_dir
+
+    configs = runs.configs
+    data_dir = configs[0].get("data_dir_resolved") or configs[0].get("config", {}).get("data_dir", "")
+    folder = Path(data_dir)
+    synthetic = (
+        is_synthetic_dir(folder) if folder.is_dir() else any(bool(c.get("synthetic")) for c in configs)
+    )
+    run_config = {k: v for k, v in configs[0].get("config", {}).items() if k not in _RUN_KEYS_DROPPED}
+    fingerprint = _unique([c.get("fingerprint") for c in configs])
+    first = runs.runs[0]
+    n_cases = {s: int((first.metrics["split"] == s).sum()) for s in SPLITS}
+    n_cases["train"] = configs[0].get("n_cases", {}).get("train")
+    n_cases["selection"] = len(first.summary.get("selection_cases", [])) or None
+    return {
+        "study": runs.study_dir.name, "data_dir": str(data_dir), "synthetic": bool(synthetic),
+        "preset": run_config.get("preset"), "seeds": runs.seeds, "losses": runs.losses,
+        "references": [r for r in REFERENCES if runs.of(r)], "unfinished": runs.unfinished,
+        "device": _unique([c.get("device_name") for c in configs]),
+        "fingerprint": fingerprint, "fingerprints_differ": isinstance(fingerprint, list),
+        "git_commit": _unique([c.get("git_commit") for c in configs]), "n_cases": n_cases,
+        "splits": list(SPLITS), "comparison_references": [r for r in COMPARISON_REFERENCES if runs.of(r)],
+        "statistics": {"confidence": CONFIDENCE, "bootstrap_resamples": N_RESAMPLES, "bootstrap": "percentile",
+                       "test": "Wilcoxon signed-rank, two-sided", "multiplicity": "Holm, over every test of a split",
+                       "ranked": "losses and baseline; the ceiling is shown, not ranked"},
+        "run_config": run_config,
+    }  # fmt: skip
+
+
+def compute_results(study_dir: str | Path) -> tuple[dict, dict[str, dict[str, pd.DataFrame]]]:
+    """Everything :func:`write_results` writes, in memory: ``(study_json, {split: {kind: table}})``."""
+    runs = find_runs(study_dir)
+    scores = runs.scores()
+    per_case = tables.seed_average(scores)
+    methods = [*runs.losses, *REFERENCES]
+    out = {}
+    for split in SPLITS:
+        out[split] = {
+            "table1": tables.table1(per_case, scores, split, methods),
+            "comparisons": tables.comparisons(per_case, split, runs.losses, COMPARISON_REFERENCES),
+            "strata": tables.strata(per_case, split, methods),
+            "per_case": per_case[per_case["split"] == split].reset_index(drop=True),
+        }
+    return _study_info(runs), out
+
+
+def write_results(study_dir: str | Path) -> Path:
+    """Write ``<study_dir>/results/`` (see the module docstring) and return that folder.
+
+    Raises:
+        StudyFolderError: The study folder cannot be reported (the message names the file).
+    """
+    info, computed = compute_results(study_dir)
+    folder = Path(study_dir) / RESULTS_DIR
+    for split, kinds in computed.items():
+        for kind, table in kinds.items():
+            atomic_write_text(folder / f"{kind}_{split}.csv", table.to_csv(index=False))
+    atomic_write_text(folder / "study.json", json.dumps(info, indent=2, sort_keys=True, default=str) + "\n")
+    return folder
 
 
 @dataclass
-class Study:
-    """The finished runs of a study folder (missing or failed runs are listed, not hidden)."""
+class StudyResults:
+    """A study's ``results/`` folder, loaded: ``info`` is ``study.json``; tables per split."""
 
     study_dir: Path
-    runs: dict[str, RunResult]
-    baseline: pd.DataFrame | None
-    missing: list[str]
+    info: dict
+    split_tables: dict[str, dict[str, pd.DataFrame]] = field(repr=False)
+
+    def table(self, kind: str, split: str = "test") -> pd.DataFrame:
+        """``kind`` (table1, comparisons, strata, per_case) of ``split``."""
+        return self.split_tables[split][kind]
 
     @property
-    def first(self) -> RunResult:
-        return next(iter(self.runs.values()))
+    def losses(self) -> list[str]:
+        return list(self.info["losses"])
 
     @property
     def synthetic(self) -> bool:
-        return bool(self.first.config.get("synthetic"))
+        return bool(self.info["synthetic"])
 
-    @property
-    def source(self) -> str:
-        cfg = self.first.config
-        data = (
-            "SYNTHETIC BONBID-like data"
-            if self.synthetic
-            else f"BONBID-HIE data ({cfg['config']['data_dir']})"
-        )
-        return f"{data}; preset {cfg['config']['preset']}; {cfg.get('device_name')}"
-
-    def metrics(self) -> pd.DataFrame:
-        """All per-case rows, with a ``method`` column (each loss and the baseline)."""
-        frames = [run.metrics.assign(method=loss) for loss, run in self.runs.items()]
-        if self.baseline is not None:
-            frames.append(self.baseline.assign(method=BASELINE))
-        return pd.concat(frames, ignore_index=True)
+    def n_cases(self, split: str = "test") -> int:
+        return int(self.info["n_cases"].get(split, 0))
 
 
-def load_study(study_dir: str | Path) -> Study:
-    """Load every finished run of a study folder, in the canonical loss order."""
-    study_dir = Path(study_dir)
-    runs, missing = {}, []
-    for loss in LOSS_NAMES:
-        if (study_dir / loss / "summary.json").is_file():
-            runs[loss] = load_run(study_dir / loss)
-        elif (study_dir / loss).exists():
-            missing.append(loss)
-    if not runs:
-        raise FileNotFoundError(f"{study_dir}: no finished run folders (expected e.g. {study_dir / 'dice'})")
-    baseline_csv = study_dir / "baseline" / "metrics.csv"
-    baseline = pd.read_csv(baseline_csv) if baseline_csv.is_file() else None
-    return Study(study_dir, runs, baseline, missing)
+def read_results(study_dir: str | Path) -> StudyResults:
+    """Load ``<study_dir>/results/``.
 
-
-def _ci(stats: dict, digits: int) -> str:
-    if stats["n"] == 0:
-        return "n/a"
-    return f"{stats['mean']:.{digits}f} [{stats['ci_low']:.{digits}f}, {stats['ci_high']:.{digits}f}]"
-
-
-def table1(study: Study, split: str = "test", n_boot: int = 2000) -> pd.DataFrame:
-    """Dice, MASD (mm) and NSD @2 mm, mean [95% bootstrap CI], per loss and the baseline.
-
-    Columns starting with ``_`` hold the numeric Dice mean and CI for ranking; drop them
-    for display (``.filter(regex="^[^_]")``).
+    Raises:
+        StudyFolderError: The folder or a file is missing (say how to write it).
     """
-    rows = []
-    metrics = study.metrics()
-    for method, frame in metrics[metrics["split"] == split].groupby("method", sort=False):
-        s = summarize(frame[["dice", "masd_mm", "nsd"]], n_boot=n_boot)
-        run = study.runs.get(method)
-        rows.append({
-            "method": method, "cases": s["dice"]["n"], "Dice": _ci(s["dice"], 3), "MASD mm": _ci(s["masd_mm"], 2),
-            "MASD n/a": s["masd_mm"]["n_skipped"], "NSD @2mm": _ci(s["nsd"], 3),
-            "epochs (best)": f"{run.summary['epochs_run']} ({run.summary['best_epoch']})" if run else "-",
-            "_dice": s["dice"]["mean"], "_dice_low": s["dice"]["ci_low"], "_dice_high": s["dice"]["ci_high"],
-        })  # fmt: skip
-    return pd.DataFrame(rows)
+    folder = Path(study_dir).expanduser() / RESULTS_DIR
+    fix = f"write it with `python -m hie_core.report.results {Path(study_dir)}` (the study runner does)"
+    paths = [folder / "study.json"] + [folder / f"{k}_{s}.csv" for s in SPLITS for k in _KINDS]
+    missing = [p.name for p in paths if not p.is_file()]
+    if missing:
+        raise StudyFolderError(f"{folder}: missing {', '.join(missing)}; {fix}")
+    info = json.loads((folder / "study.json").read_text())
+    split_tables = {
+        s: {k: pd.read_csv(folder / f"{k}_{s}.csv", keep_default_na=True) for k in _KINDS} for s in SPLITS
+    }
+    for kinds in split_tables.values():  # text columns: an empty cell is "" (no reason, no note), not NaN
+        for kind, col in (("comparisons", "reason"), ("comparisons", "favours"), ("strata", "note")):
+            text = kinds[kind][col].astype(object)
+            kinds[kind][col] = text.where(text.notna(), "")
+    return StudyResults(Path(study_dir), info, split_tables)
 
 
-def best_loss(study: Study, split: str = "test") -> tuple[str, float]:
-    """The loss with the highest mean Dice on ``split`` and that mean."""
-    t = table1(study, split, n_boot=200)
-    t = t[t["method"] != BASELINE]
-    row = t.loc[t["_dice"].idxmax()]
-    return str(row["method"]), float(row["_dice"])
-
-
-def strata_table(study: Study, split: str = "test") -> pd.DataFrame:
-    """Mean Dice per lesion-burden stratum (< 1 %, 1-5 %, > 5 %), with the case counts."""
-    m = study.metrics()
-    m = m[(m["split"] == split) & m["stratum"].notna()]
-    pivot = m.pivot_table(index="method", columns="stratum", values="dice", aggfunc="mean", sort=False)
-    pivot = pivot.reindex(columns=[s for s in BURDEN_STRATA if s in pivot.columns])
-    counts = (
-        m[m["method"] == m["method"].iloc[0]]["stratum"].value_counts() if len(m) else pd.Series(dtype=int)
+@exit_on_user_error("hie-results")
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="hie-results", description="Write runs/<study>/results/ from its run folders."
     )
-    pivot.columns = [f"{c} (n={int(counts.get(c, 0))})" for c in pivot.columns]
-    return pivot.round(3).reset_index()
+    parser.add_argument("study_dir", help="a study folder, e.g. runs/quick")
+    args = parser.parse_args(argv)
+    folder = write_results(args.study_dir)
+    print(f"results written to {folder}")
+    return 0
 
 
-def wilcoxon_table(study: Study, split: str = "test", reference: str = "dice") -> pd.DataFrame:
-    """Paired Wilcoxon signed-rank tests of each loss against ``reference``, per metric."""
-    m = study.metrics()
-    m = m[m["split"] == split]
-    ref = m[m["method"] == reference].set_index("case_id")
-    rows = []
-    for method in [k for k in study.runs if k != reference] + (
-        [BASELINE] if study.baseline is not None else []
-    ):
-        other = m[m["method"] == method].set_index("case_id").reindex(ref.index)
-        for metric in ("dice", "masd_mm", "nsd"):
-            w = paired_wilcoxon(other[metric].to_numpy(float), ref[metric].to_numpy(float))
-            rows.append({"method": method, "vs": reference, "metric": metric, "n pairs": w["n"],
-                         "median difference": w["median_difference"], "p": w["p_value"],
-                         "note": w.get("reason") or ""})  # fmt: skip
-    return pd.DataFrame(rows)
-
-
-def per_case_wide(study: Study, split: str = "test", metric: str = "dice") -> pd.DataFrame:
-    """One row per case, one column per method: ``metric`` on ``split``."""
-    m = study.metrics()
-    m = m[m["split"] == split]
-    wide = m.pivot_table(
-        index=["case_id", "stratum"], columns="method", values=metric, sort=False, dropna=False
-    )
-    return wide.round(3).reset_index()
-
-
-def curves_figure(study: Study):
-    """Training loss, selection loss and selection Dice of every loss on one plot."""
-    from hie_core.report.figures import training_curves_figure
-
-    fig = training_curves_figure({loss: run.history for loss, run in study.runs.items()})
-    fig.update_layout(title=f"Training curves of all losses - {study.source}")
-    return fig
-
-
-def _pick_case(study: Study, split: str) -> str:
-    m = study.metrics()
-    m = m[(m["split"] == split) & (m["n_ref"] > 0) & (m["method"].isin(list(study.runs)))]
-    mean_dice = m.groupby("case_id")["dice"].mean().sort_values(kind="stable")
-    return str(mean_dice.index[len(mean_dice) // 2])
-
-
-def case_volumes(study: Study, case_id: str | None = None, split: str = "test") -> dict:
-    """One case's native ADC, ZADC, label and every method's prediction, for the viewers.
-
-    Returns:
-        dict with ``case_id``, ``split``, ``adc``, ``zadc`` (float32 (D, H, W)), ``label`` and
-        ``predictions`` (name -> bool (D, H, W)), and ``spacing_mm``.
-    """
-    from hie_core.data import discover_cases
-    from hie_core.io import read_image
-    from hie_core.training.evaluate import prediction_path
-
-    case_id = case_id or _pick_case(study, split)
-    cases = {c.case_id: c for c in discover_cases(study.first.config["data_dir_resolved"])}
-    case = cases[case_id]
-    adc, geometry = read_image(case.adc, dtype=np.float32)
-    preds = {loss: read_image(prediction_path(run.run_dir, case))[0] > 0 for loss, run in study.runs.items()}
-    base = prediction_path(study.study_dir / "baseline", case)
-    if base.is_file():
-        preds[BASELINE] = read_image(base)[0] > 0
-    return {"case_id": case_id, "split": case.split, "adc": adc, "zadc": read_image(case.zadc, dtype=np.float32)[0],
-            "label": read_image(case.label)[0] > 0, "predictions": preds, "spacing_mm": geometry.spacing_mm}  # fmt: skip
-
-
-def figure6(study: Study, case_id: str | None = None, split: str = "test"):
-    """The seed's Figure 6, interactive: one case, ADC/ZADC, ground truth and every loss."""
-    from hie_core.report.figures import case_viewer
-
-    v = case_volumes(study, case_id, split)
-    title = f"{v['case_id']} ({v['split']}) - {study.source}"
-    return case_viewer(v["adc"], v["zadc"], v["label"], v["spacing_mm"], v["predictions"], title=title)
-
-
-def live_case_viewer(study: Study, case_id: str | None = None, split: str = "test"):
-    """The same case as :func:`figure6` in the live ipywidgets viewer (needs a kernel)."""
-    from hie_core.report.viewers import live_viewer
-
-    v = case_volumes(study, case_id, split)
-    overlays = {"ground truth": v["label"], **v["predictions"]}
-    return live_viewer({"ADC": v["adc"], "ZADC": v["zadc"]}, overlays, v["spacing_mm"])
-
-
-def study_summary_json(study: Study) -> str:
-    """A compact JSON of the headline numbers (for the book and the closing notes)."""
-    t = table1(study, "test", n_boot=500)
-    return json.dumps({r["method"]: r["Dice"] for _, r in t.iterrows()}, indent=1)
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,4 +1,4 @@
-"""Interactive Plotly figures for the static book: slice viewers with frames and a slider.
+"""Plotly slice viewers for the static book: frames, a slider, map buttons, overlay toggles.
 
 The book is static HTML with no kernel, so its interactivity is Plotly's: one frame per axial
 slice (the D axis of a (D, H, W) array), a slider that jumps between frames (never autoplay),
@@ -25,14 +25,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import numpy as np
 import plotly.graph_objects as go
-from plotly.subplots import make_subplots
 
-from hie_core.report.viewers import (
-    PALETTE,
+from hie_core.report.volumes import (
     busiest_slice,
     check_volumes,
     content_box,
@@ -45,11 +42,7 @@ __all__ = [
     "case_viewer",
     "preprocessing_viewer",
     "slice_viewer",
-    "training_curves_figure",
 ]
-
-if TYPE_CHECKING:
-    import pandas as pd
 
 _GRAY = [[0.0, "rgb(0,0,0)"], [1.0, "rgb(255,255,255)"]]
 _PANEL_GAP = 0.04
@@ -425,60 +418,3 @@ def preprocessing_viewer(
     ]
     start = int(np.argmax(counts)) if any(counts) else depths[driver] // 2
     return _build_figure(panels, overlay_colors(["label"], None, 0.5), labels, start, title, 560)
-
-
-def training_curves_figure(histories: Mapping[str, pd.DataFrame], log_loss: bool = True) -> go.Figure:
-    """Training curves of every loss on one figure: losses (left) and validation Dice (right).
-
-    Args:
-        histories: Loss name -> per-epoch table with columns ``epoch``, ``train_loss``,
-            ``val_loss`` and ``val_dice``.
-        log_loss: Plot the losses on a log axis (their scales differ by orders of magnitude;
-            a loss of exactly 0 is then not drawn).
-
-    Returns:
-        A figure with three traces per loss (training loss dashed, validation loss solid,
-        validation Dice), grouped so one legend click toggles a loss; the best validation
-        Dice of each loss is marked.
-    """
-    if not histories:
-        raise ValueError("histories is empty")
-    required = {"epoch", "train_loss", "val_loss", "val_dice"}
-    fig = make_subplots(
-        rows=1, cols=2, subplot_titles=("Loss (dashed: training, solid: validation)", "Validation Dice")
-    )
-    for i, (name, table) in enumerate(histories.items()):
-        missing = required - set(table.columns)
-        if missing:
-            raise ValueError(f"history of {name!r} lacks columns {sorted(missing)}")
-        color = PALETTE[i % len(PALETTE)]
-        common = dict(legendgroup=name, line=dict(color=color), mode="lines")
-        dashed = dict(legendgroup=name, line=dict(color=color, dash="dash"), mode="lines")
-        fig.add_scatter(
-            x=table["epoch"], y=table["train_loss"], name=name, showlegend=False, row=1, col=1, **dashed
-        )
-        fig.add_scatter(x=table["epoch"], y=table["val_loss"], name=name, row=1, col=1, **common)
-        fig.add_scatter(
-            x=table["epoch"], y=table["val_dice"], name=name, showlegend=False, row=1, col=2, **common
-        )
-        if table["val_dice"].notna().any():
-            best = table.loc[table["val_dice"].idxmax()]
-            fig.add_scatter(
-                x=[best["epoch"]],
-                y=[best["val_dice"]],
-                name=name,
-                showlegend=False,
-                row=1,
-                col=2,
-                legendgroup=name,
-                mode="markers",
-                marker=dict(color=color, size=10),
-                hovertemplate="best epoch %{x}<br>Dice %{y:.3f}<extra>" + name + "</extra>",
-            )
-    fig.update_xaxes(title_text="epoch")
-    fig.update_yaxes(type="log" if log_loss else "linear", title_text="loss", row=1, col=1)
-    fig.update_yaxes(range=[0, 1], title_text="Dice", row=1, col=2)
-    fig.update_layout(
-        height=420, legend=dict(title=dict(text="Loss (click to toggle)")), hovermode="x unified"
-    )
-    return fig

@@ -1,4 +1,4 @@
-"""Tests of hie_core.report.chapters: the Data and Methods chapters' tables and figures."""
+"""Tests of the Data and Methods chapters (report.data_page, methods_page, diagrams, deviations) and report.sources."""
 
 from __future__ import annotations
 
@@ -13,8 +13,10 @@ from hie_core.augment import AugmentConfig
 from hie_core.data import load_dataset
 from hie_core.io import ImageGeometry
 from hie_core.model import UNet3D, count_parameters, forward_flops
-from hie_core.preprocess import preprocess_arrays
-from hie_core.report import chapters
+from hie_core.preprocess import Grid, preprocess_arrays
+from hie_core.report import data_page, diagrams, methods_page, sources
+from hie_core.report.display import BookFigure
+from hie_core.report.runs import StudyFolderError, load_case
 from hie_core.training.config import PRESETS, TrainConfig
 from tests.conftest import TINY_GEOMETRY, write_tiny_case
 
@@ -24,7 +26,7 @@ TINY_LESION, TINY_BRAIN = 18, 600
 
 def test_dataset_summary_counts_and_strata(tiny_release: Path) -> None:
     _, report = load_dataset(tiny_release)
-    summary = chapters.dataset_summary(report).set_index("split")
+    summary = data_page.dataset_summary(report).set_index("split")
     assert list(summary.index) == ["train", "val", "test", "all"]
     assert summary["cases"].tolist() == [3, 1, 2, 6]
     assert summary["empty labels"].tolist() == [1, 0, 0, 1]
@@ -41,7 +43,7 @@ def test_dataset_summary_counts_and_strata(tiny_release: Path) -> None:
 
 def test_case_table_adds_numeric_geometry_and_stratum(tiny_release: Path) -> None:
     _, report = load_dataset(tiny_release)
-    table = chapters.case_table(report)
+    table = data_page.case_table(report)
     assert len(table) == 6
     assert table["size_d"].tolist() == [6] * 6 and table["spacing_w_mm"].tolist() == pytest.approx([1.1] * 6)
     assert table["burden_percent"].iloc[0] == pytest.approx(100 * TINY_LESION / TINY_BRAIN)
@@ -50,7 +52,7 @@ def test_case_table_adds_numeric_geometry_and_stratum(tiny_release: Path) -> Non
 
 def test_burden_figure_one_trace_per_split_and_empty_count(tiny_release: Path) -> None:
     _, report = load_dataset(tiny_release)
-    fig = chapters.burden_figure(chapters.case_table(report), "SOURCE-X")
+    fig = data_page.burden_figure(data_page.case_table(report), "SOURCE-X")
     assert [t.name for t in fig.data] == ["train", "val", "test"]
     assert len(fig.data[0].x) == 2  # the empty training label is not on the log axis
     assert "1 empty" in fig.layout.title.text and "SOURCE-X" in fig.layout.title.text
@@ -67,59 +69,80 @@ def test_sample_case_is_lower_median_nonzero_training_burden(tmp_path: Path) -> 
     write_tiny_case(root / "BONBID2023_Test", "MGHNICU_900-VISIT_01", label=big)
     _, report = load_dataset(root)
     # non-zero training burdens 1, 2, 3, 4 voxels: the lower median is the 2-voxel case
-    assert chapters.sample_case(report).case_id == "MGHNICU_004-VISIT_01"
+    assert data_page.sample_case(report).case_id == "MGHNICU_004-VISIT_01"
 
 
 def test_sample_case_figures(tiny_release: Path) -> None:
     cases, report = load_dataset(tiny_release)
-    arrays = chapters.load_case(cases[0])
+    arrays = load_case(cases[0])
     assert arrays["label"].dtype == bool and arrays["label"].sum() == TINY_LESION
-    viewer = chapters.sample_case_viewer(arrays, "SOURCE-X")
+    viewer = data_page.sample_case_viewer(arrays, "SOURCE-X")
     assert "SOURCE-X" in viewer.layout.title.text
     assert [b.label for b in viewer.layout.updatemenus[0].buttons] == ["ADC", "ZADC", "label"]
     assert len(viewer.frames) == TINY_GEOMETRY.shape[0]
-    still = chapters.sample_case_still(arrays, "SOURCE-X")
-    assert isinstance(still, chapters.BookFigure) and len(still.axes) == 4
+    still = data_page.sample_case_still(arrays, "SOURCE-X")
+    assert isinstance(still, BookFigure) and len(still.axes) == 4
     assert still._repr_png_().startswith(b"\x89PNG")
     assert "slice 2" in still._suptitle.get_text()  # lesion slices 2-3: the first busiest
 
 
-def _write_study(study: Path, data_dir: Path, synthetic: bool, target_shape: list[int]) -> None:
-    (study / "dice").mkdir(parents=True)
+def _write_run(study: Path, data_dir: Path, target_shape: list[int]) -> None:
+    run = study / "dice" / "seed0"
+    run.mkdir(parents=True)
     info = {
-        "synthetic": synthetic,
+        "synthetic": False,
         "data_dir_resolved": str(data_dir),
-        "config": {"target_shape": target_shape},
+        "config": {"target_shape": target_shape, "preset": "quick"},
     }
-    (study / "dice" / "config.json").write_text(json.dumps(info))
+    (run / "config.json").write_text(json.dumps(info))
+    (run / "summary.json").write_text("{}")
+    (run / "metrics.csv").write_text("case_id,split,burden_percent,stratum,dice,masd_mm,nsd,n_pred,n_ref\n")
 
 
-def test_data_source_from_study_folder_and_data_dir(tiny_release: Path, tmp_path: Path) -> None:
-    path, synthetic, label = chapters.data_source(data_dir=str(tiny_release))
-    assert path == tiny_release.resolve() and not synthetic and str(tiny_release.resolve()) in label
-    _write_study(tmp_path / "study", tiny_release, True, [16, 64, 64])
-    path, synthetic, label = chapters.data_source(study_dir=str(tmp_path / "study"), data_dir="ignored")
-    assert path == tiny_release and synthetic and "SYNTHETIC" in label
-    assert chapters.study_grids(str(tmp_path / "study")) == {
-        "seed protocol": (32, 192, 192),
-        "this study": (16, 64, 64),
+def test_data_source_follows_the_manifest_however_the_folder_is_named(
+    tiny_release: Path, tmp_path: Path
+) -> None:
+    source = sources.data_source(data_dir=str(tiny_release))
+    assert source.folder == tiny_release.resolve() and not source.synthetic
+    assert str(tiny_release.resolve()) in source.label
+    _write_run(tmp_path / "study", tiny_release, [16, 64, 64])
+    assert sources.data_source(study_dir=str(tmp_path / "study"), data_dir="ignored").folder == tiny_release
+    (tiny_release / "SYNTHETIC.json").write_text("{}")  # the generator's manifest: synthetic, however passed
+    assert sources.data_source(data_dir=str(tiny_release)).synthetic
+    assert sources.data_source(study_dir=str(tmp_path / "study")).label == sources.SYNTHETIC_LABEL
+    config = methods_page.study_config(str(tmp_path / "study"))
+    assert methods_page.study_grids(config) == {
+        "seed protocol": Grid(shape=(32, 192, 192)),
+        "this study": Grid(shape=(16, 64, 64)),
     }
-    assert chapters.study_grids("") == {"seed protocol": (32, 192, 192)}
-    (tiny_release / "SYNTHETIC.json").write_text("{}")  # a synthetic folder named as data_dir
-    assert chapters.data_source(data_dir=str(tiny_release))[1]
-    with pytest.raises(FileNotFoundError, match="config.json"):
-        chapters.data_source(study_dir=str(tmp_path / "nothing"))
+    assert list(methods_page.study_grids({"target_shape": [32, 192, 192]})) == ["seed protocol"]
+    spacing = methods_page.study_grids({"target_shape": None, "target_spacing_mm": [4.0, 2.0, 2.0]})
+    assert spacing["this study"] == Grid(spacing_mm=(4.0, 2.0, 2.0))
+    with pytest.raises(StudyFolderError, match="no such study"):
+        sources.data_source(study_dir=str(tmp_path / "nothing"))
 
 
-def test_captioned_table_carries_the_caption(tiny_release: Path) -> None:
-    _, report = load_dataset(tiny_release)
-    html = chapters.captioned(chapters.dataset_summary(report), "SYNTHETIC caption").to_html()
-    assert "SYNTHETIC caption" in html
+def test_preprocessing_text_names_this_studys_grid() -> None:
+    small = methods_page.preprocessing_text({"target_shape": [16, 64, 64], "preset": "small"})
+    assert (
+        "**16 x 64 x 64 voxels**" in small
+        and "seed study resampled every scan to 32 x 192 x 192 voxels" in small
+    )
+    seed = methods_page.preprocessing_text({"target_shape": [32, 192, 192], "preset": "seed"})
+    assert "**32 x 192 x 192 voxels**" in seed and "seed study" not in seed and "patches" not in seed
+    quick = methods_page.preprocessing_text({"target_shape": None, "target_spacing_mm": [4.0, 2.0, 2.0],
+                                             "patch_shape": [16, 48, 48], "foreground_fraction": 0.67, "preset": "quick"})  # fmt: skip
+    assert (
+        "**4 x 2 x 2 mm voxels**" in quick and "patches of 16 x 48 x 48 voxels, 67% of them centred" in quick
+    )
+    assert methods_page.network_input({"patch_shape": [16, 48, 48], "target_shape": None}) == (16, 48, 48)
 
 
 def test_preprocessing_table_keeps_extent() -> None:
     native = ImageGeometry((41, 256, 256), (2.5, 0.7, 0.7))
-    table = chapters.preprocessing_table(native, {"seed": (32, 192, 192), "quick": (16, 64, 64)})
+    table = methods_page.preprocessing_table(
+        native, {"seed": (32, 192, 192), "quick": Grid(shape=(16, 64, 64))}
+    )
     assert table["shape (D x H x W)"].tolist() == ["41 x 256 x 256", "32 x 192 x 192", "16 x 64 x 64"]
     assert table["extent mm (D x H x W)"].nunique() == 1
     assert (
@@ -130,7 +153,7 @@ def test_preprocessing_table_keeps_extent() -> None:
 
 def test_augmentation_table_reads_the_config() -> None:
     config = AugmentConfig(noise_std=0.05, p_blur=0.2, elastic_max_displacement_mm=3.0)
-    table = chapters.augmentation_table(config).set_index("transform")
+    table = methods_page.augmentation_table(config).set_index("transform")
     assert list(table.index) == ["noise", "anisotropy", "blur", "gamma", "elastic"]
     assert table.loc["blur", "probability"] == 0.2 and table.loc["noise", "probability"] == 0.5
     assert table.loc["noise", "parameters"] == "noise_std = 0.05"
@@ -150,14 +173,14 @@ def tiny_pre():
 
 @pytest.mark.filterwarnings("ignore:The maximum displacement is larger")
 def test_augmentation_examples_change_the_image(tiny_pre) -> None:
-    examples = chapters.augmentation_examples(tiny_pre, AugmentConfig(), seed=3)
+    examples = methods_page.augmentation_examples(tiny_pre, AugmentConfig(), seed=3)
     assert list(examples) == ["noise", "anisotropy", "blur", "gamma", "elastic"]
     for name, image in examples.items():
         assert image.shape == tiny_pre.image.shape and image.dtype == np.float32
         assert not np.allclose(image, tiny_pre.image, atol=1e-4), name
     # each transform alone: noise of sd <= 0.01 moves no voxel by more than a few sd
     assert np.abs(examples["noise"] - tiny_pre.image).max() < 0.08
-    again = chapters.augmentation_examples(tiny_pre, AugmentConfig(), seed=3)
+    again = methods_page.augmentation_examples(tiny_pre, AugmentConfig(), seed=3)
     assert all(np.array_equal(again[k], examples[k]) for k in examples)
 
 
@@ -165,42 +188,51 @@ def test_augmentation_examples_identity_parameters(tiny_pre) -> None:
     identity = AugmentConfig(
         noise_std=0.0, blur_std_mm=(0.0, 0.0), log_gamma=(0.0, 0.0), elastic_max_displacement_mm=0.0
     )
-    examples = chapters.augmentation_examples(tiny_pre, identity, seed=3)
+    examples = methods_page.augmentation_examples(tiny_pre, identity, seed=3)
     for name in ("noise", "blur", "gamma", "elastic"):
         np.testing.assert_allclose(examples[name], tiny_pre.image, atol=1e-5, err_msg=name)
 
 
 def test_unet_table_summary_and_diagram_follow_the_model() -> None:
     kwargs, shape = {"widths": (4, 8, 16, 32)}, (8, 16, 16)
-    table = chapters.unet_table(kwargs, shape)
+    table = methods_page.unet_table(kwargs, shape)
     model = UNet3D(**kwargs)
     assert table["parameters"].sum() == count_parameters(model)
     assert table["block"].tolist()[:4] == ["encoder 1", "encoder 2", "encoder 3", "bottleneck"]
     assert table["feature map (D x H x W)"].tolist()[:4] == ["8x16x16", "4x8x8", "2x4x4", "1x2x2"]
     assert table["out ch"].tolist() == [4, 8, 16, 32, 16, 8, 4, 1]
-    summary = chapters.unet_summary(kwargs, shape).iloc[0]
+    summary = methods_page.unet_summary(kwargs, shape).iloc[0]
     assert summary["parameters"] == count_parameters(model)
     assert summary["forward GFLOP / volume"] == pytest.approx(forward_flops(model, (1, 2, *shape)) / 1e9)
-    fig = chapters.unet_diagram(kwargs, shape)
+    fig = diagrams.unet_diagram(kwargs, shape)
     texts = [t.get_text() for t in fig.axes[0].texts]
     assert any("bottleneck\n16 -> 32 ch\n1x2x2" in t for t in texts)
 
 
 def test_seed_unet_size() -> None:
-    summary = chapters.unet_summary().iloc[0]
+    summary = methods_page.unet_summary().iloc[0]
     assert summary["input (C x D x H x W)"] == "2x32x192x192"
     assert 500 < summary["forward GFLOP / volume"] < 512  # DESIGN §5: about 506 GFLOP
 
 
-def test_pipeline_figure_reads_the_constants() -> None:
-    fig = chapters.pipeline_figure()
+def test_pipeline_figure_reads_the_constants_and_the_study() -> None:
+    fig = diagrams.pipeline_figure()
     texts = " ".join(t.get_text() for t in fig.axes[0].texts)
-    assert "192x192x32" in texts and "5 transforms" in texts and "6 compared" in texts
+    assert "32x192x192" in texts and "5 transforms" in texts and "6 compared" in texts
     assert len(fig.axes[0].patches) == 8
+    quick = " ".join(
+        t.get_text()
+        for t in diagrams.pipeline_figure({"target_shape": [16, 64, 64], "widths": [8, 16, 32, 64]})
+        .axes[0]
+        .texts
+    )
+    assert "16x64x64" in quick and "8-16-32-64" in quick and "192" not in quick
+    spaced = diagrams.pipeline_figure({"target_spacing_mm": [4.0, 2.0, 2.0], "widths": [8, 16, 32, 64]})
+    assert "4x2x2 mm" in " ".join(t.get_text() for t in spaced.axes[0].texts)
 
 
 def test_metric_rules_table_official_semantics() -> None:
-    table = chapters.metric_rules_table().set_index("case")
+    table = methods_page.metric_rules_table().set_index("case")
     assert table.loc["identical", ["dice", "masd_mm", "nsd"]].tolist() == [1.0, 0.0, 1.0]
     assert table.loc["both empty", ["dice", "masd_mm", "nsd"]].tolist() == [1.0, 0.0, 1.0]
     for name in ("prediction empty", "reference empty"):
@@ -212,7 +244,7 @@ def test_metric_rules_table_official_semantics() -> None:
 
 
 def test_protocol_table_comes_from_presets() -> None:
-    table = chapters.protocol_table().set_index("field")
+    table = methods_page.protocol_table().set_index("field")
     defaults = TrainConfig()
     for field in table.index:
         for preset, values in PRESETS.items():
@@ -220,15 +252,16 @@ def test_protocol_table_comes_from_presets() -> None:
             assert table.loc[field, preset] == str(
                 tuple(expected) if isinstance(expected, list) else expected
             )
-        source = "preset" if field in PRESETS["seed"] else "TrainConfig default"
+        source = "preset" if any(field in v for v in PRESETS.values()) else "TrainConfig default"
         assert table.loc[field, "from"] == source
-    assert table.loc["epochs", "seed"] == "100" and table.loc["lr", "quick"] == str(defaults.lr)
+    assert table.loc["epochs", "seed"] == "100" and table.loc["lr", "seed"] == str(defaults.lr)
 
 
-def test_source_note_displays_a_warning_for_synthetic_data(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_banner_is_a_warning_for_synthetic_data(monkeypatch: pytest.MonkeyPatch) -> None:
     shown = []
     monkeypatch.setattr("IPython.display.display", lambda obj, raw=False: shown.append(obj))
-    chapters.source_note(True, chapters.SYNTHETIC_LABEL)
-    chapters.source_note(False, "BONBID-HIE data (/data)")
+    sources.banner(sources.DataSource(Path("/syn"), True), details="Preset <quick>.", missing=["hdt/seed1"])
+    sources.banner(sources.DataSource(Path("/data"), False))
     assert "admonition warning" in shown[0]["text/html"] and "synthetic" in shown[0]["text/markdown"]
+    assert "Preset &lt;quick&gt;." in shown[0]["text/html"] and "hdt/seed1" in shown[0]["text/html"]
     assert "/data" in shown[1]["text/html"] and "warning" not in shown[1]["text/html"]

@@ -1,4 +1,4 @@
-"""Tests of hie_core.report.figures (Plotly book figures) and hie_core.report.viewers (live viewer, montage)."""
+"""Tests of the viewers and charts: report.slices (Plotly), live (ipywidgets), stills (matplotlib), charts, display."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 from matplotlib.figure import Figure
 
-from hie_core.report import figures, viewers
+from hie_core.report import charts, display, live, slices, stills, volumes
 
 SPACING_MM = (3.0, 0.8, 0.6)
 
@@ -41,7 +41,7 @@ def case() -> dict[str, np.ndarray]:
 
 
 def _viewer(case: dict[str, np.ndarray]):
-    return figures.case_viewer(
+    return slices.case_viewer(
         case["adc"], case["zadc"], case["label"], SPACING_MM, {"Dice": case["pred"]}, title="t"
     )
 
@@ -86,8 +86,8 @@ def test_frame_data_match_volumes(case: dict[str, np.ndarray]) -> None:
     np.testing.assert_array_equal(gt.z, case["label"][4, 8:12, 9:14].astype(np.uint8))  # cropped patch
     assert gt.x0 == pytest.approx(9 * 0.6) and gt.y0 == pytest.approx(8 * 0.8)
     assert fig.frames[0].data[2].z.shape == (1, 1) and fig.frames[0].data[2].z.max() == 0  # empty slice
-    adc8, window = viewers.window_to_uint8(case["adc"])
-    r0, r1, c0, c1 = viewers.content_box([case["adc"]])
+    adc8, window = volumes.window_to_uint8(case["adc"])
+    r0, r1, c0, c1 = volumes.content_box([case["adc"]])
     np.testing.assert_array_equal(frame.data[0].z, adc8[4, r0:r1, c0:c1])
     assert fig.data[0].x0 == pytest.approx(c0 * 0.6) and fig.data[0].dx == pytest.approx(0.6)
     assert fig.layout.yaxis.autorange == "reversed" and fig.layout.yaxis.scaleanchor == "x"
@@ -104,34 +104,34 @@ def test_background_buttons_restyle_only_maps(case: dict[str, np.ndarray]) -> No
 def test_window_and_busiest_slice() -> None:
     volume = np.zeros((2, 10, 10), dtype=np.float32)
     volume[:, 2:8, 2:8] = np.arange(72, dtype=np.float32).reshape(2, 6, 6) + 1
-    low, high = viewers.default_window(volume)
+    low, high = volumes.default_window(volume)
     assert (low, high) == pytest.approx(tuple(np.percentile(np.arange(1, 73), [1, 99])))
-    as8, _ = viewers.window_to_uint8(volume, (10.0, 20.0))
+    as8, _ = volumes.window_to_uint8(volume, (10.0, 20.0))
     assert as8.dtype == np.uint8 and as8[0, 0, 0] == 0 and as8.max() == 255
     assert volume[0, 4, 3] == 14 and as8[0, 4, 3] == round((14 - 10) * 25.5)
-    assert viewers.content_box([volume], margin=1) == (1, 9, 1, 9)
+    assert volumes.content_box([volume], margin=1) == (1, 9, 1, 9)
     masks = {"a": np.zeros((3, 4, 4), bool), "b": np.zeros((3, 4, 4), bool)}
-    assert viewers.busiest_slice(masks, 3) == 1
+    assert volumes.busiest_slice(masks, 3) == 1
     masks["a"][2, :2, :2] = True
     masks["b"][0, 0, :3] = True
-    assert viewers.busiest_slice(masks, 3) == 2
+    assert volumes.busiest_slice(masks, 3) == 2
 
 
 def test_validation_errors(case: dict[str, np.ndarray]) -> None:
     with pytest.raises(ValueError, match="spacing_mm"):
-        figures.slice_viewer({"ADC": case["adc"]}, {}, (1.0, 0.0, 1.0))
+        slices.slice_viewer({"ADC": case["adc"]}, {}, (1.0, 0.0, 1.0))
     with pytest.raises(ValueError, match="'bad'"):
-        figures.slice_viewer({"ADC": case["adc"]}, {"bad": np.zeros((6, 20, 23), bool)}, SPACING_MM)
+        slices.slice_viewer({"ADC": case["adc"]}, {"bad": np.zeros((6, 20, 23), bool)}, SPACING_MM)
     with pytest.raises(ValueError, match="initial_slice"):
-        figures.slice_viewer({"ADC": case["adc"]}, {}, SPACING_MM, initial_slice=6)
+        slices.slice_viewer({"ADC": case["adc"]}, {}, SPACING_MM, initial_slice=6)
     with pytest.raises(ValueError, match="div_id"):
-        viewers.figure_html(_viewer(case), "1 bad id")
+        display.figure_html(_viewer(case), "1 bad id")
 
 
 def test_figure_html_offline_deterministic_no_autoplay(case: dict[str, np.ndarray]) -> None:
     fig = _viewer(case)
-    html = viewers.figure_html(fig, "case-viewer-1")
-    assert html == viewers.figure_html(fig, "case-viewer-1")
+    html = display.figure_html(fig, "case-viewer-1")
+    assert html == display.figure_html(fig, "case-viewer-1")
     assert 'id="case-viewer-1"' in html and "Plotly.addFrames" in html
     assert "Plotly.animate" not in html
     assert not re.search(r"<script[^>]*src=", html)
@@ -142,15 +142,15 @@ def test_show_emits_html_and_plotly_mime(case: dict[str, np.ndarray], monkeypatc
     shown = []
     monkeypatch.setattr("IPython.display.display", lambda obj, raw=False: shown.append((obj, raw)))
     fig = _viewer(case)
-    viewers.show(fig, "v1")
+    display.show(fig, "v1", plotly_mime=True)
     bundle, raw = shown[0]
-    assert raw and bundle["text/html"] == viewers.figure_html(fig, "v1")
+    assert raw and bundle["text/html"] == display.figure_html(fig, "v1")
     assert len(bundle["application/vnd.plotly.v1+json"]["frames"]) == 6
     json.dumps(bundle)  # a JSON-able mime bundle
 
 
 def test_plotly_js_path() -> None:
-    path = viewers.plotly_js_path()
+    path = display.plotly_js_path()
     assert path.name == "plotly.min.js" and path.stat().st_size > 1_000_000
 
 
@@ -162,14 +162,14 @@ def test_page_size_for_a_256x256x32_case() -> None:
     zz, yy, xx = np.mgrid[:32, :256, :256]
     lesion = ((zz - 14) / 5) ** 2 + ((yy - 100) / 20) ** 2 + ((xx - 90) / 16) ** 2 < 1
     preds = {f"loss {i}": np.roll(lesion, (0, 2 * i, 3 * i), (0, 1, 2)) for i in range(6)}
-    html = viewers.figure_html(figures.case_viewer(adc, zadc, lesion, (3.0, 0.7, 0.7), preds), "big")
+    html = display.figure_html(slices.case_viewer(adc, zadc, lesion, (3.0, 0.7, 0.7), preds), "big")
     print(f"case viewer 256x256x32, 2 maps + 7 overlays: {len(html) / 1e6:.2f} MB")
     assert 2 * (256 * 256 * 32) * 4 / 3 < len(html) < 10e6  # both maps are in it, base64 uint8
 
 
 def test_augmentation_and_preprocessing_viewers(case: dict[str, np.ndarray]) -> None:
     before = case["adc"]
-    fig = figures.augmentation_viewer(before, {"gamma": before * 1.1, "noise": before + 5}, SPACING_MM)
+    fig = slices.augmentation_viewer(before, {"gamma": before * 1.1, "noise": before + 5}, SPACING_MM)
     assert [t.name for t in fig.data] == ["before", "gamma", "noise"] and len(fig.frames) == 6
     args = fig.layout.updatemenus[0].buttons[1].args
     assert args[0] == {"visible": [False, True]} and list(args[1]) == [1, 2]
@@ -179,7 +179,7 @@ def test_augmentation_and_preprocessing_viewers(case: dict[str, np.ndarray]) -> 
     resampled = np.ones((4, 10, 12), np.float32)
     label = np.zeros((4, 10, 12), bool)
     label[3, 2:4, 2:4] = True
-    fig = figures.preprocessing_viewer(native, (2.0, 1.0, 1.0), resampled, (3.0, 2.0, 2.0), None, label)
+    fig = slices.preprocessing_viewer(native, (2.0, 1.0, 1.0), resampled, (3.0, 2.0, 2.0), None, label)
     # Native slices 4 and 5 (centres 9 and 11 mm) show resampled slice 3 (9-12 mm), the others not.
     assert len(fig.frames) == 6 and fig.layout.sliders[0].active == 4
     assert [int(f.data[2].z.sum()) for f in fig.frames] == [0, 0, 0, 0, 4, 4]
@@ -190,46 +190,92 @@ def test_augmentation_and_preprocessing_viewers(case: dict[str, np.ndarray]) -> 
 
 def test_training_curves_figure() -> None:
     epochs = np.arange(1, 6)
-    hist = {
-        name: pd.DataFrame(
-            {"epoch": epochs, "train_loss": 1 / epochs, "val_loss": 1.2 / epochs, "val_dice": dice}
-        )
-        for name, dice in [("Dice", [0.1, 0.3, 0.5, 0.4, 0.45]), ("Tversky", [0.2, 0.2, 0.3, 0.6, 0.5])]
-    }
-    fig = figures.training_curves_figure(hist)
-    assert len(fig.data) == 8  # 3 curves and a best-epoch marker per loss
-    assert [t.name for t in fig.data if t.showlegend is not False] == ["Dice", "Tversky"]
+
+    def history(dice: list[float]) -> pd.DataFrame:
+        return pd.DataFrame({"epoch": epochs, "train_loss": 1 / epochs, "selection_loss": 1.2 / epochs,
+                             "selection_dice": dice})  # fmt: skip
+
+    hist = {"Dice": [history([0.1, 0.3, 0.5, 0.4, 0.45]), history([0.2, 0.2, 0.3, 0.3, 0.35])],
+            "Tversky": [history([0.2, 0.2, 0.3, 0.6, 0.5])]}  # fmt: skip
+    fig = charts.training_curves_figure(hist)
+    assert len(fig.data) == 12  # 3 curves and a best-epoch marker per loss and seed
+    assert [t.name for t in fig.data if t.showlegend] == ["Dice", "Tversky"]  # one legend entry per loss
     best = [t for t in fig.data if t.mode == "markers"]
-    assert [(t.x[0], t.y[0]) for t in best] == [(3, 0.5), (4, 0.6)]
-    with pytest.raises(ValueError, match="val_dice"):
-        figures.training_curves_figure({"x": hist["Dice"].drop(columns="val_dice")})
+    assert [(t.x[0], t.y[0]) for t in best] == [(3, 0.5), (5, 0.35), (4, 0.6)]
+    assert fig.layout.width is None  # fills the text column
+    with pytest.raises(ValueError, match="selection_dice"):
+        charts.training_curves_figure({"x": [hist["Tversky"][0].drop(columns="selection_dice")]})
+
+
+def test_table1_figure_points_intervals_and_reference_lines() -> None:
+    t1 = pd.DataFrame({"method": ["dice", "hdt", "baseline", "ceiling"]})
+    for metric, values in {
+        "dice": [0.5, 0.2, 0.4, 0.8],
+        "masd_mm": [3.0, 9.0, 4.0, 0.5],
+        "nsd": [0.6, 0.3, 0.5, 0.9],
+    }.items():
+        t1[f"{metric}_mean"] = values
+        t1[f"{metric}_ci_low"] = np.array(values) - 0.1
+        t1[f"{metric}_ci_high"] = np.array(values) + 0.2
+    fig = charts.table1_figure(t1)
+    points = [t for t in fig.data if t.mode == "markers"]
+    assert len(points) == 3 and list(points[0].y) == ["dice", "hdt"]
+    np.testing.assert_allclose(points[1].error_x.array, [0.2, 0.2])
+    np.testing.assert_allclose(points[1].error_x.arrayminus, [0.1, 0.1])
+    lines = [(t.name, t.x[0]) for t in fig.data if t.mode == "lines"]
+    assert lines == [
+        ("baseline", 0.4),
+        ("ceiling", 0.8),
+        ("baseline", 4.0),
+        ("ceiling", 0.5),
+        ("baseline", 0.5),
+        ("ceiling", 0.9),
+    ]
+    assert [t.name for t in fig.data if t.showlegend] == ["mean [95% CI]", "baseline", "ceiling"]
+    assert fig.layout.width is None
+
+
+def test_figure_html_refuses_a_fixed_width_wider_than_the_text_column(case: dict[str, np.ndarray]) -> None:
+    fig = _viewer(case)
+    fig.update_layout(width=display.MAX_FIGURE_WIDTH_PX + 1)
+    with pytest.raises(ValueError, match="width"):
+        display.figure_html(fig, "wide")
+
+
+def test_table_has_no_index_column_and_scrolls_when_asked() -> None:
+    frame = pd.DataFrame({"method": ["dice", "hdt"], "Dice": [0.51234, np.nan]}, index=[7, 8])
+    html = display.table(frame, precision=2, note="n = 2 <cases>", scroll=True)._repr_html_()
+    assert "0.51" in html and "0.512" not in html and ">-<" in html
+    assert ">7<" not in html and "row_heading" not in html  # no index column
+    assert "overflow-x:auto" in html and "max-height" in html and "n = 2 &lt;cases&gt;" in html
+    assert display.format_ci(0.5, 0.4, 0.6) == "0.500 [0.400, 0.600]"
+    assert display.format_ci(0.5, float("nan"), float("nan"), 2) == "0.50"
+    assert display.format_ci(float("nan"), 0.1, 0.2) == "n/a"
 
 
 def test_live_viewer_updates(case: dict[str, np.ndarray]) -> None:
-    viewer = viewers.live_viewer(
-        {"ADC": case["adc"], "ZADC": case["zadc"]}, {"gt": case["label"]}, SPACING_MM
-    )
+    viewer = live.live_viewer({"ADC": case["adc"], "ZADC": case["zadc"]}, {"gt": case["label"]}, SPACING_MM)
     first = bytes(viewer.image.value)
     assert viewer.displayed_slice == 4 and first.startswith(b"\x89PNG")
     viewer.slice_slider.value = 1  # observers call update()
     assert viewer.displayed_slice == 1 and bytes(viewer.image.value) != first
     viewer.slice_slider.value = 4
     assert bytes(viewer.image.value) == first
-    red = viewers._rgb_triplets(["gt"], None)["gt"]
+    red = volumes.rgb_triplets(["gt"], None)["gt"]
     np.testing.assert_allclose(viewer.displayed_rgb[10, 10], _blend(viewer, 4, 10, 10, red), atol=1e-6)
     viewer.overlay_checkboxes["gt"].value = False
     gray = viewer.displayed_rgb[10, 10]
     assert np.allclose(gray, gray[0])  # no colour left
     viewer.image_dropdown.value = "ZADC"
-    assert viewer.window_slider.value == pytest.approx(viewers.default_window(case["zadc"]))
+    assert viewer.window_slider.value == pytest.approx(volumes.default_window(case["zadc"]))
     viewer.window_slider.value = (-0.5, 0.5)
     viewer.image_dropdown.value = "ADC"
-    assert viewer.window_slider.value == pytest.approx(viewers.default_window(case["adc"]))
+    assert viewer.window_slider.value == pytest.approx(volumes.default_window(case["adc"]))
     viewer.image_dropdown.value = "ZADC"
     assert viewer.window_slider.value == pytest.approx((-0.5, 0.5))  # each map keeps its window
 
 
-def _blend(viewer: viewers.LiveViewer, k: int, row: int, col: int, color: np.ndarray) -> np.ndarray:
+def _blend(viewer: live.LiveViewer, k: int, row: int, col: int, color: np.ndarray) -> np.ndarray:
     """Closed form of one overlaid pixel: half grey, half overlay colour."""
     low, high = viewer.window_slider.value
     value = viewer._maps[viewer.image_dropdown.value][k, row, col]
@@ -238,10 +284,10 @@ def _blend(viewer: viewers.LiveViewer, k: int, row: int, col: int, color: np.nda
 
 
 def test_overlay_montage(case: dict[str, np.ndarray]) -> None:
-    fig = viewers.overlay_montage(case["adc"], {"gt": case["label"], "Dice": case["pred"]}, SPACING_MM, n=6)
+    fig = stills.overlay_montage(case["adc"], {"gt": case["label"], "Dice": case["pred"]}, SPACING_MM, n=6)
     assert isinstance(fig, Figure)
     titles = [ax.get_title() for ax in fig.axes if ax.get_title()]
     assert titles == ["slice 1", "slice 2", "slice 4"]  # the slices holding overlay voxels
     image = fig.axes[0].get_images()[0]
     assert image.get_extent() == pytest.approx((-0.3, 14.1, 15.6, -0.4))  # row 0 at the top, mm
-    assert viewers.montage_slices({}, 10, 3) == [0, 4, 9]
+    assert volumes.montage_slices({}, 10, 3) == [0, 4, 9]

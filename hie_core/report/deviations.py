@@ -1,0 +1,207 @@
+"""Every way a study's runs differ from the seed study's description, and why.
+
+:func:`deviations_table` compares a run configuration (``TrainConfig`` fields, as in
+``config.json`` or ``results/study.json``) and the code's constants with :data:`SEED_PROTOCOL`,
+the seed's own description (DESIGN.md section 2). Rows come from the comparison, so a preset
+that changes a setting gets its row, and a configuration field this module has no reason for
+still gets one ("differs from the seed preset"): nothing that changes results is left out.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Mapping
+from typing import Any
+
+import pandas as pd
+
+__all__ = ["SEED_PROTOCOL", "deviations_table", "study_deviations"]
+
+#: The seed study's settings as it describes them (DESIGN.md section 2); None = not described.
+SEED_PROTOCOL: dict[str, Any] = {
+    "target_shape": (32, 192, 192), "batch_size": 4, "lr": 1e-3, "weight_decay": 1e-3, "lr_decay": 0.9,
+    "l1": 1e-4, "grad_clip": 1.0, "epochs": 100, "patience": 10, "augment": "torchio", "amp": False, "compile": False, "patch_shape": None,
+    "foreground_fraction": None, "steps_per_epoch": None, "target_spacing_mm": None,
+}  # fmt: skip
+#: Fields that describe where or how a run executes, not what it computes.
+_NOT_PROTOCOL = {"loss", "data_dir", "output_dir", "device", "seed", "num_workers", "synthetic_preset", "preset",
+                 "fingerprint"}  # fmt: skip
+_WHY = {
+    "target_shape": "a grid the machine can train on in the time given (the quick preset is sized for a CPU run); "
+    "the resampling ceiling on the Results page shows what the grid alone costs",
+    "batch_size": "fits the preset's memory and time budget",
+    "lr": "set by the preset for its shorter schedule (hie_core.training.config.PRESETS)",
+    "lr_decay": "set by the preset for its shorter schedule (hie_core.training.config.PRESETS)",
+    "weight_decay": "set by the preset (hie_core.training.config.PRESETS)",
+    "grad_clip": "set by the preset (hie_core.training.config.PRESETS)",
+    "epochs": "the preset's time budget",
+    "patience": "the preset's time budget (scaled with the epochs)",
+    "augment": "same five transforms and parameter ranges, drawn on the device for a whole batch (TorchIO per "
+    "sample costs about 1 s per case on a CPU core)",
+    "amp": "bf16 autocast on the GPU: about 3x the throughput; the losses are computed in float32",
+    "compile": "torch.compile: the same arithmetic in fused kernels (float results differ in the last bits)",
+    "patch_shape": "patches keep the native resolution within the memory of one GPU",
+    "foreground_fraction": "patches are centred on a lesion this often, so rare lesions are seen",
+    "steps_per_epoch": "an epoch is a fixed number of patch steps, not one pass over whole volumes",
+    "target_spacing_mm": "a fixed spacing keeps each scan's resolution instead of squeezing it into one size",
+}
+
+
+def _fmt(value: Any, missing: str = "not described") -> str:
+    """A setting for the table: shapes as "D x H x W", spacings in mm, None as ``missing``."""
+    if value is None:
+        return missing
+    if isinstance(value, (list, tuple)):
+        if len(value) == 3 and all(isinstance(v, int) for v in value):
+            return " x ".join(map(str, value)) + " voxels (D x H x W)"
+        if len(value) == 3:
+            return " x ".join(f"{v:g}" for v in value) + " mm (D x H x W)"
+        return " - ".join(str(v) for v in value)
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def _row(aspect: str, seed: str, ours: str, why: str) -> dict[str, str]:
+    return {"aspect": aspect, "seed study": seed, "this study": ours, "why": why}
+
+
+def _code_rows(config: Mapping[str, Any], n_cases: Mapping[str, Any] | None) -> list[dict[str, str]]:
+    """Deviations fixed in the code, whatever the preset (read from its constants)."""
+    from hie_core.losses import HYBRID_WEIGHT
+    from hie_core.model import DEFAULT_DROPOUT, UNet3D
+    from hie_core.preprocess import preprocess_case
+    from hie_core.training.step import l1_weights
+
+    label = (
+        config.get("label_interpolation")
+        or inspect.signature(preprocess_case).parameters["label_interpolation"].default
+    )
+    model = UNet3D(widths=tuple(config.get("widths", (8, 16, 32, 64))))
+    n_l1, n_all = len(l1_weights(model)), len(list(model.parameters()))
+    w = HYBRID_WEIGHT
+    rows = [
+        _row("label resampling", "nearest neighbour", "linear, kept where the fraction is >= 0.5" if label == "linear"
+             else str(label), "closer to the native label for lesions of about 50 voxels and more (Dice +0.01 to "
+             "+0.04 on a coarse grid); benchmarks/label_roundtrip.py"),
+        _row("U-Net widths", "not published", _fmt(config.get("widths")), "the classic 3D U-Net doubling from 32 "
+             "(seed preset); a quarter of it where the preset says so, for CPU runs"),
+        _row("dropout", "rising with depth, values not published", f"{_fmt(DEFAULT_DROPOUT)} (encoder 1-3, "
+             "bottleneck)", "hie_core.model.UNet3D docstring: none at full resolution, most at the bottleneck"),
+        _row("output-bias prior", "not described (zero bias: p = 0.5 everywhere at start)",
+             f"bias = logit({_fmt(config.get('prior_probability'))})", "lesions are about 1% of the brain; "
+             "Dice-type losses started at p = 0.5 need many more steps (Lin et al. 2017's prior)"),
+        _row("L1 penalty", f"{_fmt(SEED_PROTOCOL['l1'])} on the weights", f"{_fmt(config.get('l1'))} on the "
+             f"{n_l1} weight tensors with ndim > 1 (of {n_all} parameter tensors)", "biases and BatchNorm scales "
+             "are not weights of a connection; penalising them shifts activations, not sparsity"),
+        _row("hybrid losses", "0.9 x base + 0.1 x log(HDT)", f"{w:g} x base + {1 - w:g} x log(1 + HDT)",
+             "log(HDT) is minus infinity for a perfect prediction and negative below 1; log(1 + HDT) is 0 there"),
+        _row("model selection", "early stopping on the 4 official validation cases, which were also reported",
+             f"mean Dice of a seeded selection set, {_selection(config, n_cases)}", "no reported case may pick the model"),
+        _row("metrics", "on the resampled grid, in voxels", "on each scan's native grid, distances in mm, "
+             "surfel-area weighted (the official evaluation)", "the challenge scores native grids in mm"),
+        _row("undefined MASD", "an Inf averaged into the mean (MSD = Inf for HDT)", "skipped in means and counted",
+             "an Inf makes a mean meaningless"),
+    ]  # fmt: skip
+    return rows
+
+
+def _selection(config: Mapping[str, Any], n_cases: Mapping[str, Any] | None) -> str:
+    """ "20% of the training split (3 of 16 cases)", counts where the study recorded them."""
+    fraction = config.get("selection_fraction")
+    text = (
+        f"{fraction:.0%} of the training split"
+        if isinstance(fraction, float)
+        else "part of the training split"
+    )
+    n_cases = n_cases or {}
+    if n_cases.get("selection") and n_cases.get("train"):
+        text += f" ({n_cases['selection']} of {n_cases['train']} cases)"
+    return text
+
+
+def _same(a: Any, b: Any) -> bool:
+    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
+        return tuple(a) == tuple(b)
+    return a == b
+
+
+def _config_rows(config: Mapping[str, Any]) -> list[dict[str, str]]:
+    """A row per setting that differs from the seed's description, or else from the resolved seed preset."""
+    from hie_core.training.config import make_config
+
+    rows = []
+    for field in [f for f in SEED_PROTOCOL if f in config and f != "l1"]:
+        seed, ours = SEED_PROTOCOL[field], config[field]
+        if not _same(seed, ours) and not (field == "augment" and ours == "torchio"):
+            rows.append(_row(field.replace("_", " "), _fmt(seed), _fmt(ours, "none"), _WHY.get(field, "")))
+    if config.get("patch_shape") and "sw_overlap" in config:
+        rows.append(_row("prediction", "the whole resampled volume at once", f"sliding window, overlap "
+                         f"{_fmt(config['sw_overlap'])}", "patches cover any volume size"))  # fmt: skip
+    handled = set(SEED_PROTOCOL) | _NOT_PROTOCOL | {"widths", "prior_probability", "l1", "selection_fraction",
+                                                    "label_interpolation", "sw_overlap"}  # fmt: skip
+    seed_preset = make_config(preset="seed", device="cpu").to_dict()
+    for field in sorted(set(config) - handled):
+        if field in seed_preset and not _same(config[field], seed_preset[field]):
+            rows.append(_row(field.replace("_", " "), f"seed preset: {_fmt(seed_preset[field], 'none')}",
+                             _fmt(config[field], "none"), "differs from the seed preset (hie_core.training.config.PRESETS)"))  # fmt: skip
+    return rows
+
+
+def _study_rows(
+    synthetic: bool | None, n_seeds: int | None, n_cases: Mapping[str, Any] | None
+) -> list[dict[str, str]]:
+    rows = []
+    if synthetic:
+        rows.append(_row("data", "BONBID-HIE 2023 (85 training, 4 validation, 44 test cases)",
+                         "synthetic BONBID-like data (hie_core.synthetic)", "runs anywhere without patient "
+                         "data; checks the pipeline, not clinical performance"))  # fmt: skip
+    if n_cases:
+        rows.append(_row("reported splits", "4 validation cases", f"test ({n_cases.get('test')} cases) and official "
+                         f"validation ({n_cases.get('val')} cases)", "4 cases cannot support a comparison"))  # fmt: skip
+    if n_seeds is not None:
+        rows.append(_row("repeated runs", "one run per loss", f"{n_seeds} seed(s) per loss, per-case scores averaged",
+                         "measures the run-to-run spread"))  # fmt: skip
+    rows.append(_row("statistics", "none", "bootstrap 95% CIs, paired Wilcoxon tests, Holm adjustment, challenge "
+                     "ranks", "uncertainty on every number; one family of tests per page"))  # fmt: skip
+    return rows
+
+
+def deviations_table(
+    config: Mapping[str, Any],
+    synthetic: bool | None = None,
+    n_seeds: int | None = None,
+    n_cases: Mapping[str, Any] | None = None,
+) -> pd.DataFrame:
+    """Every difference between a study and the seed's description, with the reason.
+
+    Args:
+        config: The runs' ``TrainConfig`` fields (``results/study.json`` ``run_config``).
+        synthetic: Whether the data are synthetic (a row when true); None = unknown.
+        n_seeds: Seeds per loss; None = not a study (no row).
+        n_cases: Cases per split (``test``, ``val``; ``train`` and ``selection`` where known); None = not a study.
+
+    Returns:
+        Columns ``aspect``, ``seed study``, ``this study``, ``why``.
+    """
+    config = {k: tuple(v) if isinstance(v, list) else v for k, v in config.items()}  # JSON lists as tuples
+    rows = _study_rows(synthetic, n_seeds, n_cases) + _config_rows(config) + _code_rows(config, n_cases)
+    return pd.DataFrame(rows, columns=["aspect", "seed study", "this study", "why"])
+
+
+def study_deviations(study_dir: str = "", preset: str = "seed") -> pd.DataFrame:
+    """:func:`deviations_table` of a study (from ``results/study.json``), or of a preset when ``study_dir`` is empty."""
+    import json
+    from pathlib import Path
+
+    if not study_dir:
+        from hie_core.training.config import make_config
+
+        return deviations_table(make_config(preset=preset, device="cpu").to_dict())
+    info_path = Path(study_dir) / "results" / "study.json"
+    if not info_path.is_file():
+        from hie_core.report.runs import StudyFolderError
+
+        raise StudyFolderError(
+            f"{info_path}: missing; write it with `python -m hie_core.report.results {study_dir}`"
+        )
+    info = json.loads(info_path.read_text())
+    return deviations_table(info["run_config"], info["synthetic"], len(info["seeds"]), info["n_cases"])

@@ -1,0 +1,237 @@
+"""Putting tables, figures and text into notebooks so that the static book keeps them.
+
+The one place for presentation helpers: :func:`table` (no index column, fits the text column,
+scrolls sideways when wide), :func:`show` / :func:`figure_html` (Plotly figures as HTML that
+loads the vendored plotly.js, no CDN, no autoplay), :class:`BookFigure` (matplotlib without
+pyplot), :func:`markdown` and :func:`admonition` (computed text), :func:`format_ci` (the one
+"mean [95% CI]" formatter) and :func:`glue` (numbers for the book's prose).
+
+Captions and figure numbers come from the notebook cells' ``mystnb.figure`` metadata (a
+caption and a name), so each displaying cell shows exactly one output.
+"""
+
+from __future__ import annotations
+
+import html
+import io
+import json
+import math
+import re
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pandas as pd
+from matplotlib.figure import Figure
+
+if TYPE_CHECKING:
+    import plotly.graph_objects as go
+
+__all__ = [
+    "BookFigure",
+    "MAX_FIGURE_WIDTH_PX",
+    "admonition",
+    "figure_html",
+    "format_ci",
+    "format_p",
+    "glue",
+    "markdown",
+    "plotly_js_path",
+    "show",
+    "table",
+]
+
+_DIV_ID = re.compile(r"^[A-Za-z][A-Za-z0-9_-]*$")
+#: Widest fixed width a figure may ask for (the book's text column is about 700-800 px).
+MAX_FIGURE_WIDTH_PX = 700
+
+
+class BookFigure(Figure):
+    """A matplotlib figure that a notebook shows as PNG without pyplot (``_repr_png_``)."""
+
+    def _repr_png_(self) -> bytes:
+        buffer = io.BytesIO()
+        self.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
+        return buffer.getvalue()
+
+
+class _Html:
+    """An HTML fragment with a plain-text fallback (what ``display`` shows)."""
+
+    def __init__(self, html_text: str, text: str) -> None:
+        self.data, self.text = html_text, text
+
+    def _repr_html_(self) -> str:
+        return self.data
+
+    def __repr__(self) -> str:
+        return self.text
+
+
+def format_ci(mean: float, low: float, high: float, digits: int = 3, html_break: bool = False) -> str:
+    """``"0.512 [0.401, 0.623]"``; ``"n/a"`` when the mean is missing, no interval when it is.
+
+    With ``html_break`` the interval goes on a second, smaller line (``<br><small>``), which
+    keeps tables of intervals narrow enough for the text column.
+    """
+    if mean is None or not math.isfinite(float(mean)):
+        return "n/a"
+    text = f"{float(mean):.{digits}f}"
+    if low is None or high is None or not (math.isfinite(float(low)) and math.isfinite(float(high))):
+        return text
+    interval = f"[{float(low):.{digits}f}, {float(high):.{digits}f}]"
+    return f"{text}<br><small>{interval}</small>" if html_break else f"{text} {interval}"
+
+
+def format_p(p: float) -> str:
+    """A p-value for a table: two significant digits, "<0.001" below, "-" when no test ran."""
+    if p is None or not math.isfinite(float(p)):
+        return "-"
+    return "<0.001" if p < 0.001 else f"{float(p):.2g}"
+
+
+def table(
+    frame: pd.DataFrame,
+    precision: int = 3,
+    note: str = "",
+    scroll: bool = False,
+    html_columns: Sequence[str] = (),
+) -> _Html:
+    """A table as HTML without the index column, floats at ``precision``, NaN as "-".
+
+    Cells do not wrap (:func:`format_ci` with ``html_break`` breaks where it should); a table
+    wider than the text column scrolls sideways inside its box.
+
+    Args:
+        frame: The table; its index is not shown (put what matters in a column).
+        precision: Digits after the point for float columns.
+        note: A line of small print under the table (source, counts, abbreviations).
+        scroll: Put the table in a box that scrolls sideways and down (wide or long tables),
+            so it never pushes the page wider than the text column.
+        html_columns: Columns whose cells are HTML already (e.g. :func:`format_ci` with
+            ``html_break``); every other text cell is escaped.
+
+    Returns:
+        An object that notebooks render as HTML (and print as text).
+    """
+    escaped = frame.copy()
+    for col in escaped.columns:
+        if col not in html_columns and escaped[col].dtype == object:
+            escaped[col] = escaped[col].map(lambda v: html.escape(v) if isinstance(v, str) else v)
+    escaped.columns = [html.escape(str(c)) for c in escaped.columns]
+    styler = escaped.style.format(precision=precision, na_rep="-").hide(axis="index")
+    styler = styler.set_table_styles(
+        [{"selector": "td", "props": "white-space: nowrap; vertical-align: top"}]
+    )
+    body = styler.to_html()
+    style = "overflow-x:auto;max-width:100%"
+    if scroll:
+        style += ";max-height:32em;overflow-y:auto"
+    parts = [f'<div class="hie-table" style="{style}">{body}</div>']
+    if note:
+        parts.append(f'<p class="hie-table-note" style="font-size:85%">{html.escape(note)}</p>')
+    return _Html("\n".join(parts), frame.to_string(index=False) + (f"\n{note}" if note else ""))
+
+
+def markdown(text: str) -> Any:
+    """Markdown for the notebook (``IPython.display.Markdown``), plain text without IPython."""
+    try:
+        from IPython.display import Markdown
+    except ImportError:  # pragma: no cover - IPython is a dependency
+        return text
+    return Markdown(text)
+
+
+def admonition(title: str, text_html: str, kind: str = "note") -> None:
+    """Display a boxed note (Sphinx admonition classes, so the book styles it) with a Markdown twin."""
+    from IPython.display import display
+
+    box = f'<div class="admonition {kind}"><p class="admonition-title">{html.escape(title)}</p><p>{text_html}</p></div>'
+    plain = re.sub(r"<[^>]+>", "", text_html)
+    display({"text/html": box, "text/markdown": f"> **{title}.** {plain}"}, raw=True)
+
+
+def glue(name: str, value: Any) -> None:
+    """``myst_nb.glue(name, value, display=False)`` when myst-nb is installed, else nothing."""
+    try:
+        from myst_nb import glue as _glue
+    except ImportError:  # pragma: no cover - book extras not installed
+        return
+    _glue(name, value, display=False)
+
+
+def figure_html(fig: go.Figure, div_id: str) -> str:
+    """The figure as an HTML fragment for the static book: no plotly.js, no CDN, no autoplay.
+
+    The figure fills the width of its container (``responsive``); a fixed layout width over
+    :data:`MAX_FIGURE_WIDTH_PX` is refused, so nothing is wider than the text column.
+
+    Args:
+        fig: The figure.
+        div_id: Fixed id of the figure's div (letters, digits, "-" and "_", starting with a
+            letter), so rebuilding the book gives the same bytes.
+
+    Returns:
+        A ``<div>`` and a ``<script>`` that calls ``Plotly.newPlot`` (and ``Plotly.addFrames``);
+        the page must load plotly.js itself (see :func:`plotly_js_path`).
+
+    Raises:
+        ValueError: A bad ``div_id``, or a layout width over :data:`MAX_FIGURE_WIDTH_PX`.
+    """
+    if not _DIV_ID.match(div_id):
+        raise ValueError(f"div_id={div_id!r} is not a valid HTML id (letter, then letters/digits/-/_)")
+    if fig.layout.width is not None and fig.layout.width > MAX_FIGURE_WIDTH_PX:
+        raise ValueError(
+            f"figure {div_id!r} has width {fig.layout.width} px > {MAX_FIGURE_WIDTH_PX}: leave it unset"
+        )
+    config = {
+        "displaylogo": False,
+        "responsive": True,
+        "showSendToCloud": False,
+        "modeBarButtonsToRemove": ["select2d", "lasso2d"],
+        "toImageButtonOptions": {"format": "png", "filename": div_id},
+    }
+    return fig.to_html(
+        include_plotlyjs=False,
+        include_mathjax=False,
+        full_html=False,
+        div_id=div_id,
+        auto_play=False,
+        config=config,
+        default_width="100%",
+    )
+
+
+def show(fig: go.Figure, div_id: str, plotly_mime: bool = False) -> None:
+    """Displays a Plotly figure as one output that myst-nb puts into the static book.
+
+    The output carries ``text/html`` (:func:`figure_html`), which myst-nb renders in the book;
+    with ``plotly_mime`` it also carries Plotly's JSON mime type, which JupyterLab and VS Code
+    render live (myst-nb ignores that type when ``text/html`` is present). The JSON doubles the
+    size of the executed notebook, not of the book page.
+
+    Args:
+        fig: The figure.
+        div_id: Fixed div id, see :func:`figure_html`.
+        plotly_mime: Also send ``application/vnd.plotly.v1+json`` for live notebooks.
+    """
+    from IPython.display import display
+
+    bundle = {"text/html": figure_html(fig, div_id)}
+    if plotly_mime:
+        bundle["application/vnd.plotly.v1+json"] = json.loads(fig.to_json())
+    display(bundle, raw=True)
+
+
+def plotly_js_path() -> Path:
+    """Path of the installed plotly package's ``plotly.min.js``, for vendoring into the book.
+
+    Raises:
+        FileNotFoundError: If the plotly package ships no ``package_data/plotly.min.js``.
+    """
+    import plotly
+
+    path = Path(plotly.__file__).parent / "package_data" / "plotly.min.js"
+    if not path.is_file():
+        raise FileNotFoundError(f"plotly.min.js not found at {path}")
+    return path

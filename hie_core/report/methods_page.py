@@ -1,0 +1,262 @@
+"""The Methods chapter (``notebooks/methods.ipynb``): what was run, read from the code and the study.
+
+One function per table or figure, computed from the configuration of the study's runs
+(:func:`study_config`) and the code's constants, never typed by hand: the grids
+(:func:`preprocessing_table`), the augmentations, the U-Net's blocks and cost, the metric rules
+on toy masks and the training protocol. The diagrams are in :mod:`hie_core.report.diagrams`,
+the deviations from the seed study in :mod:`hie_core.report.deviations`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+
+from hie_core.io import ImageGeometry
+from hie_core.metrics import case_metrics
+from hie_core.preprocess import DEFAULT_TARGET_SHAPE, Grid
+from hie_core.report.runs import run_grid
+from hie_core.report.slices import augmentation_viewer, preprocessing_viewer
+
+if TYPE_CHECKING:
+    from hie_core.augment import AugmentConfig
+    from hie_core.preprocess import PreprocessedCase
+
+__all__ = [
+    "augmentation_examples", "augmentation_figure", "augmentation_table", "metric_rules_table",
+    "network_input", "preprocessing_figure", "preprocessing_table", "preprocessing_text", "protocol_table",
+    "study_config",
+    "study_grids", "unet_blocks", "unet_summary", "unet_table",
+]  # fmt: skip
+
+
+def study_config(study_dir: str = "", preset: str = "seed") -> dict[str, Any]:
+    """The training configuration of a study (``TrainConfig`` fields, as in ``config.json``).
+
+    Args:
+        study_dir: A study folder: its ``results/study.json`` (``run_config``), else its first
+            finished run's ``config.json``. ``""``: the preset's configuration.
+        preset: The preset used when ``study_dir`` is empty.
+    """
+    if study_dir:
+        info = Path(study_dir) / "results" / "study.json"
+        if info.is_file():
+            return dict(json.loads(info.read_text())["run_config"])
+        from hie_core.report.runs import find_runs
+
+        return dict(find_runs(study_dir).configs[0]["config"])
+    from hie_core.training.config import make_config
+
+    return make_config(preset=preset, device="cpu").to_dict()
+
+
+def study_grids(config: Mapping[str, Any]) -> dict[str, Grid]:
+    """The seed's preprocessing grid, plus the study's own grid where it differs."""
+    grids = {"seed protocol": Grid(shape=DEFAULT_TARGET_SHAPE)}
+    ours = run_grid(config)
+    if ours != grids["seed protocol"]:
+        grids["this study"] = ours
+    return grids
+
+
+def network_input(config: Mapping[str, Any]) -> tuple[int, int, int]:
+    """What the U-Net sees in training (D, H, W): the patch, or the whole fixed-shape volume."""
+    shape = config.get("patch_shape") or config.get("target_shape") or DEFAULT_TARGET_SHAPE
+    return tuple(int(s) for s in shape)  # type: ignore[return-value]
+
+
+def preprocessing_text(config: Mapping[str, Any]) -> str:
+    """The preprocessing paragraph's grid sentences, for this study's grid (Markdown)."""
+    seed, ours = Grid(shape=DEFAULT_TARGET_SHAPE), run_grid(config)
+    if ours.shape is not None:
+        text = (f"Both maps are resampled with SimpleITK (linear) to an array of **{ours.describe()}** (D x H x W), "
+                "the spacing rescaled so that the physical extent of each scan is kept.")  # fmt: skip
+    else:
+        text = (f"Both maps are resampled with SimpleITK (linear) to **{ours.describe()}** (D x H x W): each scan "
+                "keeps its extent and its resolution, so array sizes differ from case to case.")  # fmt: skip
+    patch = config.get("patch_shape")
+    if patch:
+        fraction = config.get("foreground_fraction")
+        centred = f", {fraction:.0%} of them centred on a lesion voxel" if isinstance(fraction, float) else ""
+        text += (f" Training draws patches of {' x '.join(map(str, patch))} voxels{centred}; prediction slides a "
+                 "window of that size over the whole volume.")  # fmt: skip
+    if ours != seed:
+        text += (f" The seed study resampled every scan to {seed.describe()}; this study's "
+                 f"*{config.get('preset', '')}* preset does not (see the deviations below, and the resampling "
+                 "ceiling on the Results page).")  # fmt: skip
+    return text
+
+
+def preprocessing_table(native: ImageGeometry, grids: Mapping[str, Grid | Sequence[int]]) -> pd.DataFrame:
+    """Geometry of one case before (native) and after resampling to each grid (D, H, W)."""
+    from hie_core.preprocess import as_grid
+
+    rows = [("native", native)] + [
+        (f"{n}: {as_grid(g).describe()}", as_grid(g).geometry(native)) for n, g in grids.items()
+    ]
+    fmt = lambda v, p: " x ".join(f"{x:.{p}f}" if p else str(x) for x in v)  # noqa: E731
+    return pd.DataFrame(
+        [{"grid": name, "shape (D x H x W)": fmt(g.shape, 0), "spacing mm (D x H x W)": fmt(g.spacing_mm, 3),
+          "extent mm (D x H x W)": fmt(g.extent_mm, 1), "voxel volume (mm3)": 1000 * g.voxel_volume_ml}
+         for name, g in rows]
+    )  # fmt: skip
+
+
+_TIO_CLASS = {
+    "noise": ("RandomNoise", ("noise_std",)),
+    "anisotropy": ("RandomAnisotropy", ("anisotropy_downsampling",)),
+    "blur": ("RandomBlur", ("blur_std_mm",)),
+    "gamma": ("RandomGamma", ("log_gamma",)),
+    "elastic": ("RandomElasticDeformation", ("elastic_control_points", "elastic_max_displacement_mm",
+                                             "elastic_locked_borders")),
+}  # fmt: skip
+
+
+def augmentation_table(config: AugmentConfig) -> pd.DataFrame:
+    """Each transform in the order applied, its TorchIO class, probability and parameters."""
+    from hie_core.augment import TRANSFORM_NAMES
+
+    return pd.DataFrame(
+        [{"transform": name, "TorchIO": _TIO_CLASS[name][0], "probability": config.probability(name),
+          "parameters": "; ".join(f"{f} = {getattr(config, f)}" for f in _TIO_CLASS[name][1])}
+         for name in TRANSFORM_NAMES]
+    )  # fmt: skip
+
+
+def augmentation_examples(
+    pre: PreprocessedCase, config: AugmentConfig, seed: int = 0
+) -> dict[str, np.ndarray]:
+    """Each transform applied alone (probability 1, others 0) to a preprocessed case.
+
+    Args:
+        pre: the case on its training grid (image (2, D, H, W), label (1, D, H, W)).
+        config: the transform parameters (its probabilities are overridden).
+        seed: seed of every call (the same for each transform).
+
+    Returns:
+        Transform name -> augmented image (2, D, H, W) float32, in the order applied.
+    """
+    import torch
+
+    from hie_core.augment import TRANSFORM_NAMES, TorchioAugmenter
+
+    image = torch.from_numpy(np.ascontiguousarray(pre.image, dtype=np.float32))
+    label = torch.from_numpy(np.zeros((1, *pre.image.shape[1:]), np.float32) if pre.label is None
+                             else pre.label.astype(np.float32))  # fmt: skip
+    out = {}
+    for name in TRANSFORM_NAMES:
+        alone = dataclasses.replace(config, p=0.0, **{f"p_{n}": float(n == name) for n in TRANSFORM_NAMES})
+        out[name] = TorchioAugmenter(alone)(image, label, pre.geometry.spacing_mm, seed=seed)[0].numpy()
+    return out
+
+
+def preprocessing_figure(arrays: Mapping[str, Any], pre: PreprocessedCase, label: str) -> go.Figure:
+    """Native ADC (left) against the preprocessed, z-scored ADC channel (right), labels toggled."""
+    resampled_label = None if pre.label is None else pre.label[0]
+    title = f"{arrays['case_id']}: native grid vs {pre.image.shape[1:]} - {label}"
+    return preprocessing_viewer(arrays["adc"], arrays["geometry"].spacing_mm, pre.image[0], pre.geometry.spacing_mm,
+                                arrays["label"], resampled_label, title=title)  # fmt: skip
+
+
+def augmentation_figure(
+    pre: PreprocessedCase, examples: Mapping[str, np.ndarray], label: str, channel: int = 0
+) -> go.Figure:
+    """Before/after viewer of :func:`augmentation_examples` for one channel (0 ADC, 1 ZADC)."""
+    name = ("ADC", "ZADC")[channel]
+    return augmentation_viewer(pre.image[channel], {k: v[channel] for k, v in examples.items()},
+                               pre.geometry.spacing_mm, title=f"{pre.case_id}, z-scored {name} - {label}")  # fmt: skip
+
+
+def unet_blocks(model_kwargs: Mapping[str, Any], shape: Sequence[int]) -> tuple[Any, list[dict]]:
+    """The built model and one row per block (see :func:`unet_table`)."""
+    from hie_core.model import UNet3D, count_parameters
+
+    model = UNet3D(**model_kwargs)
+    w, p = model.widths, model.dropout
+    specs = [
+        (f"encoder {i + 1}", enc[0].in_channels, w[i], i, p[i], enc) for i, enc in enumerate(model.encoders)
+    ]
+    specs.append(("bottleneck", w[2], w[3], 3, p[3], model.bottleneck))
+    specs += [
+        (f"decoder {3 - j}", w[3 - j], w[2 - j], 2 - j, 0.0, dec) for j, dec in enumerate(model.decoders)
+    ]
+    specs.append(("output 1x1x1", w[0], model.out_channels, 0, 0.0, model.head))
+    keys = ("block", "in ch", "out ch", "feature map (D x H x W)", "dropout", "parameters")
+    rows = [
+        dict(zip(keys, (name, c_in, c_out, "x".join(str(int(s) // 2**lvl) for s in shape), drop,
+                        count_parameters(module)), strict=True))
+        for name, c_in, c_out, lvl, drop, module in specs
+    ]  # fmt: skip
+    return model, rows
+
+
+def unet_table(
+    model_kwargs: Mapping[str, Any] | None = None, shape: Sequence[int] = DEFAULT_TARGET_SHAPE
+) -> pd.DataFrame:
+    """Per block of :class:`hie_core.model.UNet3D`: channels, feature-map size, dropout, parameters."""
+    return pd.DataFrame(unet_blocks(model_kwargs or {}, shape)[1])
+
+
+def unet_summary(
+    model_kwargs: Mapping[str, Any] | None = None, shape: Sequence[int] = DEFAULT_TARGET_SHAPE
+) -> pd.DataFrame:
+    """One row: widths, parameters and forward GFLOP per volume (batch 1) on ``shape`` (D, H, W)."""
+    from hie_core.model import count_parameters, forward_flops
+
+    model, _ = unet_blocks(model_kwargs or {}, shape)
+    flops = forward_flops(model, (1, model.in_channels, *shape))
+    return pd.DataFrame([{"input (C x D x H x W)": "x".join(map(str, (model.in_channels, *shape))),
+                          "widths": "-".join(map(str, model.widths)), "parameters": count_parameters(model),
+                          "forward GFLOP / volume": flops / 1e9}])  # fmt: skip
+
+
+def metric_rules_table(
+    spacing_mm: Sequence[float] = (3.0, 1.0, 1.0), tolerance_mm: float = 2.0
+) -> pd.DataFrame:
+    """The official metrics on five tiny cases, computed by :func:`hie_core.metrics.case_metrics`.
+
+    A 2x6x6-voxel cube in a (6, 16, 16) grid: identical, shifted by 1 and by 3 voxels along W
+    (1 and 3 mm at the default spacing), and the three empty-mask rules.
+    """
+    ref = np.zeros((6, 16, 16), bool)
+    ref[2:4, 5:11, 5:11] = True
+    empty = np.zeros_like(ref)
+    cases = {"identical": (ref, ref), "shifted 1 voxel in W": (np.roll(ref, 1, axis=2), ref),
+             "shifted 3 voxels in W": (np.roll(ref, 3, axis=2), ref), "both empty": (empty, empty),
+             "prediction empty": (empty, ref), "reference empty": (ref, empty)}  # fmt: skip
+    rows = []
+    for name, (pred, gt) in cases.items():
+        m = case_metrics(pred, gt, spacing_mm, tolerance_mm)
+        rows.append({"case": name, **{k: m[k] for k in ("n_pred", "n_ref", "dice", "masd_mm", "nsd")}})
+    return pd.DataFrame(rows)
+
+
+_PROTOCOL = (
+    ("epochs", "maximum epochs"), ("patience", "early-stopping patience (epochs)"), ("batch_size", "batch size"),
+    ("lr", "AdamW learning rate"), ("weight_decay", "AdamW weight decay"),
+    ("lr_decay", "exponential LR decay per epoch"), ("l1", "L1 penalty on weights"),
+    ("grad_clip", "gradient-norm clip"), ("target_shape", "grid (D, H, W)"), ("widths", "U-Net widths"),
+    ("selection_fraction", "training cases held out for early stopping"),
+    ("synthetic_preset", "synthetic set when no data_dir"), ("seed", "seed"),
+)  # fmt: skip
+
+
+def protocol_table() -> pd.DataFrame:
+    """The seed and quick presets (:data:`hie_core.training.config.PRESETS`) over the ``TrainConfig`` defaults."""
+    from hie_core.training.config import PRESETS, TrainConfig
+
+    configs = {name: TrainConfig(preset=name, **values) for name, values in PRESETS.items()}
+    rows = []
+    for field, meaning in _PROTOCOL:
+        row = {"setting": meaning, "field": field}
+        row.update({name: str(getattr(cfg, field)) for name, cfg in configs.items()})
+        row["from"] = "preset" if any(field in v for v in PRESETS.values()) else "TrainConfig default"
+        rows.append(row)
+    return pd.DataFrame(rows)

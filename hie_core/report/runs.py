@@ -1,0 +1,229 @@
+"""A study folder's run folders, read and checked, and the case volumes its viewers show.
+
+The layout (written by :mod:`hie_core.study`)::
+
+    runs/<study>/<loss>/seed<k>/   config.json, history.csv, metrics.csv, summary.json, predictions/
+    runs/<study>/baseline/         metrics.csv, predictions/       (ZADC < -2)
+    runs/<study>/ceiling/          metrics.csv                     (reference label, grid round trip)
+
+A run folder counts once it holds ``summary.json``; folders without it are listed as
+unfinished, never silently dropped. Everything is checked before a caller writes anything:
+columns, finite scores in range, one row per case, one data folder and one preset per study.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+
+from hie_core.errors import UserError
+from hie_core.losses import LOSS_NAMES
+
+if TYPE_CHECKING:
+    from hie_core.data import Case
+    from hie_core.preprocess import Grid
+
+__all__ = [
+    "REFERENCES",
+    "SCORE_COLUMNS",
+    "RunFolder",
+    "StudyFolderError",
+    "StudyRuns",
+    "find_runs",
+    "load_case",
+    "load_prediction",
+    "run_grid",
+]
+
+#: Rows of Table 1 that are not losses: the threshold baseline and the resampling ceiling.
+REFERENCES = ("baseline", "ceiling")
+#: The per-case scores every ``metrics.csv`` must have (a subset of ``METRIC_COLUMNS``).
+SCORE_COLUMNS = ("case_id", "split", "burden_percent", "stratum", "dice", "masd_mm", "nsd", "n_pred", "n_ref")
+_SEED_DIR = re.compile(r"^seed(\d+)$")
+
+
+class StudyFolderError(UserError, ValueError):
+    """A study folder that cannot be reported; the message names the file and what to do."""
+
+
+@dataclass(frozen=True)
+class RunFolder:
+    """One finished run folder (a loss and seed), or the baseline / ceiling folder.
+
+    Attributes:
+        method: A loss name, ``"baseline"`` or ``"ceiling"``.
+        seed: The seed ``k`` of ``seed<k>``; None for the references.
+        path: The folder.
+        config: Its ``config.json`` ({} for the references).
+        metrics: Its ``metrics.csv``, checked (one row per case and split).
+        summary: Its ``summary.json`` ({} for the references).
+    """
+
+    method: str
+    seed: int | None
+    path: Path
+    config: dict
+    metrics: pd.DataFrame = field(repr=False)
+    summary: dict = field(default_factory=dict, repr=False)
+
+    def history(self) -> pd.DataFrame:
+        """The run's ``history.csv`` (per epoch)."""
+        return pd.read_csv(self.path / "history.csv")
+
+
+@dataclass
+class StudyRuns:
+    """The finished runs of a study: losses in table order, seeds ascending, then references."""
+
+    study_dir: Path
+    runs: list[RunFolder]
+    unfinished: list[str]
+
+    @property
+    def losses(self) -> list[str]:
+        """Losses with at least one finished run, in :data:`LOSS_NAMES` order."""
+        return [m for m in LOSS_NAMES if any(r.method == m for r in self.runs)]
+
+    @property
+    def seeds(self) -> list[int]:
+        """Every seed that has a finished run of some loss."""
+        return sorted({r.seed for r in self.runs if r.seed is not None})
+
+    def of(self, method: str) -> list[RunFolder]:
+        """The runs of one method (a loss's seeds, or the one reference folder)."""
+        return [r for r in self.runs if r.method == method]
+
+    @property
+    def configs(self) -> list[dict]:
+        return [r.config for r in self.runs if r.config]
+
+    def scores(self) -> pd.DataFrame:
+        """Every per-case row of every run, with ``method`` and ``seed`` columns."""
+        frames = [r.metrics.assign(method=r.method, seed=r.seed) for r in self.runs]
+        return pd.concat(frames, ignore_index=True)
+
+
+def _fail(path: Path, problem: str, fix: str) -> StudyFolderError:
+    return StudyFolderError(f"{path}: {problem}; {fix}")
+
+
+def _read_metrics(path: Path) -> pd.DataFrame:
+    """``metrics.csv`` with the score columns checked: present, finite or NaN, in range, unique."""
+    redo = "rerun that run (python -m hie_core.study reuses the finished ones)"
+    try:
+        frame = pd.read_csv(path)
+    except (OSError, ValueError) as exc:
+        raise _fail(path, f"unreadable ({exc.__class__.__name__}: {exc})", redo) from exc
+    missing = [c for c in SCORE_COLUMNS if c not in frame.columns]
+    if missing:
+        raise _fail(path, f"missing columns {missing}", redo)
+    frame = frame[frame["dice"].notna()].copy()  # rows without a label carry no score
+    for col in ("dice", "masd_mm", "nsd", "n_pred", "n_ref"):
+        values = pd.to_numeric(frame[col], errors="coerce").to_numpy(float)
+        if np.isinf(values).any() or (np.isnan(values) & frame[col].notna().to_numpy()).any():
+            raise _fail(path, f"column {col!r} holds a non-numeric or infinite value", redo)
+        frame[col] = values
+    for col in ("dice", "nsd"):
+        if not frame[col].between(0, 1).all():
+            raise _fail(path, f"column {col!r} has values outside [0, 1]", redo)
+    dup = frame.duplicated(["split", "case_id"])
+    if dup.any():
+        raise _fail(path, f"case {frame.loc[dup, 'case_id'].iloc[0]!r} appears twice", redo)
+    return frame.reset_index(drop=True)
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise _fail(path, f"unreadable ({exc.__class__.__name__})", "rerun that run") from exc
+
+
+def _loss_runs(study_dir: Path, loss: str) -> tuple[list[RunFolder], list[str]]:
+    runs, unfinished = [], []
+    folders = sorted((p for p in (study_dir / loss).glob("seed*") if _SEED_DIR.match(p.name)),
+                     key=lambda p: int(_SEED_DIR.match(p.name).group(1)))  # fmt: skip
+    for folder in folders:
+        if not (folder / "summary.json").is_file():
+            unfinished.append(f"{loss}/{folder.name}")
+            continue
+        seed = int(_SEED_DIR.match(folder.name).group(1))
+        config, summary = _read_json(folder / "config.json"), _read_json(folder / "summary.json")
+        runs.append(RunFolder(loss, seed, folder, config, _read_metrics(folder / "metrics.csv"), summary))
+    return runs, unfinished
+
+
+def _check_same(runs: list[RunFolder], key: str, read: Any) -> None:
+    values = {}
+    for run in runs:
+        values.setdefault(json.dumps(read(run.config), default=str), run.path)
+    if len(values) > 1:
+        (a, pa), (b, pb) = list(values.items())[:2]
+        raise StudyFolderError(
+            f"{pa} and {pb} differ in {key} ({a} vs {b}): one study must use one {key}; "
+            "move the other runs to their own study folder"
+        )
+
+
+def find_runs(study_dir: str | Path) -> StudyRuns:
+    """Read and check every run folder of a study (see the module docstring for the layout).
+
+    Raises:
+        StudyFolderError: No study folder, no finished run, an unreadable or inconsistent file
+            (named in the message).
+    """
+    study_dir = Path(study_dir).expanduser()
+    if not study_dir.is_dir():
+        raise StudyFolderError(f"{study_dir}: no such study folder; run `python -m hie_core.study` first")
+    runs, unfinished = [], []
+    for loss in LOSS_NAMES:
+        found, pending = _loss_runs(study_dir, loss)
+        runs += found
+        unfinished += pending
+    if not runs:
+        raise StudyFolderError(
+            f"{study_dir}: no finished run folder (expected e.g. {study_dir / 'dice' / 'seed0' / 'summary.json'}); "
+            "run `python -m hie_core.study` first"
+        )
+    _check_same(runs, "data folder", lambda c: c.get("data_dir_resolved"))
+    _check_same(runs, "preset", lambda c: c.get("config", {}).get("preset"))
+    for ref in REFERENCES:
+        csv = study_dir / ref / "metrics.csv"
+        if csv.is_file():
+            runs.append(RunFolder(ref, None, study_dir / ref, {}, _read_metrics(csv)))
+    return StudyRuns(study_dir, runs, unfinished)
+
+
+def run_grid(config: Mapping[str, Any]) -> Grid:
+    """The preprocessing grid of a run configuration (``TrainConfig`` fields): a shape or a spacing."""
+    from hie_core.preprocess import Grid
+
+    shape, spacing = config.get("target_shape"), config.get("target_spacing_mm")
+    return Grid(shape=tuple(shape) if shape else None, spacing_mm=tuple(spacing) if spacing else None)
+
+
+def load_case(case: Case) -> dict[str, Any]:
+    """One case's maps: ``adc``, ``zadc`` (float32 (D, H, W)), ``label`` (bool, or None), ``geometry``, ``case_id``, ``split``."""
+    from hie_core.io import read_image
+
+    adc, geometry = read_image(case.adc, dtype=np.float32)
+    zadc = read_image(case.zadc, dtype=np.float32)[0]
+    label = None if case.label is None else read_image(case.label)[0] > 0
+    return {"adc": adc, "zadc": zadc, "label": label, "geometry": geometry, "case_id": case.case_id,
+            "split": case.split}  # fmt: skip
+
+
+def load_prediction(folder: Path, case: Case) -> np.ndarray | None:
+    """A run's (or the baseline's) saved mask of ``case`` on its native grid, bool (D, H, W); None if absent."""
+    from hie_core.io import read_image
+    from hie_core.training.evaluate import prediction_path
+
+    path = prediction_path(folder, case)
+    return read_image(path)[0] > 0 if path.is_file() else None

@@ -1,0 +1,134 @@
+"""Tests of the study pages' calls (report.results_page, performance_page, experiment, deviations) on small study folders."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from hie_core.data import discover_cases
+from hie_core.io import read_image, write_image
+from hie_core.report import deviations, experiment, performance_page, results_page
+from hie_core.report.results import write_results
+from hie_core.training.evaluate import prediction_path
+from hie_core.training.experiment import load_run
+from tests.report_fixtures import write_study
+
+BASE = np.round(np.linspace(0.30, 0.74, 12), 3)
+J = 0.001 * np.arange(12)
+
+
+@pytest.fixture
+def shown(monkeypatch: pytest.MonkeyPatch) -> list:
+    """What the page functions display (IPython's display, captured)."""
+    out: list = []
+    monkeypatch.setattr("IPython.display.display", lambda obj, raw=False: out.append(obj))
+    return out
+
+
+@pytest.fixture
+def results(tmp_path: Path):
+    study = write_study(tmp_path / "study", {"dice": [BASE, BASE + 0.02], "tversky": [BASE + 0.1 + J, BASE + 0.12 + J],
+                                             "baseline": [BASE - 0.2 - J], "ceiling": [np.full(12, 0.9)]})  # fmt: skip
+    write_results(study)
+    return results_page.open_results(str(study))
+
+
+def test_tables_have_no_index_and_carry_their_provenance(results) -> None:
+    t1 = results_page.table1(results)._repr_html_()
+    assert "row_heading" not in t1 and "SYNTHETIC BONBID-like data" in t1 and "preset quick" in t1
+    assert t1.count("<tr>") == 1 + 4 and "ceiling" in t1  # header + dice, tversky, baseline, ceiling
+    assert "0.900" in t1 and "<br><small>[" in t1  # the ceiling's Dice; intervals on a second line
+    comp = results_page.comparisons_table(results)._repr_html_()
+    assert "adjusted over the 9 tests" in comp and "no test because" not in comp  # every test ran
+    assert comp.count(">yes<") == 9  # all differences hold after Holm (12 cases, every sign the same)
+    strata = results_page.strata_table(results)._repr_html_()
+    assert "n &lt; 3: no interval" in strata
+    per_case = results_page.per_case_table(results)
+    assert len(per_case.text.splitlines()) == 1 + 12 + 1  # header, one row per case, the note
+    assert "overflow-x:auto" in per_case._repr_html_()
+
+
+def test_banner_abstract_discussion_and_chart(results, shown: list) -> None:
+    results_page.study_banner(results)
+    html = shown[0]["text/html"]
+    assert "admonition warning" in html and "2 seed(s) per loss; device: CPU (test)." in html
+    assert "test (12 cases) and official validation (2 cases)" in html
+    assert "**tversky** ranked first" in results_page.abstract(results).data
+    assert "Limitations." in results_page.discussion(results).data
+    results_page.table1_chart(results)
+    assert 'id="table1-figure"' in shown[1]["text/html"]
+    results_page.curves_figure(results)
+    assert shown[2]["text/html"].count('"name":"dice"') >= 2  # both seeds of dice drawn
+
+
+def test_figure6_shows_the_median_case_with_every_mask(
+    tiny_release: Path, tmp_path: Path, shown: list
+) -> None:
+    cases = [c for c in discover_cases(tiny_release) if c.split in ("test", "val")]
+    ids = {s: [c.case_id for c in cases if c.split == s] for s in ("test", "val")}
+    study = write_study(tmp_path / "s", {"dice": [[0.2, 0.6]], "tversky": [[0.4, 0.8]], "baseline": [[0.1, 0.1]]},
+                        data_dir=tiny_release, synthetic=False, n_val=1, ids=ids)  # fmt: skip
+    for folder in [study / "dice" / "seed0", study / "tversky" / "seed0", study / "baseline"]:
+        for case in cases:
+            label, geometry = read_image(case.label)
+            write_image(label, geometry, prediction_path(folder, case))
+    write_results(study)
+    res = results_page.open_results(str(study))
+    arrays = results_page.case_arrays(res)
+    assert arrays["case_id"] == ids["test"][0]  # mean Dice 0.3 vs 0.7: the lower median of two
+    assert list(arrays["predictions"]) == ["dice", "tversky", "baseline"]
+    results_page.figure6(res)
+    html = shown[0]["text/html"]
+    assert 'id="figure6"' in html and f"{ids['test'][0]} (test)" in html
+    viewer = results_page.live_case_viewer(res, ids["test"][1])
+    assert list(viewer.overlay_checkboxes) == ["ground truth", "dice", "tversky", "baseline"]
+
+
+def test_study_timings_per_loss(results) -> None:
+    table = performance_page.study_timings(results.study_dir).set_index("loss")
+    assert table.loc["dice", "seeds"] == 2 and table.loc["dice", "epochs (per seed)"] == "3/3"
+    assert table.loc["dice", "median s/epoch"] == pytest.approx(1.75)  # 2, 1, 1.5 and 2, 1, 2.5
+    assert table.loc["dice", "total train s"] == pytest.approx(10.0) and table.loc["dice", "x dice"] == 1.0
+
+
+def test_deviations_table_from_a_study_and_from_presets(results) -> None:
+    table = deviations.study_deviations(str(results.study_dir)).set_index("aspect")
+    assert table.loc["data", "this study"].startswith("synthetic")
+    assert table.loc["repeated runs", "this study"].startswith("2 seed(s)")
+    assert table.loc["reported splits", "this study"] == "test (12 cases) and official validation (2 cases)"
+    assert table.loc["target shape", "this study"] == "16 x 64 x 64 voxels (D x H x W)"
+    assert "3 of 16 cases" in table.loc["model selection", "this study"]
+    for aspect in ("output-bias prior", "L1 penalty", "hybrid losses", "label resampling", "metrics"):
+        assert table.loc[aspect, "why"], aspect
+    assert "logit(0.01)" in table.loc["output-bias prior", "this study"]
+    assert re.search(r"on the \d+ weight tensors with ndim > 1", table.loc["L1 penalty", "this study"])
+    seed = deviations.study_deviations("").set_index("aspect")
+    assert (
+        "target shape" not in seed.index and "data" not in seed.index
+    )  # the seed preset keeps the seed's grid
+
+
+def test_deviations_name_every_changed_setting() -> None:
+    config = {"target_shape": (32, 192, 192), "augment": "batched", "amp": True, "epochs": 100, "patch_shape": (32, 96, 96),
+              "widths": (32, 64, 128, 256), "prior_probability": 0.01, "l1": 1e-4, "selection_fraction": 0.2,
+              "a_new_setting": 3}  # fmt: skip
+    table = deviations.deviations_table(config).set_index("aspect")
+    assert table.loc["augment", "this study"] == "batched" and table.loc["amp", "why"]
+    assert table.loc["patch shape", "seed study"] == "not described"
+    assert "epochs" not in table.index  # same as the seed
+
+
+def test_experiment_page_reads_the_new_history_columns(results, shown: list) -> None:
+    run_dir = results.study_dir / "dice" / "seed0"
+    (run_dir / "model_best.pt").write_bytes(b"")
+    (run_dir / "checkpoint_last.pt").write_bytes(b"")
+    run = load_run(run_dir)
+    assert "CPU (test)" in experiment.run_overview(run)._repr_html_()
+    assert "SYNTHETIC" in experiment.split_summary(run)._repr_html_()
+    experiment.training_curves(run)
+    assert 'id="curves-dice"' in shown[0]["text/html"]
+    with pytest.raises(RuntimeError, match="0 predictions for 14 evaluated cases"):
+        experiment.check_run_folder(run)
