@@ -37,7 +37,7 @@ while [ $# -gt 0 ]; do
 done
 
 # Default time boxes in seconds (the whole run is also held to $BUDGET, the report included).
-declare -A BOX=([install]=40 [tests]=110 [bench]=100 [study]=140 [baseline]=130)
+declare -A BOX=([install]=40 [tests]=110 [bench]=150 [study]=150 [baseline]=130)
 SITE="$WORK/site"
 RESULTS="${HIE_CHECK_RESULTS_DIR:-benchmarks/results}"
 # Overridable for a CPU rehearsal (tests/test_device_check.py); the defaults are the device's.
