@@ -110,8 +110,10 @@ class MainStudy:
 def main_study() -> MainStudy:
     """Run ``python -m hie_core.study`` once per session (quick preset, CPU) into ``runs/quick``.
 
-    Finished runs there are reused (when their code fingerprint matches), so a second session
-    costs only the results and the book.
+    As the README's main job: every loss with the default CPU seeds
+    (``hie_core.study.DEFAULT_SEEDS``) into ``runs/quick/<loss>/seed<k>/``, then the
+    baseline, the ceiling, ``results/`` and the book. Finished runs there are reused (when
+    their code fingerprint matches), so a second session costs only the results and the book.
     """
     start = time.perf_counter()
     proc = subprocess.run([sys.executable, "-m", "hie_core.study", "--preset", "quick", "--device", "cpu"],

@@ -1,0 +1,304 @@
+"""The study's grid engine: one callable runs grid cells; submitit says where it runs.
+
+A grid cell (:class:`GridRun`) is one loss and one seed, run by executing
+``notebooks/train.ipynb`` with papermill, in a subprocess, into ``<study>/<loss>/seed<k>/``.
+:class:`GridJob` runs a list of cells one after another. It is the only thing that runs
+cells, whatever ``--cluster`` says (:func:`run_grid`):
+
+- ``none`` with one job at a time: one GridJob holding the whole grid, called in this process;
+- ``local``, or ``none`` with ``jobs > 1`` (concurrency needs processes): the grid is dealt
+  round-robin into ``jobs`` lanes, each one GridJob submitted to submitit's
+  ``LocalExecutor`` and pinned to one GPU (``CUDA_VISIBLE_DEVICES``) when there are GPUs;
+- ``slurm``: one GridJob per cell, submitted as one job array to submitit's ``SlurmExecutor``.
+
+A GridJob is a ``submitit.helpers.Checkpointable``: when the scheduler preempts it or its
+time runs out, submitit calls :meth:`GridJob.checkpoint`, which stops the running notebook
+and its kernel and requeues the job with the cells it has not finished; the interrupted
+run then resumes from its ``checkpoint_last.pt`` (written atomically after every epoch).
+Job logs and submitit's pickles live in the ``jobs_dir`` given (``<study>/jobs/``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import submitit
+
+__all__ = ["RunOutcome", "GridRun", "GridJob", "Engine", "plan_grid", "deal_lanes", "run_grid", "gathered_outcomes",
+           "papermill_command", "log_tail", "print_outcome", "SLURM_DEFAULT_TIME_MIN"]  # fmt: skip
+
+#: Wall-clock limit of one SLURM job when none is given (a timed-out job is requeued).
+SLURM_DEFAULT_TIME_MIN = 120
+#: Local jobs: no practical limit unless one is given.
+LOCAL_TIME_MIN = 7 * 24 * 60
+#: Times a job may be requeued after a timeout (preemptions do not count).
+MAX_TIMEOUTS = 3
+
+
+@dataclass
+class RunOutcome:
+    """What became of one grid run or study step; ``notebook``/``log`` are where to look."""
+
+    name: str
+    ok: bool
+    seconds: float
+    notebook: Path
+    log: Path | None
+    message: str = ""
+    job_log: Path | None = None
+
+
+@dataclass(frozen=True)
+class GridRun:
+    """One cell of the grid: a loss, a seed and its run folder ``<study>/<loss>/seed<k>``."""
+
+    loss: str
+    seed: int
+    run_dir: Path
+
+    @property
+    def name(self) -> str:
+        return f"{self.loss}/seed{self.seed}"
+
+
+def plan_grid(study_dir: Path, losses: Sequence[str], seeds: int, seed_start: int = 0) -> list[GridRun]:
+    """The runs of a study, loss-major in table order: ``seeds`` seeds from ``seed_start``."""
+    return [
+        GridRun(loss, seed, study_dir / loss / f"seed{seed}")
+        for loss in losses
+        for seed in range(seed_start, seed_start + seeds)
+    ]
+
+
+def _die_with_parent() -> None:  # pragma: no cover - runs in the child between fork and exec
+    """Linux: the papermill child gets SIGTERM when its parent dies (even by SIGKILL)."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
+def _child_pids(pid: int) -> list[int]:
+    """Direct children of ``pid`` (the notebook's kernel); empty where /proc has no such file."""
+    try:
+        tasks = Path(f"/proc/{pid}/task").iterdir()
+        return [int(c) for t in tasks for c in (t / "children").read_text().split()]
+    except OSError:
+        return []
+
+
+def _signal_notebook(process: subprocess.Popen | None) -> None:
+    """Kill the notebook's kernel and ask papermill to end; no waiting, so safe in a signal handler.
+
+    (``Popen.wait`` holds a lock that a handler interrupting it could wait on forever.)
+    """
+    if process is None or process.returncode is not None:
+        return
+    for pid, sig in [*((k, signal.SIGKILL) for k in _child_pids(process.pid)), (process.pid, signal.SIGTERM)]:
+        try:
+            os.kill(pid, sig)
+        except ProcessLookupError:
+            pass
+
+
+def _stop(process: subprocess.Popen) -> None:
+    """Stop papermill and its kernel and wait for papermill to end (never from a signal handler)."""
+    _signal_notebook(process)
+    try:
+        process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+def papermill_command(notebook: Path, out: Path, params: dict, cwd: Path) -> list[str]:
+    """``python -m papermill`` for one notebook; parameters as YAML, so lists and floats keep their type."""
+    import yaml
+
+    values = {k: list(v) if isinstance(v, tuple) else v for k, v in params.items()}
+    return [sys.executable, "-m", "papermill", str(notebook), str(out), "--cwd", str(cwd), "--no-progress-bar",
+            "-y", yaml.safe_dump(values, default_flow_style=True)]  # fmt: skip
+
+
+def log_tail(log: Path) -> str:
+    """The last three lines of a log, on one line (the error papermill ended with)."""
+    return " | ".join(log.read_text(errors="replace").strip().splitlines()[-3:])
+
+
+class GridJob(submitit.helpers.Checkpointable):
+    """Run grid cells one after another, each ``papermill notebooks/train.ipynb`` in a subprocess.
+
+    Called directly (``--cluster none``) or submitted as a submitit job. On preemption or
+    timeout submitit calls :meth:`checkpoint`: the running notebook and its kernel are
+    stopped and the job is requeued with the runs it has not finished; the interrupted run
+    resumes from its ``checkpoint_last.pt`` (written atomically after every epoch).
+
+    Args:
+        runs: the cells to run, in order.
+        root: the project root (holds ``notebooks/train.ipynb``; papermill's working folder).
+        params: notebook parameters shared by every cell (``loss``, ``seed`` and
+            ``output_dir`` are set per cell).
+    """
+
+    def __init__(self, runs: Sequence[GridRun], root: Path, params: dict) -> None:
+        self.runs = list(runs)
+        self.root = Path(root)
+        self.params = dict(params)
+        self.done: list[RunOutcome] = []
+        self._process: subprocess.Popen | None = None
+
+    def __call__(self) -> list[RunOutcome]:
+        for run in self.runs[len(self.done) :]:
+            self.done.append(self._run(run))
+        return list(self.done)
+
+    def _run(self, run: GridRun) -> RunOutcome:
+        notebook, log = run.run_dir / "train.ipynb", run.run_dir / "papermill.log"
+        params = {**self.params, "loss": run.loss, "seed": run.seed, "output_dir": str(run.run_dir)}
+        cmd = papermill_command(self.root / "notebooks" / "train.ipynb", notebook, params, self.root)
+        print(f"[study] {run.name}: papermill -> {notebook}", flush=True)
+        start = time.perf_counter()
+        try:
+            run.run_dir.mkdir(parents=True, exist_ok=True)
+            fh = open(log, "w")  # closed by the with below
+        except OSError as exc:  # the run folder cannot be made: this run fails, the others go on
+            outcome = RunOutcome(run.name, False, 0.0, notebook, None, f"cannot write {run.run_dir}: {exc}")
+            print_outcome(outcome)
+            return outcome
+        with fh:
+            self._process = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, cwd=self.root,
+                                             preexec_fn=_die_with_parent)  # fmt: skip
+            try:
+                code = self._process.wait()
+            except BaseException:  # Ctrl-C, or submitit's requeue exit from checkpoint()
+                _stop(self._process)
+                raise
+            finally:
+                self._process = None
+        outcome = RunOutcome(run.name, code == 0, time.perf_counter() - start, notebook, log,
+                             "" if code == 0 else log_tail(log))  # fmt: skip
+        print_outcome(outcome)
+        return outcome
+
+    def checkpoint(self) -> submitit.helpers.DelayedSubmission:
+        """Preempted or out of time: stop the running notebook; requeue the unfinished runs.
+
+        Called by submitit's signal handler; the exit it raises next ends :meth:`_run`'s wait,
+        which then waits for papermill to end before the process exits.
+        """
+        _signal_notebook(self._process)
+        print(f"[study] requeued after {len(self.done)} of {len(self.runs)} run(s)", flush=True)
+        return submitit.helpers.DelayedSubmission(self)
+
+    def __getstate__(self) -> dict:
+        return {**self.__dict__, "_process": None}
+
+
+@dataclass(frozen=True)
+class Engine:
+    """Where the grid's jobs execute (see the module docstring) and with what resources."""
+
+    cluster: str = "none"
+    jobs: int = 1
+    gpu_ids: tuple[int, ...] = ()
+    time_min: int | None = None
+    partition: str | None = None
+    account: str | None = None
+    gpus_per_job: int = 1
+    cpus_per_job: int = 8
+    mem_gb: int = 32
+    wait: bool = True
+    job_name: str = "hie-study"
+
+
+def _executor(engine: Engine, jobs_dir: Path):
+    if engine.cluster == "slurm":
+        executor = submitit.SlurmExecutor(folder=jobs_dir, max_num_timeout=MAX_TIMEOUTS)
+        options = dict(job_name=engine.job_name, time=engine.time_min or SLURM_DEFAULT_TIME_MIN,
+                       gpus_per_node=engine.gpus_per_job or None, cpus_per_task=engine.cpus_per_job,
+                       mem=f"{engine.mem_gb}GB", partition=engine.partition, account=engine.account)  # fmt: skip
+        executor.update_parameters(**{k: v for k, v in options.items() if v is not None})
+        return executor
+    executor = submitit.LocalExecutor(folder=jobs_dir, max_num_timeout=MAX_TIMEOUTS)
+    executor.update_parameters(timeout_min=engine.time_min or LOCAL_TIME_MIN)
+    return executor
+
+
+def deal_lanes(runs: list[GridRun], engine: Engine) -> list[tuple[list[GridRun], tuple[int, ...]]]:
+    """The jobs to submit: (runs, GPU indices) each; round-robin lanes, or one job per run on SLURM."""
+    if engine.cluster == "slurm":
+        return [([run], ()) for run in runs]
+    n = min(engine.jobs, len(runs))
+    gpus = engine.gpu_ids
+    return [(runs[i::n], (gpus[i % len(gpus)],) if gpus else ()) for i in range(n)]
+
+
+def _submit(runs: list[GridRun], root: Path, params: dict, engine: Engine, jobs_dir: Path):
+    """Submit the grid; returns (jobs, the runs of each job)."""
+    executor = _executor(engine, jobs_dir)
+    lanes = deal_lanes(runs, engine)
+    if engine.cluster == "slurm":
+        with executor.batch():  # one job array
+            jobs = [executor.submit(GridJob(lane, root, params)) for lane, _ in lanes]
+    else:
+        jobs = []
+        for lane, gpus in lanes:
+            executor.update_parameters(gpus_per_node=len(gpus), visible_gpus=gpus)
+            jobs.append(executor.submit(GridJob(lane, root, params)))
+    return jobs, [lane for lane, _ in lanes]
+
+
+def _collect(jobs, lanes: list[list[GridRun]]) -> list[RunOutcome]:
+    """Wait for every job; a job that died reports each of its runs as failed, with its log."""
+    by_name = {}
+    for job, lane in zip(jobs, lanes, strict=True):
+        try:
+            outcomes = job.result()
+        except Exception as exc:  # killed, cancelled, out of requeues: report it and go on
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            outcomes = [RunOutcome(run.name, False, 0.0, run.run_dir / "train.ipynb",
+                                   run.run_dir / "papermill.log", f"job {job.job_id} failed: {first}")
+                        for run in lane]  # fmt: skip
+        for outcome in outcomes:
+            by_name[outcome.name] = dataclasses.replace(outcome, job_log=Path(job.paths.stdout))
+            print_outcome(by_name[outcome.name])
+    return list(by_name.values())
+
+
+def run_grid(runs: list[GridRun], root: Path, params: dict, engine: Engine, jobs_dir: Path):
+    """Run every cell; returns one outcome per run in grid order (``None`` after ``wait=False``)."""
+    if engine.cluster == "none" and engine.jobs == 1:
+        return GridJob(runs, root, params)()
+    jobs, lanes = _submit(runs, root, params, engine, jobs_dir)
+    where = "SLURM" if engine.cluster == "slurm" else "local"
+    print(f"[study] {len(jobs)} {where} job(s) {', '.join(j.job_id for j in jobs)}; logs in {jobs_dir}",
+          flush=True)  # fmt: skip
+    if not engine.wait:
+        return None
+    order = {run.name: i for i, run in enumerate(runs)}
+    return sorted(_collect(jobs, lanes), key=lambda o: order[o.name])
+
+
+def gathered_outcomes(runs: list[GridRun]) -> list[RunOutcome]:
+    """Outcomes read from the run folders alone (``--gather``): finished = has ``summary.json``."""
+    outcomes = []
+    for run in runs:
+        log = run.run_dir / "papermill.log"
+        ok = (run.run_dir / "summary.json").is_file()
+        outcomes.append(RunOutcome(run.name, ok, 0.0, run.run_dir / "train.ipynb", log,
+                                   "" if ok else f"not finished (see {log} and the study's jobs/ folder)"))  # fmt: skip
+        print_outcome(outcomes[-1])
+    return outcomes
+
+
+def print_outcome(o: RunOutcome) -> None:
+    status = "ok" if o.ok else f"FAILED - see {o.notebook} ({o.message})"
+    print(f"[study] {o.name:<22} {o.seconds:7.1f} s  {status}", flush=True)

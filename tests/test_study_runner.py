@@ -1,0 +1,293 @@
+"""The study runner: the loss x seed grid, its engines (none, local, slurm), resumption, user errors.
+
+The fast tests need no training. The slow ones train tiny runs (1-3 epochs on the tiny
+synthetic set, quick preset, CPU) through papermill, some through submitit's local
+executor; each costs one or two notebook start-ups (about 10-25 s on 2 cores).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import submitit
+import torch
+
+from hie_core import study
+from hie_core.errors import ConfigError
+from hie_core.study import grid
+from hie_core.study.grid import Engine, GridJob, GridRun, deal_lanes, plan_grid
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def tiny_params(data_dir: Path, epochs: int = 1) -> dict:
+    """Notebook parameters of a tiny run (the grid adds loss, seed and output_dir)."""
+    return {
+        "data_dir": str(data_dir),
+        "preset": "quick",
+        "device": "cpu",
+        "epochs": epochs,
+        "patience": epochs,
+    }
+
+
+def tiny_cli(data_dir: Path, runs_dir: Path, *extra: str) -> list[str]:
+    return ["--losses", "dice", "--seeds", "2", "--data-dir", str(data_dir), "--runs-dir", str(runs_dir),
+            "--study", "s", "--preset", "quick", "--device", "cpu", "--no-book", "--set", "epochs=1", *extra]  # fmt: skip
+
+
+def files_under(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.rglob("*")) if folder.exists() else []
+
+
+# ----------------------------------------------------------------------------- the grid, no training
+
+
+def test_grid_is_loss_major_with_one_folder_per_seed(tmp_path):
+    runs = plan_grid(tmp_path, ["dice", "hdt"], seeds=2, seed_start=3)
+    assert [r.name for r in runs] == ["dice/seed3", "dice/seed4", "hdt/seed3", "hdt/seed4"]
+    assert runs[1].run_dir == tmp_path / "dice" / "seed4"
+
+
+def test_lanes_deal_runs_round_robin_and_pin_one_gpu_each(tmp_path):
+    runs = plan_grid(tmp_path, ["dice", "tversky", "hdt"], seeds=2)
+    lanes = deal_lanes(runs, Engine(cluster="local", jobs=2, gpu_ids=(4, 6)))
+    assert [[r.name for r in lane] for lane, _ in lanes] == [
+        ["dice/seed0", "tversky/seed0", "hdt/seed0"],
+        ["dice/seed1", "tversky/seed1", "hdt/seed1"],
+    ]
+    assert [gpus for _, gpus in lanes] == [(4,), (6,)]
+    assert [gpus for _, gpus in deal_lanes(runs[:1], Engine(cluster="local", jobs=8))] == [()]
+    assert [len(lane) for lane, _ in deal_lanes(runs, Engine(cluster="slurm", jobs=1))] == [1] * 6
+
+
+def test_overrides_are_python_literals_and_checked_against_the_notebook():
+    allowed = study.notebook_parameters(ROOT / "notebooks" / "train.ipynb")
+    assert {"loss", "seed", "output_dir", "epochs", "lr"} <= set(allowed)
+    values = study.parse_overrides(["epochs=2", "lr=1e-4", "augment=none", "batch_size = 1"], allowed)
+    assert values == {"epochs": 2, "lr": 1e-4, "augment": "none", "batch_size": 1}
+    with pytest.raises(ConfigError, match="--set seed: set by the study itself"):
+        study.parse_overrides(["seed=3"], allowed)
+    with pytest.raises(ConfigError, match="--set widths: not a parameter of notebooks/train.ipynb"):
+        study.parse_overrides(["widths=[4, 8]"], allowed)
+    with pytest.raises(ConfigError, match="expected key=value"):
+        study.parse_overrides(["epochs"], allowed)
+
+
+def test_papermill_parameters_keep_their_types():
+    cmd = grid.papermill_command(Path("in.ipynb"), Path("out.ipynb"), {"lr": 1e-5, "shape": (8, 16, 16), "d": ""},
+                                 Path("."))  # fmt: skip
+    import yaml
+
+    assert yaml.safe_load(cmd[cmd.index("-y") + 1]) == {"lr": 1e-5, "shape": [8, 16, 16], "d": ""}
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--losses", "dice,nope"], "unknown loss(es) ['nope']"),
+        (["--seeds", "0"], "--seeds must be at least 1"),
+        (["--seeds", "two"], "argument --seeds: invalid int value: 'two'"),
+        (["--jobs", "0"], "--jobs must be at least 1"),
+        (["--set", "widths=[4]"], "--set widths: not a parameter"),
+        (["--set", "epochs=0"], "epochs must be at least 1"),
+        (["--no-wait"], "--no-wait applies to --cluster slurm only"),
+        (["--device", "cuda:7"], "cuda:7"),
+    ],
+)
+def test_user_errors_are_one_line_exit_2_and_write_nothing(tiny_synthetic, tmp_path, capsys, args, message):
+    runs_dir = tmp_path / "runs"
+    code = study.main(
+        ["--data-dir", str(tiny_synthetic), "--runs-dir", str(runs_dir), "--device", "cpu", *args]
+    )
+    err = capsys.readouterr().err
+    assert code == 2
+    assert err.startswith("hie-study: error: ") and err.count("\n") == 1 and message in err, err
+    assert not runs_dir.exists()
+
+
+def test_bad_data_folder_or_runs_folder_is_a_user_error(tiny_synthetic, tmp_path, capsys):
+    code = study.main(["--data-dir", str(tmp_path / "missing"), "--runs-dir", str(tmp_path / "runs")])
+    err = capsys.readouterr().err
+    assert code == 2 and err.startswith("hie-study: error: ") and str(tmp_path / "missing") in err
+    assert not (tmp_path / "runs").exists()
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    code = study.main(
+        ["--data-dir", str(tiny_synthetic), "--runs-dir", str(blocker / "runs"), "--device", "cpu"]
+    )
+    err = capsys.readouterr().err
+    assert code == 2 and f"{blocker}: not a folder" in err and "--runs-dir" in err
+    if os.geteuid() != 0:  # root may write anywhere
+        locked = tmp_path / "locked"
+        locked.mkdir(mode=0o500)
+        code = study.main(["--data-dir", str(tiny_synthetic), "--runs-dir", str(locked), "--device", "cpu"])
+        assert code == 2 and "not writable" in capsys.readouterr().err
+    assert files_under(tmp_path / "runs") == []
+
+
+def test_slurm_needs_sbatch(tiny_synthetic, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("PATH", str(tmp_path))  # no sbatch, no srun
+    code = study.main(
+        ["--cluster", "slurm", "--data-dir", str(tiny_synthetic), "--runs-dir", str(tmp_path / "r")]
+    )
+    assert code == 2 and "sbatch and srun not found" in capsys.readouterr().err
+    assert not (tmp_path / "r").exists()
+
+
+def fake_slurm(bin_dir: Path) -> Path:
+    """``sbatch`` that records the script it is given and answers like SLURM; a no-op ``srun``."""
+    bin_dir.mkdir()
+    record = bin_dir / "sbatch_scripts.txt"
+    (bin_dir / "sbatch").write_text(f'#!/bin/sh\ncat "$1" >> {record}\necho "Submitted batch job 4242"\n')
+    (bin_dir / "srun").write_text("#!/bin/sh\nexit 0\n")
+    for tool in ("sbatch", "srun"):
+        (bin_dir / tool).chmod(0o755)
+    return record
+
+
+def test_slurm_submits_one_job_array_then_gathers_from_the_run_folders(tiny_synthetic, tmp_path, monkeypatch,
+                                                                      capsys):  # fmt: skip
+    record = fake_slurm(tmp_path / "bin")
+    monkeypatch.setenv("PATH", f"{tmp_path / 'bin'}{os.pathsep}{os.environ['PATH']}")
+    args = ["--cluster", "slurm", "--losses", "dice,hdt", "--seeds", "2", "--data-dir", str(tiny_synthetic),
+            "--runs-dir", str(tmp_path / "runs"), "--partition", "gpu", "--time", "30", "--account", "lab",
+            "--cpus-per-job", "4", "--mem-gb", "16", "--set", "epochs=1"]  # fmt: skip
+    assert study.main([*args, "--no-wait"]) == 0
+    out = capsys.readouterr().out
+    script = record.read_text()
+    for line in ("--array=0-3%4", "--partition=gpu", "--time=30", "--account=lab", "--gpus-per-node=1",
+                 "--cpus-per-task=4", "--mem=16GB", "--signal=USR2@90", "--job-name=hie-seed"):  # fmt: skip
+        assert f"#SBATCH {line}\n" in script, line
+    study_dir = tmp_path / "runs" / "seed"  # "auto" on GPU nodes is the seed protocol
+    jobs = study_dir / "jobs"
+    assert sorted(p.name for p in jobs.glob("*_submitted.pkl")) == [
+        f"4242_{i}_submitted.pkl" for i in range(4)
+    ]
+    assert f"logs in {jobs}" in out and "--gather" in out
+    assert sorted(p.name for p in study_dir.iterdir()) == ["jobs"]  # nothing ran here
+    # the printed command gathers whatever the jobs left: here, nothing finished
+    assert study.main([*args, "--gather"]) == 1
+    out = capsys.readouterr().out
+    assert out.count("not finished") >= 4 and "no training run finished" in out
+
+
+def test_no_finished_run_means_no_results_and_exit_1(tiny_synthetic, tmp_path, capsys):
+    blocked = tmp_path / "runs" / "s" / "dice"
+    blocked.mkdir(parents=True)
+    for k in (0, 1):
+        (blocked / f"seed{k}").write_text("a file where the run folder should be")
+    assert study.main(tiny_cli(tiny_synthetic, tmp_path / "runs")) == 1
+    out = capsys.readouterr().out
+    assert "dice/seed0" in out and f"cannot write {blocked / 'seed0'}" in out
+    assert "no training run finished: no results and no book" in out
+    assert not (tmp_path / "runs" / "s" / "results").exists()
+
+
+# ----------------------------------------------------------------------------- tiny training runs
+
+
+def test_local_cluster_runs_the_grid_through_submitit(tiny_synthetic, tmp_path):
+    """The issue's "Done when": --cluster local --losses dice --seeds 2 --no-book."""
+    proc = subprocess.run([sys.executable, "-m", "hie_core.study", *tiny_cli(tiny_synthetic, tmp_path, "--cluster",
+                           "local", "--jobs", "2")], cwd=ROOT, capture_output=True, text=True, timeout=600)  # fmt: skip
+    study_dir = tmp_path / "s"
+    for k in (0, 1):
+        run = study_dir / "dice" / f"seed{k}"
+        assert (run / "summary.json").is_file() and (run / "train.ipynb").is_file(), proc.stdout + proc.stderr
+        assert len(pd.read_csv(run / "history.csv")) == 1
+    logs = sorted((study_dir / "jobs").glob("*_log.out"))
+    assert len(logs) == 2 and len(list((study_dir / "jobs").glob("*_submitted.pkl"))) == 2
+    ran = sorted(n for log in logs for n in ("dice/seed0", "dice/seed1") if f"[study] {n}" in log.read_text())
+    assert ran == ["dice/seed0", "dice/seed1"]  # one run in each job's log
+    assert (study_dir / "baseline" / "metrics.csv").is_file()
+    assert "2 local job(s)" in proc.stdout
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert (study_dir / "ceiling" / "metrics.csv").is_file() and (study_dir / "results").is_dir()
+    assert not (study_dir / "book").exists()  # --no-book
+
+
+def test_a_failed_run_is_reported_and_the_others_still_run(tiny_synthetic, tmp_path, capsys):
+    broken = tmp_path / "s" / "dice" / "seed0" / "train.ipynb"
+    broken.mkdir(parents=True)  # papermill cannot write the executed notebook there
+    assert study.main(tiny_cli(tiny_synthetic, tmp_path)) == 1
+    out = capsys.readouterr().out
+    log = broken.parent / "papermill.log"
+    assert f"FAILED - see {broken}" in out and f"log: {log}" in out
+    assert "IsADirectoryError" in log.read_text() or "Is a directory" in log.read_text()
+    assert (tmp_path / "s" / "dice" / "seed1" / "summary.json").is_file()
+    assert "[study] results" in out  # one run finished, so the results step ran
+
+
+def _wait_for(condition, seconds: float, what: str) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.2)
+
+
+def _first_epochs_kept(run_dir: Path, snapshot: dict) -> None:
+    """The finished history starts with the epochs the interrupted attempt had saved, unchanged."""
+    done = snapshot["epoch"]
+    history = pd.read_csv(run_dir / "history.csv")
+    assert 1 <= done and len(history) == 3
+    before = pd.DataFrame(snapshot["history"])
+    assert history["seconds"].iloc[:done].tolist() == before["seconds"].iloc[:done].tolist()
+
+
+def _submit_tiny(tmp_path: Path, data_dir: Path) -> tuple[submitit.local.local.LocalJob, GridRun]:
+    run = GridRun("dice", 0, tmp_path / "dice" / "seed0")
+    executor = submitit.LocalExecutor(folder=tmp_path / "jobs")
+    executor.update_parameters(timeout_min=10)
+    job = executor.submit(GridJob([run], ROOT, tiny_params(data_dir, epochs=3)))
+    _wait_for(lambda: (run.run_dir / "checkpoint_last.pt").is_file() or job.done(), 300, "the first epoch")
+    assert not job.done(), f"the run ended before its first epoch:\n{job.stdout()}\n{job.stderr()}"
+    return job, run
+
+
+def test_a_preempted_job_is_requeued_and_resumes_from_its_checkpoint(tiny_synthetic, tmp_path):
+    job, run = _submit_tiny(tmp_path, tiny_synthetic)
+    (task,) = grid._child_pids(job._process.pid)  # the job's Python under submitit's local controller
+    os.kill(task, signal.SIGUSR2)  # what SLURM sends before preempting or at the time limit
+    _wait_for(lambda: "[study] requeued after 0 of 1 run(s)" in (job.stdout() or ""), 60, "the checkpoint")
+    snapshot = torch.load(
+        run.run_dir / "checkpoint_last.pt", weights_only=True
+    )  # before the requeued task runs
+    _wait_for(job.done, 300, "the requeued job")
+    (outcome,) = job.result()
+    assert "Requeued job" in job.stdout()
+    _first_epochs_kept(run.run_dir, snapshot)
+    assert outcome.ok, outcome.message
+
+
+def _process_tree(pid: int) -> list[int]:
+    children = grid._child_pids(pid)
+    return children + [p for c in children for p in _process_tree(c)]
+
+
+def _gone(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] in ("Z", "X")
+    except OSError:
+        return True
+
+
+def test_a_killed_job_resubmitted_finishes_from_its_checkpoint(tiny_synthetic, tmp_path):
+    job, run = _submit_tiny(tmp_path, tiny_synthetic)
+    tree = _process_tree(job._process.pid)  # task, papermill, kernel
+    assert len(tree) >= 3
+    job.cancel()  # like scancel: the job is gone, with its notebook and kernel
+    _wait_for(lambda: all(_gone(p) for p in tree), 30, "the job's processes to end")
+    snapshot = torch.load(run.run_dir / "checkpoint_last.pt", weights_only=True)
+    assert not (run.run_dir / "summary.json").exists()
+    (outcome,) = grid.run_grid([run], ROOT, tiny_params(tiny_synthetic, epochs=3), Engine(cluster="local"),
+                               tmp_path / "jobs")  # fmt: skip
+    _first_epochs_kept(run.run_dir, snapshot)
+    assert outcome.ok, outcome.message
