@@ -242,15 +242,23 @@ def test_figure_html_refuses_a_fixed_width_wider_than_the_text_column(case: dict
         display.figure_html(fig, "wide")
 
 
-def test_table_has_no_index_column_and_scrolls_when_asked() -> None:
-    frame = pd.DataFrame({"method": ["dice", "hdt"], "Dice": [0.51234, np.nan]}, index=[7, 8])
+def test_table_has_no_index_column_escapes_text_and_scrolls_when_asked() -> None:
+    frame = pd.DataFrame({"method": ["dice", "<b>x</b>"], "Dice": [0.51234, np.nan]}, index=[7, 8])
     html = display.table(frame, precision=2, note="n = 2 <cases>", scroll=True)._repr_html_()
     assert "0.51" in html and "0.512" not in html and ">-<" in html
     assert ">7<" not in html and "row_heading" not in html  # no index column
+    assert "&lt;b&gt;x&lt;/b&gt;" in html and "<b>x</b>" not in html  # text is escaped
     assert "overflow-x:auto" in html and "max-height" in html and "n = 2 &lt;cases&gt;" in html
+    assert (
+        "white-space: nowrap" in html
+        and "white-space: normal" in display.table(frame, wrap=True)._repr_html_()
+    )
+    ci = pd.DataFrame({"Dice": [display.format_ci(0.5, 0.4, 0.6, html_break=True)]})
+    assert "0.500<br><small>[0.400, 0.600]</small>" in display.table(ci, html_columns=["Dice"])._repr_html_()
     assert display.format_ci(0.5, 0.4, 0.6) == "0.500 [0.400, 0.600]"
     assert display.format_ci(0.5, float("nan"), float("nan"), 2) == "0.50"
     assert display.format_ci(float("nan"), 0.1, 0.2) == "n/a"
+    assert [display.format_p(p) for p in (0.0004, 0.0312, float("nan"))] == ["<0.001", "0.031", "-"]
 
 
 def test_live_viewer_updates(case: dict[str, np.ndarray]) -> None:

@@ -96,11 +96,12 @@ def table(
     note: str = "",
     scroll: bool = False,
     html_columns: Sequence[str] = (),
+    wrap: bool = False,
 ) -> _Html:
     """A table as HTML without the index column, floats at ``precision``, NaN as "-".
 
-    Cells do not wrap (:func:`format_ci` with ``html_break`` breaks where it should); a table
-    wider than the text column scrolls sideways inside its box.
+    Cells of numbers do not wrap (:func:`format_ci` with ``html_break`` breaks where it should);
+    a table wider than the text column scrolls sideways inside its box.
 
     Args:
         frame: The table; its index is not shown (put what matters in a column).
@@ -110,19 +111,19 @@ def table(
             so it never pushes the page wider than the text column.
         html_columns: Columns whose cells are HTML already (e.g. :func:`format_ci` with
             ``html_break``); every other text cell is escaped.
+        wrap: Tables of sentences: cells wrap and align left, so the table fits the column.
 
     Returns:
         An object that notebooks render as HTML (and print as text).
     """
     escaped = frame.copy()
     for col in escaped.columns:
-        if col not in html_columns and escaped[col].dtype == object:
+        if col not in html_columns and not pd.api.types.is_numeric_dtype(escaped[col]):
             escaped[col] = escaped[col].map(lambda v: html.escape(v) if isinstance(v, str) else v)
     escaped.columns = [html.escape(str(c)) for c in escaped.columns]
     styler = escaped.style.format(precision=precision, na_rep="-").hide(axis="index")
-    styler = styler.set_table_styles(
-        [{"selector": "td", "props": "white-space: nowrap; vertical-align: top"}]
-    )
+    cell = "white-space: normal; text-align: left" if wrap else "white-space: nowrap"
+    styler = styler.set_table_styles([{"selector": "td", "props": f"{cell}; vertical-align: top"}])
     body = styler.to_html()
     style = "overflow-x:auto;max-width:100%"
     if scroll:

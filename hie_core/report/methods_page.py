@@ -240,21 +240,28 @@ def metric_rules_table(
 
 _PROTOCOL = (
     ("epochs", "maximum epochs"), ("patience", "early-stopping patience (epochs)"), ("batch_size", "batch size"),
-    ("lr", "AdamW learning rate"), ("weight_decay", "AdamW weight decay"),
-    ("lr_decay", "exponential LR decay per epoch"), ("l1", "L1 penalty on weights"),
-    ("grad_clip", "gradient-norm clip"), ("target_shape", "grid (D, H, W)"), ("widths", "U-Net widths"),
-    ("selection_fraction", "training cases held out for early stopping"),
+    ("steps_per_epoch", "optimiser steps per epoch (None: one pass)"), ("lr", "AdamW learning rate"),
+    ("weight_decay", "AdamW weight decay"), ("lr_decay", "exponential LR decay per epoch"),
+    ("l1", "L1 penalty on weights"), ("grad_clip", "gradient-norm clip"), ("target_shape", "grid shape (D, H, W)"),
+    ("target_spacing_mm", "grid spacing (D, H, W) mm"), ("patch_shape", "training patch (D, H, W)"),
+    ("foreground_fraction", "patches centred on a lesion"), ("augment", "augmentation back end"),
+    ("widths", "U-Net widths"), ("selection_fraction", "training cases held out for early stopping"),
     ("synthetic_preset", "synthetic set when no data_dir"), ("seed", "seed"),
 )  # fmt: skip
 
 
-def protocol_table() -> pd.DataFrame:
-    """The seed and quick presets (:data:`hie_core.training.config.PRESETS`) over the ``TrainConfig`` defaults."""
-    from hie_core.training.config import PRESETS, TrainConfig
+def protocol_table(device: str = "cpu") -> pd.DataFrame:
+    """Every preset's settings as :func:`hie_core.training.config.make_config` resolves them on ``device``.
 
-    configs = {name: TrainConfig(preset=name, **values) for name, values in PRESETS.items()}
+    Rows are the protocol's settings that the configuration has; ``from`` says whether a preset
+    sets the value or it is the ``TrainConfig`` default (or chosen for the device).
+    """
+    from hie_core.training.config import PRESETS, TrainConfig, make_config
+
+    configs = {name: make_config(preset=name, device=device) for name in PRESETS}
+    fields = {f.name for f in dataclasses.fields(TrainConfig)}
     rows = []
-    for field, meaning in _PROTOCOL:
+    for field, meaning in [(f, m) for f, m in _PROTOCOL if f in fields]:
         row = {"setting": meaning, "field": field}
         row.update({name: str(getattr(cfg, field)) for name, cfg in configs.items()})
         row["from"] = "preset" if any(field in v for v in PRESETS.values()) else "TrainConfig default"

@@ -73,17 +73,17 @@ def _ci_column(frame: pd.DataFrame, metric: str) -> pd.Series:
 def table1(results: StudyResults, split: str = "test"):
     """Table 1: n, mean [95% CI] of each metric, ranks and the between-seed SD, one row per method."""
     t = results.table("table1", split)
-    shown = pd.DataFrame({"method": t["method"], "cases": t["n_cases"], "seeds": t["n_runs"]})
+    shown = pd.DataFrame({"method": t["method"], "n": t["n_cases"], "runs": t["n_runs"]})
     for metric, head in _METRIC_HEAD.items():
         shown[head] = _ci_column(t, metric)
         if metric == "masd_mm":
-            shown["MASD n/a"] = t["masd_undefined"]
+            shown["n/a"] = t["masd_undefined"]
     shown["rank"] = t["rank_mean"].map(lambda v: "-" if not math.isfinite(v) else f"{v:.2f}")
-    shown["Dice seed SD"] = t["dice_seed_sd"]
-    note = (f"Mean [95% bootstrap CI] over the {split} cases of per-case scores averaged over seeds; MASD n/a: "
-            "cases where MASD is undefined (one mask empty), skipped in its mean. rank: the challenge's mean of "
-            "the Dice, MASD and NSD ranks (1 = best); the ceiling is not ranked, it bounds every method. "
-            f"Dice seed SD: SD of the split mean over seeds. {_provenance(results)}.")  # fmt: skip
+    shown["seed SD"] = t["dice_seed_sd"]
+    note = (f"n: {split} cases; runs: seeds. Mean [95% bootstrap CI] over cases of per-case scores averaged over "
+            "seeds; n/a: cases where MASD is undefined (one mask empty), skipped in its mean. rank: the challenge's "
+            "mean of the Dice, MASD and NSD ranks (1 = best); the ceiling is not ranked, it bounds every method. "
+            f"seed SD: SD of the mean Dice over seeds. {_provenance(results)}.")  # fmt: skip
     return display.table(shown, precision=3, note=note, html_columns=list(_METRIC_HEAD.values()))
 
 
