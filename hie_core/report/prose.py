@@ -1,6 +1,6 @@
 """The abstract and the discussion, written from a study's result files.
 
-Every sentence is computed from ``runs/<study>/results/`` (:class:`StudyResults`): which loss
+Every sentence is computed from ``runs/<study>/results/`` (:class:`~hie_core.report.results.StudyResults`): which loss
 ranked first, what the paired tests say after the Holm adjustment, how the strata, the
 ceiling and the seeds spread compare, what the design could detect at all. Conclusions come
 only from Holm-adjusted p-values and the CIs of paired differences, never from whether two

@@ -1,6 +1,6 @@
 """The study's numbers as files: ``runs/<study>/results/``, written once, read by every page.
 
-:func:`write_results` reads every run folder of a study (:func:`hie_core.report.runs.find_runs`),
+:func:`write_results` reads every run folder of a study (``hie_core.report.runs.find_runs``),
 computes the tables of :mod:`hie_core.report.tables` and writes, per reported split
 (:data:`SPLITS`):
 

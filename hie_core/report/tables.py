@@ -41,11 +41,14 @@ UNRANKED = ("ceiling",)
 MIN_STRATUM_CI = 3
 
 _CI_COLUMNS = tuple(f"{m}_{s}" for m in METRICS for s in ("mean", "ci_low", "ci_high"))
+#: Columns of ``table1_<split>.csv`` (issue 10 item 9, then the between-seed SDs).
 TABLE1_COLUMNS = ("method", "n_cases", "n_runs", *_CI_COLUMNS[:6], "masd_undefined", *_CI_COLUMNS[6:],
                   "rank_dice", "rank_masd", "rank_nsd", "rank_mean",
                   "dice_seed_sd", "masd_mm_seed_sd", "nsd_seed_sd")  # fmt: skip
+#: Columns of ``comparisons_<split>.csv`` (issue 10 item 9, then ``favours`` and ``reason``).
 COMPARISON_COLUMNS = ("method", "reference", "metric", "n_pairs", "mean_difference", "ci_low", "ci_high",
                       "p_wilcoxon", "p_holm", "favours", "reason")  # fmt: skip
+#: Columns of ``strata_<split>.csv``.
 STRATA_COLUMNS = (
     "method",
     "stratum",
@@ -55,6 +58,7 @@ STRATA_COLUMNS = (
     *_CI_COLUMNS[6:],
     "note",
 )
+#: Columns of ``per_case_<split>.csv`` (one row per case and method, seeds averaged).
 PER_CASE_COLUMNS = ("method", "case_id", "split", "stratum", "burden_percent", "n_runs", "dice", "masd_mm", "nsd",
                     "masd_undefined_runs", "n_pred", "n_ref")  # fmt: skip
 
@@ -187,7 +191,7 @@ def strata(per_case: pd.DataFrame, split: str, methods: Sequence[str]) -> pd.Dat
     """Per method and lesion-burden stratum: n, the three metrics, a CI where n >= 3.
 
     Returns:
-        :data:`STRATA_COLUMNS`; every stratum of :data:`BURDEN_STRATA` for every method, with
+        :data:`STRATA_COLUMNS`; every stratum of ``hie_core.metrics.BURDEN_STRATA`` for every method, with
         ``note`` saying why a row has no interval (or no case).
     """
     rows = per_case[per_case["split"] == split]
