@@ -108,43 +108,20 @@ def _panel_traces(panel: _Panel, frame: int, axis: str, colors: Mapping[str, str
     k = int(panel.frame_slices[frame])
     _, sy, sx = panel.spacing_mm
     y0, x0 = panel.origin_rc[0] * sy, panel.origin_rc[1] * sx
+    shared = dict(dx=sx, dy=sy, showscale=False, xaxis="x" + axis, yaxis="y" + axis)
     traces = []
     for i, (name, vol) in enumerate(panel.images.items()):
         style = {}
         if full:
-            style = dict(
-                name=name,
-                x0=x0,
-                dx=sx,
-                y0=y0,
-                dy=sy,
-                zmin=0,
-                zmax=255,
-                colorscale=_GRAY,
-                showscale=False,
-                visible=i == 0,
-                xaxis="x" + axis,
-                yaxis="y" + axis,
-                hovertemplate="x %{x:.1f} mm, y %{y:.1f} mm<extra>" + name + "</extra>",
-            )
+            hover = "x %{x:.1f} mm, y %{y:.1f} mm<extra>" + name + "</extra>"
+            style = dict(shared, name=name, x0=x0, y0=y0, zmin=0, zmax=255, colorscale=_GRAY, visible=i == 0,
+                         hovertemplate=hover)  # fmt: skip
         traces.append(go.Heatmap(z=vol[k], **style))
     for name, vol in panel.overlays.items():
         style = {}
         if full:
-            style = dict(
-                name=name,
-                dx=sx,
-                dy=sy,
-                zmin=0,
-                zmax=1,
-                showscale=False,
-                hoverinfo="skip",
-                colorscale=[[0.0, "rgba(0,0,0,0)"], [1.0, colors[name]]],
-                legendgroup=name,
-                showlegend=False,
-                xaxis="x" + axis,
-                yaxis="y" + axis,
-            )
+            style = dict(shared, name=name, zmin=0, zmax=1, hoverinfo="skip", legendgroup=name, showlegend=False,
+                         colorscale=[[0.0, "rgba(0,0,0,0)"], [1.0, colors[name]]])  # fmt: skip
         traces.append(go.Heatmap(**_overlay_patch(vol[k], panel), **style))
     return traces
 
