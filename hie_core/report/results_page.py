@@ -16,7 +16,7 @@ import pandas as pd
 from hie_core.report import display, prose
 from hie_core.report.charts import table1_figure, training_curves_figure
 from hie_core.report.results import StudyResults, read_results
-from hie_core.report.runs import find_runs, load_case, load_prediction
+from hie_core.report.runs import REFERENCES, find_runs, load_case, load_prediction
 from hie_core.report.sources import DataSource, banner, source_line, study_dir_for
 
 __all__ = [
@@ -157,7 +157,7 @@ def _pick_case(results: StudyResults, split: str) -> str:
 
 
 def case_arrays(results: StudyResults, case_id: str | None = None, split: str = "test") -> dict:
-    """One case's maps, label and each method's mask (first seed of each loss, and the baseline).
+    """One case's maps, label and each method's mask (first seed of each loss, baseline, ceiling).
 
     Args:
         results: The study's results.
@@ -172,7 +172,7 @@ def case_arrays(results: StudyResults, case_id: str | None = None, split: str = 
     arrays = load_case(case)
     runs = find_runs(results.study_dir)
     predictions = {}
-    for method in [*runs.losses, "baseline"]:
+    for method in [*runs.losses, *REFERENCES]:
         folders = runs.of(method)
         mask = load_prediction(folders[0].path, case) if folders else None
         if mask is not None:
