@@ -238,7 +238,9 @@ def _first_epochs_kept(run_dir: Path, snapshot: dict) -> None:
     done = snapshot["epoch"]
     history = pd.read_csv(run_dir / "history.csv")
     assert 1 <= done and len(history) == 3
-    before = pd.DataFrame(snapshot["history"])
+    before = pd.DataFrame(
+        snapshot.get("state", snapshot)["history"]
+    )  # fit's TrainState, or the older flat dict
     assert history["seconds"].iloc[:done].tolist() == before["seconds"].iloc[:done].tolist()
 
 
