@@ -53,7 +53,7 @@ def write_study(
     preset: str = "quick",
     target_shape: Sequence[int] = (16, 64, 64),
     n_val: int = 2,
-    fingerprints: Sequence[str] | None = None,
+    fingerprints: Sequence[object] | None = None,
     ids: Mapping[str, Sequence[str]] | None = None,
 ) -> Path:
     """Write a study folder.

@@ -92,6 +92,11 @@ def test_study_timings_per_loss(results) -> None:
     assert table.loc["dice", "seeds"] == 2 and table.loc["dice", "epochs (per seed)"] == "3/3"
     assert table.loc["dice", "median s/epoch"] == pytest.approx(1.75)  # 2, 1, 1.5 and 2, 1, 2.5
     assert table.loc["dice", "total train s"] == pytest.approx(10.0) and table.loc["dice", "x dice"] == 1.0
+    shown = performance_page.timings_table(results.study_dir)
+    assert (
+        "device: CPU (test); grid: 16 x 64 x 64 voxels" in shown.text
+        and "device" not in shown.text.splitlines()[0]
+    )
 
 
 def test_deviations_table_from_a_study_and_from_presets(results) -> None:

@@ -144,6 +144,15 @@ def test_real_data_folder_and_mixed_fingerprints(tmp_path: Path) -> None:
     assert c.empty  # one loss and no baseline: nothing to compare
 
 
+def test_the_code_fingerprint_ignores_the_per_run_configuration_hash(tmp_path: Path) -> None:
+    prints = [{"code": "c1", "config": "loss-seed-0", "preprocess_version": 1},
+              {"code": "c1", "config": "loss-seed-1", "preprocess_version": 1}]  # fmt: skip
+    study = write_study(tmp_path / "s", {"dice": [BASE, BASE]}, fingerprints=prints)
+    results.write_results(study)
+    info = json.loads((study / "results" / "study.json").read_text())
+    assert info["fingerprint"] == {"code": "c1", "preprocess_version": 1} and not info["fingerprints_differ"]
+
+
 def test_bad_metrics_file_is_named_and_nothing_is_written(study: Path) -> None:
     bad = study / "tversky" / "seed1" / "metrics.csv"
     pd.read_csv(bad).drop(columns="nsd").to_csv(bad, index=False)

@@ -84,7 +84,7 @@ def _code_rows(config: Mapping[str, Any], n_cases: Mapping[str, Any] | None) -> 
              "+0.04 on a coarse grid); benchmarks/label_roundtrip.py"),
         _row("U-Net widths", "not published", _fmt(config.get("widths")), "the classic 3D U-Net doubling from 32 "
              "(seed preset); a quarter of it where the preset says so, for CPU runs"),
-        _row("dropout", "rising with depth, values not published", f"{_fmt(DEFAULT_DROPOUT)} (encoder 1-3, "
+        _row("dropout", "rising with depth, values not published", f"{_fmt(config.get('dropout', DEFAULT_DROPOUT))} (encoder 1-3, "
              "bottleneck)", "hie_core.model.UNet3D docstring: none at full resolution, most at the bottleneck"),
         _row("output-bias prior", "not described (zero bias: p = 0.5 everywhere at start)",
              f"bias = logit({_fmt(config.get('prior_probability'))})", "lesions are about 1% of the brain; "
@@ -137,7 +137,7 @@ def _config_rows(config: Mapping[str, Any]) -> list[dict[str, str]]:
         rows.append(_row("prediction", "the whole resampled volume at once", f"sliding window, overlap "
                          f"{_fmt(config['sw_overlap'])}", "patches cover any volume size"))  # fmt: skip
     handled = set(SEED_PROTOCOL) | _NOT_PROTOCOL | {"widths", "prior_probability", "l1", "selection_fraction",
-                                                    "label_interpolation", "sw_overlap"}  # fmt: skip
+                                                    "label_interpolation", "sw_overlap", "dropout"}  # fmt: skip
     seed_preset = make_config(preset="seed", device="cpu").to_dict()
     for field in sorted(set(config) - handled):
         if field in seed_preset and not _same(config[field], seed_preset[field]):

@@ -15,7 +15,7 @@ import pandas as pd
 from hie_core.report import display
 from hie_core.report.runs import find_runs, run_grid
 
-__all__ = ["benchmark_results", "show_benchmarks", "study_timings"]
+__all__ = ["benchmark_results", "show_benchmarks", "study_timings", "timings_table"]
 
 
 def study_timings(study_dir: str | Path) -> pd.DataFrame:
@@ -41,6 +41,16 @@ def study_timings(study_dir: str | Path) -> pd.DataFrame:
         ref = float(table.loc[table["loss"] == "dice", "median s/epoch"].iloc[0])
         table["x dice"] = table["median s/epoch"] / ref
     return table
+
+
+def timings_table(study_dir: str | Path):
+    """:func:`study_timings` for the page: settings shared by every loss go into the note, not the columns."""
+    table = study_timings(study_dir)
+    shared = [c for c in ("device", "grid", "widths") if table[c].nunique() == 1]
+    note = "; ".join(f"{c}: {table[c].iloc[0]}" for c in shared)
+    return display.table(
+        table.drop(columns=shared), precision=2, note=note + "." if note else "", scroll=True
+    )
 
 
 def benchmark_results(root: Path | None = None) -> list[tuple[str, object, pd.DataFrame]]:

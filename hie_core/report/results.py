@@ -61,6 +61,14 @@ def _unique(values: list[Any]) -> Any:
     return loaded[0] if len(loaded) == 1 else (loaded or None)
 
 
+def _code_fingerprint(fingerprint: Any) -> Any:
+    """The part of a run's fingerprint that names the code: without the configuration hash, which
+    differs between runs of one study by design (loss, seed)."""
+    if isinstance(fingerprint, dict):
+        return {k: v for k, v in fingerprint.items() if k != "config"}
+    return fingerprint
+
+
 def _study_info(runs: StudyRuns) -> dict:
     from hie_core.synthetic import is_synthetic_dir
 
@@ -71,7 +79,7 @@ def _study_info(runs: StudyRuns) -> dict:
         is_synthetic_dir(folder) if folder.is_dir() else any(bool(c.get("synthetic")) for c in configs)
     )
     run_config = {k: v for k, v in configs[0].get("config", {}).items() if k not in _RUN_KEYS_DROPPED}
-    fingerprint = _unique([c.get("fingerprint") for c in configs])
+    fingerprint = _unique([_code_fingerprint(c.get("fingerprint")) for c in configs])
     first = runs.runs[0]
     n_cases = {s: int((first.metrics["split"] == s).sum()) for s in SPLITS}
     n_cases["train"] = configs[0].get("n_cases", {}).get("train")

@@ -103,14 +103,15 @@ def comparisons_table(results: StudyResults, split: str = "test"):
         "method": c["method"], "vs": c["reference"], "metric": c["metric"].map(_METRIC_HEAD), "pairs": c["n_pairs"],
         "difference [95% CI]": diff, "p": c["p_wilcoxon"].map(display.format_p),
         "p Holm": c["p_holm"].map(display.format_p), "holds": np.where(c["p_holm"] < prose.ALPHA, "yes", ""),
-        "favours": c["favours"], "no test because": c["reason"],
+        "better mean": c["favours"], "no test because": c["reason"],
     })  # fmt: skip
     if (shown["no test because"] == "").all():
         shown = shown.drop(columns="no test because")
     n_tests = int(c["p_wilcoxon"].notna().sum())
     note = (f"Difference = method minus reference, paired over the {split} cases both have (pairs with an undefined "
             "MASD dropped); 95% paired bootstrap CI; p: two-sided Wilcoxon signed-rank; p Holm: adjusted over the "
-            f"{n_tests} tests of this table; holds: p Holm < {prose.ALPHA}. For MASD lower is better.")  # fmt: skip
+            f"{n_tests} tests of this table; holds: p Holm < {prose.ALPHA}; better mean: the side whose mean is "
+            "better, whether or not the difference holds. For MASD lower is better.")  # fmt: skip
     return display.table(shown, precision=3, note=note, scroll=True, html_columns=["difference [95% CI]"])
 
 
