@@ -224,6 +224,11 @@ def test_a_failed_run_is_reported_and_the_others_still_run(tiny_synthetic, tmp_p
     assert "IsADirectoryError" in log.read_text() or "Is a directory" in log.read_text()
     assert (tmp_path / "s" / "dice" / "seed1" / "summary.json").is_file()
     assert "[study] results" in out  # one run finished, so the results step ran
+    # --gather reads the same folders without running anything
+    assert study.main([*tiny_cli(tiny_synthetic, tmp_path), "--gather"]) == 1
+    out = capsys.readouterr().out
+    assert "papermill ->" not in out and "[study] results" in out
+    assert f"not finished (see {log}" in out and "dice/seed1" in out
 
 
 def _wait_for(condition, seconds: float, what: str) -> None:
