@@ -5,7 +5,7 @@ bf16), MONAI's losses as shipped (``monai.losses.HausdorffDTLoss`` with its host
 distance transforms; hybrids ``0.9 * X + 0.1 * log(1 + HDT)``), the seed's five TorchIO
 augmentations (p=0.5) in ``--workers`` DataLoader workers, a host-to-device copy and a
 ``float(loss)`` per step. Ours: :mod:`hie_core.training.step` with its defaults (device-resident
-data, the batched ``gpu`` augmentation back end, on-device distance transforms, and on CUDA
+data, the ``batched`` augmentation back end, on-device distance transforms, and on CUDA
 bf16 autocast, ``channels_last_3d`` and ``torch.compile``).
 
 Both pipelines run on one device in one process, on the same synthetic cases (random
@@ -41,8 +41,8 @@ from _cli import model_parser  # noqa: E402  (benchmarks/ is on sys.path when ru
 
 from hie_core.losses import LOSS_NAMES, get_loss  # noqa: E402
 from hie_core.model import UNet3D, count_parameters, forward_flops  # noqa: E402
+from hie_core.training.batches import TrainItem  # noqa: E402
 from hie_core.training.config import provenance  # noqa: E402
-from hie_core.training.fit import TrainItem  # noqa: E402
 
 BASE_LOSSES = ("dice", "tversky_hdt")
 SMALL = {"shape": (16, 32, 32), "widths": (4, 8, 16, 32), "batch": 2, "steps": 2, "warmup": 1, "cases": 4,
@@ -137,12 +137,26 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
+class _UserDataset(torch.utils.data.Dataset):
+    """A per-sample Dataset as users write it: TorchIO augments each case in a worker."""
+
+    def __init__(self, items, augmenter, seed: int) -> None:
+        self.items, self.augmenter, self.seed = items, augmenter, seed
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, index: int):
+        item = self.items[index]
+        image, label = torch.from_numpy(item.image), torch.from_numpy(item.label).float()
+        return self.augmenter(image, label, item.spacing_mm, seed=self.seed + index)
+
+
 def baseline_batches(items, args, device: torch.device) -> Iterator[tuple[torch.Tensor, ...]]:
     """Endless TorchIO-augmented batches from DataLoader workers (random cases, with replacement)."""
     from hie_core.augment import AugmentConfig, TorchioAugmenter
-    from hie_core.training.fit import TrainingSet
 
-    dataset = TrainingSet(items, TorchioAugmenter(AugmentConfig()), args.seed)
+    dataset = _UserDataset(items, TorchioAugmenter(AugmentConfig()), args.seed)
     sampler = torch.utils.data.RandomSampler(
         dataset, replacement=True, num_samples=10**9, generator=torch.Generator().manual_seed(args.seed)
     )
@@ -160,13 +174,16 @@ def stop_workers(batches: Iterator) -> None:
         shutdown()
 
 
-def ours_batches(dataset, augmenter, args, generator) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    """Endless device batches of ``hie_core.training.step``, augmented on the device."""
-    rng = np.random.default_rng(args.seed)
+def ours_batches(source, items, args) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """Endless batches of ``hie_core.training.batches.DeviceBatches``, augmented on the device."""
+    from hie_core.training.batches import plan_epoch
+
+    epoch = 0
     while True:
-        for image, label, spacing_mm in dataset.batches(rng.permutation(len(dataset)).tolist(), args.batch):
-            if image.shape[0] == args.batch:  # a static shape for torch.compile
-                yield augmenter(image, label, spacing_mm, generator)
+        epoch += 1
+        plan = plan_epoch(items, args.batch, args.seed, epoch)
+        full = [b for b in plan if len(b) == args.batch]  # a static shape for torch.compile
+        yield from source(full, args.seed + epoch)
 
 
 def _l1_penalty(model: torch.nn.Module) -> torch.Tensor:
@@ -176,7 +193,7 @@ def _l1_penalty(model: torch.nn.Module) -> torch.Tensor:
 def baseline_step(model, loss_fn, optimizer, device: torch.device, amp: bool) -> Callable[..., float]:
     """The eager step of ``hie_core.training.fit`` as a user writes it: copy in, ``float(loss)`` out."""
 
-    def step(image: torch.Tensor, label: torch.Tensor, spacing: torch.Tensor) -> float:
+    def step(image: torch.Tensor, label: torch.Tensor) -> float:
         image, label = image.to(device, non_blocking=True), label.to(device, non_blocking=True)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
             logits = model(image)
@@ -300,7 +317,8 @@ def project_study_hours(rates: dict[str, float], inference_ms: float, metric_ms:
 def run_pipeline(name: str, items, model, init_state, args, device, flops_fwd: float) -> tuple[list, dict]:
     """Time one pipeline's training per loss, its augmentation, inference and metrics."""
     from hie_core.augment import AugmentConfig, BatchAugmenter
-    from hie_core.training.step import DeviceDataset, FastOptions, make_train_step
+    from hie_core.training.batches import DeviceBatches
+    from hie_core.training.step import FastOptions, make_train_step
 
     cuda = device.type == "cuda"
     options = FastOptions.for_device(device)
@@ -316,9 +334,8 @@ def run_pipeline(name: str, items, model, init_state, args, device, flops_fwd: f
         # Batches the workers prepared while the main process was busy would flatter the rates.
         drain = lambda: [next(batches) for _ in range(2 * args.workers)]  # noqa: E731
     else:
-        dataset = DeviceDataset(items, device)
-        generator = torch.Generator(device=device).manual_seed(args.seed)
-        batches = ours_batches(dataset, BatchAugmenter(AugmentConfig()), args, generator)
+        source = DeviceBatches(items, None, BatchAugmenter(AugmentConfig()), device)
+        batches = ours_batches(source, items, args)
         next_batch = lambda: next(batches)  # noqa: E731
     rows, step = [], None
     for loss_name in args.losses:
@@ -360,7 +377,7 @@ def run_pipeline(name: str, items, model, init_state, args, device, flops_fwd: f
         "channels_last": channels_last,
         "augmentation": f"torchio, {args.workers} workers"
         if name == "baseline"
-        else "gpu back end (batched)",
+        else "batched back end, on the device",
         "hdt_distance": "MONAI HausdorffDTLoss (SciPy, host)"
         if name == "baseline"
         else "hie_core (CuPy/edt)",

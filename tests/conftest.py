@@ -86,6 +86,8 @@ def tiny_config(data_dir: Path, output_dir: Path, **overrides):
         patience=3,
         batch_size=2,
         target_shape=(8, 16, 16),
+        patch_shape="none",
+        steps_per_epoch="none",
         widths=(4, 8, 16, 32),
         augment="torchio",
         seed=1,

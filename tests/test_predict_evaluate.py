@@ -8,6 +8,8 @@ from hie_core.data import discover_cases
 from hie_core.io import read_image
 from hie_core.training.evaluate import evaluate_baseline, prediction_path, threshold_baseline
 
+from .conftest import tiny_config
+
 
 def test_threshold_baseline_is_zadc_below_minus_two_inside_the_brain():
     zadc = np.array([[[-3.0, -2.0, -1.0, -5.0]]])
@@ -27,15 +29,24 @@ def test_evaluate_baseline_writes_native_masks_and_scores(tiny_release, tmp_path
         assert 0 <= row["dice"] <= 1 and row["n_pred"] == int(mask.sum())
 
 
-def test_study_reports_a_failed_run_and_exits_non_zero(tmp_path, capsys):
-    from hie_core import study
+def test_resampling_ceiling_is_perfect_on_the_native_grid_and_costs_dice_on_a_coarser_one(
+    tiny_release, tmp_path
+):
+    from hie_core.data import discover_cases
+    from hie_core.preprocess import Grid
+    from hie_core.training.evaluate import evaluate_ceiling
+    from hie_core.training.experiment import run_ceiling
 
-    code = study.main(["--losses", "dice", "--data-dir", str(tmp_path / "no-such-folder"), "--study", "broken",
-                       "--runs-dir", str(tmp_path), "--no-book", "--device", "cpu"])  # fmt: skip
-    out = capsys.readouterr().out
-    assert code == 1
-    assert (
-        "dice" in out and "FAILED - see" in out and str(tmp_path / "broken" / "dice" / "train.ipynb") in out
-    )
-    assert (tmp_path / "broken" / "dice" / "train.ipynb").is_file()
-    assert "baseline" in out and "data folder not found" in out
+    from .conftest import TINY_GEOMETRY
+
+    cases = [c for c in discover_cases(tiny_release) if c.split == "test"]
+    same = evaluate_ceiling(cases, Grid(shape=TINY_GEOMETRY.shape))
+    assert [r["dice"] for r in same] == [1.0, 1.0] and [r["masd_mm"] for r in same] == [0.0, 0.0]
+    coarse = evaluate_ceiling(cases, Grid(spacing_mm=(6.0, 3.6, 3.3)))
+    assert all(r["dice"] < 1.0 for r in coarse)
+    config = tiny_config(tiny_release, tmp_path / "unused")
+    metrics = run_ceiling(tiny_release, tmp_path / "ceiling", config)
+    assert sorted(metrics["split"]) == ["test", "test", "val"]
+    assert (tmp_path / "ceiling" / "predictions" / "test").is_dir() and (
+        tmp_path / "ceiling" / "summary.json"
+    ).is_file()

@@ -4,19 +4,22 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 import torch
 
+from hie_core.errors import ConfigError, UserError
 from hie_core.io import read_image
 from hie_core.training.config import PRESETS, make_config
-from hie_core.training.experiment import run_experiment
+from hie_core.training.experiment import RunFolderError, run_experiment
 from hie_core.training.fit import load_best_model
 
 from .conftest import tiny_config
@@ -50,11 +53,20 @@ def test_run_folder_has_every_file(reference_run, tiny_synthetic):
     for name in FILES:
         assert (run_dir / name).is_file(), name
     info = json.loads((run_dir / "config.json").read_text())
-    assert info["synthetic"] is False and info["config"]["loss"] == "dice"
+    assert info["synthetic"] is True and info["config"]["loss"] == "dice"  # the tiny set carries the manifest
+    assert set(info["fingerprint"]) == {"code", "preprocess_version", "config"} and info["distance_backend"]
     assert info["versions"]["torch"] and info["device_name"].startswith("CPU")
     history = reference_run.history
-    assert list(history.columns) == ["epoch", "train_loss", "val_loss", "val_dice", "lr", "seconds"]
-    assert history["lr"].tolist() == pytest.approx([1e-3, 9e-4, 8.1e-4])
+    assert list(history.columns) == [
+        "epoch",
+        "train_loss",
+        "selection_loss",
+        "selection_dice",
+        "lr",
+        "seconds",
+    ]
+    lr, decay = PRESETS["quick"]["lr"], PRESETS["quick"]["lr_decay"]
+    assert history["lr"].tolist() == pytest.approx([lr, lr * decay, lr * decay**2])
     metrics = reference_run.metrics
     assert sorted(metrics["split"].unique()) == ["test", "val"] and len(metrics) == 3
     for col in ("burden_percent", "dice", "masd_mm", "nsd", "n_pred", "n_ref"):
@@ -76,7 +88,7 @@ def test_predictions_are_on_the_native_grid(reference_run, tiny_synthetic):
 
 def test_best_checkpoint_loads_with_weights_only(reference_run):
     model, meta = load_best_model(reference_run.run_dir / "model_best.pt")
-    assert meta["widths"] == [4, 8, 16, 32] and meta["target_shape"] == [8, 16, 16]
+    assert meta["widths"] == (4, 8, 16, 32) and meta["target_shape"] == (8, 16, 16) and meta["patch_shape"] is None
     assert not model.training
 
 
@@ -86,7 +98,7 @@ def test_finished_run_is_loaded_not_overwritten(reference_run, tiny_synthetic, c
     assert "loading it, not retraining" in capsys.readouterr().out
     assert (reference_run.run_dir / "model_best.pt").stat().st_mtime_ns == before
     assert again.metrics.equals(reference_run.metrics)
-    with pytest.raises(FileExistsError, match="another configuration.*lr"):
+    with pytest.raises(RunFolderError, match="another configuration.*lr"):
         run_experiment(tiny_config(tiny_synthetic, reference_run.run_dir, lr=5e-4))
 
 
@@ -103,7 +115,7 @@ def test_killed_run_resumes_to_identical_results(reference_run, tiny_synthetic, 
     out = tmp_path / "killed"
     config = tiny_config(tiny_synthetic, out)
     code = (
-        "import json, sys\nfrom hie_core.training.config import TrainConfig\nfrom hie_core.training.experiment import run_experiment\n"
+        "import json, sys\nfrom hie_core.training.config import TrainConfig\nfrom hie_core.training.experiment import RunFolderError, run_experiment\n"
         "run_experiment(TrainConfig.from_dict(json.loads(sys.argv[1])))\n"
     )
     proc = subprocess.Popen([sys.executable, "-c", code, config.to_json()], stderr=subprocess.DEVNULL)
@@ -119,7 +131,8 @@ def test_killed_run_resumes_to_identical_results(reference_run, tiny_synthetic, 
 
 def test_presets_and_overrides():
     quick = make_config(preset="auto", device="cpu")
-    assert quick.preset == "quick" and quick.augment == "torchio" and not quick.amp
+    assert quick.preset == "quick" and quick.augment == "batched" and not quick.amp
+    assert quick.patch_shape and quick.target_spacing_mm and quick.target_shape is None
     seed = make_config(preset="seed", device="cpu")
     assert (seed.epochs, seed.patience, seed.batch_size, seed.lr, seed.weight_decay) == (
         100,
@@ -129,14 +142,120 @@ def test_presets_and_overrides():
         1e-3,
     )
     assert (seed.lr_decay, seed.l1, seed.grad_clip, seed.target_shape) == (0.9, 1e-4, 1.0, (32, 192, 192))
+    assert seed.patch_shape is None and seed.steps_per_epoch is None and seed.augment == "torchio"
+    native = make_config(preset="native", device="cpu")
+    assert native.target_spacing_mm == (2.5, 1.0, 1.0) and native.patch_shape and native.target_shape is None
     assert make_config(preset="quick", device="cpu", epochs=2, batch_size=None).epochs == 2
     assert make_config(preset="quick", device="cpu").batch_size == PRESETS["quick"]["batch_size"]
-    with pytest.raises(ValueError, match="unknown loss 'l2'"):
-        make_config(device="cpu", loss="l2")
-    with pytest.raises(ValueError, match="divisible by 8"):
-        make_config(device="cpu", target_shape=(10, 16, 16))
-    with pytest.raises(ValueError, match="CUDA is not available"):
+    whole = make_config(preset="quick", device="cpu", target_shape=(16, 64, 64), patch_shape="none")
+    assert whole.target_spacing_mm is None and whole.patch_shape is None
+    assert make_config(preset="quick", device="cpu", patch_shape="16x32x32").patch_shape == (16, 32, 32)
+    with pytest.raises(ConfigError, match="divisible by 8"):
+        make_config(device="cpu", target_shape=(10, 16, 16), patch_shape="none")
+    with pytest.raises(ConfigError, match="needs a patch_shape"):
+        make_config(preset="quick", device="cpu", patch_shape="none")
+    with pytest.raises(ConfigError, match="CUDA is not available"):
         if not torch.cuda.is_available():
             make_config(device="cuda")
         else:  # pragma: no cover
-            raise ValueError("CUDA is not available (skipped on a GPU machine)")
+            raise ConfigError("CUDA is not available (skipped on a GPU machine)")
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        ({"lr": "abc"}, "lr must be a finite number, got 'abc'"),
+        ({"epochs": 1.5}, "epochs must be a whole number, got 1.5"),
+        ({"epochs": True}, "epochs must be a whole number"),
+        ({"batch_size": 0}, "batch_size must be at least 1"),
+        ({"loss": "l2"}, "loss must be one of dice, .*; got 'l2'"),
+        ({"augment": "gpu"}, "augment must be one of torchio, batched, none; got 'gpu'"),
+        ({"patch_shape": "16,64"}, "patch_shape must be 3 positive whole numbers"),
+        ({"target_spacing_mm": "a,b,c"}, "target_spacing_mm must be 3 positive numbers in mm"),
+        ({"foreground_fraction": 2}, "foreground_fraction must be in"),
+        ({"data_dir": 5}, "data_dir must be text"),
+        ({"dropout": "0,0,0,1"}, "dropout must be 4 rates"),
+        ({"learning_rate": 1e-3}, "unknown parameter.*learning_rate"),
+    ],
+)
+def test_every_parameter_is_type_checked_by_name(overrides, message):
+    with pytest.raises(ConfigError, match=message):
+        make_config(preset="quick", device="cpu", **overrides)
+    assert make_config(preset="quick", device="cpu", epochs=2.0).epochs == 2  # an integral float is fine
+
+
+def test_nonexistent_data_dir_is_refused_before_anything_is_written(tmp_path):
+    out = tmp_path / "run"
+    config = tiny_config(tmp_path / "missing", out)
+    with pytest.raises(UserError, match="missing.*no such folder"):
+        run_experiment(config)
+    assert not out.exists()
+
+
+def test_a_run_of_other_code_is_trained_again(reference_run, tiny_synthetic, tmp_path, capsys, monkeypatch):
+    import shutil
+
+    import hie_core.training.experiment as experiment
+
+    out = tmp_path / "stale"
+    shutil.copytree(reference_run.run_dir, out)
+    first = run_experiment(tiny_config(tiny_synthetic, out))
+    assert "loading it" in capsys.readouterr().out and first.metrics.equals(reference_run.metrics)
+    real = experiment.run_fingerprint
+    monkeypatch.setattr(experiment, "run_fingerprint", lambda c: {**real(c), "code": "0" * 16})
+    again = run_experiment(tiny_config(tiny_synthetic, out))
+    assert "produced by other code" in capsys.readouterr().out
+    assert json.loads((out / "config.json").read_text())["fingerprint"]["code"] == "0" * 16
+    pd.testing.assert_frame_equal(again.metrics, reference_run.metrics)  # same code in truth: same numbers
+
+
+def test_code_fingerprint_follows_the_sources_that_make_results(tmp_path, monkeypatch):
+    from hie_core.training import config as cfg
+
+    base = cfg.code_fingerprint()
+    assert base == cfg.code_fingerprint() and len(base) == 16
+    package = tmp_path / "hie_core"
+    shutil.copytree(
+        Path(cfg.__file__).resolve().parents[1], package, ignore=shutil.ignore_patterns("__pycache__")
+    )
+    monkeypatch.setattr(cfg, "__file__", str(package / "training" / "config.py"))
+    assert cfg.code_fingerprint() == base
+    (package / "report" / "prose.py").write_text("# a change to the book's prose\n", encoding="utf-8")
+    assert cfg.code_fingerprint() == base  # reporting does not change a run's numbers
+    losses = package / "losses.py"
+    losses.write_text(losses.read_text() + "\n# one more line\n")
+    assert cfg.code_fingerprint() != base
+
+
+def test_patch_training_with_sliding_window_on_a_fixed_spacing_grid(tiny_synthetic, tmp_path):
+    """The native preset's machinery at a tiny size: fixed-spacing grid, lesion patches, sliding window."""
+    config = tiny_config(tiny_synthetic, tmp_path / "patches", target_shape=None, target_spacing_mm=(6.0, 3.0, 3.0),
+                         patch_shape=(8, 8, 8), foreground_fraction=0.5, steps_per_epoch=2, augment="batched")  # fmt: skip
+    result = run_experiment(config)
+    assert len(result.history) == 3 and result.history["selection_dice"].between(0, 1).all()
+    model, meta = load_best_model(result.run_dir / "model_best.pt")
+    assert meta["patch_shape"] == (8, 8, 8) and meta["target_spacing_mm"] == (6.0, 3.0, 3.0)
+    from hie_core.data import discover_cases
+
+    for case in discover_cases(tiny_synthetic, splits=["test"]):
+        pred, geometry = read_image(result.run_dir / "predictions" / "test" / f"{case.case_id}_lesion.mha")
+        assert geometry.same_grid(read_image(case.adc)[1])
+
+
+def test_loader_and_device_sources_train_identically_without_augmentation(tiny_synthetic, tmp_path):
+    """One training loop: the TorchIO back end's DataLoader and the device source differ only in augmentation."""
+    from hie_core.training import fit as fit_module
+    from hie_core.training.batches import DeviceBatches, LoaderBatches
+
+    runs = {}
+    for name, source in (("loader", LoaderBatches), ("device", DeviceBatches)):
+        original = fit_module._batch_source
+        fit_module._batch_source = lambda items, config, s=source: (
+            s(items, config.patch_shape, None, "cpu") if s is DeviceBatches
+            else s(items, config.patch_shape, None, "cpu", 0)
+        )  # fmt: skip
+        try:
+            runs[name] = run_experiment(tiny_config(tiny_synthetic, tmp_path / name, augment="none"))
+        finally:
+            fit_module._batch_source = original
+    _same_results(runs["loader"].run_dir, runs["device"].run_dir)

@@ -140,8 +140,17 @@ def _check_model_payload(path: Path, payload: dict) -> None:
         bad.append(f"widths {payload['widths']!r}")
     if not _positive_ints([payload["in_channels"]]):
         bad.append(f"in_channels {payload['in_channels']!r}")
-    if not _positive_ints(payload["target_shape"], 3):
+    spacing = payload.get("target_spacing_mm")
+    if spacing is None and not _positive_ints(payload["target_shape"], 3):
         bad.append(f"target_shape {payload['target_shape']!r}")
+    if spacing is not None and not (
+        isinstance(spacing, Sequence)
+        and len(spacing) == 3
+        and all(isinstance(s, (int, float)) and s > 0 for s in spacing)
+    ):
+        bad.append(f"target_spacing_mm {spacing!r}")
+    if payload.get("patch_shape") is not None and not _positive_ints(payload["patch_shape"], 3):
+        bad.append(f"patch_shape {payload['patch_shape']!r}")
     if not isinstance(payload["state_dict"], dict):
         bad.append(f"state_dict of type {type(payload['state_dict']).__name__}")
     if bad:
@@ -185,6 +194,7 @@ def load_model_file(path: str | Path, device: str | torch.device = "cpu") -> tup
     meta = {k: v for k, v in payload.items() if k != "state_dict"}
     for key in ("loss", "epoch", "patch_shape", "target_spacing_mm"):
         meta.setdefault(key, None)
+    meta.setdefault("sw_overlap", 0.5)
     for key in ("widths", "target_shape", "patch_shape", "target_spacing_mm"):
         if meta[key] is not None:
             meta[key] = tuple(meta[key])

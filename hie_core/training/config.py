@@ -1,26 +1,56 @@
-"""Run configuration: the seed protocol, the quick CPU preset, and provenance.
+"""Run configuration: the seed protocol, the CPU preset, the native-resolution preset, provenance.
 
 A run is fully described by a frozen :class:`TrainConfig`, written to ``config.json``
 beside its results. :func:`make_config` builds one from the notebook's parameters:
 ``preset="auto"`` means ``"seed"`` where CUDA is available and ``"quick"`` otherwise,
-and every explicitly given parameter overrides the preset.
+and every explicitly given parameter overrides the preset. Every field is type-checked
+when the configuration is built, so a wrong notebook parameter (``-p lr abc``,
+``-p epochs 1.5``) fails at once with a :class:`~hie_core.errors.ConfigError` that names it.
+
+Presets (:data:`PRESETS`):
+
+- ``seed``: the seed study's protocol (DESIGN section 2): whole 32 x 192 x 192 volumes,
+  batch 4, at most 100 epochs of one pass over the training cases, patience 10.
+- ``quick``: a CPU run of about half a minute per loss: patches of the scans resampled to
+  a fixed 4 x 2 x 2 mm grid, most of them centred on a lesion, a small U-Net, the batched
+  augmentation back end on the CPU, epochs of a fixed number of steps. Chosen by
+  measurement (``benchmarks/quick_preset.py``), not by taste.
+- ``native``: for GPUs: patches at a fixed spacing near the scans' own (2.5 x 1 x 1 mm),
+  sliding-window prediction; it removes the ceiling that the seed's coarse grid puts on
+  small lesions.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
+import math
+import numbers
 import platform
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from hie_core.augment.config import BACKENDS
+from hie_core.errors import ConfigError
 from hie_core.losses import LOSS_NAMES
+from hie_core.model import DEFAULT_DROPOUT, DIVISOR
+from hie_core.preprocess import PREPROCESS_VERSION, Grid
 
-__all__ = ["PRESETS", "TrainConfig", "make_config", "resolve_device", "provenance"]
+__all__ = [
+    "PRESETS",
+    "PRESET_NAMES",
+    "TrainConfig",
+    "make_config",
+    "resolve_device",
+    "provenance",
+    "code_fingerprint",
+    "run_fingerprint",
+]
 
-#: The seed study's protocol (DESIGN §2) and a CPU-sized variant of it.
+#: The seed study's protocol (DESIGN section 2), a CPU-sized preset and a native-resolution one.
 PRESETS: dict[str, dict[str, Any]] = {
     "seed": {
         "epochs": 100,
@@ -30,16 +60,46 @@ PRESETS: dict[str, dict[str, Any]] = {
         "widths": (32, 64, 128, 256),
         "synthetic_preset": "full",
     },
-    # A CPU run of a minute or two: a quarter of the channels on a coarser grid, on the
-    # small synthetic set. Same optimiser, schedule, augmentations and losses.
     "quick": {
-        "epochs": 15,
+        "epochs": 12,
         "patience": 6,
-        "batch_size": 2,
-        "target_shape": (16, 64, 64),
+        "batch_size": 4,
+        "target_shape": None,
+        "target_spacing_mm": (4.0, 2.0, 2.0),
+        "patch_shape": (16, 48, 48),
+        "foreground_fraction": 0.67,
+        "steps_per_epoch": 16,
         "widths": (8, 16, 32, 64),
+        "lr": 3e-3,
+        "lr_decay": 0.85,
         "synthetic_preset": "small",
     },
+    "native": {
+        "epochs": 100,
+        "patience": 10,
+        "batch_size": 4,
+        "target_shape": None,
+        "target_spacing_mm": (2.5, 1.0, 1.0),
+        "patch_shape": (32, 128, 128),
+        "foreground_fraction": 0.33,
+        "steps_per_epoch": 50,
+        "widths": (32, 64, 128, 256),
+        "synthetic_preset": "full",
+    },
+}
+PRESET_NAMES = ("auto", *PRESETS)
+
+#: Fields that may be None; the text "none" sets them to None in :func:`make_config`.
+_OPTIONAL = ("target_shape", "target_spacing_mm", "patch_shape", "steps_per_epoch")
+_STR_FIELDS = ("loss", "data_dir", "synthetic_preset", "output_dir", "preset", "augment", "device")
+_INT_FIELDS = ("epochs", "patience", "batch_size", "seed", "num_workers")
+_FLOAT_FIELDS = ("lr", "weight_decay", "lr_decay", "l1", "grad_clip", "selection_fraction", "prior_probability",
+                 "foreground_fraction", "sw_overlap")  # fmt: skip
+_CHOICES = {
+    "loss": LOSS_NAMES,
+    "augment": BACKENDS,
+    "preset": tuple(PRESETS),
+    "synthetic_preset": ("small", "full"),
 }
 
 
@@ -52,23 +112,31 @@ class TrainConfig:
         data_dir: a BONBID-HIE folder; ``""`` means the embedded synthetic dataset.
         synthetic_preset: which synthetic set (``"small"`` or ``"full"``) when ``data_dir`` is empty.
         output_dir: the run folder.
-        preset: the resolved preset name (``"seed"`` or ``"quick"``).
+        preset: the resolved preset name (``"seed"``, ``"quick"`` or ``"native"``).
         epochs, patience: at most ``epochs``; stop after ``patience`` epochs without a
             better selection-set Dice.
         batch_size, lr, weight_decay: AdamW settings (seed: 4, 1e-3, 1e-3).
         lr_decay: exponential learning-rate decay per epoch (0.9).
-        l1: weight of the L1 penalty on the convolution weights (sum of absolute values).
+        l1: weight of the L1 penalty on the weights with ``ndim > 1`` (sum of absolute values).
         grad_clip: gradient-norm clipping threshold.
-        augment: augmentation back end ``"torchio"``, ``"gpu"`` or ``"none"``.
-        seed: seeds the selection split, the weights, the batch order and augmentation.
+        augment: augmentation back end ``"torchio"``, ``"batched"`` or ``"none"``.
+        seed: seeds the selection split, the weights, the batch order, patches and augmentation.
         device: ``"cpu"``, ``"cuda"``, ``"cuda:N"`` (``"auto"`` is resolved before this).
-        target_shape: preprocessing grid (D, H, W).
+        target_shape: preprocessing grid as a fixed array shape (D, H, W), or None.
+        target_spacing_mm: preprocessing grid as a fixed voxel size (D, H, W) in mm, or None;
+            exactly one of ``target_shape`` and ``target_spacing_mm`` is set.
+        patch_shape: training patch (D, H, W); None trains on whole volumes (the seed's way).
+            With a patch, prediction runs by sliding window over the whole volume.
+        foreground_fraction: share of patches centred on a random lesion voxel (nnU-Net's
+            oversampling); the rest are placed uniformly at random.
+        steps_per_epoch: optimiser steps per epoch; None = one pass over the training cases.
+        sw_overlap: overlap of neighbouring sliding windows at prediction (0 <= x < 1).
         widths: U-Net channel widths.
+        dropout: U-Net dropout rates at encoder levels 1-3 and the bottleneck.
         selection_fraction: share of the training split held out for early stopping.
-        num_workers: DataLoader workers (TorchIO augmentation runs there).
+        num_workers: DataLoader workers (the TorchIO back end augments there).
         amp: bf16 autocast (on CUDA).
-        compile: ``torch.compile`` the model in the device-resident training path
-            (:mod:`hie_core.training.step`, used when ``augment`` is ``"gpu"`` or ``"none"``).
+        compile: ``torch.compile`` the training step's model (on CUDA).
         prior_probability: initial lesion probability of the untrained network (output
             bias ``logit(p)``, Lin et al. 2017); lesions are about 1% of the brain. Without
             it the Dice-type losses start from "lesion everywhere" and need many more steps.
@@ -90,8 +158,14 @@ class TrainConfig:
     augment: str = "torchio"
     seed: int = 0
     device: str = "cpu"
-    target_shape: tuple[int, int, int] = (32, 192, 192)
+    target_shape: tuple[int, int, int] | None = (32, 192, 192)
+    target_spacing_mm: tuple[float, float, float] | None = None
+    patch_shape: tuple[int, int, int] | None = None
+    foreground_fraction: float = 0.0
+    steps_per_epoch: int | None = None
+    sw_overlap: float = 0.5
     widths: tuple[int, ...] = (32, 64, 128, 256)
+    dropout: tuple[float, ...] = DEFAULT_DROPOUT
     selection_fraction: float = 0.2
     num_workers: int = 0
     amp: bool = False
@@ -99,30 +173,94 @@ class TrainConfig:
     prior_probability: float = 0.01
 
     def __post_init__(self) -> None:
-        if self.loss not in LOSS_NAMES:
-            raise ValueError(f"unknown loss {self.loss!r}; valid: {', '.join(LOSS_NAMES)}")
-        if self.augment not in ("torchio", "gpu", "none"):
-            raise ValueError(f"augment must be 'torchio', 'gpu' or 'none', got {self.augment!r}")
-        if self.preset not in PRESETS:
-            raise ValueError(f"preset must be one of {sorted(PRESETS)}, got {self.preset!r}")
-        for name in ("epochs", "patience", "batch_size"):
+        for name in _STR_FIELDS:
+            if not isinstance(getattr(self, name), str):
+                raise ConfigError(f"{name} must be text, got {getattr(self, name)!r}")
+        for name in _INT_FIELDS:
+            object.__setattr__(self, name, _as_int(name, getattr(self, name)))
+        for name in _FLOAT_FIELDS:
+            object.__setattr__(self, name, _as_float(name, getattr(self, name)))
+        for name in ("amp", "compile"):
+            if not isinstance(getattr(self, name), bool):
+                raise ConfigError(f"{name} must be True or False, got {getattr(self, name)!r}")
+        for name, choices in _CHOICES.items():
+            if getattr(self, name) not in choices:
+                raise ConfigError(f"{name} must be one of {', '.join(choices)}; got {getattr(self, name)!r}")
+        if self.steps_per_epoch is not None:
+            object.__setattr__(self, "steps_per_epoch", _as_int("steps_per_epoch", self.steps_per_epoch))
+        object.__setattr__(self, "widths", _int_tuple("widths", self.widths, 4))
+        object.__setattr__(
+            self, "dropout", _float_tuple("dropout", self.dropout, 4, "rates in [0, 1)", low=0.0, high=1.0)
+        )
+        for name in ("target_shape", "patch_shape"):
+            if getattr(self, name) is not None:
+                object.__setattr__(self, name, _int_tuple(name, getattr(self, name), 3))
+        if self.target_spacing_mm is not None:
+            object.__setattr__(
+                self, "target_spacing_mm", _float_tuple("target_spacing_mm", self.target_spacing_mm)
+            )
+        self._check_ranges()
+
+    def _check_ranges(self) -> None:
+        for name in ("epochs", "patience", "batch_size") + (
+            ("steps_per_epoch",) if self.steps_per_epoch else ()
+        ):
             if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
-        if not self.lr > 0:
-            raise ValueError(f"lr must be positive, got {self.lr}")
-        if any(s % 8 for s in self.target_shape):
-            raise ValueError(f"target_shape {self.target_shape} must be divisible by 8 (three 2x poolings)")
-        object.__setattr__(self, "target_shape", tuple(int(s) for s in self.target_shape))
-        object.__setattr__(self, "widths", tuple(int(w) for w in self.widths))
+                raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.steps_per_epoch == 0:
+            raise ConfigError("steps_per_epoch must be at least 1 (or None: one pass over the cases), got 0")
+        for name in ("lr", "grad_clip", "lr_decay", "prior_probability"):
+            if not getattr(self, name) > 0:
+                raise ConfigError(f"{name} must be positive, got {getattr(self, name)}")
+        for name in ("weight_decay", "l1", "num_workers", "seed"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"{name} must be >= 0, got {getattr(self, name)}")
+        for name, high in (("selection_fraction", 1.0), ("prior_probability", 1.0), ("sw_overlap", 1.0)):
+            if not 0.0 <= getattr(self, name) < high:
+                raise ConfigError(f"{name} must be in [0, {high:g}), got {getattr(self, name)}")
+        if not 0.0 <= self.foreground_fraction <= 1.0:
+            raise ConfigError(f"foreground_fraction must be in [0, 1], got {self.foreground_fraction}")
+        if (self.target_shape is None) == (self.target_spacing_mm is None):
+            raise ConfigError(
+                "give exactly one of target_shape and target_spacing_mm (the preprocessing grid)"
+            )
+        multiple = [
+            n
+            for n in ("target_shape", "patch_shape")
+            if getattr(self, n) and any(s % DIVISOR for s in getattr(self, n))
+        ]
+        if multiple:
+            raise ConfigError(
+                f"{multiple[0]} {getattr(self, multiple[0])} must be divisible by {DIVISOR} (three 2x poolings)"
+            )
+        if self.target_spacing_mm is not None and self.patch_shape is None:
+            raise ConfigError(
+                "a fixed-spacing grid (target_spacing_mm) needs a patch_shape: its volumes differ in shape"
+            )
+        if (
+            self.patch_shape
+            and self.target_shape
+            and any(p > s for p, s in zip(self.patch_shape, self.target_shape, strict=True))
+        ):
+            raise ConfigError(
+                f"patch_shape {self.patch_shape} is larger than target_shape {self.target_shape}"
+            )
+
+    @property
+    def grid(self) -> Grid:
+        """The preprocessing grid (:class:`hie_core.preprocess.Grid`)."""
+        return Grid(shape=self.target_shape, spacing_mm=self.target_spacing_mm)
 
     @property
     def synthetic(self) -> bool:
+        """True when ``data_dir`` is empty (the embedded synthetic set); see also ``is_synthetic_dir``."""
         return not self.data_dir
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
-        d["target_shape"] = list(self.target_shape)
-        d["widths"] = list(self.widths)
+        for key, value in d.items():
+            if isinstance(value, tuple):
+                d[key] = list(value)
         return d
 
     def to_json(self) -> str:
@@ -134,16 +272,75 @@ class TrainConfig:
         return cls(**{k: (tuple(v) if isinstance(v, list) else v) for k, v in d.items() if k in names})
 
 
+def _as_int(name: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        if isinstance(value, numbers.Real) and not isinstance(value, bool) and float(value).is_integer():
+            return int(value)
+        raise ConfigError(f"{name} must be a whole number, got {value!r}")
+    return int(value)
+
+
+def _as_float(name: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(float(value)):
+        raise ConfigError(f"{name} must be a finite number, got {value!r}")
+    return float(value)
+
+
+def _parse_sequence(name: str, value: Any) -> list:
+    """A list from a list/tuple, or from a string such as ``"16,64,64"``, ``"16x64x64"``, ``"[16, 64, 64]"``."""
+    if isinstance(value, str):
+        text = value.strip().strip("[]()").replace("x", ",").replace(" ", ",")
+        return [v for v in text.split(",") if v]
+    if isinstance(value, (list, tuple)):
+        return list(value)
+    raise ConfigError(f"{name} must be a sequence of numbers such as '16,64,64', got {value!r}")
+
+
+def _int_tuple(name: str, value: Any, n: int) -> tuple[int, ...]:
+    items = _parse_sequence(name, value)
+    try:
+        numbers_ = [float(v) if isinstance(v, str) else v for v in items]
+        out = tuple(_as_int(name, v) for v in numbers_)
+    except (ValueError, ConfigError):
+        out = ()
+    if len(out) != n or any(v < 1 for v in out):
+        raise ConfigError(f"{name} must be {n} positive whole numbers, got {value!r}")
+    return out
+
+
+def _float_tuple(
+    name: str,
+    value: Any,
+    n: int = 3,
+    what: str = "positive numbers in mm (D, H, W)",
+    low: float = 0.0,
+    high: float | None = None,
+) -> tuple[float, ...]:
+    items = _parse_sequence(name, value)
+    try:
+        out = tuple(_as_float(name, float(v)) for v in items)
+    except (ValueError, TypeError, ConfigError):
+        out = ()
+    inside = all((v >= low if high is not None else v > low) and (high is None or v < high) for v in out)
+    if len(out) != n or not inside:
+        raise ConfigError(f"{name} must be {n} {what}, got {value!r}")
+    return out
+
+
 def resolve_device(device: str = "auto") -> str:
     """``"auto"`` -> ``"cuda"`` when available, else ``"cpu"``; other values are checked."""
     import torch
 
+    if not isinstance(device, str):
+        raise ConfigError(f"device must be 'auto', 'cpu' or 'cuda[:N]', got {device!r}")
     if device == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
+    if not (device == "cpu" or device == "cuda" or (device.startswith("cuda:") and device[5:].isdigit())):
+        raise ConfigError(f"device must be 'auto', 'cpu' or 'cuda[:N]', got {device!r}")
     if device.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError(f"device {device!r} requested but CUDA is not available")
-    if not (device == "cpu" or device.startswith("cuda")):
-        raise ValueError(f"device must be 'auto', 'cpu' or 'cuda[:N]', got {device!r}")
+        raise ConfigError(
+            f"device {device!r} requested but CUDA is not available; use device='cpu' or 'auto'"
+        )
     return device
 
 
@@ -151,55 +348,97 @@ def make_config(preset: str = "auto", device: str = "auto", **overrides: Any) ->
     """Build a run configuration from a preset plus explicit overrides.
 
     Args:
-        preset: ``"seed"``, ``"quick"`` or ``"auto"`` (seed with CUDA, quick without).
+        preset: ``"seed"``, ``"quick"``, ``"native"`` or ``"auto"`` (seed with CUDA, quick without).
         device: ``"auto"``, ``"cpu"`` or ``"cuda[:N]"``.
-        **overrides: any :class:`TrainConfig` field; ``None`` values mean "use the preset".
+        **overrides: any :class:`TrainConfig` field; ``None`` values mean "use the preset",
+            the text ``"none"`` sets a field to None (``patch_shape="none"``: whole volumes;
+            ``steps_per_epoch="none"``: one pass over the cases per epoch).
+            Setting ``target_shape`` clears the preset's ``target_spacing_mm`` and vice versa.
 
     Returns:
         The frozen configuration, with ``preset`` and ``device`` resolved.
+
+    Raises:
+        hie_core.errors.ConfigError: an unknown preset or field, or a value of the wrong type.
     """
     device = resolve_device(device)
+    if preset not in PRESET_NAMES:
+        raise ConfigError(f"preset must be one of {', '.join(PRESET_NAMES)}; got {preset!r}")
     if preset == "auto":
         preset = "seed" if device.startswith("cuda") else "quick"
-    if preset not in PRESETS:
-        raise ValueError(f"preset must be 'auto', 'seed' or 'quick', got {preset!r}")
+    fields = {f.name for f in dataclasses.fields(TrainConfig)}
+    unknown = sorted(set(overrides) - fields)
+    if unknown:
+        raise ConfigError(f"unknown parameter(s) {', '.join(unknown)}; known: {', '.join(sorted(fields))}")
     values: dict[str, Any] = dict(PRESETS[preset])
     cuda = device.startswith("cuda")
     values.update(amp=cuda, compile=cuda, num_workers=0)
-    values["augment"] = "gpu" if cuda else "torchio"
-    values.update({k: v for k, v in overrides.items() if v is not None})
+    values.setdefault("augment", "batched" if cuda else "torchio")
+    given = {k: (None if k in _OPTIONAL and isinstance(v, str) and v.strip().lower() == "none" else v)
+             for k, v in overrides.items() if v is not None}  # fmt: skip
+    if "target_shape" in given:
+        values["target_spacing_mm"] = None
+    if "target_spacing_mm" in given:
+        values["target_shape"] = None
+    values.update(given)
+    if preset == "quick" and "augment" not in given:
+        values["augment"] = "batched"  # measured: TorchIO's elastic warp alone is ~1 s per case on a CPU
     return TrainConfig(preset=preset, device=device, **values)
 
 
 def _git_commit() -> str | None:
     try:
-        root = Path(__file__).resolve().parent.parent
-        out = subprocess.run(
-            ["git", "-C", str(root), "rev-parse", "HEAD"],
-            capture_output=True,
-            text=True,
-            timeout=5,
-            check=True,
-        )
-        dirty = subprocess.run(
-            ["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
-            capture_output=True,
-            text=True,
-            timeout=5,
-        ).stdout.strip()
+        root = Path(__file__).resolve().parents[2]
+        out = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True,
+                             timeout=5, check=True)  # fmt: skip
+        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, timeout=5).stdout.strip()  # fmt: skip
         return out.stdout.strip() + ("-dirty" if dirty else "")
     except (OSError, subprocess.SubprocessError):
         return None
 
 
+#: Package modules that cannot change a trained run's numbers (reporting, the study runner,
+#: the prediction command); the code fingerprint leaves them out, so editing the book does
+#: not retrain every run.
+_NOT_RESULTS = ("report/", "study.py", "training/predict.py", "errors.py")
+
+
+def code_fingerprint() -> str:
+    """SHA-256 (16 hex digits) of the package sources that produce a run's numbers."""
+    package = Path(__file__).resolve().parents[1]
+    digest = hashlib.sha256()
+    for path in sorted(package.rglob("*.py")):
+        rel = path.relative_to(package).as_posix()
+        if rel.startswith(_NOT_RESULTS):
+            continue
+        digest.update(rel.encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()[:16]
+
+
+def run_fingerprint(config: TrainConfig) -> dict[str, Any]:
+    """What must match for a finished run to be reused: code, preprocessing version, configuration.
+
+    The configuration part leaves out where the run is written and on which device (neither
+    changes what is trained, within floating point on one device type).
+    """
+    settings = {k: v for k, v in config.to_dict().items() if k not in ("output_dir", "device", "num_workers")}
+    settings["device_type"] = config.device.split(":")[0]
+    blob = json.dumps(settings, sort_keys=True).encode()
+    return {"code": code_fingerprint(), "preprocess_version": PREPROCESS_VERSION,
+            "config": hashlib.sha256(blob).hexdigest()[:16]}  # fmt: skip
+
+
 def provenance(device: str) -> dict[str, Any]:
-    """Where and with what a run ran: git commit, package versions, device name."""
+    """Where and with what a run ran: git commit, package versions, device, distance back end."""
     import importlib.metadata as md
 
     import torch
 
+    from hie_core.distance import backend_name
+
     versions = {}
-    for pkg in ("torch", "monai", "torchio", "numpy", "scipy", "SimpleITK", "edt", "hie-core"):
+    for pkg in ("torch", "monai", "torchio", "numpy", "scipy", "SimpleITK", "edt", "cupy", "hie-core"):
         try:
             versions[pkg] = md.version(pkg)
         except md.PackageNotFoundError:
@@ -214,4 +453,5 @@ def provenance(device: str) -> dict[str, Any]:
         "platform": platform.platform(),
         "versions": versions,
         "device_name": device_name,
+        "distance_backend": backend_name(device),
     }

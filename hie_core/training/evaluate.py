@@ -1,15 +1,20 @@
 """Prediction on native scans and evaluation with the official BONBID-HIE semantics.
 
-A prediction is made on the preprocessing grid, its probabilities are resampled back
-onto the case's native grid (linear) and thresholded at 0.5, and the metrics are
-computed there, in mm, from the native spacing (DESIGN §4). The organisers' demo
-baseline, ``ZADC < -2`` inside the brain, is evaluated the same way so every table has it
-as a reference row.
+A prediction is made on the preprocessing grid (one pass, or a sliding window for a network
+trained on patches: :mod:`hie_core.training.inference`), its probabilities are resampled
+back onto the case's native grid (linear) and thresholded at 0.5, and the metrics are
+computed there, in mm, from the native spacing (DESIGN section 4). Two reference methods
+are evaluated the same way, so every table has them as rows:
+
+- the organisers' demo baseline, ``ZADC < -2`` inside the brain (:func:`evaluate_baseline`);
+- the *resampling ceiling* (:func:`evaluate_ceiling`): the reference label itself sent
+  through the training grid and back, exactly as a prediction travels. No network on that
+  grid can beat it; it tells how much Dice the grid alone costs.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -18,15 +23,18 @@ import torch
 from hie_core.data import Case
 from hie_core.io import read_image, write_image
 from hie_core.metrics import burden_stratum, case_metrics
-from hie_core.preprocess import PreprocessedCase, probabilities_to_native_mask
+from hie_core.preprocess import Grid, PreprocessedCase, probabilities_to_native_mask, resample_to_geometry
+from hie_core.training.inference import predict_probabilities
 
 __all__ = [
     "METRIC_COLUMNS",
     "predict_probabilities",
     "predict_native",
     "threshold_baseline",
+    "ceiling_mask",
     "evaluate_model",
     "evaluate_baseline",
+    "evaluate_ceiling",
     "prediction_path",
 ]
 
@@ -35,36 +43,34 @@ METRIC_COLUMNS = ("case_id", "split", "burden_percent", "stratum", "dice", "masd
                   "pred_volume_ml", "ref_volume_ml")  # fmt: skip
 
 
-@torch.no_grad()
-def predict_probabilities(
-    model: torch.nn.Module, image: np.ndarray, device: str = "cpu", amp: bool = False
+def predict_native(
+    model,
+    pre: PreprocessedCase,
+    device: str = "cpu",
+    amp: bool = False,
+    patch_shape: Sequence[int] | None = None,
+    overlap: float = 0.5,
 ) -> np.ndarray:
-    """Lesion probabilities on the preprocessing grid.
-
-    Args:
-        model: a U-Net in eval mode returning logits (B, 1, D, H, W).
-        image: preprocessed input (2, D, H, W) float32.
-
-    Returns:
-        (D, H, W) float32 probabilities.
-    """
-    model.eval()
-    dev = torch.device(device)
-    x = torch.from_numpy(np.ascontiguousarray(image))[None].to(dev)
-    with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=amp):
-        logits = model(x)
-    return torch.sigmoid(logits.float())[0, 0].cpu().numpy()
-
-
-def predict_native(model, pre: PreprocessedCase, device: str = "cpu", amp: bool = False) -> np.ndarray:
     """A binary lesion mask (D, H, W) on the case's native grid."""
-    prob = predict_probabilities(model, pre.image, device, amp)
+    prob = predict_probabilities(model, pre.image, device, amp, patch_shape, overlap)
     return probabilities_to_native_mask(prob, pre.geometry, pre.native_geometry)
 
 
 def threshold_baseline(zadc: np.ndarray, adc: np.ndarray, threshold: float = -2.0) -> np.ndarray:
     """The organisers' demo baseline: ``ZADC < threshold`` inside the brain (ADC > 0)."""
     return (np.asarray(zadc) < threshold) & (np.asarray(adc) > 0)
+
+
+def ceiling_mask(label: np.ndarray, native, grid: Grid) -> np.ndarray:
+    """The reference label after the round trip a prediction makes: native -> grid -> native.
+
+    Down as the training labels go (linear interpolation of the mask, kept at >= 0.5), back
+    as predictions go (linear, >= 0.5): a network that predicted the resampled label exactly
+    would score this.
+    """
+    target = grid.geometry(native)
+    on_grid = resample_to_geometry(np.asarray(label) > 0, native, target, "linear") >= 0.5
+    return probabilities_to_native_mask(on_grid.astype(np.float32), target, native)
 
 
 def prediction_path(out_dir: Path, case: Case) -> Path:
@@ -94,6 +100,8 @@ def evaluate_model(
     device: str = "cpu",
     amp: bool = False,
     progress: bool = True,
+    patch_shape: Sequence[int] | None = None,
+    overlap: float = 0.5,
 ) -> list[dict]:
     """Predict each case, write the native-grid mask, and score it.
 
@@ -102,11 +110,10 @@ def evaluate_model(
     """
     from tqdm.auto import tqdm
 
-    cases = list(cases)
     rows = []
-    bar = tqdm(cases, desc="evaluate", unit="case", disable=not progress)
+    bar = tqdm(list(cases), desc="evaluate", unit="case", disable=not progress)
     for case, pre in bar:
-        pred = predict_native(model, pre, device, amp)
+        pred = predict_native(model, pre, device, amp, patch_shape, overlap)
         rows.append(_score(case, pred, out_dir))
         if "dice" in rows[-1]:
             bar.set_postfix(dice=f"{rows[-1]['dice']:.3f}")
@@ -122,4 +129,15 @@ def evaluate_baseline(
         adc_image = read_image(case.adc)
         zadc = read_image(case.zadc)[0]
         rows.append(_score(case, threshold_baseline(zadc, adc_image[0], threshold), out_dir, adc_image))
+    return rows
+
+
+def evaluate_ceiling(cases: Iterable[Case], grid: Grid, out_dir: Path | None = None) -> list[dict]:
+    """Score the resampling ceiling (:func:`ceiling_mask`) of ``grid`` on each labelled case."""
+    rows = []
+    for case in cases:
+        if case.label is None:
+            continue
+        label, native = read_image(case.label)
+        rows.append(_score(case, ceiling_mask(label, native, grid), out_dir))
     return rows

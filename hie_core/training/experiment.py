@@ -3,21 +3,26 @@
 :func:`run_experiment` is what ``notebooks/train.ipynb`` calls. It writes into the run
 folder (every file atomically):
 
-- ``config.json``: every parameter, the data source (and whether synthetic), git commit,
-  package versions and device name;
+- ``config.json``: every parameter, the data source (and whether synthetic), the run's
+  fingerprint (code, preprocessing version, configuration), git commit, package versions,
+  device name and distance-transform back end;
 - ``history.csv``: per epoch train loss, selection loss and Dice, learning rate, seconds;
 - ``model_best.pt`` (weights only) and ``checkpoint_last.pt`` (for resuming);
 - ``predictions/<split>/<id>_lesion.mha`` on each case's native grid;
 - ``metrics.csv`` (per case) and ``summary.json`` (per split, with bootstrap CIs).
 
-A folder with a ``summary.json`` is a finished run: started again with the same
-configuration it is loaded, not retrained; with another configuration it is refused.
+A folder with a ``summary.json`` is a finished run. Started again with the same
+configuration *and the same code* (:func:`hie_core.training.config.run_fingerprint`) it is
+loaded, not retrained; produced by other code, it is trained again from scratch, and the
+run says so; with another configuration it is refused. An unfinished run resumes from its
+last epoch when its fingerprint matches.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,26 +30,42 @@ from pathlib import Path
 import pandas as pd
 
 from hie_core.data import Case, carve_validation, load_dataset
+from hie_core.errors import UserError
 from hie_core.io import atomic_write_text
 from hie_core.metrics import summarize
-from hie_core.training.config import TrainConfig, provenance
-from hie_core.training.evaluate import METRIC_COLUMNS, evaluate_baseline, evaluate_model
-from hie_core.training.fit import BEST, TrainItem, fit, load_best_model, training_finished
+from hie_core.synthetic import is_synthetic_dir
+from hie_core.training.config import TrainConfig, make_config, provenance, run_fingerprint
+from hie_core.training.evaluate import METRIC_COLUMNS, evaluate_baseline, evaluate_ceiling, evaluate_model
+from hie_core.training.fit import BEST, HISTORY_COLUMNS, TrainItem, fit, load_best_model
 
 __all__ = [
     "RunResult",
+    "RunFolderError",
     "resolve_data_dir",
     "run_experiment",
     "load_run",
     "summarize_metrics",
     "project_root",
     "run_baseline",
+    "run_ceiling",
     "notebook_config",
 ]
 
-_COMPARED = ("loss", "data_dir", "synthetic_preset", "preset", "epochs", "patience", "batch_size", "lr",
-             "weight_decay", "lr_decay", "l1", "grad_clip", "augment", "seed", "target_shape", "widths",
-             "selection_fraction", "prior_probability")  # fmt: skip
+#: Files a training run writes (papermill's executed notebook and log are left alone).
+RUN_FILES = (
+    "config.json",
+    "history.csv",
+    "model_best.pt",
+    "checkpoint_last.pt",
+    "metrics.csv",
+    "summary.json",
+)
+#: Settings that may differ when a run folder is reused (they do not change what is trained).
+_NOT_COMPARED = ("output_dir", "device", "num_workers")
+
+
+class RunFolderError(UserError, FileExistsError):
+    """The run folder holds a run with another configuration."""
 
 
 @dataclass
@@ -68,9 +89,13 @@ def project_root(start: Path | None = None) -> Path:
 
 
 def resolve_data_dir(config: TrainConfig) -> Path:
-    """The data folder: the user's, or the synthetic set (generated on first use)."""
+    """The data folder: the user's (which must exist), or the synthetic set (generated on first use)."""
     if config.data_dir:
-        return Path(config.data_dir).expanduser().resolve()
+        path = Path(config.data_dir).expanduser().resolve()
+        if not path.is_dir():
+            raise UserError(f"data_dir {config.data_dir!r}: no such folder; give a BONBID-HIE folder, or '' for "
+                            "the embedded synthetic dataset")  # fmt: skip
+        return path
     from hie_core.synthetic import ensure_synthetic_dataset
 
     return Path(ensure_synthetic_dataset(preset=config.synthetic_preset, seed=0))
@@ -85,28 +110,40 @@ def summarize_metrics(metrics: pd.DataFrame) -> dict:
     return out
 
 
-def _check_existing(run_dir: Path, config: TrainConfig) -> str:
-    """'new', 'resume' or 'finished'; raises when the folder holds another run."""
+def _run_state(run_dir: Path, config: TrainConfig) -> str:
+    """'new', 'resume', 'finished' or 'stale'; raises when the folder holds another configuration."""
     cfg_path = run_dir / "config.json"
     if not cfg_path.exists():
         return "new"
-    old = json.loads(cfg_path.read_text())["config"]
+    try:
+        info = json.loads(cfg_path.read_text())
+        old = info["config"]
+    except (OSError, ValueError, KeyError):
+        raise RunFolderError(f"{cfg_path}: unreadable; delete {run_dir} to start this run over") from None
     new = config.to_dict()
-    diffs = [f"{k}: {old.get(k)!r} -> {new[k]!r}" for k in _COMPARED if old.get(k) != new[k]]
+    diffs = [
+        f"{k}: {old.get(k)!r} -> {v!r}" for k, v in new.items() if k not in _NOT_COMPARED and old.get(k) != v
+    ]
     finished = (run_dir / "summary.json").exists()
     if diffs:
-        what = "a finished run" if finished else "an unfinished run"
-        raise FileExistsError(
-            f"{run_dir} holds {what} with another configuration ({'; '.join(diffs)}); "
-            "choose another output_dir, or delete that folder to start over"
+        raise RunFolderError(
+            f"{run_dir} holds {'a finished' if finished else 'an unfinished'} run with another configuration "
+            f"({'; '.join(diffs)}); choose another output_dir, or delete that folder to start over"
         )
+    if info.get("fingerprint") != run_fingerprint(config):
+        return "stale"
     return "finished" if finished else "resume"
+
+
+def _clear(run_dir: Path) -> None:
+    for name in RUN_FILES:
+        (run_dir / name).unlink(missing_ok=True)
+    shutil.rmtree(run_dir / "predictions", ignore_errors=True)
 
 
 def _items(pairs) -> list[TrainItem]:
     return [
-        TrainItem(case.case_id, pre.image, pre.label.astype("float32"), tuple(pre.geometry.spacing_mm))
-        for case, pre in pairs
+        TrainItem(case.case_id, pre.image, pre.label, tuple(pre.geometry.spacing_mm)) for case, pre in pairs
     ]
 
 
@@ -137,51 +174,66 @@ def _preprocess(cases: list[Case], config: TrainConfig):
     from hie_core.preprocess import PreprocessCache
 
     cache = PreprocessCache()
-    return [(case, cache.get(case, config.target_shape)) for case in cases]
+    return [(case, cache.get(case, config.grid)) for case in cases]
 
 
-def run_experiment(config: TrainConfig, stop_after_epochs: int | None = None) -> RunResult:
+def run_experiment(config: TrainConfig, stop_after_epochs: int | None = None) -> RunResult | None:
     """Train and evaluate one loss; resumable; see the module docstring for the files.
 
     Args:
         config: from :func:`hie_core.training.config.make_config`.
         stop_after_epochs: interrupt training after this many epochs (tests of resuming);
             the run is then left unfinished and ``None`` is returned.
+
+    Raises:
+        hie_core.errors.UserError: the data folder is missing or invalid (nothing is
+            written), or the run folder holds another configuration.
     """
     run_dir = Path(config.output_dir)
-    state = _check_existing(run_dir, config)
+    state = _run_state(run_dir, config)
     if state == "finished":
-        print(f"{run_dir}: finished run with the same configuration found - loading it, not retraining")
+        print(f"{run_dir}: finished run of this code and configuration found - loading it, not retraining")
         return load_run(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
     data_dir = resolve_data_dir(config)
-    cases, report = load_dataset(data_dir)
-    info = {"config": config.to_dict(), "data_dir_resolved": str(data_dir), "synthetic": config.synthetic,
+    cases, report = load_dataset(data_dir)  # every problem, before anything is written
+    if state == "stale":
+        print(f"{run_dir}: this run was produced by other code (its fingerprint differs) - training it again")
+        _clear(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    info = {"config": config.to_dict(), "data_dir_resolved": str(data_dir), "synthetic": is_synthetic_dir(data_dir),
             "n_cases": {s: sum(c.split == s for c in cases) for s in ("train", "val", "test")},
-            "empty_labels": len(report.notes), **provenance(config.device)}  # fmt: skip
-    if state == "new":
+            "empty_labels": len(report.notes), "fingerprint": run_fingerprint(config),
+            **provenance(config.device)}  # fmt: skip
+    if state != "resume":
         _write_json(info, run_dir / "config.json")
     train_cases = [c for c in cases if c.split in ("train", None)]
     fit_cases, selection_cases = carve_validation(train_cases, config.selection_fraction, config.seed)
     t0 = time.perf_counter()
-    history = fit(config, _items(_preprocess(fit_cases, config)), _items(_preprocess(selection_cases, config)),
-                  run_dir, stop_after_epochs=stop_after_epochs)  # fmt: skip
-    history_df = pd.DataFrame(history)
-    _write_table(history_df, run_dir / "history.csv")
-    if not training_finished(history, config):
+    result = fit(config, _items(_preprocess(fit_cases, config)), _items(_preprocess(selection_cases, config)),
+                 run_dir, stop_after_epochs=stop_after_epochs)  # fmt: skip
+    _write_table(pd.DataFrame(result.history, columns=list(HISTORY_COLUMNS)), run_dir / "history.csv")
+    if not result.finished(config):
         return None  # interrupted on purpose (stop_after_epochs)
     train_seconds = time.perf_counter() - t0
     model, meta = load_best_model(run_dir / BEST, config.device)
     reported = [c for c in cases if c.split in ("val", "test")]
-    rows = evaluate_model(model, _preprocess(reported, config), run_dir, config.device, config.amp)
+    rows = evaluate_model(model, _preprocess(reported, config), run_dir, config.device, config.amp,
+                          patch_shape=config.patch_shape, overlap=config.sw_overlap)  # fmt: skip
     metrics = pd.DataFrame(rows).reindex(columns=list(METRIC_COLUMNS))
     _write_table(metrics, run_dir / "metrics.csv")
-    summary = {"loss": config.loss, "preset": config.preset, "synthetic": config.synthetic,
-               "best_epoch": meta["epoch"], "epochs_run": len(history), "train_seconds_this_call": train_seconds,
+    summary = {"loss": config.loss, "preset": config.preset, "seed": config.seed, "synthetic": info["synthetic"],
+               "best_epoch": meta["epoch"], "epochs_run": len(result.history), "train_seconds_this_call": train_seconds,
                "selection_cases": [c.case_id for c in selection_cases],
                "splits": summarize_metrics(metrics)}  # fmt: skip
     _write_json(summary, run_dir / "summary.json")
     return load_run(run_dir)
+
+
+def _reference_run(name: str, rows: list[dict], out_dir: Path, extra: dict) -> pd.DataFrame:
+    metrics = pd.DataFrame(rows).reindex(columns=list(METRIC_COLUMNS))
+    _write_table(metrics, out_dir / "metrics.csv")
+    _write_json({"loss": name, **extra, "splits": summarize_metrics(metrics)}, out_dir / "summary.json")
+    return metrics
 
 
 def run_baseline(data_dir: str | Path, out_dir: str | Path, threshold: float = -2.0) -> pd.DataFrame:
@@ -189,13 +241,17 @@ def run_baseline(data_dir: str | Path, out_dir: str | Path, threshold: float = -
     out_dir = Path(out_dir)
     cases, _ = load_dataset(data_dir)
     reported = [c for c in cases if c.split in ("val", "test")]
-    metrics = pd.DataFrame(evaluate_baseline(reported, out_dir, threshold)).reindex(
-        columns=list(METRIC_COLUMNS)
-    )
-    _write_table(metrics, out_dir / "metrics.csv")
-    _write_json({"loss": "zadc_threshold", "threshold": threshold, "splits": summarize_metrics(metrics)},
-                out_dir / "summary.json")  # fmt: skip
-    return metrics
+    return _reference_run("zadc_threshold", evaluate_baseline(reported, out_dir, threshold), out_dir,
+                          {"threshold": threshold})  # fmt: skip
+
+
+def run_ceiling(data_dir: str | Path, out_dir: str | Path, config: TrainConfig) -> pd.DataFrame:
+    """Evaluate the resampling ceiling of ``config``'s grid on the reported splits (metrics.csv, summary.json)."""
+    out_dir = Path(out_dir)
+    cases, _ = load_dataset(data_dir)
+    reported = [c for c in cases if c.split in ("val", "test")]
+    return _reference_run("resampling_ceiling", evaluate_ceiling(reported, config.grid, out_dir), out_dir,
+                          {"grid": config.grid.to_dict(), "preset": config.preset})  # fmt: skip
 
 
 def notebook_config(
@@ -208,19 +264,27 @@ def notebook_config(
 ) -> TrainConfig:
     """The configuration of ``notebooks/train.ipynb`` from its parameters cell.
 
-    ``output_dir=""`` means ``runs/<preset>/<loss>`` under the project root (where the
-    study of that preset looks, so a finished notebook run is reused by it); ``None``
-    overrides mean "as the preset says". Prints the preset used, as the notebook shows it.
+    ``output_dir=""`` means ``runs/<preset>/<loss>/seed<seed>`` under the project root (where
+    the study of that preset looks, so a finished notebook run is reused by it); ``None``
+    overrides mean "as the preset says". Every parameter is type-checked
+    (:class:`~hie_core.errors.ConfigError` names the one that is wrong). Prints the
+    preset used, as the notebook shows it.
     """
-    from hie_core.training.config import make_config
-
     config = make_config(preset=preset, device=device, loss=loss, data_dir=data_dir, **overrides)
-    out = Path(output_dir) if output_dir else project_root() / "runs" / config.preset / loss
+    if not isinstance(output_dir, str):
+        raise UserError(f"output_dir must be a folder path, got {output_dir!r}")
+    out = (
+        Path(output_dir)
+        if output_dir
+        else project_root() / "runs" / config.preset / loss / f"seed{config.seed}"
+    )
     config = dataclasses.replace(config, output_dir=str(out.resolve()))
     source = "synthetic BONBID-like dataset" if config.synthetic else f"BONBID-HIE folder {config.data_dir}"
-    print(f"preset: {config.preset} (asked: {preset}); device: {config.device}; loss: {config.loss}")
-    print(f"data: {source}; grid {config.target_shape}; widths {config.widths}")
+    patches = f"patches {config.patch_shape}" if config.patch_shape else "whole volumes"
     print(
-        f"epochs <= {config.epochs}, patience {config.patience}, batch {config.batch_size}, augment {config.augment}"
+        f"preset: {config.preset} (asked: {preset}); device: {config.device}; loss: {config.loss}; seed {config.seed}"
     )
+    print(f"data: {source}; grid {config.grid.describe()}; {patches}; widths {config.widths}")
+    print(f"epochs <= {config.epochs}, patience {config.patience}, batch {config.batch_size}, "
+          f"steps/epoch {config.steps_per_epoch or 'one pass'}, augment {config.augment}")  # fmt: skip
     return config

@@ -67,8 +67,8 @@ def predict_pair(
     model, meta: dict, adc_path: Path, zadc_path: Path, device: str = "cpu"
 ) -> tuple[np.ndarray, object]:
     """Predict one ADC/ZADC pair -> (binary mask (D, H, W) uint8, native geometry)."""
-    from hie_core.preprocess import preprocess_arrays, probabilities_to_native_mask
-    from hie_core.training.evaluate import predict_probabilities
+    from hie_core.preprocess import Grid, preprocess_arrays, probabilities_to_native_mask
+    from hie_core.training.inference import predict_probabilities
 
     adc, geometry = read_image(adc_path, dtype=np.float32)
     zadc, zgeometry = read_image(zadc_path, dtype=np.float32)
@@ -78,8 +78,14 @@ def predict_pair(
     for array, path in ((adc, adc_path), (zadc, zadc_path)):
         if not np.isfinite(array).all():
             raise PredictError(f"{path}: contains non-finite voxels (NaN or inf)")
-    pre = preprocess_arrays(adc, zadc, geometry, target_shape=tuple(meta["target_shape"]))
-    prob = predict_probabilities(model, pre.image, device, amp=device.startswith("cuda"))
+    grid = Grid(
+        shape=None if meta["target_spacing_mm"] else tuple(meta["target_shape"]),
+        spacing_mm=meta["target_spacing_mm"],
+    )
+    pre = preprocess_arrays(adc, zadc, geometry, target_shape=grid)
+    prob = predict_probabilities(
+        model, pre.image, device, device.startswith("cuda"), meta["patch_shape"], meta["sw_overlap"]
+    )
     mask = probabilities_to_native_mask(prob, pre.geometry, pre.native_geometry)
     return mask.astype(np.uint8), geometry
 

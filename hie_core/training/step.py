@@ -1,42 +1,29 @@
-"""A device-resident training pipeline: data, augmentation, step and epoch without host round trips.
+"""The training step and epoch, one implementation for every augmentation back end and device.
 
-The default pipeline (:func:`hie_core.training.fit.fit`) copies every batch from host memory, and
-reads each step's loss back to the host (``float(loss)``), which waits for the GPU. On a
-GPU the whole preprocessed training set fits in memory (85 cases of 2x32x192x192 float32
-are about 0.9 GB), so this module keeps it there and runs an epoch as a queue of device
-work with one synchronisation at its end:
+- :class:`TrainStep` (:func:`make_train_step`): forward (optionally under bf16 autocast, in
+  ``channels_last_3d`` and through ``torch.compile``), the loss in float32, the L1 penalty,
+  backward, gradient clipping and the optimiser step. It returns the loss as a device tensor
+  and never reads a value back to the host.
+- :func:`train_epoch`: the steps of one epoch over any iterable of device batches (from
+  :class:`hie_core.training.batches.LoaderBatches` or
+  :class:`~hie_core.training.batches.DeviceBatches`), with a single host synchronisation,
+  at its end, to read the mean loss.
 
-- :class:`DeviceDataset`: images ``(N, 2, D, H, W)`` and labels ``(N, 1, D, H, W)`` stacked
-  once on the device; batches are gathered there by index. Spacings stay on the host,
-  where the batched augmenter reads them without a synchronisation.
-- :class:`TrainStep` (:func:`make_train_step`): forward under bf16 autocast, loss in
-  float32, the L1 penalty, backward, gradient clipping and the optimiser step, optionally
-  with ``torch.compile`` and the ``channels_last_3d`` memory format; it returns the loss as
-  a device tensor and never calls ``.item()``.
-- :func:`train_epoch_fast`: one epoch of batches in a given order, augmented on the device
-  with :class:`hie_core.augment.batched.BatchAugmenter`, returning the mean loss with a single
-  host synchronisation.
-
-In float32, without compilation and in the default memory format, a step is bit-identical
-to :func:`hie_core.training.fit.fit`'s eager step (same seed, same batches; see ``tests/test_fast.py``).
-bf16 autocast, ``channels_last_3d`` (other convolution kernels) and ``torch.compile`` (fused
-kernels, its own dropout random stream) change the results within floating-point tolerance.
+In float32, without compilation and in the default memory format, the step is deterministic
+on the CPU (the resume-after-kill tests rely on it). bf16 autocast, ``channels_last_3d``
+(other convolution kernels) and ``torch.compile`` (fused kernels, its own dropout stream)
+change the results within floating-point tolerance.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
-import numpy as np
 import torch
 from torch import nn
 
-if TYPE_CHECKING:  # pragma: no cover
-    from hie_core.training.fit import TrainItem
-
-__all__ = ["DeviceDataset", "FastOptions", "TrainStep", "make_train_step", "train_epoch_fast", "l1_weights"]
+__all__ = ["FastOptions", "TrainStep", "make_train_step", "train_epoch", "l1_weights", "COMPILE_MODES"]
 
 #: ``torch.compile`` modes accepted by :func:`make_train_step`.
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
@@ -62,81 +49,6 @@ class FastOptions:
         """All three on CUDA; none on the CPU (compilation is slow there and bf16 not faster)."""
         cuda = torch.device(device).type == "cuda"
         return cls(amp=cuda, channels_last=cuda, compile=cuda)
-
-
-class DeviceDataset:
-    """A preprocessed training set stacked once on the device, batched there by index.
-
-    Args:
-        items: the cases (:class:`hie_core.training.fit.TrainItem`: image ``(2, D, H, W)``, label
-            ``(1, D, H, W)``, ``spacing_mm`` (D, H, W)), all of the same shape.
-        device: where images and labels live.
-        image_dtype: storage type of the images, ``torch.float32`` or ``torch.bfloat16``
-            (half the memory; batches are returned in float32 either way, so augmentation
-            and the loss see float32, though the stored values are rounded to bf16).
-
-    Attributes:
-        images: ``(N, C, D, H, W)`` tensor on ``device``.
-        labels: ``(N, 1, D, H, W)`` uint8 tensor on ``device`` (values 0 and 1).
-        spacing_mm: ``(N, 3)`` float32 tensor on the CPU, (D, H, W) order.
-    """
-
-    def __init__(
-        self,
-        items: Sequence[TrainItem],
-        device: str | torch.device,
-        image_dtype: torch.dtype = torch.float32,
-    ) -> None:
-        if not items:
-            raise ValueError("items must hold at least one case, got an empty sequence")
-        if image_dtype not in (torch.float32, torch.bfloat16):
-            raise ValueError(f"image_dtype must be torch.float32 or torch.bfloat16, got {image_dtype}")
-        shapes = {(item.image.shape, item.label.shape) for item in items}
-        if len(shapes) != 1:
-            raise ValueError(f"all items must share one image and label shape, got {sorted(shapes)}")
-        self.device = torch.device(device)
-        images = np.stack([np.asarray(item.image, dtype=np.float32) for item in items])
-        labels = np.stack([np.asarray(item.label) > 0.5 for item in items]).astype(np.uint8)
-        self.images = torch.from_numpy(images).to(self.device, dtype=image_dtype)
-        self.labels = torch.from_numpy(labels).to(self.device)
-        self.spacing_mm = torch.tensor([item.spacing_mm for item in items], dtype=torch.float32)
-        self.case_ids = [item.case_id for item in items]
-
-    def __len__(self) -> int:
-        return self.images.shape[0]
-
-    @property
-    def nbytes(self) -> int:
-        """Device memory held by images and labels, in bytes."""
-        return self.images.nbytes + self.labels.nbytes
-
-    def batches(
-        self, order: Sequence[int], batch_size: int
-    ) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
-        """Batches in ``order``, the last one possibly smaller (like ``drop_last=False``).
-
-        Args:
-            order: case indices, e.g. a permutation of ``range(len(self))``.
-            batch_size: cases per batch (>= 1).
-
-        Yields:
-            ``(image (B, C, D, H, W) float32, label (B, 1, D, H, W) float32`` on the device,
-            ``spacing_mm (B, 3)`` float32 on the CPU``)``. The index is copied to the device
-            once per call, not per batch.
-        """
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-        index = torch.as_tensor(list(order), dtype=torch.long)
-        if index.numel() and (int(index.min()) < 0 or int(index.max()) >= len(self)):
-            raise ValueError(f"order holds indices outside [0, {len(self)})")
-        if self.device.type == "cuda":
-            index = index.pin_memory()  # so that the copy below does not wait for the GPU
-        index_dev = index.to(self.device, non_blocking=True)
-        for start in range(0, index.numel(), batch_size):
-            chunk = index_dev[start : start + batch_size]
-            image = self.images.index_select(0, chunk).float()
-            label = self.labels.index_select(0, chunk).float()
-            yield image, label, self.spacing_mm.index_select(0, index[start : start + batch_size])
 
 
 def l1_weights(model: nn.Module) -> list[nn.Parameter]:
@@ -247,39 +159,22 @@ def make_train_step(
     return TrainStep(model, loss_fn, optimizer, l1=l1, grad_clip=grad_clip, options=options)
 
 
-def train_epoch_fast(
-    step: TrainStep,
-    dataset: DeviceDataset,
-    augmenter: Callable | None,
-    order: Sequence[int],
-    batch_size: int,
-    generator: torch.Generator | None,
-) -> float:
-    """One training epoch on the device; the mean loss is read back once, at the end.
+def train_epoch(step: TrainStep, batches: Iterable[tuple[torch.Tensor, torch.Tensor]]) -> float:
+    """One training epoch; the mean loss is read back once, at the end.
 
     Args:
         step: the training step (its model is put in training mode).
-        dataset: the device-resident cases.
-        augmenter: a batched augmenter called as ``augmenter(image, label, spacing_mm, generator)``
-            (:class:`hie_core.augment.batched.BatchAugmenter`), or ``None`` for no augmentation.
-        order: case indices of this epoch, in batch order.
-        batch_size: cases per batch.
-        generator: ``torch.Generator`` on the dataset's device for the augmentation draws
-            (:func:`hie_core.training.fit.fit` seeds it with ``epoch_seed(seed, epoch, 1)``).
+        batches: ``(image (B, C, D, H, W), label (B, 1, D, H, W))`` float tensors on the
+            model's device, already augmented.
 
     Returns:
-        The mean over cases of the batch losses (each weighted by its batch size), as
-        :func:`hie_core.training.fit.fit` reports it; accumulated in float64 like its Python sum.
+        The mean over samples of the batch losses (each weighted by its batch size),
+        accumulated in float64 on the device.
     """
-    if augmenter is not None and generator is None:
-        raise ValueError("a generator is required when an augmenter is given, got None")
     step.model.train()
-    total = torch.zeros((), dtype=torch.float64, device=dataset.device)
-    count = 0
-    for image, label, spacing_mm in dataset.batches(order, batch_size):
-        if augmenter is not None:
-            image, label = augmenter(image, label, spacing_mm, generator)
-        loss = step(image, label)
-        total += loss.double() * image.shape[0]
+    total, count = None, 0
+    for image, label in batches:
+        loss = step(image, label).double() * image.shape[0]
+        total = loss if total is None else total + loss
         count += image.shape[0]
-    return float(total) / max(count, 1)
+    return float(total) / count if count else float("nan")
