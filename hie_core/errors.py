@@ -14,11 +14,8 @@ from __future__ import annotations
 import functools
 import sys
 from collections.abc import Callable
-from typing import TypeVar
 
 __all__ = ["UserError", "ConfigError", "exit_on_user_error"]
-
-F = TypeVar("F", bound=Callable[..., int])
 
 
 class UserError(Exception):
@@ -29,10 +26,10 @@ class ConfigError(UserError, ValueError):
     """A parameter has the wrong type or value; the message names the parameter."""
 
 
-def exit_on_user_error(prog: str) -> Callable[[F], F]:
+def exit_on_user_error(prog: str) -> Callable[[Callable[..., int]], Callable[..., int]]:
     """Decorate a ``main(argv) -> int``: a :class:`UserError` becomes one line on stderr and exit 2."""
 
-    def decorate(main: F) -> F:
+    def decorate(main: Callable[..., int]) -> Callable[..., int]:
         @functools.wraps(main)
         def wrapper(*args, **kwargs) -> int:
             try:
@@ -41,6 +38,6 @@ def exit_on_user_error(prog: str) -> Callable[[F], F]:
                 print(f"{prog}: error: {exc}", file=sys.stderr)
                 return 2
 
-        return wrapper  # type: ignore[return-value]
+        return wrapper
 
     return decorate

@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["UNet3D", "count_parameters", "forward_flops", "DIVISOR"]
+__all__ = ["UNet3D", "count_parameters", "forward_flops", "DIVISOR", "NORMS"]
 
 #: Every spatial size must be a multiple of this (three 2x2x2 max-pools).
 DIVISOR = 8
@@ -39,18 +39,30 @@ DEFAULT_WIDTHS = (32, 64, 128, 256)
 DEFAULT_DROPOUT = (0.0, 0.1, 0.2, 0.3)
 
 
-class DoubleConv(nn.Sequential):
-    """(Conv3d 3x3x3 -> BatchNorm3d -> LeakyReLU) twice, then optional 3D dropout.
+#: The normalisation layers a U-Net can use, the seed's BatchNorm or InstanceNorm (nnU-Net's choice for patches).
+NORMS = ("batch", "instance")
 
-    Convolutions have no bias: the BatchNorm that follows each one has its own shift.
+
+def _norm(kind: str, channels: int) -> nn.Module:
+    if kind == "batch":
+        return nn.BatchNorm3d(channels)
+    return nn.InstanceNorm3d(channels, affine=True)
+
+
+class DoubleConv(nn.Sequential):
+    """(Conv3d 3x3x3 -> norm -> LeakyReLU) twice, then optional 3D dropout.
+
+    Convolutions have no bias: the normalisation that follows each one has its own shift.
     """
 
-    def __init__(self, in_channels: int, out_channels: int, dropout: float, negative_slope: float) -> None:
+    def __init__(
+        self, in_channels: int, out_channels: int, dropout: float, negative_slope: float, norm: str = "batch"
+    ) -> None:
         layers: list[nn.Module] = []
         for c_in in (in_channels, out_channels):
             layers += [
                 nn.Conv3d(c_in, out_channels, kernel_size=3, padding=1, bias=False),
-                nn.BatchNorm3d(out_channels),
+                _norm(norm, out_channels),
                 nn.LeakyReLU(negative_slope, inplace=True),
             ]
         if dropout > 0:
@@ -61,10 +73,12 @@ class DoubleConv(nn.Sequential):
 class UpBlock(nn.Module):
     """Transposed conv 2x2x2 stride 2, concatenation with the skip, double convolution."""
 
-    def __init__(self, in_channels: int, out_channels: int, negative_slope: float) -> None:
+    def __init__(
+        self, in_channels: int, out_channels: int, negative_slope: float, norm: str = "batch"
+    ) -> None:
         super().__init__()
         self.up = nn.ConvTranspose3d(in_channels, out_channels, kernel_size=2, stride=2)
-        self.conv = DoubleConv(2 * out_channels, out_channels, 0.0, negative_slope)
+        self.conv = DoubleConv(2 * out_channels, out_channels, 0.0, negative_slope, norm)
 
     def forward(self, x: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
         return self.conv(torch.cat([self.up(x), skip], dim=1))
@@ -115,6 +129,10 @@ class UNet3D(nn.Module):
             so that the untrained network predicts this lesion probability everywhere
             (Lin et al. 2017's prior initialisation for rare foreground); ``None`` keeps
             PyTorch's default initialisation.
+        norm: ``"batch"`` (the seed's BatchNorm, the default) or ``"instance"``
+            (InstanceNorm with an affine shift, as nnU-Net uses: it normalises each sample by
+            its own statistics, so evaluation does not depend on running averages gathered
+            from small batches of lesion-centred patches).
         pad_to_multiple: if True, inputs whose spatial sizes are not multiples of 8 are
             zero-padded at the far end of each axis and the logits cropped back; if False
             (the default) such inputs raise ``ValueError``.
@@ -129,9 +147,13 @@ class UNet3D(nn.Module):
         negative_slope: float = 0.01,
         pad_to_multiple: bool = False,
         prior_probability: float | None = None,
+        norm: str = "batch",
     ) -> None:
         super().__init__()
         _check_config(in_channels, out_channels, widths, dropout, negative_slope)
+        if norm not in NORMS:
+            raise ValueError(f"norm must be one of {NORMS}, got {norm!r}")
+        self.norm = norm
         w = tuple(int(c) for c in widths)
         self.in_channels = in_channels
         self.out_channels = out_channels
@@ -141,11 +163,11 @@ class UNet3D(nn.Module):
         self.pad_to_multiple = bool(pad_to_multiple)
         c_in = (in_channels, w[0], w[1])
         self.encoders = nn.ModuleList(
-            DoubleConv(c_in[i], w[i], self.dropout[i], negative_slope) for i in range(3)
+            DoubleConv(c_in[i], w[i], self.dropout[i], negative_slope, norm) for i in range(3)
         )
         self.pool = nn.MaxPool3d(kernel_size=2, stride=2)
-        self.bottleneck = DoubleConv(w[2], w[3], self.dropout[3], negative_slope)
-        self.decoders = nn.ModuleList(UpBlock(w[i + 1], w[i], negative_slope) for i in (2, 1, 0))
+        self.bottleneck = DoubleConv(w[2], w[3], self.dropout[3], negative_slope, norm)
+        self.decoders = nn.ModuleList(UpBlock(w[i + 1], w[i], negative_slope, norm) for i in (2, 1, 0))
         self.head = nn.Conv3d(w[0], out_channels, kernel_size=1)
         if prior_probability is not None:
             if not 0.0 < prior_probability < 1.0:

@@ -69,7 +69,7 @@ GENERATOR_VERSION = "1.0"
 SITE = "SYNNICU"
 MANIFEST = "SYNTHETIC.json"
 PRESETS: dict[str, dict[str, int]] = {
-    "small": {"train": 16, "val": 4, "test": 8},
+    "small": {"train": 40, "val": 4, "test": 16},
     "full": {"train": 85, "val": 4, "test": 44},
 }
 _SPLIT_CODE = {"train": 0, "val": 1, "test": 2}
@@ -518,7 +518,7 @@ def make_synthetic_dataset(
 
     Args:
         out_dir: destination; must not exist or be an empty folder.
-        preset: ``"small"`` (train 16 / val 4 / test 8) or ``"full"`` (85 / 4 / 44, as the
+        preset: ``"small"`` (train 40 / val 4 / test 16, sized for a CPU study) or ``"full"`` (85 / 4 / 44, as the
             real release).
         counts: per-split counts replacing the preset's for the splits named, e.g.
             ``{"train": 2, "val": 0, "test": 1}``.
@@ -580,10 +580,8 @@ def _complete(root: Path, preset: str, seed: int) -> bool:
         manifest = json.loads((root / MANIFEST).read_text())
     except (OSError, ValueError):
         return False
-    return manifest.get("version") == GENERATOR_VERSION and (
-        manifest.get("preset"),
-        manifest.get("seed"),
-    ) == (preset, seed)
+    same = (manifest.get("version"), manifest.get("preset"), manifest.get("seed"), manifest.get("counts"))
+    return same == (GENERATOR_VERSION, preset, seed, PRESETS[preset])
 
 
 def ensure_synthetic_dataset(
@@ -609,7 +607,9 @@ def ensure_synthetic_dataset(
             pass  # another process moved it first
     # Generate in a fresh interpreter: its worker pool then never re-imports the caller's
     # __main__ (a plain script without a main guard, a notebook kernel), whatever it is.
-    cmd = [sys.executable, "-m", "hie_core.synthetic", str(target), "--preset", preset, "--seed", str(seed)]
+    counts = PRESETS[preset]
+    cmd = [sys.executable, "-m", "hie_core.synthetic", str(target), "--preset", preset, "--seed", str(seed),
+           "--train", str(counts["train"]), "--val", str(counts["val"]), "--test", str(counts["test"])]  # fmt: skip
     print(f"generating the synthetic '{preset}' dataset (seed {seed}) in {target} ...", flush=True)
     proc = subprocess.run(cmd, capture_output=True, text=True)
     if _complete(target, preset, seed):  # ours, or a racing process's

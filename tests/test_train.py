@@ -88,7 +88,11 @@ def test_predictions_are_on_the_native_grid(reference_run, tiny_synthetic):
 
 def test_best_checkpoint_loads_with_weights_only(reference_run):
     model, meta = load_best_model(reference_run.run_dir / "model_best.pt")
-    assert meta["widths"] == (4, 8, 16, 32) and meta["target_shape"] == (8, 16, 16) and meta["patch_shape"] is None
+    assert (
+        meta["widths"] == (4, 8, 16, 32)
+        and meta["target_shape"] == (8, 16, 16)
+        and meta["patch_shape"] is None
+    )
     assert not model.training
 
 
@@ -176,6 +180,7 @@ def test_presets_and_overrides():
         ({"data_dir": 5}, "data_dir must be text"),
         ({"dropout": "0,0,0,1"}, "dropout must be 4 rates"),
         ({"learning_rate": 1e-3}, "unknown parameter.*learning_rate"),
+        ({"patch_shape": (8, 8, 8)}, "norm 'instance' needs a bottleneck of at least 2 voxels"),
     ],
 )
 def test_every_parameter_is_type_checked_by_name(overrides, message):
@@ -230,11 +235,15 @@ def test_code_fingerprint_follows_the_sources_that_make_results(tmp_path, monkey
 def test_patch_training_with_sliding_window_on_a_fixed_spacing_grid(tiny_synthetic, tmp_path):
     """The native preset's machinery at a tiny size: fixed-spacing grid, lesion patches, sliding window."""
     config = tiny_config(tiny_synthetic, tmp_path / "patches", target_shape=None, target_spacing_mm=(6.0, 3.0, 3.0),
-                         patch_shape=(8, 8, 8), foreground_fraction=0.5, steps_per_epoch=2, augment="batched")  # fmt: skip
+                         patch_shape=(8, 16, 8), foreground_fraction=0.5, steps_per_epoch=2, augment="batched")  # fmt: skip
     result = run_experiment(config)
     assert len(result.history) == 3 and result.history["selection_dice"].between(0, 1).all()
     model, meta = load_best_model(result.run_dir / "model_best.pt")
-    assert meta["patch_shape"] == (8, 8, 8) and meta["target_spacing_mm"] == (6.0, 3.0, 3.0)
+    assert (
+        meta["patch_shape"] == (8, 16, 8)
+        and meta["norm"] == "instance"
+        and meta["target_spacing_mm"] == (6.0, 3.0, 3.0)
+    )
     from hie_core.data import discover_cases
 
     for case in discover_cases(tiny_synthetic, splits=["test"]):

@@ -15,7 +15,7 @@ __all__ = ["TRANSFORM_NAMES", "BACKENDS", "AugmentConfig", "derive_seed"]
 
 #: The five augmentations, in the order they are applied (the seed's).
 TRANSFORM_NAMES = ("noise", "anisotropy", "blur", "gamma", "elastic")
-#: Augmentation back ends: TorchIO per sample (the reference), batched on the device, none.
+#: The augmentation back ends, TorchIO per sample (the reference), batched on the device, and none.
 BACKENDS = ("torchio", "batched", "none")
 
 
@@ -89,7 +89,7 @@ class AugmentConfig:
             object.__setattr__(self, name, tuple(float(v) for v in getattr(self, name)))
 
     def probability(self, name: str) -> float:
-        """Probability of transform ``name`` (one of :data:`TRANSFORM_NAMES`)."""
+        """Probability of transform ``name`` (one of ``TRANSFORM_NAMES``)."""
         if name not in TRANSFORM_NAMES:
             raise ValueError(f"unknown transform {name!r}; expected one of {TRANSFORM_NAMES}")
         override = getattr(self, f"p_{name}")

@@ -44,7 +44,7 @@ class TorchioAugmenter:
     Our arrays are ``(C, D, H, W)``; TorchIO's are ``(C, W, H, D)`` in (x, y, z) with the
     spacing on the affine's diagonal, so data are permuted ``(0, 3, 2, 1)`` in and out and the
     spacing is reversed. Randomness: each call forks torch's CPU RNG and seeds it with
-    ``seed`` (see :func:`hie_core.augment.config.derive_seed`), so results do not depend on the worker's RNG state.
+    ``seed`` (see :func:`hie_core.augment.derive_seed`), so results do not depend on the worker's RNG state.
 
     Args:
         config: The augmentation parameters (its ``backend`` is not consulted).

@@ -46,7 +46,7 @@ __all__ = [
 ]
 
 RESULTS_DIR = "results"
-#: Reported splits: the test split, then the official validation split.
+#: The reported splits, the test split first, then the official validation split.
 SPLITS = ("test", "val")
 #: Every loss is compared with these (when present): the Dice loss and the threshold baseline.
 COMPARISON_REFERENCES = ("dice", "baseline")

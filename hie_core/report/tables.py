@@ -35,7 +35,7 @@ __all__ = [
 METRICS = ("dice", "masd_mm", "nsd")
 HIGHER_IS_BETTER = {"dice": True, "masd_mm": False, "nsd": True}
 _RANK_NAME = {"dice": "dice", "masd_mm": "masd", "nsd": "nsd"}
-#: Methods shown in Table 1 but not ranked: the ceiling is a property of the grid, not a method.
+#: Methods shown in Table 1 but not ranked (the ceiling is a property of the grid, not a method).
 UNRANKED = ("ceiling",)
 #: Strata with fewer cases get no interval.
 MIN_STRATUM_CI = 3

@@ -146,12 +146,15 @@ class GridJob(submitit.helpers.Checkpointable):
         root: the project root (holds ``notebooks/train.ipynb``; papermill's working folder).
         params: notebook parameters shared by every cell (``loss``, ``seed`` and
             ``output_dir`` are set per cell).
+        threads: CPU threads of each run (``OMP_NUM_THREADS``, which torch reads at start),
+            or None to leave the environment as it is. Lanes sharing a CPU get a share each.
     """
 
-    def __init__(self, runs: Sequence[GridRun], root: Path, params: dict) -> None:
+    def __init__(self, runs: Sequence[GridRun], root: Path, params: dict, threads: int | None = None) -> None:
         self.runs = list(runs)
         self.root = Path(root)
         self.params = dict(params)
+        self.threads = threads
         self.done: list[RunOutcome] = []
         self._process: subprocess.Popen | None = None
 
@@ -173,8 +176,11 @@ class GridJob(submitit.helpers.Checkpointable):
             outcome = RunOutcome(run.name, False, 0.0, notebook, None, f"cannot write {run.run_dir}: {exc}")
             print_outcome(outcome)
             return outcome
+        env = dict(os.environ)
+        if self.threads:
+            env.update(OMP_NUM_THREADS=str(self.threads), MKL_NUM_THREADS=str(self.threads))
         with fh:
-            self._process = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, cwd=self.root,
+            self._process = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, cwd=self.root, env=env,
                                              preexec_fn=_die_with_parent)  # fmt: skip
             try:
                 code = self._process.wait()
@@ -191,7 +197,7 @@ class GridJob(submitit.helpers.Checkpointable):
     def checkpoint(self) -> submitit.helpers.DelayedSubmission:
         """Preempted or out of time: stop the running notebook; requeue the unfinished runs.
 
-        Called by submitit's signal handler; the exit it raises next ends :meth:`_run`'s wait,
+        Called by submitit's signal handler; the exit it raises next ends the wait for papermill,
         which then waits for papermill to end before the process exits.
         """
         _signal_notebook(self._process)
@@ -208,6 +214,7 @@ class Engine:
 
     cluster: str = "none"
     jobs: int = 1
+    threads: int | None = None
     gpu_ids: tuple[int, ...] = ()
     time_min: int | None = None
     partition: str | None = None
@@ -247,12 +254,12 @@ def _submit(runs: list[GridRun], root: Path, params: dict, engine: Engine, jobs_
     lanes = deal_lanes(runs, engine)
     if engine.cluster == "slurm":
         with executor.batch():  # one job array
-            jobs = [executor.submit(GridJob(lane, root, params)) for lane, _ in lanes]
+            jobs = [executor.submit(GridJob(lane, root, params, engine.threads)) for lane, _ in lanes]
     else:
         jobs = []
         for lane, gpus in lanes:
             executor.update_parameters(gpus_per_node=len(gpus), visible_gpus=gpus)
-            jobs.append(executor.submit(GridJob(lane, root, params)))
+            jobs.append(executor.submit(GridJob(lane, root, params, engine.threads)))
     return jobs, [lane for lane, _ in lanes]
 
 
@@ -276,7 +283,7 @@ def _collect(jobs, lanes: list[list[GridRun]]) -> list[RunOutcome]:
 def run_grid(runs: list[GridRun], root: Path, params: dict, engine: Engine, jobs_dir: Path):
     """Run every cell; returns one outcome per run in grid order (``None`` after ``wait=False``)."""
     if engine.cluster == "none" and engine.jobs == 1:
-        return GridJob(runs, root, params)()
+        return GridJob(runs, root, params, engine.threads)()
     jobs, lanes = _submit(runs, root, params, engine, jobs_dir)
     where = "SLURM" if engine.cluster == "slurm" else "local"
     print(f"[study] {len(jobs)} {where} job(s) {', '.join(j.job_id for j in jobs)}; logs in {jobs_dir}",

@@ -32,7 +32,7 @@ import torch
 
 from hie_core.errors import UserError
 from hie_core.io import atomic_write_bytes
-from hie_core.model import UNet3D
+from hie_core.model import NORMS, UNet3D
 
 __all__ = [
     "MODEL_FILE",
@@ -182,7 +182,12 @@ def load_model_file(path: str | Path, device: str | torch.device = "cpu") -> tup
     payload = _read(path, device, "model file", where, where)
     _check_model_payload(path, payload)
     widths = tuple(payload["widths"])
-    model = UNet3D(in_channels=payload["in_channels"], out_channels=1, widths=widths)
+    norm = payload.get("norm", "batch")
+    if norm not in NORMS:
+        raise CheckpointError(
+            f"{path}: model file has an unknown norm {norm!r}; pass the {MODEL_FILE} of a training run"
+        )
+    model = UNet3D(in_channels=payload["in_channels"], out_channels=1, widths=widths, norm=norm)
     try:
         model.load_state_dict(payload["state_dict"])
     except (RuntimeError, TypeError, AttributeError) as exc:
@@ -194,6 +199,7 @@ def load_model_file(path: str | Path, device: str | torch.device = "cpu") -> tup
     meta = {k: v for k, v in payload.items() if k != "state_dict"}
     for key in ("loss", "epoch", "patch_shape", "target_spacing_mm"):
         meta.setdefault(key, None)
+    meta.setdefault("norm", "batch")
     meta.setdefault("sw_overlap", 0.5)
     for key in ("widths", "target_shape", "patch_shape", "target_spacing_mm"):
         if meta[key] is not None:

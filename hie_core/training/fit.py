@@ -92,10 +92,11 @@ def build_model(
     in_channels: int = 2,
     prior_probability: float | None = None,
     dropout: Sequence[float] = DEFAULT_DROPOUT,
+    norm: str = "batch",
 ) -> UNet3D:
     """The study's U-Net: ``in_channels`` maps in, one lesion logit out."""
     return UNet3D(in_channels=in_channels, out_channels=1, widths=tuple(widths), dropout=tuple(dropout),
-                  prior_probability=prior_probability)  # fmt: skip
+                  prior_probability=prior_probability, norm=norm)  # fmt: skip
 
 
 def load_best_model(path: str | Path, device: str = "cpu") -> tuple[UNet3D, dict]:
@@ -146,7 +147,7 @@ def _batch_source(items: Sequence[TrainItem], config: TrainConfig):
 def _save_best(run_dir: Path, model: torch.nn.Module, config: TrainConfig, epoch: int) -> None:
     save_checkpoint(run_dir / BEST, {
         "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()}, "widths": list(config.widths),
-        "in_channels": 2, "target_shape": config.target_shape and list(config.target_shape),
+        "in_channels": 2, "norm": config.norm, "target_shape": config.target_shape and list(config.target_shape),
         "target_spacing_mm": config.target_spacing_mm and list(config.target_spacing_mm),
         "patch_shape": config.patch_shape and list(config.patch_shape), "sw_overlap": config.sw_overlap,
         "loss": config.loss, "epoch": epoch,
@@ -177,8 +178,8 @@ def fit(
             for tests of resumption.
 
     Returns:
-        The training state: its ``history`` (rows with :data:`HISTORY_COLUMNS`), the best
-        epoch, and :meth:`TrainState.finished`.
+        TrainState: its ``history`` (rows with :data:`HISTORY_COLUMNS`), the best epoch, and
+        :meth:`TrainState.finished`.
 
     Raises:
         hie_core.training.checkpoints.CheckpointError: ``checkpoint_last.pt`` is damaged
@@ -188,9 +189,9 @@ def fit(
     run_dir.mkdir(parents=True, exist_ok=True)
     device = torch.device(config.device)
     torch.manual_seed(config.seed)
-    model = build_model(config.widths, prior_probability=config.prior_probability, dropout=config.dropout).to(
-        device
-    )
+    model = build_model(
+        config.widths, prior_probability=config.prior_probability, dropout=config.dropout, norm=config.norm
+    ).to(device)
     loss_fn = get_loss(config.loss)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     scheduler = torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=config.lr_decay)
