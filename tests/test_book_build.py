@@ -59,7 +59,21 @@ def write_tiny_study(study_dir: Path, runs: dict[str, list[int]], layout: str = 
     (study_dir / "book").mkdir(parents=True, exist_ok=True)
     for name in BOOK_NOTEBOOKS:
         cite = new_markdown_cell("Data from {cite:t}`bonbid2023data`; Dice is $2|P \\cap G| / (|P| + |G|)$.")
-        nbformat.write(_notebook(name.title(), extra=[cite]), study_dir / "book" / f"{name}.ipynb")
+        extra = [cite]
+        if name == "results":  # a captioned table and a captioned figure, each referred to by number
+            table = new_code_cell(
+                "page.table1(results)",
+                outputs=[_html("<table><tr><td>0.5</td></tr></table>")],
+                metadata={"mystnb": {"figure": {"caption": "Scores.", "name": "tbl-tiny"}}},
+            )
+            chart = new_code_cell(
+                "page.chart(results)",
+                outputs=[_html("<div>chart</div>")],
+                metadata={"mystnb": {"figure": {"caption": "A chart.", "name": "fig-tiny"}}},
+            )
+            refs = new_markdown_cell("{numref}`tbl-tiny` lists the scores that {numref}`fig-tiny` draws.")
+            extra += [table, chart, refs]
+        nbformat.write(_notebook(name.title(), extra=extra), study_dir / "book" / f"{name}.ipynb")
     for loss, seeds in runs.items():
         for seed in seeds:
             run = study_dir / loss / f"seed{seed}" if layout == "seed" else study_dir / loss
@@ -250,6 +264,9 @@ def test_tiny_book_builds_with_only_python(tmp_path, monkeypatch):
     results = (html / "book" / "generated" / "results.html").read_text()
     assert "tag_hide-input" in results and "study_dir = " not in results
     assert "Bao" in results and "references.html#" in results
+    assert (
+        "Table 1" in results and "Fig. 1" in results and "Fig. 2" not in results
+    )  # tables numbered as tables
     references = (html / "book" / "references.html").read_text()
     assert all(doi in references for doi in ("10.1038/s41597-024-03986-7", "10.1109/TMI.2019.2930068"))
     assert (html / "_static" / "mathjax" / "tex-svg.js").is_file()

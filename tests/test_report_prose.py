@@ -41,7 +41,7 @@ def test_a_clear_winner_over_dice_and_baseline_on_synthetic_data(tmp_path: Path)
     assert "Strata with fewer than 3 cases have no interval." in disc  # >5% has 2 cases
     assert "MASD was defined for every test case of every method." in disc
     assert "(16 x 64 x 64 voxels) is coarser than the seed's (32 x 192 x 192 voxels)" in disc
-    assert "(the ceiling row of Table 1)" in disc and "*quick* preset" in disc
+    assert "(the ceiling row of the main results table)" in disc and "*quick* preset" in disc
     assert "With 12 test cases, the 95% CI of a loss's mean Dice is up to" in disc
     assert "validation split has 2 cases" in disc and "Synthetic data show" in disc
     assert "different versions of the code" not in disc and "did not finish" not in disc

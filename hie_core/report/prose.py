@@ -213,7 +213,7 @@ def _masd_sentence(results: StudyResults) -> str:
         return "MASD was defined for every test case of every method."
     cases = ", ".join(f"{r['method']} ({int(r['masd_undefined'])})" for _, r in undefined.iterrows())
     return ("MASD is undefined when exactly one of prediction and reference is empty; it was undefined for test "
-            f"cases of {cases}, which the means skip and Table 1 counts (the seed averaged an Inf there).")  # fmt: skip
+            f"cases of {cases}, which the means skip and the main results table counts (the seed averaged an Inf there).")  # fmt: skip
 
 
 def _grid_limitation(info: dict) -> str:
@@ -224,7 +224,7 @@ def _grid_limitation(info: dict) -> str:
     coarser = ours.shape is not None and np.prod(ours.shape) < np.prod(seed.shape)
     relation = "is coarser than" if coarser else "differs from"
     bound = (
-        "the ceiling row of Table 1" if "ceiling" in info.get("references", []) else "no ceiling was measured"
+        "the ceiling row of the main results table" if "ceiling" in info.get("references", []) else "no ceiling was measured"
     )
     return (f"This study's grid ({ours.describe()}) {relation} the seed's ({seed.describe()}); every grid bounds the "
             f"Dice of small lesions ({bound}).")  # fmt: skip
