@@ -4,7 +4,9 @@ A :class:`UserError` is a problem with what the user gave (a file, a folder, a p
 a checkpoint), not a bug: its message names the file or value and says what to do. The
 command-line entry points (``hie-predict``, ``hie-study``, ``python -m hie_core.synthetic``)
 print it as one line, ``<program>: error: <message>``, and exit with status 2, without a
-traceback (:func:`exit_on_user_error`). Library code raises the specific subclasses
+traceback (:func:`exit_on_user_error`); in a notebook (and so in papermill's report),
+:func:`short_notebook_errors` shows it as that one line too, and the cell still fails.
+Library code raises the specific subclasses
 (:class:`hie_core.data.DatasetError`, :class:`hie_core.io.ImageReadError`, ...), which
 also derive from the built-in exception a caller would expect (``ValueError``, ...).
 """
@@ -15,7 +17,7 @@ import functools
 import sys
 from collections.abc import Callable
 
-__all__ = ["UserError", "ConfigError", "exit_on_user_error"]
+__all__ = ["UserError", "ConfigError", "exit_on_user_error", "short_notebook_errors"]
 
 
 class UserError(Exception):
@@ -41,3 +43,26 @@ def exit_on_user_error(prog: str) -> Callable[[Callable[..., int]], Callable[...
         return wrapper
 
     return decorate
+
+
+def short_notebook_errors() -> bool:
+    """In an IPython kernel, show a :class:`UserError` as one line instead of a traceback.
+
+    The cell still fails (papermill stops and exits non-zero); only the display changes, to
+    ``ConfigError: lr must be a finite number, got 'abc'``. Other exceptions keep their full
+    traceback, since they are bugs to report. Returns False outside IPython (nothing to do).
+    """
+    try:
+        from IPython import get_ipython
+    except ImportError:  # pragma: no cover - IPython is a dependency
+        return False
+    shell = get_ipython()
+    if shell is None:
+        return False
+
+    def one_line(shell, etype, value, tb, tb_offset=None):
+        shell.showtraceback((etype, value, tb), exception_only=True)  # the cell's error output: one line
+        return []
+
+    shell.set_custom_exc((UserError,), one_line)
+    return True

@@ -268,3 +268,20 @@ def test_loader_and_device_sources_train_identically_without_augmentation(tiny_s
         finally:
             fit_module._batch_source = original
     _same_results(runs["loader"].run_dir, runs["device"].run_dir)
+
+
+def test_a_truncated_training_checkpoint_is_named_with_how_to_restart(tiny_synthetic, tmp_path):
+    from hie_core.training.checkpoints import CheckpointError
+
+    out = tmp_path / "truncated"
+    config = tiny_config(tiny_synthetic, out)
+    assert run_experiment(config, stop_after_epochs=1) is None
+    checkpoint = out / "checkpoint_last.pt"
+    checkpoint.write_bytes(checkpoint.read_bytes()[:100])
+    with pytest.raises(
+        CheckpointError, match=f"{checkpoint}.*delete {checkpoint} to restart this run from epoch 0"
+    ):
+        run_experiment(config)
+    assert not (out / "summary.json").exists()
+    checkpoint.unlink()  # as the message says: the run starts over and finishes
+    assert run_experiment(config).summary["epochs_run"] == 3
