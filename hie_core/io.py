@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -101,7 +102,8 @@ class ImageGeometry:
         for name in ("spacing_mm", "origin_mm", "direction"):
             a, b = np.asarray(getattr(self, name)), np.asarray(getattr(other, name))
             if not np.allclose(a, b, rtol=tol, atol=tol):
-                out.append(f"{name} {tuple(np.round(b, 4))} != {tuple(np.round(a, 4))}")
+                theirs, ours = (", ".join(f"{v:.4g}" for v in x) for x in (b, a))
+                out.append(f"{name} ({theirs}) != ({ours})")
         return out
 
     def to_dict(self) -> dict:
@@ -134,6 +136,21 @@ def _check_suffix(path: Path) -> None:
         )
 
 
+_REMEDY = "the file is damaged or incomplete: copy it again from the source"
+#: Lines of an ITK exception that say where in ITK, not what went wrong.
+_ITK_NOISE = re.compile(r"^(Exception thrown in SimpleITK|.*\.(cxx|h|hxx):\d+:?$|itk::ERROR:?$)")
+
+
+def _cause(exc: BaseException) -> str:
+    """The informative line of a reader's exception (ITK puts its source location first)."""
+    lines = [line.strip() for line in str(exc).strip().splitlines() if line.strip()]
+    for line in lines:
+        if not _ITK_NOISE.match(line):
+            line = re.sub(r"^(ITK ERROR|itk::ERROR|sitk::ERROR):\s*(\w+\(0x[0-9a-f]+\):\s*)?", "", line)
+            return line[:200]
+    return type(exc).__name__
+
+
 def read_image(path: str | os.PathLike, dtype: np.dtype | None = None) -> tuple[np.ndarray, ImageGeometry]:
     """Read a 3D image into a (D, H, W) array and its geometry.
 
@@ -157,8 +174,7 @@ def read_image(path: str | os.PathLike, dtype: np.dtype | None = None) -> tuple[
     except ImageReadError:
         raise
     except Exception as exc:  # SimpleITK/nibabel raise many types; name the file once
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ImageReadError(f"{path}: cannot read image ({first})") from None
+        raise ImageReadError(f"{path}: cannot read image ({_cause(exc)}); {_REMEDY}") from None
     if dtype is not None:
         array = array.astype(dtype, copy=False)
     return array, geometry
@@ -186,8 +202,7 @@ def read_geometry(path: str | os.PathLike) -> ImageGeometry:
     except ImageReadError:
         raise
     except Exception as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ImageReadError(f"{path}: cannot read image header ({first})") from None
+        raise ImageReadError(f"{path}: cannot read image header ({_cause(exc)}); {_REMEDY}") from None
 
 
 def _geometry_from_itk(size, spacing, origin, direction) -> ImageGeometry:
