@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from hie_core.errors import UserError
+from hie_core.errors import ProblemsError
 from hie_core.io import ImageGeometry, ImageReadError, read_image
 
 __all__ = [
@@ -50,14 +50,8 @@ _PATTERNS = {
 }
 
 
-class DatasetError(UserError, ValueError):
+class DatasetError(ProblemsError):
     """A data folder is not usable. ``str(err)`` lists every problem, each with its file."""
-
-    def __init__(self, message: str, problems: Sequence[str] = ()) -> None:
-        self.problems = list(problems)
-        if self.problems:
-            message = message + "\n" + "\n".join(f"  - {p}" for p in self.problems)
-        super().__init__(message)
 
 
 @dataclass(frozen=True)

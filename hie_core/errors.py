@@ -15,9 +15,9 @@ from __future__ import annotations
 
 import functools
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
-__all__ = ["UserError", "ConfigError", "exit_on_user_error", "short_notebook_errors"]
+__all__ = ["UserError", "ConfigError", "ProblemsError", "exit_on_user_error", "short_notebook_errors"]
 
 
 class UserError(Exception):
@@ -26,6 +26,20 @@ class UserError(Exception):
 
 class ConfigError(UserError, ValueError):
     """A parameter has the wrong type or value; the message names the parameter."""
+
+
+class ProblemsError(UserError, ValueError):
+    """Several problems found at once; ``str(err)`` lists every one, each naming its file.
+
+    Attributes:
+        problems: the problems, one line each.
+    """
+
+    def __init__(self, message: str, problems: Sequence[str] = ()) -> None:
+        self.problems = list(problems)
+        if self.problems:
+            message = message + "\n" + "\n".join(f"  - {p}" for p in self.problems)
+        super().__init__(message)
 
 
 def exit_on_user_error(prog: str) -> Callable[[Callable[..., int]], Callable[..., int]]:

@@ -224,7 +224,9 @@ def _grid_limitation(info: dict) -> str:
     coarser = ours.shape is not None and np.prod(ours.shape) < np.prod(seed.shape)
     relation = "is coarser than" if coarser else "differs from"
     bound = (
-        "the ceiling row of the main results table" if "ceiling" in info.get("references", []) else "no ceiling was measured"
+        "the ceiling row of the main results table"
+        if "ceiling" in info.get("references", [])
+        else "no ceiling was measured"
     )
     return (f"This study's grid ({ours.describe()}) {relation} the seed's ({seed.describe()}); every grid bounds the "
             f"Dice of small lesions ({bound}).")  # fmt: skip

@@ -33,7 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from hie_core.data import MODALITY_FOLDERS, Case, DatasetError, load_dataset, validate_cases
-from hie_core.errors import UserError, exit_on_user_error
+from hie_core.errors import ProblemsError, UserError, exit_on_user_error
 from hie_core.io import read_image, write_image
 
 __all__ = ["PredictError", "Job", "predict_pair", "container_pairs", "plan", "main"]
@@ -44,14 +44,8 @@ CONTAINER_OUT = Path("images/hie-lesion-segmentation")
 _MASK_SUFFIXES = (".mha", ".nrrd", ".nii", ".nii.gz")
 
 
-class PredictError(UserError, ValueError):
+class PredictError(ProblemsError):
     """Inputs or outputs that cannot be used; ``str(err)`` lists every problem with its file."""
-
-    def __init__(self, message: str, problems: Sequence[str] = ()) -> None:
-        self.problems = list(problems)
-        if self.problems:
-            message = message + "\n" + "\n".join(f"  - {p}" for p in self.problems)
-        super().__init__(message)
 
 
 @dataclass(frozen=True)
