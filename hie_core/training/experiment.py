@@ -279,7 +279,12 @@ def notebook_config(
         else project_root() / "runs" / config.preset / loss / f"seed{config.seed}"
     )
     config = dataclasses.replace(config, output_dir=str(out.resolve()))
-    source = "synthetic BONBID-like dataset" if config.synthetic else f"BONBID-HIE folder {config.data_dir}"
+    if config.synthetic:
+        source = "the embedded SYNTHETIC BONBID-like dataset"
+    elif is_synthetic_dir(config.data_dir):
+        source = f"SYNTHETIC BONBID-like data in {config.data_dir}"
+    else:
+        source = f"BONBID-HIE folder {config.data_dir}"
     patches = f"patches {config.patch_shape}" if config.patch_shape else "whole volumes"
     print(
         f"preset: {config.preset} (asked: {preset}); device: {config.device}; loss: {config.loss}; seed {config.seed}"
