@@ -161,8 +161,15 @@ def _study_config(args: argparse.Namespace, loss: str, data: Path):
         extra["target_shape"] = tuple(args.target_shape)
     if args.widths:
         extra["widths"] = tuple(args.widths)
+    if args.spacing_mm:
+        extra["target_spacing_mm"] = tuple(args.spacing_mm)
+    if args.patch_shape:
+        extra["patch_shape"] = tuple(args.patch_shape)
+    if args.steps_per_epoch:
+        extra["steps_per_epoch"] = args.steps_per_epoch
+    folder = loss if args.preset == "seed" else f"{args.preset}-{loss}"  # presets may share one data folder
     return make_config(preset=args.preset, device=args.device, loss=loss, data_dir=str(data), seed=0,
-                       output_dir=str(args.out / loss), epochs=args.epochs, patience=args.epochs, **extra)  # fmt: skip
+                       output_dir=str(args.out / folder), epochs=args.epochs, patience=args.epochs, **extra)  # fmt: skip
 
 
 def run_study(args: argparse.Namespace) -> dict:
@@ -172,7 +179,9 @@ def run_study(args: argparse.Namespace) -> dict:
 
     start = time.perf_counter()
     deadline = start + args.deadline_s
-    seed_protocol = args.preset == "seed" and not (args.target_shape or args.widths or args.max_size)
+    seed_protocol = args.preset == "seed" and not (
+        args.target_shape or args.widths or args.max_size or args.patch_shape
+    )
     report = {"preset": args.preset, "epochs_cap": args.epochs, "deadline_s": args.deadline_s, "runs": [],
               "protocol": "seed" if seed_protocol and args.counts[0] == 85 else "reduced (not comparable)",
               "projection": {"epochs": FULL_EPOCHS, "eval_cases": FULL_EVAL_CASES}}  # fmt: skip
@@ -195,7 +204,8 @@ def run_study(args: argparse.Namespace) -> dict:
             result = run_experiment(config)
             run = {"loss": loss, "status": "ok", "wall_s": time.perf_counter() - t0, **counter,
                    "epochs": _epoch_rows(result.history), "amp": config.amp, "compile": config.compile,
-                   "target_shape": list(config.target_shape), "batch_size": config.batch_size,
+                   "grid": config.grid.describe(), "patch_shape": config.patch_shape and list(config.patch_shape),
+                   "steps_per_epoch": config.steps_per_epoch, "batch_size": config.batch_size,
                    "test_dice_mean": float(result.metrics.loc[result.metrics["split"] == "test", "dice"].mean())}  # fmt: skip
             run["projected_full_run_s"] = project_loss_seconds(run)
         except Exception as exc:  # one failed loss must not hide the others
@@ -309,7 +319,7 @@ def merge_benchmarks(ours: dict | None, baseline: dict | None) -> dict | None:
 def build_report(work: Path) -> dict:
     """One JSON from the stage files in ``work`` (any of them may be missing)."""
     bench = merge_benchmarks(_load(work / "bench.json"), _load(work / "baseline.json"))
-    study, env = _load(work / "study.json"), _load(work / "env.json")
+    study, env, native = _load(work / "study.json"), _load(work / "env.json"), _load(work / "native.json")
     stages = [json.loads(line) for line in (work / "stages.jsonl").read_text().splitlines() if line.strip()] \
         if (work / "stages.jsonl").exists() else []  # fmt: skip
     log = work / "tests.log"
@@ -319,7 +329,7 @@ def build_report(work: Path) -> dict:
         "name", (env or {}).get("name") or os.environ.get("HIE_DEVICE_NAME") or "unknown device"
     )
     report = {"device": device, "rows": (bench or {}).get("rows", []), "summary": (bench or {}).get("summary"),
-              "targets": evaluate_targets(bench, study), "tests": tests, "study": study, "env": env,
+              "targets": evaluate_targets(bench, study), "tests": tests, "study": study, "native": native, "env": env,
               "stages": stages, "settings": (bench or {}).get("settings"), "versions": (bench or {}).get("versions"),
               "git_commit": os.environ.get("HIE_GIT_COMMIT") or (bench or {}).get("git_commit"),
               "check": {"script": "benchmarks/device_check.sh", "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}}  # fmt: skip
@@ -377,6 +387,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     s.add_argument("--max-size", type=int, default=None, help="cap the synthetic volumes (tests only)")
     s.add_argument("--target-shape", type=int, nargs=3, default=None, help="override the preset (tests only)")
     s.add_argument("--widths", type=int, nargs=4, default=None, help="override the preset (tests only)")
+    s.add_argument("--spacing-mm", type=float, nargs=3, default=None, help="override the preset (tests only)")
+    s.add_argument("--patch-shape", type=int, nargs=3, default=None, help="override the preset (tests only)")
+    s.add_argument("--steps-per-epoch", type=int, default=None, help="override the preset (tests only)")
     r = sub.add_parser("report", help="gather the stages into one JSON named after the device")
     r.add_argument("--work", type=Path, required=True)
     r.add_argument("--out-dir", type=Path, default=Path(__file__).resolve().parent / "results")

@@ -5,12 +5,13 @@
 #   tests    pytest -m cuda tests/test_cuda.py (CuPy, losses vs MONAI, metrics, augmentation, training)
 #   bench    benchmarks/bench_pipeline.py --pipelines ours --losses all (hie_core.training.step)
 #   study    benchmarks/device_check.py study: the six losses, seed protocol, a few epochs each
+#   native   the same for the native preset (2.5 x 1 x 1 mm patches, sliding window), Tversky+HDT, 2 epochs
 #   baseline benchmarks/bench_pipeline.py --pipelines baseline (MONAI + TorchIO as shipped) for Dice and
 #            Tversky+HDT, the rates its study projection uses; last, since it is the most expendable
 #   report   one JSON, benchmarks/results/<device>.json (and a copy in $OUT), targets evaluated
 # A stage that fails or times out is recorded and the next one still runs; the report is
 # always written. Usage:
-#   bash benchmarks/device_check.sh [--dry-run] [--stages install,tests,bench,study,baseline]
+#   bash benchmarks/device_check.sh [--dry-run] [--stages install,tests,bench,study,native,baseline]
 # --dry-run prints what a device call carries (paths, sizes, total against 64 MiB) and the
 # commands, and runs nothing. benchmarks/README.md gives the device tool call.
 set -uo pipefail
@@ -22,7 +23,7 @@ BUDGET="${HIE_CHECK_BUDGET_S:-460}"
 WORK="${HIE_CHECK_WORK:-${TMPDIR:-/tmp}/hie-device-check}"
 OUT_DIR="${OUT:-}"
 LIMIT_MIB=64
-ALL_STAGES="install tests bench study baseline"
+ALL_STAGES="install tests bench study native baseline"
 STAGES="${ALL_STAGES// /,}"
 DRY=0
 while [ $# -gt 0 ]; do
@@ -37,7 +38,7 @@ while [ $# -gt 0 ]; do
 done
 
 # Default time boxes in seconds (the whole run is also held to $BUDGET, the report included).
-declare -A BOX=([install]=40 [tests]=110 [bench]=150 [study]=150 [baseline]=130)
+declare -A BOX=([install]=40 [tests]=110 [bench]=150 [study]=150 [native]=90 [baseline]=130)
 SITE="$WORK/site"
 RESULTS="${HIE_CHECK_RESULTS_DIR:-benchmarks/results}"
 # Overridable for a CPU rehearsal (tests/test_device_check.py); the defaults are the device's.
@@ -48,6 +49,7 @@ declare -A CMD=(
     [tests]="$PY -m pytest -v -m cuda tests/test_cuda.py"
     [bench]="$PY benchmarks/bench_pipeline.py --pipelines ours --losses all $BENCH_ARGS --json $WORK/bench.json"
     [study]="$PY benchmarks/device_check.py study $STUDY_ARGS --deadline-s DEADLINE"
+    [native]="$PY benchmarks/device_check.py study --preset native --losses tversky_hdt ${HIE_CHECK_NATIVE_ARGS:---epochs 2} --out $WORK/study --json $WORK/native.json --deadline-s DEADLINE"
     [baseline]="$PY benchmarks/bench_pipeline.py --pipelines baseline --losses dice tversky_hdt $BENCH_ARGS --json $WORK/baseline.json"
 )
 REPORT_CMD="$PY benchmarks/device_check.py report --work $WORK --out-dir $RESULTS${OUT_DIR:+ --copy-to $OUT_DIR}"

@@ -140,8 +140,9 @@ def test_rehearsal_of_the_study_stage_writes_a_readable_report(tmp_path):
     out.mkdir()
     study_args = ("--epochs 2 --device cpu --counts 5 1 1 --max-size 24 --target-shape 8 16 16 "
                   "--widths 4 8 16 32 --losses dice")  # fmt: skip
-    proc = _run(["--stages", "study"], OUT=str(out), HIE_CHECK_WORK=str(tmp_path / "work"),
-                HIE_CHECK_RESULTS_DIR=str(results), HIE_CHECK_STUDY_ARGS=study_args,
+    native_args = "--epochs 2 --device cpu --spacing-mm 6 3 3 --patch-shape 8 16 8 --widths 4 8 16 32 --steps-per-epoch 3"
+    proc = _run(["--stages", "study,native"], OUT=str(out), HIE_CHECK_WORK=str(tmp_path / "work"),
+                HIE_CHECK_RESULTS_DIR=str(results), HIE_CHECK_STUDY_ARGS=study_args, HIE_CHECK_NATIVE_ARGS=native_args,
                 HIE_DEVICE_NAME="Rehearsal CPU", HIE_GIT_COMMIT="abc1234")  # fmt: skip
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     report = json.loads((results / "rehearsal-cpu.json").read_text())
@@ -149,7 +150,15 @@ def test_rehearsal_of_the_study_stage_writes_a_readable_report(tmp_path):
     assert report["device"]["name"] == "Rehearsal CPU" and isinstance(
         report["rows"], list
     )  # the book reads these
-    assert [s["name"] for s in report["stages"]] == ["study"] and report["stages"][0]["rc"] == 0
+    assert [s["name"] for s in report["stages"]] == ["study", "native"] and report["stages"][0]["rc"] == 0
+    native = report["native"]["runs"][
+        0
+    ]  # the native preset's machinery: patches, sliding window, its own folder
+    assert (
+        native["status"] == "ok"
+        and native["patch_shape"] == [8, 16, 8]
+        and native["grid"] == "6 x 3 x 3 mm voxels"
+    )
     run = report["study"]["runs"][0]
     assert run["status"] == "ok" and [e["epoch"] for e in run["epochs"]] == [1, 2]
     assert run["eval_cases"] == 2 and run["projected_full_run_s"] > 0
