@@ -40,7 +40,8 @@ def tiny_params(data_dir: Path, epochs: int = 1) -> dict:
 
 def tiny_cli(data_dir: Path, runs_dir: Path, *extra: str) -> list[str]:
     return ["--losses", "dice", "--seeds", "2", "--data-dir", str(data_dir), "--runs-dir", str(runs_dir),
-            "--study", "s", "--preset", "quick", "--device", "cpu", "--no-book", "--set", "epochs=1", *extra]  # fmt: skip
+            "--study", "s", "--preset", "quick", "--device", "cpu", "--no-book", "--set", "epochs=1",
+            "--set", "steps_per_epoch=2", *extra]  # fmt: skip
 
 
 def files_under(folder: Path) -> list[Path]:

@@ -21,7 +21,7 @@ __all__ = ["SEED_PROTOCOL", "deviations_table", "study_deviations"]
 SEED_PROTOCOL: dict[str, Any] = {
     "target_shape": (32, 192, 192), "batch_size": 4, "lr": 1e-3, "weight_decay": 1e-3, "lr_decay": 0.9,
     "l1": 1e-4, "grad_clip": 1.0, "epochs": 100, "patience": 10, "augment": "torchio", "amp": False, "compile": False, "patch_shape": None,
-    "foreground_fraction": None, "steps_per_epoch": None, "target_spacing_mm": None,
+    "foreground_fraction": None, "steps_per_epoch": None, "target_spacing_mm": None, "norm": "batch",
 }  # fmt: skip
 #: Fields that describe where or how a run executes, not what it computes.
 _NOT_PROTOCOL = {"loss", "data_dir", "output_dir", "device", "seed", "num_workers", "synthetic_preset", "preset",
@@ -40,7 +40,11 @@ _WHY = {
     "sample costs about 1 s per case on a CPU core)",
     "amp": "bf16 autocast on the GPU: about 3x the throughput; the losses are computed in float32",
     "compile": "torch.compile: the same arithmetic in fused kernels (float results differ in the last bits)",
-    "patch_shape": "patches keep the native resolution within the memory of one GPU",
+    "patch_shape": "a patch of a finer grid costs what a whole coarse volume does (the quick preset, on a CPU); "
+    "patches keep the scans' resolution within one GPU's memory (the native preset)",
+    "norm": "BatchNorm's running averages over small batches of lesion-centred patches made evaluation swing by up "
+    "to 0.5 Dice from one checkpoint to the next; InstanceNorm (nnU-Net's choice) normalises each patch by its own "
+    "statistics (measured: benchmarks/README.md)",
     "foreground_fraction": "patches are centred on a lesion this often, so rare lesions are seen",
     "steps_per_epoch": "an epoch is a fixed number of patch steps, not one pass over whole volumes",
     "target_spacing_mm": "a fixed spacing keeps each scan's resolution instead of squeezing it into one size",
@@ -90,7 +94,7 @@ def _code_rows(config: Mapping[str, Any], n_cases: Mapping[str, Any] | None) -> 
              f"bias = logit({_fmt(config.get('prior_probability'))})", "lesions are about 1% of the brain; "
              "Dice-type losses started at p = 0.5 need many more steps (Lin et al. 2017's prior)"),
         _row("L1 penalty", f"{_fmt(SEED_PROTOCOL['l1'])} on the weights", f"{_fmt(config.get('l1'))} on the "
-             f"{n_l1} weight tensors with ndim > 1 (of {n_all} parameter tensors)", "biases and BatchNorm scales "
+             f"{n_l1} weight tensors with ndim > 1 (of {n_all} parameter tensors)", "biases and normalisation scales "
              "are not weights of a connection; penalising them shifts activations, not sparsity"),
         _row("hybrid losses", "0.9 x base + 0.1 x log(HDT)", f"{w:g} x base + {1 - w:g} x log(1 + HDT)",
              "log(HDT) is minus infinity for a perfect prediction and negative below 1; log(1 + HDT) is 0 there"),
@@ -134,8 +138,13 @@ def _config_rows(config: Mapping[str, Any]) -> list[dict[str, str]]:
         if not _same(seed, ours) and not (field == "augment" and ours == "torchio"):
             rows.append(_row(field.replace("_", " "), _fmt(seed), _fmt(ours, "none"), _WHY.get(field, "")))
     if config.get("patch_shape") and "sw_overlap" in config:
+        from hie_core.training.fit import Selection
+
         rows.append(_row("prediction", "the whole resampled volume at once", f"sliding window, overlap "
                          f"{_fmt(config['sw_overlap'])}", "patches cover any volume size"))  # fmt: skip
+        rows.append(_row("selection-set scoring", "the whole resampled volume at once", f"sliding window, overlap "
+                         f"{_fmt(Selection.OVERLAP)}", "it only ranks epochs; overlapping windows every epoch cost "
+                         "about a third of a quick run"))  # fmt: skip
     handled = set(SEED_PROTOCOL) | _NOT_PROTOCOL | {"widths", "prior_probability", "l1", "selection_fraction",
                                                     "label_interpolation", "sw_overlap", "dropout"}  # fmt: skip
     seed_preset = make_config(preset="seed", device="cpu").to_dict()
