@@ -292,4 +292,7 @@ def notebook_config(
     print(f"data: {source}; grid {config.grid.describe()}; {patches}; widths {config.widths}")
     print(f"epochs <= {config.epochs}, patience {config.patience}, batch {config.batch_size}, "
           f"steps/epoch {config.steps_per_epoch or 'one pass'}, augment {config.augment}")  # fmt: skip
+    if config.preset in ("seed", "native") and not config.device.startswith("cuda"):
+        print(f"note: the {config.preset} preset is meant for a GPU; on a 2-core CPU one native epoch took "
+              "20 minutes. The quick preset is the CPU one.")  # fmt: skip
     return config
