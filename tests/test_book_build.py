@@ -152,6 +152,8 @@ def test_collect_notebooks_folds_study_pages_and_titles_experiments(tmp_path):
         ["parameters", "remove-cell"],
         ["injected-parameters", "remove-cell"],
         ["hide-input"],
+        ["hide-input"],  # the captioned table and chart of the results page
+        ["hide-input"],
     ]
     dice = nbformat.read(generated / "experiments" / "dice.ipynb", as_version=4)
     assert dice.cells[0].source.startswith("# Experiment: dice\n")
