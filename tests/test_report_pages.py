@@ -41,7 +41,9 @@ def test_tables_have_no_index_and_carry_their_provenance(results) -> None:
     assert "row_heading" not in t1 and "SYNTHETIC BONBID-like data" in t1 and "preset quick" in t1
     assert t1.count("<tr>") == 1 + 4 and "ceiling" in t1  # header + dice, tversky, baseline, ceiling
     assert "0.900" in t1 and "<br><small>[" in t1  # the ceiling's Dice; intervals on a second line
+    assert ">ZADC &lt; -2 (baseline)</td>" in t1 and ">label resampled (ceiling)</td>" in t1
     comp = results_page.comparisons_table(results)._repr_html_()
+    assert ">ZADC &lt; -2 (baseline)</td>" in comp  # as the reference of a comparison
     assert "adjusted over the 9 tests" in comp and "no test because" not in comp  # every test ran
     assert comp.count(">yes<") == 9  # all differences hold after Holm (12 cases, every sign the same)
     strata = results_page.strata_table(results)._repr_html_()

@@ -21,10 +21,12 @@ from hie_core.report.sources import DataSource, banner, source_line, study_dir_f
 
 __all__ = [
     "abstract", "case_arrays", "comparisons_table", "curves_figure", "discussion", "figure6", "live_case_viewer",
-    "open_results", "per_case_table", "source_of", "strata_table", "study_banner", "table1", "table1_chart",
+    "method_label", "open_results", "per_case_table", "source_of", "strata_table", "study_banner", "table1", "table1_chart",
 ]  # fmt: skip
 
 _METRIC_HEAD = {"dice": "Dice", "masd_mm": "MASD mm", "nsd": "NSD @2mm"}
+#: How the tables name the two reference rows for a reader (the files keep the short keys).
+METHOD_LABELS = {"baseline": "ZADC < -2 (baseline)", "ceiling": "label resampled (ceiling)"}
 _DIGITS = {"dice": 3, "masd_mm": 2, "nsd": 3}
 
 
@@ -65,6 +67,15 @@ def discussion(results: StudyResults):
     return display.markdown(prose.discussion(results))
 
 
+def method_label(method: str) -> str:
+    """A method's name in the book's tables: the loss key, or what a reference row is."""
+    return METHOD_LABELS.get(method, method)
+
+
+def _labels(methods: pd.Series) -> pd.Series:
+    return methods.map(method_label)
+
+
 def _ci_column(frame: pd.DataFrame, metric: str) -> pd.Series:
     cols = [f"{metric}_{s}" for s in ("mean", "ci_low", "ci_high")]
     return frame[cols].apply(lambda r: display.format_ci(*r, digits=_DIGITS[metric], html_break=True), axis=1)
@@ -73,14 +84,15 @@ def _ci_column(frame: pd.DataFrame, metric: str) -> pd.Series:
 def table1(results: StudyResults, split: str = "test"):
     """Table 1: n, mean [95% CI] of each metric, ranks and the between-seed SD, one row per method."""
     t = results.table("table1", split)
-    shown = pd.DataFrame({"method": t["method"], "n": t["n_cases"], "runs": t["n_runs"]})
+    shown = pd.DataFrame({"method": _labels(t["method"]), "n": t["n_cases"], "runs": t["n_runs"]})
     for metric, head in _METRIC_HEAD.items():
         shown[head] = _ci_column(t, metric)
         if metric == "masd_mm":
             shown["n/a"] = t["masd_undefined"]
     shown["rank"] = t["rank_mean"].map(lambda v: "-" if not math.isfinite(v) else f"{v:.2f}")
     shown["seed SD"] = t["dice_seed_sd"]
-    note = (f"n: {split} cases; runs: seeds. Mean [95% bootstrap CI] over cases of per-case scores averaged over "
+    note = (f"n: {split} cases; runs: seeds; baseline: the organisers' ZADC < -2 threshold inside the brain; "
+            "ceiling: the reference label sent through the training grid and back. Mean [95% bootstrap CI] over cases of per-case scores averaged over "
             "seeds; n/a: cases where MASD is undefined (one mask empty), skipped in its mean. rank: the challenge's "
             "mean of the Dice, MASD and NSD ranks (1 = best); the ceiling is not ranked, it bounds every method. "
             f"seed SD: SD of the mean Dice over seeds. {_provenance(results)}.")  # fmt: skip
@@ -100,7 +112,7 @@ def comparisons_table(results: StudyResults, split: str = "test"):
     diff = c.apply(lambda r: display.format_ci(r["mean_difference"], r["ci_low"], r["ci_high"], _DIGITS[r["metric"]],
                                                html_break=True), axis=1)  # fmt: skip
     shown = pd.DataFrame({
-        "method": c["method"], "vs": c["reference"], "metric": c["metric"].map(_METRIC_HEAD), "pairs": c["n_pairs"],
+        "method": _labels(c["method"]), "vs": _labels(c["reference"]), "metric": c["metric"].map(_METRIC_HEAD), "pairs": c["n_pairs"],
         "difference [95% CI]": diff, "p": c["p_wilcoxon"].map(display.format_p),
         "p Holm": c["p_holm"].map(display.format_p), "holds": np.where(c["p_holm"] < prose.ALPHA, "yes", ""),
         "better mean": c["favours"], "no test because": c["reason"],
@@ -118,7 +130,7 @@ def comparisons_table(results: StudyResults, split: str = "test"):
 def strata_table(results: StudyResults, split: str = "test"):
     """Per method and lesion-burden stratum: n and mean [95% CI] of each metric (a CI where n >= 3)."""
     s = results.table("strata", split)
-    shown = pd.DataFrame({"method": s["method"], "stratum": s["stratum"], "cases": s["n_cases"]})
+    shown = pd.DataFrame({"method": _labels(s["method"]), "stratum": s["stratum"], "cases": s["n_cases"]})
     for metric, head in _METRIC_HEAD.items():
         shown[head] = _ci_column(s, metric)
     shown["note"] = s["note"]
@@ -136,7 +148,8 @@ def per_case_table(results: StudyResults, split: str = "test", metric: str = "di
     wide = per_case_wide(p, split, metric, methods).rename(
         columns={"case_id": "case", "burden_percent": "burden %"}
     )
-    note = (f"{_METRIC_HEAD[metric]} per {split} case, averaged over seeds; all metrics per case and seed-level "
+    note = (f"{_METRIC_HEAD[metric]} per {split} case, averaged over seeds (baseline: ZADC < -2; ceiling: the "
+            "label resampled through the training grid); all metrics per case and seed-level "
             f"counts are in results/per_case_{split}.csv.")  # fmt: skip
     return display.table(wide, precision=3, note=note, scroll=True)
 
