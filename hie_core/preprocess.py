@@ -49,6 +49,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "DEFAULT_TARGET_SHAPE",
+    "ZADC_NORMS",
     "Grid",
     "as_grid",
     "spacing_geometry",
@@ -75,11 +76,23 @@ DEFAULT_TARGET_SHAPE: tuple[int, int, int] = (32, 192, 192)
 #: Version of the preprocessing output; bumping it invalidates every cache entry.
 PREPROCESS_VERSION = 1
 _INTERPOLATIONS = ("linear", "nearest")
+#: How the ZADC channel is scaled. ``"volume"``: z-scored with its volume's mean and sd, as ADC
+#: is (the seed's). ``"atlas"``: kept as it is, a z-score against the normative atlas already,
+#: so -2 means the same in every scan; re-scoring it per volume shrinks the lesions' values in
+#: scans with a large lesion burden (their sd grows), which the quick preset's networks then
+#: under-segment (benchmarks/README.md).
+ZADC_NORMS = ("volume", "atlas")
+ZadcNorm = Literal["volume", "atlas"]
 
 
 def _check_interpolation(interpolation: str) -> None:
     if interpolation not in _INTERPOLATIONS:
         raise ValueError(f"interpolation must be one of {_INTERPOLATIONS}, got {interpolation!r}")
+
+
+def _check_zadc_norm(zadc_norm: str) -> None:
+    if zadc_norm not in ZADC_NORMS:
+        raise ValueError(f"zadc_norm must be one of {ZADC_NORMS}, got {zadc_norm!r}")
 
 
 def _check_shape(target_shape: tuple[int, ...]) -> tuple[int, int, int]:
@@ -268,11 +281,12 @@ class PreprocessedCase:
 
     Attributes:
         case_id: the case's id.
-        image: (2, D, H, W) float32, channel 0 z-scored ADC, channel 1 z-scored ZADC.
+        image: (2, D, H, W) float32, channel 0 z-scored ADC, channel 1 ZADC (z-scored, or as it
+            is with ``zadc_norm="atlas"``).
         label: (1, D, H, W) uint8 in {0, 1}, or None for an unlabelled case.
         native_geometry: the grid of the raw files (where metrics are computed).
         geometry: the resampled grid of ``image`` and ``label``.
-        intensity_mean: (ADC, ZADC) mean of the resampled maps before the z-score.
+        intensity_mean: (ADC, ZADC) mean of the resampled maps before any z-score.
         intensity_std: (ADC, ZADC) sd of the resampled maps before the z-score.
     """
 
@@ -302,6 +316,7 @@ def preprocess_arrays(
     target_shape: Grid | tuple[int, int, int] = DEFAULT_TARGET_SHAPE,
     label_interpolation: Interpolation = "linear",
     case_id: str = "",
+    zadc_norm: ZadcNorm = "volume",
 ) -> PreprocessedCase:
     """Resample, z-score and stack one case given as arrays on one native grid.
 
@@ -313,18 +328,24 @@ def preprocess_arrays(
         target_shape: the output grid: a :class:`Grid`, or an array shape (D, H, W).
         label_interpolation: ``"linear"`` (fraction >= 0.5) or ``"nearest"`` (the seed's).
         case_id: carried into the result.
+        zadc_norm: ``"volume"`` (ZADC z-scored like ADC, the seed's) or ``"atlas"`` (ZADC as
+            it is); see :data:`ZADC_NORMS`.
 
     Returns:
         The :class:`PreprocessedCase`.
     """
     _check_interpolation(label_interpolation)
+    _check_zadc_norm(zadc_norm)
     for name, arr in (("adc", adc), ("zadc", zadc), ("label", label)):
         if arr is not None and np.shape(arr) != geometry.shape:
             raise ValueError(f"{name} shape {np.shape(arr)} does not match geometry shape {geometry.shape}")
     target = as_grid(target_shape).geometry(geometry)
     channels, means, stds = [], [], []
-    for volume in (adc, zadc):
-        normalised, mean, std = zscore(resample_to_geometry(volume, geometry, target, "linear"))
+    for name, volume in (("adc", adc), ("zadc", zadc)):
+        resampled = resample_to_geometry(volume, geometry, target, "linear")
+        normalised, mean, std = zscore(resampled)
+        if name == "zadc" and zadc_norm == "atlas":
+            normalised = resampled.astype(np.float32, copy=False)
         channels.append(normalised)
         means.append(mean)
         stds.append(std)
@@ -346,8 +367,9 @@ def preprocess_case(
     case: Case,
     target_shape: Grid | tuple[int, int, int] = DEFAULT_TARGET_SHAPE,
     label_interpolation: Interpolation = "linear",
+    zadc_norm: ZadcNorm = "volume",
 ) -> PreprocessedCase:
-    """Read a case's ADC, ZADC (and label) files and preprocess them.
+    """Read a case's ADC, ZADC (and label) files and preprocess them (:func:`preprocess_arrays`).
 
     Raises:
         hie_core.io.ImageReadError: a file cannot be read.
@@ -365,7 +387,7 @@ def preprocess_case(
             diff = "; ".join(geometry.grid_differences(other))
             raise ValueError(f"{case.case_id}: {name} grid differs from the ADC grid ({path}: {diff})")
     return preprocess_arrays(
-        adc, arrays["zadc"], geometry, arrays["label"], target_shape, label_interpolation, case.case_id
+        adc, arrays["zadc"], geometry, arrays["label"], target_shape, label_interpolation, case.case_id, zadc_norm
     )
 
 
@@ -419,7 +441,7 @@ class PreprocessCache:
 
     An entry is a compressed ``.npz`` named ``<case_id>-<key>.npz`` in ``cache_dir``,
     written atomically. The key is a SHA-256 of the three input files' SHA-256s, the target
-    shape, the interpolation modes and :data:`PREPROCESS_VERSION`, so it changes when an
+    shape, the interpolation modes, the ZADC scaling and :data:`PREPROCESS_VERSION`, so it changes when an
     input or a parameter does. File hashes are remembered per (path, size, mtime_ns), in
     memory and under ``cache_dir/file_hashes``, so unchanged files are not re-hashed. An
     unreadable entry is recomputed, and an unwritable cache skipped, with a warning.
@@ -452,7 +474,11 @@ class PreprocessCache:
         return value
 
     def key(
-        self, case: Case, target_shape: Grid | tuple[int, int, int], label_interpolation: Interpolation
+        self,
+        case: Case,
+        target_shape: Grid | tuple[int, int, int],
+        label_interpolation: Interpolation,
+        zadc_norm: ZadcNorm = "volume",
     ) -> str:
         """The entry key of ``case`` under these parameters (hex SHA-256)."""
         grid = as_grid(target_shape)
@@ -462,7 +488,7 @@ class PreprocessCache:
             "target_spacing_mm": grid.spacing_mm and list(grid.spacing_mm),
             "map_interpolation": "linear",
             "label_interpolation": label_interpolation,
-            "normalisation": "zscore-whole-volume",
+            "normalisation": "zscore-whole-volume" if zadc_norm == "volume" else "adc-zscore-zadc-atlas",
             "adc": self.file_hash(case.adc),
             "zadc": self.file_hash(case.zadc),
             "label": None if case.label is None else self.file_hash(case.label),
@@ -470,27 +496,33 @@ class PreprocessCache:
         return hashlib.sha256(json.dumps(params, sort_keys=True).encode()).hexdigest()
 
     def path(
-        self, case: Case, target_shape: Grid | tuple[int, int, int], label_interpolation: Interpolation
+        self,
+        case: Case,
+        target_shape: Grid | tuple[int, int, int],
+        label_interpolation: Interpolation,
+        zadc_norm: ZadcNorm = "volume",
     ) -> Path:
         """Where the entry of ``case`` under these parameters lives."""
         safe_id = re.sub(r"[^A-Za-z0-9_.-]", "_", case.case_id)
-        return self.cache_dir / f"{safe_id}-{self.key(case, target_shape, label_interpolation)[:24]}.npz"
+        return self.cache_dir / f"{safe_id}-{self.key(case, target_shape, label_interpolation, zadc_norm)[:24]}.npz"
 
     def get(
         self,
         case: Case,
         target_shape: Grid | tuple[int, int, int] = DEFAULT_TARGET_SHAPE,
         label_interpolation: Interpolation = "linear",
+        zadc_norm: ZadcNorm = "volume",
     ) -> PreprocessedCase:
         """The preprocessed case: from the cache, or computed, stored and returned."""
         _check_interpolation(label_interpolation)
-        entry = self.path(case, target_shape, label_interpolation)
+        _check_zadc_norm(zadc_norm)
+        entry = self.path(case, target_shape, label_interpolation, zadc_norm)
         if entry.is_file():
             try:
                 return _load_entry(entry, case.case_id, as_grid(target_shape).shape)
             except Exception as exc:  # corrupt/truncated/foreign file: recompute
                 warnings.warn(f"{entry}: unreadable cache entry, recomputing ({exc})", stacklevel=2)
-        result = preprocess_case(case, target_shape, label_interpolation)
+        result = preprocess_case(case, target_shape, label_interpolation, zadc_norm)
         _try_write(entry, _dump_entry(result))
         return result
 

@@ -85,6 +85,22 @@ def test_predict_single_pair_keeps_native_geometry(tiny_release, checkpoint, tmp
     assert [p.name for p in out.parent.iterdir()] == ["mask.mha"]  # no probe or temporary file left
 
 
+def test_prediction_scales_zadc_as_the_model_was_trained(tiny_release, tmp_path, monkeypatch, capsys):
+    import hie_core.preprocess as pp
+
+    case = discover_cases(tiny_release, splits=["val"])[0]
+    seen = []
+    real = pp.preprocess_arrays
+    monkeypatch.setattr(pp, "preprocess_arrays", lambda *a, **k: seen.append(k["zadc_norm"]) or real(*a, **k))
+    for name, extra in (("old.pt", {}), ("atlas.pt", {"zadc_norm": "atlas"})):
+        model, meta = load_model_file(write_model_file(tmp_path / name, **extra))
+        predict.predict_pair(model, meta, case.adc, case.zadc)
+    assert seen == ["volume", "atlas"]  # a file from before the option gets the seed's scaling
+    bad = write_model_file(tmp_path / "bad" / "model_best.pt", zadc_norm="raw")
+    _fails(["--checkpoint", bad, "--adc", case.adc, "--zadc", case.zadc, "--output", tmp_path / "o.mha"], capsys,
+           tmp_path, bad, "zadc_norm 'raw'")  # fmt: skip
+
+
 def test_predict_folder_and_container_layouts(tiny_release, checkpoint, tmp_path):
     assert predict.main(["--checkpoint", str(checkpoint), "--data-dir", str(tiny_release / "BONBID2023_Test"),
                          "--output-dir", str(tmp_path / "preds"), "--device", "cpu"]) == 0  # fmt: skip

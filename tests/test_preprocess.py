@@ -123,6 +123,28 @@ def test_preprocess_arrays_shape_dtype_and_zscore() -> None:
         assert out.intensity_std[0] == pytest.approx(resampled_adc.std())
 
 
+def test_atlas_scaling_keeps_zadc_as_given_and_zscores_adc() -> None:
+    rng = np.random.default_rng(1)
+    adc = rng.normal(1350.0, 430.0, NATIVE.shape)
+    zadc = rng.normal(-1.0, 3.0, NATIVE.shape)
+    volume = pp.preprocess_arrays(adc, zadc, NATIVE, target_shape=(6, 16, 30))
+    atlas = pp.preprocess_arrays(adc, zadc, NATIVE, target_shape=(6, 16, 30), zadc_norm="atlas")
+    np.testing.assert_array_equal(atlas.image[0], volume.image[0])  # ADC z-scored either way
+    resampled_zadc = pp.resample(zadc, NATIVE, (6, 16, 30), "linear")[0]
+    np.testing.assert_allclose(atlas.image[1], resampled_zadc, atol=1e-5)  # ZADC on its own scale
+    assert atlas.image[1].mean() == pytest.approx(-1.0, abs=0.2) and atlas.image.dtype == np.float32
+    assert atlas.intensity_mean == volume.intensity_mean  # the statistics are recorded either way
+    # a larger lesion burden moves the z-scored ZADC of the same lesion voxel, not the atlas one
+    burdened = zadc.copy()
+    burdened[:, :10] = -6.0
+    for norm, moves in (("volume", True), ("atlas", False)):
+        a = pp.preprocess_arrays(adc, zadc, NATIVE, target_shape=NATIVE.shape, zadc_norm=norm).image[1]
+        b = pp.preprocess_arrays(adc, burdened, NATIVE, target_shape=NATIVE.shape, zadc_norm=norm).image[1]
+        assert (abs(a[:, 15:] - b[:, 15:]).max() > 0.1) == moves, norm
+    with pytest.raises(ValueError, match="zadc_norm must be one of"):
+        pp.preprocess_arrays(adc, zadc, NATIVE, target_shape=(6, 16, 30), zadc_norm="raw")
+
+
 def test_zscore_of_a_constant_map_is_zero() -> None:
     values, mean, std = pp.zscore(np.full((2, 3, 4), 7.0))
     assert (mean, std) == (7.0, 0.0)
@@ -249,6 +271,9 @@ def test_cache_invalidates_on_input_or_parameter_change(tmp_path: Path, counting
     assert not np.array_equal(changed.image[1], first.image[1])
     np.testing.assert_array_equal(changed.image[0], first.image[0])
     assert other_mode.label is not None and len(list(cache.cache_dir.glob("*.npz"))) == 4
+    atlas = cache.get(case, (4, 10, 12), zadc_norm="atlas")  # another scaling: another entry
+    assert counting["read_image"] == 15 and len(list(cache.cache_dir.glob("*.npz"))) == 5
+    assert not np.array_equal(atlas.image[1], changed.image[1])
 
 
 def test_corrupt_cache_entry_is_recomputed(tmp_path: Path, counting: dict[str, int]) -> None:

@@ -130,11 +130,14 @@ def test_preprocessing_text_names_this_studys_grid() -> None:
     )
     seed = methods_page.preprocessing_text({"target_shape": [32, 192, 192], "preset": "seed"})
     assert "**32 x 192 x 192 voxels**" in seed and "seed study" not in seed and "patches" not in seed
+    assert "Each map is then z-scored" in seed and "normative atlas" not in seed
     quick = methods_page.preprocessing_text({"target_shape": None, "target_spacing_mm": [4.0, 2.0, 2.0],
-                                             "patch_shape": [16, 48, 48], "foreground_fraction": 0.67, "preset": "quick"})  # fmt: skip
+                                             "patch_shape": [16, 48, 48], "foreground_fraction": 0.67, "preset": "quick",
+                                             "zadc_norm": "atlas"})  # fmt: skip
     assert (
         "**4 x 2 x 2 mm voxels**" in quick and "patches of 16 x 48 x 48 voxels, 67% of them centred" in quick
     )
+    assert "ZADC is kept as it is, a z-score against the normative atlas" in quick
     assert methods_page.network_input({"patch_shape": [16, 48, 48], "target_shape": None}) == (16, 48, 48)
 
 

@@ -174,6 +174,7 @@ def test_presets_and_overrides():
         ({"batch_size": 0}, "batch_size must be at least 1"),
         ({"loss": "l2"}, "loss must be one of dice, .*; got 'l2'"),
         ({"augment": "gpu"}, "augment must be one of torchio, batched, none; got 'gpu'"),
+        ({"zadc_norm": "raw"}, "zadc_norm must be one of volume, atlas; got 'raw'"),
         ({"patch_shape": "16,64"}, "patch_shape must be 3 positive whole numbers"),
         ({"target_spacing_mm": "a,b,c"}, "target_spacing_mm must be 3 positive numbers in mm"),
         ({"foreground_fraction": 2}, "foreground_fraction must be in"),

@@ -22,6 +22,7 @@ SEED_PROTOCOL: dict[str, Any] = {
     "target_shape": (32, 192, 192), "batch_size": 4, "lr": 1e-3, "weight_decay": 1e-3, "lr_decay": 0.9,
     "l1": 1e-4, "grad_clip": 1.0, "epochs": 100, "patience": 10, "augment": "torchio", "amp": False, "compile": False, "patch_shape": None,
     "foreground_fraction": None, "steps_per_epoch": None, "target_spacing_mm": None, "norm": "batch",
+    "zadc_norm": "volume",
 }  # fmt: skip
 #: Fields that describe where or how a run executes, not what it computes.
 _NOT_PROTOCOL = {"loss", "data_dir", "output_dir", "device", "seed", "num_workers", "synthetic_preset", "preset",
@@ -48,7 +49,16 @@ _WHY = {
     "foreground_fraction": "patches are centred on a lesion this often, so rare lesions are seen",
     "steps_per_epoch": "an epoch is a fixed number of patch steps, not one pass over whole volumes",
     "target_spacing_mm": "a fixed spacing keeps each scan's resolution instead of squeezing it into one size",
+    "zadc_norm": "ZADC is already a z-score against a normative atlas, so -2 means the same in every scan; z-scored "
+    "again per volume, its lesion values shrink in scans with a large lesion burden (their sd grows), and those "
+    "lesions were under-segmented (measured on the quick preset: benchmarks/README.md)",
 }
+
+
+#: Readable names of settings whose field name or values say little to a reader.
+_ASPECT = {"zadc_norm": "ZADC scaling"}
+_VALUE = {("zadc_norm", "volume"): "z-scored with its volume's mean and sd, like ADC",
+          ("zadc_norm", "atlas"): "as given: the z-score against the normative atlas"}  # fmt: skip
 
 
 def _fmt(value: Any, missing: str = "not described") -> str:
@@ -136,7 +146,8 @@ def _config_rows(config: Mapping[str, Any]) -> list[dict[str, str]]:
     for field in [f for f in SEED_PROTOCOL if f in config and f != "l1"]:
         seed, ours = SEED_PROTOCOL[field], config[field]
         if not _same(seed, ours) and not (field == "augment" and ours == "torchio"):
-            rows.append(_row(field.replace("_", " "), _fmt(seed), _fmt(ours, "none"), _WHY.get(field, "")))
+            rows.append(_row(_ASPECT.get(field, field.replace("_", " ")), _VALUE.get((field, seed), _fmt(seed)),
+                             _VALUE.get((field, ours), _fmt(ours, "none")), _WHY.get(field, "")))  # fmt: skip
     if config.get("patch_shape") and "sw_overlap" in config:
         from hie_core.training.fit import Selection
 

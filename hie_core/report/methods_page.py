@@ -73,7 +73,7 @@ def network_input(config: Mapping[str, Any]) -> tuple[int, int, int]:
 
 
 def preprocessing_text(config: Mapping[str, Any]) -> str:
-    """The preprocessing paragraph's grid sentences, for this study's grid (Markdown)."""
+    """The preprocessing paragraph: this study's grid, intensity scaling and patches (Markdown)."""
     seed, ours = Grid(shape=DEFAULT_TARGET_SHAPE), run_grid(config)
     if ours.shape is not None:
         text = (f"Both maps are resampled with SimpleITK (linear) to an array of **{ours.describe()}** (D x H x W), "
@@ -81,6 +81,13 @@ def preprocessing_text(config: Mapping[str, Any]) -> str:
     else:
         text = (f"Both maps are resampled with SimpleITK (linear) to **{ours.describe()}** (D x H x W): each scan "
                 "keeps its extent and its resolution, so array sizes differ from case to case.")  # fmt: skip
+    if config.get("zadc_norm", "volume") == "atlas":
+        text += (" ADC is then z-scored with the mean and standard deviation of its whole resampled volume; ZADC is "
+                 "kept as it is, a z-score against the normative atlas already (the seed z-scored it again per "
+                 "volume, which makes its scale depend on the lesion burden).")  # fmt: skip
+    else:
+        text += " Each map is then z-scored with the mean and standard deviation of its whole resampled volume."
+    text += " ADC and ZADC are stacked as two channels."
     patch = config.get("patch_shape")
     if patch:
         fraction = config.get("foreground_fraction")
@@ -171,7 +178,7 @@ def augmentation_figure(
     """Before/after viewer of :func:`augmentation_examples` for one channel (0 ADC, 1 ZADC)."""
     name = ("ADC", "ZADC")[channel]
     return augmentation_viewer(pre.image[channel], {k: v[channel] for k, v in examples.items()},
-                               pre.geometry.spacing_mm, title=f"{pre.case_id}, z-scored {name} - {label}")  # fmt: skip
+                               pre.geometry.spacing_mm, title=f"{pre.case_id}, preprocessed {name} - {label}")  # fmt: skip
 
 
 def unet_blocks(model_kwargs: Mapping[str, Any], shape: Sequence[int]) -> tuple[Any, list[dict]]:

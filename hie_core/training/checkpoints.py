@@ -187,6 +187,13 @@ def load_model_file(path: str | Path, device: str | torch.device = "cpu") -> tup
         raise CheckpointError(
             f"{path}: model file has an unknown norm {norm!r}; pass the {MODEL_FILE} of a training run"
         )
+    from hie_core.preprocess import ZADC_NORMS
+
+    zadc_norm = payload.get("zadc_norm", "volume")
+    if zadc_norm not in ZADC_NORMS:
+        raise CheckpointError(
+            f"{path}: model file has an unknown zadc_norm {zadc_norm!r}; pass the {MODEL_FILE} of a training run"
+        )
     model = UNet3D(in_channels=payload["in_channels"], out_channels=1, widths=widths, norm=norm)
     try:
         model.load_state_dict(payload["state_dict"])
@@ -200,6 +207,7 @@ def load_model_file(path: str | Path, device: str | torch.device = "cpu") -> tup
     for key in ("loss", "epoch", "patch_shape", "target_spacing_mm"):
         meta.setdefault(key, None)
     meta.setdefault("norm", "batch")
+    meta.setdefault("zadc_norm", "volume")  # files from before the option: the seed's scaling
     meta.setdefault("sw_overlap", 0.5)
     for key in ("widths", "target_shape", "patch_shape", "target_spacing_mm"):
         if meta[key] is not None:

@@ -40,7 +40,7 @@ from hie_core.augment.config import BACKENDS
 from hie_core.errors import ConfigError
 from hie_core.losses import LOSS_NAMES
 from hie_core.model import DEFAULT_DROPOUT, DIVISOR
-from hie_core.preprocess import PREPROCESS_VERSION, Grid
+from hie_core.preprocess import PREPROCESS_VERSION, ZADC_NORMS, Grid
 
 __all__ = [
     "PRESETS",
@@ -74,6 +74,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "steps_per_epoch": 20,
         "widths": (8, 16, 32, 64),
         "norm": "instance",
+        "zadc_norm": "atlas",
         "lr": 3e-3,
         "lr_decay": 0.9,
         "synthetic_preset": "small",
@@ -89,6 +90,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "steps_per_epoch": 50,
         "widths": (32, 64, 128, 256),
         "norm": "instance",
+        "zadc_norm": "atlas",
         "synthetic_preset": "full",
     },
 }
@@ -96,7 +98,8 @@ PRESET_NAMES = ("auto", *PRESETS)
 
 #: Fields that may be None; the text "none" sets them to None in :func:`make_config`.
 _OPTIONAL = ("target_shape", "target_spacing_mm", "patch_shape", "steps_per_epoch")
-_STR_FIELDS = ("loss", "data_dir", "synthetic_preset", "output_dir", "preset", "augment", "device", "norm")
+_STR_FIELDS = ("loss", "data_dir", "synthetic_preset", "output_dir", "preset", "augment", "device", "norm",
+               "zadc_norm")  # fmt: skip
 _INT_FIELDS = ("epochs", "patience", "batch_size", "seed", "num_workers")
 _FLOAT_FIELDS = ("lr", "weight_decay", "lr_decay", "l1", "grad_clip", "selection_fraction", "prior_probability",
                  "foreground_fraction", "sw_overlap")  # fmt: skip
@@ -105,6 +108,7 @@ _CHOICES = {
     "augment": BACKENDS,
     "preset": tuple(PRESETS),
     "synthetic_preset": ("small", "full"),
+    "zadc_norm": ZADC_NORMS,
 }
 
 
@@ -141,6 +145,9 @@ class TrainConfig:
         norm: U-Net normalisation, ``"batch"`` (the seed's) or ``"instance"`` (for patches:
             BatchNorm's running averages over small batches of lesion-centred patches made
             evaluation swing from one epoch to the next; see ``benchmarks/quick_preset.py``).
+        zadc_norm: ZADC channel scaling, ``"volume"`` (z-scored with the volume's mean and sd,
+            the seed's) or ``"atlas"`` (kept as it is: a z-score against the normative atlas
+            already); see :data:`hie_core.preprocess.ZADC_NORMS`.
         selection_fraction: share of the training split held out for early stopping.
         num_workers: DataLoader workers (the TorchIO back end augments there).
         amp: bf16 autocast (on CUDA).
@@ -175,6 +182,7 @@ class TrainConfig:
     widths: tuple[int, ...] = (32, 64, 128, 256)
     dropout: tuple[float, ...] = DEFAULT_DROPOUT
     norm: str = "batch"
+    zadc_norm: str = "volume"
     selection_fraction: float = 0.2
     num_workers: int = 0
     amp: bool = False

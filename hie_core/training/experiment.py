@@ -174,7 +174,7 @@ def _preprocess(cases: list[Case], config: TrainConfig):
     from hie_core.preprocess import PreprocessCache
 
     cache = PreprocessCache()
-    return [(case, cache.get(case, config.grid)) for case in cases]
+    return [(case, cache.get(case, config.grid, zadc_norm=config.zadc_norm)) for case in cases]
 
 
 def run_experiment(config: TrainConfig, stop_after_epochs: int | None = None) -> RunResult | None:

@@ -156,7 +156,7 @@ def _save_best(run_dir: Path, model: torch.nn.Module, config: TrainConfig, epoch
         "in_channels": 2, "norm": config.norm, "target_shape": config.target_shape and list(config.target_shape),
         "target_spacing_mm": config.target_spacing_mm and list(config.target_spacing_mm),
         "patch_shape": config.patch_shape and list(config.patch_shape), "sw_overlap": config.sw_overlap,
-        "loss": config.loss, "epoch": epoch,
+        "zadc_norm": config.zadc_norm, "loss": config.loss, "epoch": epoch,
     })  # fmt: skip
 
 
