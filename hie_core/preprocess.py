@@ -387,7 +387,14 @@ def preprocess_case(
             diff = "; ".join(geometry.grid_differences(other))
             raise ValueError(f"{case.case_id}: {name} grid differs from the ADC grid ({path}: {diff})")
     return preprocess_arrays(
-        adc, arrays["zadc"], geometry, arrays["label"], target_shape, label_interpolation, case.case_id, zadc_norm
+        adc,
+        arrays["zadc"],
+        geometry,
+        arrays["label"],
+        target_shape,
+        label_interpolation,
+        case.case_id,
+        zadc_norm,
     )
 
 
@@ -504,7 +511,10 @@ class PreprocessCache:
     ) -> Path:
         """Where the entry of ``case`` under these parameters lives."""
         safe_id = re.sub(r"[^A-Za-z0-9_.-]", "_", case.case_id)
-        return self.cache_dir / f"{safe_id}-{self.key(case, target_shape, label_interpolation, zadc_norm)[:24]}.npz"
+        return (
+            self.cache_dir
+            / f"{safe_id}-{self.key(case, target_shape, label_interpolation, zadc_norm)[:24]}.npz"
+        )
 
     def get(
         self,

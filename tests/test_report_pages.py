@@ -123,7 +123,10 @@ def test_deviations_name_every_changed_setting() -> None:
               "widths": (32, 64, 128, 256), "prior_probability": 0.01, "l1": 1e-4, "selection_fraction": 0.2,
               "a_new_setting": 3, "zadc_norm": "atlas"}  # fmt: skip
     table = deviations.deviations_table(config).set_index("aspect")
-    assert table.loc["ZADC scaling", "this study"].startswith("as given") and "atlas" in table.loc["ZADC scaling", "why"]
+    assert (
+        table.loc["ZADC scaling", "this study"].startswith("as given")
+        and "atlas" in table.loc["ZADC scaling", "why"]
+    )
     assert table.loc["augment", "this study"] == "batched" and table.loc["amp", "why"]
     assert table.loc["patch shape", "seed study"] == "not described"
     assert "epochs" not in table.index  # same as the seed

@@ -86,7 +86,9 @@ def preprocessing_text(config: Mapping[str, Any]) -> str:
                  "kept as it is, a z-score against the normative atlas already (the seed z-scored it again per "
                  "volume, which makes its scale depend on the lesion burden).")  # fmt: skip
     else:
-        text += " Each map is then z-scored with the mean and standard deviation of its whole resampled volume."
+        text += (
+            " Each map is then z-scored with the mean and standard deviation of its whole resampled volume."
+        )
     text += " ADC and ZADC are stacked as two channels."
     patch = config.get("patch_shape")
     if patch:
