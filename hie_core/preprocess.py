@@ -82,7 +82,6 @@ _INTERPOLATIONS = ("linear", "nearest")
 #: scans with a large lesion burden (their sd grows), which the quick preset's networks then
 #: under-segment (benchmarks/README.md).
 ZADC_NORMS = ("volume", "atlas")
-ZadcNorm = Literal["volume", "atlas"]
 
 
 def _check_interpolation(interpolation: str) -> None:
@@ -316,7 +315,7 @@ def preprocess_arrays(
     target_shape: Grid | tuple[int, int, int] = DEFAULT_TARGET_SHAPE,
     label_interpolation: Interpolation = "linear",
     case_id: str = "",
-    zadc_norm: ZadcNorm = "volume",
+    zadc_norm: str = "volume",
 ) -> PreprocessedCase:
     """Resample, z-score and stack one case given as arrays on one native grid.
 
@@ -367,7 +366,7 @@ def preprocess_case(
     case: Case,
     target_shape: Grid | tuple[int, int, int] = DEFAULT_TARGET_SHAPE,
     label_interpolation: Interpolation = "linear",
-    zadc_norm: ZadcNorm = "volume",
+    zadc_norm: str = "volume",
 ) -> PreprocessedCase:
     """Read a case's ADC, ZADC (and label) files and preprocess them (:func:`preprocess_arrays`).
 
@@ -485,7 +484,7 @@ class PreprocessCache:
         case: Case,
         target_shape: Grid | tuple[int, int, int],
         label_interpolation: Interpolation,
-        zadc_norm: ZadcNorm = "volume",
+        zadc_norm: str = "volume",
     ) -> str:
         """The entry key of ``case`` under these parameters (hex SHA-256)."""
         grid = as_grid(target_shape)
@@ -507,7 +506,7 @@ class PreprocessCache:
         case: Case,
         target_shape: Grid | tuple[int, int, int],
         label_interpolation: Interpolation,
-        zadc_norm: ZadcNorm = "volume",
+        zadc_norm: str = "volume",
     ) -> Path:
         """Where the entry of ``case`` under these parameters lives."""
         safe_id = re.sub(r"[^A-Za-z0-9_.-]", "_", case.case_id)
@@ -521,7 +520,7 @@ class PreprocessCache:
         case: Case,
         target_shape: Grid | tuple[int, int, int] = DEFAULT_TARGET_SHAPE,
         label_interpolation: Interpolation = "linear",
-        zadc_norm: ZadcNorm = "volume",
+        zadc_norm: str = "volume",
     ) -> PreprocessedCase:
         """The preprocessed case: from the cache, or computed, stored and returned."""
         _check_interpolation(label_interpolation)
