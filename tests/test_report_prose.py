@@ -31,7 +31,8 @@ def test_a_clear_winner_over_dice_and_baseline_on_synthetic_data(tmp_path: Path)
     assert "scores a mean Dice of 0.900: the grid alone costs 0.100" in text
     assert "not a clinical result" in text and "came first" not in text
     disc = prose.discussion(r)
-    assert "at most 0.071" in disc and "tversky and dice, differ by 0.15" in disc and "beyond twice" in disc
+    assert "to 0.071 (tversky)" in disc and "tversky and dice, differ by 0.15" in disc
+    assert "beyond twice the larger of their two SDs (0.071)" in disc
     assert "9 of the 9 paired tests on the Results page remain significant" in disc
     assert (
         "For tversky, mean Dice was" in disc
@@ -116,7 +117,7 @@ def test_close_losses_within_the_seed_spread_and_provenance_warnings(tmp_path: P
     write_results(r.study_dir)
     r = read_results(r.study_dir)
     disc = prose.discussion(r)
-    assert "differ by 0.006 in mean Dice, within twice that spread" in disc
+    assert "differ by 0.006 in mean Dice, within twice the larger of their two SDs (0.141)" in disc
     assert (
         "different versions of the code" in disc
         and "Runs that did not finish are missing: hdt/seed0." in disc

@@ -155,15 +155,18 @@ def _spread(results: StudyResults) -> str:
     if n_runs < 2:
         return ("Each loss ran with one seed, so the run-to-run spread of these numbers is not measured; "
                 "`python -m hie_core.study --seeds N` measures it.")  # fmt: skip
-    sd = float(losses["dice_seed_sd"].max())
-    text = f"Over {n_runs} seeds, the between-seed SD of a loss's mean test Dice was at most {sd:.3f}."
+    sds = losses["dice_seed_sd"].astype(float)
+    widest = losses.loc[sds.idxmax(), "method"]
+    text = (f"Over {n_runs} seeds, the between-seed SD of a loss's mean test Dice ranged from {sds.min():.3f} to "
+            f"{sds.max():.3f} ({widest}).")  # fmt: skip
     if len(losses) < 2:
         return text
     a, b = losses.iloc[0], losses.iloc[1]
     gap = abs(float(a["dice_mean"]) - float(b["dice_mean"]))
+    sd = max(float(a["dice_seed_sd"]), float(b["dice_seed_sd"]))
     within = "within" if gap <= 2 * sd else "beyond"
     return text + (f" The two best-ranked losses, {a['method']} and {b['method']}, differ by {gap:.3f} in mean Dice, "
-                   f"{within} twice that spread.")  # fmt: skip
+                   f"{within} twice the larger of their two SDs ({sd:.3f}).")  # fmt: skip
 
 
 def _power(results: StudyResults) -> str:
@@ -179,8 +182,9 @@ def _power(results: StudyResults) -> str:
                 f"the Holm correction multiplies the smallest of the {m} tests on the Results page by {m}: no "
                 "comparison could have been significant whatever the scores. Telling these losses apart needs "
                 "more test cases.")  # fmt: skip
+    verb = "remains" if n_sig == 1 else "remain"
     return (
-        f"{n_sig} of the {m} paired tests on the Results page remain significant after the Holm correction."
+        f"{n_sig} of the {m} paired tests on the Results page {verb} significant after the Holm correction."
     )
 
 
