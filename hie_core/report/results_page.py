@@ -92,8 +92,8 @@ def table1(results: StudyResults, split: str = "test"):
     shown["rank"] = t["rank_mean"].map(lambda v: "-" if not math.isfinite(v) else f"{v:.2f}")
     shown["seed SD"] = t["dice_seed_sd"]
     note = (f"n: {split} cases; runs: seeds; baseline: the organisers' ZADC < -2 threshold inside the brain; "
-            "ceiling: the reference label sent through the training grid and back. Mean [95% bootstrap CI] over cases of per-case scores averaged over "
-            "seeds; n/a: cases where MASD is undefined (one mask empty), skipped in its mean. rank: the challenge's "
+            "ceiling: the reference label sent through the training grid and back. Mean [95% bootstrap CI] over "
+            "cases of per-case scores averaged over seeds; n/a: cases where MASD is undefined (one mask empty), skipped in its mean. rank: the challenge's "
             "mean of the Dice, MASD and NSD ranks (1 = best); the ceiling is not ranked, it bounds every method. "
             f"seed SD: SD of the mean Dice over seeds. {_provenance(results)}.")  # fmt: skip
     return display.table(shown, precision=3, note=note, html_columns=list(_METRIC_HEAD.values()))
@@ -112,7 +112,8 @@ def comparisons_table(results: StudyResults, split: str = "test"):
     diff = c.apply(lambda r: display.format_ci(r["mean_difference"], r["ci_low"], r["ci_high"], _DIGITS[r["metric"]],
                                                html_break=True), axis=1)  # fmt: skip
     shown = pd.DataFrame({
-        "method": _labels(c["method"]), "vs": _labels(c["reference"]), "metric": c["metric"].map(_METRIC_HEAD), "pairs": c["n_pairs"],
+        "method": _labels(c["method"]), "vs": _labels(c["reference"]), "metric": c["metric"].map(_METRIC_HEAD),
+        "pairs": c["n_pairs"],
         "difference [95% CI]": diff, "p": c["p_wilcoxon"].map(display.format_p),
         "p Holm": c["p_holm"].map(display.format_p), "holds": np.where(c["p_holm"] < prose.ALPHA, "yes", ""),
         "better mean": c["favours"], "no test because": c["reason"],

@@ -33,6 +33,7 @@ import torch
 from hie_core.errors import UserError
 from hie_core.io import atomic_write_bytes
 from hie_core.model import NORMS, UNet3D
+from hie_core.preprocess import ZADC_NORMS
 
 __all__ = [
     "MODEL_FILE",
@@ -182,19 +183,15 @@ def load_model_file(path: str | Path, device: str | torch.device = "cpu") -> tup
     payload = _read(path, device, "model file", where, where)
     _check_model_payload(path, payload)
     widths = tuple(payload["widths"])
-    norm = payload.get("norm", "batch")
-    if norm not in NORMS:
-        raise CheckpointError(
-            f"{path}: model file has an unknown norm {norm!r}; pass the {MODEL_FILE} of a training run"
-        )
-    from hie_core.preprocess import ZADC_NORMS
-
-    zadc_norm = payload.get("zadc_norm", "volume")
-    if zadc_norm not in ZADC_NORMS:
-        raise CheckpointError(
-            f"{path}: model file has an unknown zadc_norm {zadc_norm!r}; pass the {MODEL_FILE} of a training run"
-        )
-    model = UNet3D(in_channels=payload["in_channels"], out_channels=1, widths=widths, norm=norm)
+    # Files from before an option get its default (the seed's choice).
+    options = {"norm": (NORMS, "batch"), "zadc_norm": (ZADC_NORMS, "volume")}
+    for key, (choices, default) in options.items():
+        value = payload.setdefault(key, default)
+        if value not in choices:
+            raise CheckpointError(
+                f"{path}: model file has an unknown {key} {value!r}; pass the {MODEL_FILE} of a training run"
+            )
+    model = UNet3D(in_channels=payload["in_channels"], out_channels=1, widths=widths, norm=payload["norm"])
     try:
         model.load_state_dict(payload["state_dict"])
     except (RuntimeError, TypeError, AttributeError) as exc:
@@ -206,8 +203,6 @@ def load_model_file(path: str | Path, device: str | torch.device = "cpu") -> tup
     meta = {k: v for k, v in payload.items() if k != "state_dict"}
     for key in ("loss", "epoch", "patch_shape", "target_spacing_mm"):
         meta.setdefault(key, None)
-    meta.setdefault("norm", "batch")
-    meta.setdefault("zadc_norm", "volume")  # files from before the option: the seed's scaling
     meta.setdefault("sw_overlap", 0.5)
     for key in ("widths", "target_shape", "patch_shape", "target_spacing_mm"):
         if meta[key] is not None:

@@ -76,7 +76,7 @@ def predict_pair(
         shape=None if meta["target_spacing_mm"] else tuple(meta["target_shape"]),
         spacing_mm=meta["target_spacing_mm"],
     )
-    pre = preprocess_arrays(adc, zadc, geometry, target_shape=grid, zadc_norm=meta.get("zadc_norm", "volume"))
+    pre = preprocess_arrays(adc, zadc, geometry, target_shape=grid, zadc_norm=meta["zadc_norm"])
     prob = predict_probabilities(
         model, pre.image, device, device.startswith("cuda"), meta["patch_shape"], meta["sw_overlap"]
     )
