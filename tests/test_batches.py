@@ -121,3 +121,24 @@ def test_device_batches_augment_reproducibly_and_keep_labels_binary():
         torch.testing.assert_close(ya, yb, rtol=0, atol=0)
         assert not torch.equal(xa, xp) and set(ya.unique().tolist()) <= {0.0, 1.0}
     assert source.nbytes == sum(i.image.nbytes + i.label.nbytes for i in items)
+
+
+def test_mirroring_is_drawn_in_the_plan_and_both_sources_flip_the_same_samples():
+    items = _items()
+    kwargs = dict(patch_shape=(4, 8, 8), foreground_fraction=0.5, steps_per_epoch=8)
+    plain = plan_epoch(items, 2, seed=0, epoch=1, **kwargs)
+    mirrored = plan_epoch(items, 2, seed=0, epoch=1, mirror_axes=(1, 2), **kwargs)
+    assert all(s.flip == () for b in plain for s in b)  # no axis: nothing drawn, the seed's plans
+    flips = Counter(s.flip for b in mirrored for s in b)
+    assert set(flips) <= {(), (1,), (2,), (1, 2)} and len(flips) >= 3
+    assert mirrored == plan_epoch(items, 2, seed=0, epoch=1, mirror_axes=(1, 2), **kwargs)
+    loader = list(LoaderBatches(items, (4, 8, 8), None, "cpu")(mirrored, 7))
+    device = list(DeviceBatches(items, (4, 8, 8), None, "cpu")(mirrored, 7))
+    for (xa, ya), (xb, yb) in zip(loader, device, strict=True):
+        torch.testing.assert_close(xa, xb, rtol=0, atol=0)
+        torch.testing.assert_close(ya, yb, rtol=0, atol=0)
+    sample = next(s for b in mirrored for s in b if s.flip == (1, 2))
+    batch, slot = next((i, b.index(sample)) for i, b in enumerate(mirrored) if sample in b)
+    d, h, w = sample.start
+    crop = items[sample.index].image[:, d : d + 4, h : h + 8, w : w + 8]
+    np.testing.assert_array_equal(device[batch][0][slot].numpy(), crop[:, :, ::-1, ::-1])

@@ -54,8 +54,15 @@ def test_model_file_round_trip_rebuilds_the_network(tmp_path):
         torch.testing.assert_close(value, expected[key])
     assert meta["widths"] == tuple(WIDTHS) and meta["target_shape"] == (8, 16, 16) and meta["loss"] == "dice"
     assert meta["patch_shape"] is None and meta["target_spacing_mm"] is None and "state_dict" not in meta
-    newer = write_model_file(tmp_path / "new.pt", patch_shape=[8, 16, 16], target_spacing_mm=None)
+    assert meta["mirror_axes"] == ()  # a file from before test-time mirroring: none, as it was made
+    newer = write_model_file(
+        tmp_path / "new.pt", patch_shape=[8, 16, 16], target_spacing_mm=None, mirror_axes=[2]
+    )
     assert load_model_file(newer)[1]["patch_shape"] == (8, 16, 16)
+    assert load_model_file(newer)[1]["mirror_axes"] == (2,)
+    bad = write_model_file(tmp_path / "bad.pt", mirror_axes=[3])
+    with pytest.raises(CheckpointError, match="bad.pt: model file has invalid mirror_axes"):
+        load_model_file(bad)
     del_optional = model_payload()
     del del_optional["loss"], del_optional["epoch"]
     assert load_model_file(save_checkpoint(tmp_path / "min.pt", del_optional))[1]["epoch"] is None

@@ -141,6 +141,15 @@ def test_preprocessing_text_names_this_studys_grid() -> None:
     assert methods_page.network_input({"patch_shape": [16, 48, 48], "target_shape": None}) == (16, 48, 48)
 
 
+def test_mirroring_text_follows_the_configuration() -> None:
+    quick = methods_page.mirroring_text({"preset": "quick", "mirror_axes": [2]})
+    assert "*quick* preset adds nnU-Net's mirroring: random left-right (W) flips" in quick
+    assert "averaged with that of the mirrored volume" in quick
+    two = methods_page.mirroring_text({"preset": "x", "mirror_axes": [1, 2]})
+    assert "front-back (H) and left-right (W)" in two and "4 mirror images" in two
+    assert "no other transform" in methods_page.mirroring_text({"preset": "seed", "mirror_axes": []})
+
+
 def test_preprocessing_table_keeps_extent() -> None:
     native = ImageGeometry((41, 256, 256), (2.5, 0.7, 0.7))
     table = methods_page.preprocessing_table(

@@ -121,8 +121,15 @@ def test_deviations_table_from_a_study_and_from_presets(results) -> None:
 def test_deviations_name_every_changed_setting() -> None:
     config = {"target_shape": (32, 192, 192), "augment": "batched", "amp": True, "epochs": 100, "patch_shape": (32, 96, 96),
               "widths": (32, 64, 128, 256), "prior_probability": 0.01, "l1": 1e-4, "selection_fraction": 0.2,
-              "a_new_setting": 3, "zadc_norm": "atlas"}  # fmt: skip
+              "a_new_setting": 3, "zadc_norm": "atlas", "mirror_axes": [2], "sw_overlap": 0.5}  # fmt: skip
     table = deviations.deviations_table(config).set_index("aspect")
+    assert table.loc["mirroring", "seed study"] == "none" and "nnU-Net" in table.loc["mirroring", "why"]
+    assert table.loc["mirroring", "this study"].startswith("random left-right (W) flips in training")
+    assert table.loc["selection-set scoring", "this study"].endswith("not mirrored")
+    assert (
+        "mirroring"
+        not in deviations.deviations_table({**config, "mirror_axes": []}).set_index("aspect").index
+    )
     assert (
         table.loc["ZADC scaling", "this study"].startswith("as given")
         and "atlas" in table.loc["ZADC scaling", "why"]

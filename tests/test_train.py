@@ -115,6 +115,16 @@ def test_interrupted_run_resumes_to_identical_results(reference_run, tiny_synthe
     _same_results(reference_run.run_dir, out)
 
 
+def test_a_run_with_mirroring_resumes_to_identical_results(tiny_synthetic, tmp_path):
+    options = dict(mirror_axes=(2,))
+    whole = run_experiment(tiny_config(tiny_synthetic, tmp_path / "whole", **options))
+    assert torch.load(whole.run_dir / "model_best.pt", weights_only=True)["mirror_axes"] == [2]
+    config = tiny_config(tiny_synthetic, tmp_path / "interrupted", **options)
+    assert run_experiment(config, stop_after_epochs=1) is None
+    run_experiment(config)
+    _same_results(whole.run_dir, tmp_path / "interrupted")
+
+
 def test_killed_run_resumes_to_identical_results(reference_run, tiny_synthetic, tmp_path):
     out = tmp_path / "killed"
     config = tiny_config(tiny_synthetic, out)
@@ -175,6 +185,8 @@ def test_presets_and_overrides():
         ({"loss": "l2"}, "loss must be one of dice, .*; got 'l2'"),
         ({"augment": "gpu"}, "augment must be one of torchio, batched, none; got 'gpu'"),
         ({"zadc_norm": "raw"}, "zadc_norm must be one of volume, atlas; got 'raw'"),
+        ({"mirror_axes": "3"}, r"mirror_axes must be distinct spatial axes among 0 \(D\), 1 \(H\), 2 \(W\)"),
+        ({"mirror_axes": "2,2"}, "mirror_axes must be distinct spatial axes"),
         ({"patch_shape": "16,64"}, "patch_shape must be 3 positive whole numbers"),
         ({"target_spacing_mm": "a,b,c"}, "target_spacing_mm must be 3 positive numbers in mm"),
         ({"foreground_fraction": 2}, "foreground_fraction must be in"),
@@ -188,6 +200,8 @@ def test_every_parameter_is_type_checked_by_name(overrides, message):
     with pytest.raises(ConfigError, match=message):
         make_config(preset="quick", device="cpu", **overrides)
     assert make_config(preset="quick", device="cpu", epochs=2.0).epochs == 2  # an integral float is fine
+    for text, axes in (("2", (2,)), ("2,1", (1, 2)), ("none", ()), ("", ())):
+        assert make_config(preset="quick", device="cpu", mirror_axes=text).mirror_axes == axes
 
 
 def test_nonexistent_data_dir_is_refused_before_anything_is_written(tmp_path):

@@ -15,14 +15,14 @@ from typing import Any
 
 import pandas as pd
 
-__all__ = ["SEED_PROTOCOL", "deviations_table", "study_deviations"]
+__all__ = ["SEED_PROTOCOL", "deviations_table", "study_deviations", "mirroring_words"]
 
 #: The seed study's settings as it describes them (DESIGN.md section 2); None = not described.
 SEED_PROTOCOL: dict[str, Any] = {
     "target_shape": (32, 192, 192), "batch_size": 4, "lr": 1e-3, "weight_decay": 1e-3, "lr_decay": 0.9,
     "l1": 1e-4, "grad_clip": 1.0, "epochs": 100, "patience": 10, "augment": "torchio", "amp": False, "compile": False, "patch_shape": None,
     "foreground_fraction": None, "steps_per_epoch": None, "target_spacing_mm": None, "norm": "batch",
-    "zadc_norm": "volume",
+    "zadc_norm": "volume", "mirror_axes": (),
 }  # fmt: skip
 #: Fields that describe where or how a run executes, not what it computes.
 _NOT_PROTOCOL = {"loss", "data_dir", "output_dir", "device", "seed", "num_workers", "synthetic_preset", "preset",
@@ -52,11 +52,14 @@ _WHY = {
     "zadc_norm": "ZADC is already a z-score against a normative atlas, so -2 means the same in every scan; z-scored "
     "again per volume, its lesion values shrink in scans with a large lesion burden (their sd grows), and those "
     "lesions were under-segmented (measured on the quick preset: benchmarks/README.md)",
+    "mirror_axes": "nnU-Net's default: a neonatal brain is nearly left-right symmetric, so a mirrored scan is a "
+    "plausible scan, and the average over mirror images evens out direction-dependent errors (measured on the "
+    "quick preset: benchmarks/README.md)",
 }
 
 
 #: Readable names of settings whose field name or values say little to a reader.
-_ASPECT = {"zadc_norm": "ZADC scaling"}
+_ASPECT = {"zadc_norm": "ZADC scaling", "mirror_axes": "mirroring"}
 _VALUE = {("zadc_norm", "volume"): "z-scored with its volume's mean and sd, like ADC",
           ("zadc_norm", "atlas"): "as given: the z-score against the normative atlas"}  # fmt: skip
 
@@ -72,6 +75,25 @@ def _fmt(value: Any, missing: str = "not described") -> str:
             return " x ".join(f"{v:g}" for v in value) + " mm (D x H x W)"
         return " - ".join(str(v) for v in value)
     return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def mirroring_words(axes: Any) -> str:
+    """``mirror_axes`` in words: which flips training draws and how predictions are averaged."""
+    names = [("depth (D)", "front-back (H)", "left-right (W)")[int(a)] for a in axes or ()]
+    if not names:
+        return "none"
+    averaged = ("with that of the mirrored volume" if len(names) == 1
+                else f"over the {2 ** len(names)} mirror images of the volume (itself included)")  # fmt: skip
+    return f"random {' and '.join(names)} flips in training (each with probability 0.5); each prediction averaged {averaged}"
+
+
+def _setting(field: str, value: Any, missing: str) -> str:
+    """A setting in words: :data:`_VALUE`'s text, the mirroring axes named, or :func:`_fmt`."""
+    if field == "mirror_axes":
+        return mirroring_words(value)
+    return (
+        _VALUE.get((field, value), _fmt(value, missing)) if isinstance(value, str) else _fmt(value, missing)
+    )
 
 
 def _row(aspect: str, seed: str, ours: str, why: str) -> dict[str, str]:
@@ -146,16 +168,17 @@ def _config_rows(config: Mapping[str, Any]) -> list[dict[str, str]]:
     for field in [f for f in SEED_PROTOCOL if f in config and f != "l1"]:
         seed, ours = SEED_PROTOCOL[field], config[field]
         if not _same(seed, ours) and not (field == "augment" and ours == "torchio"):
-            rows.append(_row(_ASPECT.get(field, field.replace("_", " ")), _VALUE.get((field, seed), _fmt(seed)),
-                             _VALUE.get((field, ours), _fmt(ours, "none")), _WHY.get(field, "")))  # fmt: skip
+            rows.append(_row(_ASPECT.get(field, field.replace("_", " ")), _setting(field, seed, "not described"),
+                             _setting(field, ours, "none"), _WHY.get(field, "")))  # fmt: skip
     if config.get("patch_shape") and "sw_overlap" in config:
         from hie_core.training.fit import Selection
 
         rows.append(_row("prediction", "the whole resampled volume at once", f"sliding window, overlap "
                          f"{_fmt(config['sw_overlap'])}", "patches cover any volume size"))  # fmt: skip
+        mirrored = ", not mirrored" if config.get("mirror_axes") else ""
         rows.append(_row("selection-set scoring", "the whole resampled volume at once", f"sliding window, overlap "
-                         f"{_fmt(Selection.OVERLAP)}", "it only ranks epochs; overlapping windows every epoch cost "
-                         "about a third of a quick run"))  # fmt: skip
+                         f"{_fmt(Selection.OVERLAP)}{mirrored}", "it only ranks epochs; overlapping windows every epoch "
+                         "cost about a third of a quick run"))  # fmt: skip
     handled = set(SEED_PROTOCOL) | _NOT_PROTOCOL | {"widths", "prior_probability", "l1", "selection_fraction",
                                                     "label_interpolation", "sw_overlap", "dropout"}  # fmt: skip
     seed_preset = make_config(preset="seed", device="cpu").to_dict()

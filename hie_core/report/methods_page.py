@@ -31,7 +31,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "augmentation_examples", "augmentation_figure", "augmentation_table", "metric_rules_table",
-    "network_input", "preprocessing_figure", "preprocessing_table", "preprocessing_text", "protocol_table",
+    "mirroring_text", "network_input", "preprocessing_figure", "preprocessing_table", "preprocessing_text", "protocol_table",
     "study_config",
     "study_grids", "unet_blocks", "unet_summary", "unet_table",
 ]  # fmt: skip
@@ -126,6 +126,17 @@ _TIO_CLASS = {
     "elastic": ("RandomElasticDeformation", ("elastic_control_points", "elastic_max_displacement_mm",
                                              "elastic_locked_borders")),
 }  # fmt: skip
+
+
+def mirroring_text(config: Mapping[str, Any]) -> str:
+    """What the study adds to the five transforms: random flips and mirrored prediction (Markdown)."""
+    from hie_core.report.deviations import mirroring_words
+
+    axes = config.get("mirror_axes") or ()
+    if not axes:
+        return "The study's runs add no other transform, and predict each volume once."
+    return (f"The study's *{config.get('preset', '')}* preset adds nnU-Net's mirroring: {mirroring_words(axes)}. "
+            "The seed did not mirror.")  # fmt: skip
 
 
 def augmentation_table(config: AugmentConfig) -> pd.DataFrame:
@@ -254,6 +265,7 @@ _PROTOCOL = (
     ("l1", "L1 penalty on weights"), ("grad_clip", "gradient-norm clip"), ("target_shape", "grid shape (D, H, W)"),
     ("target_spacing_mm", "grid spacing (D, H, W) mm"), ("patch_shape", "training patch (D, H, W)"),
     ("foreground_fraction", "patches centred on a lesion"), ("augment", "augmentation back end"),
+    ("mirror_axes", "mirrored axes (0 D, 1 H, 2 W)"),
     ("widths", "U-Net widths"), ("selection_fraction", "training cases held out for early stopping"),
     ("synthetic_preset", "synthetic set when no data_dir"), ("seed", "seed"),
 )  # fmt: skip

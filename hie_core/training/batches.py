@@ -19,6 +19,10 @@ with probability ``foreground_fraction`` (nnU-Net's oversampling; a case without
 a random patch), placed uniformly at random otherwise; volumes smaller than the patch are
 padded once, when the source is built (image with each channel's minimum, label with 0).
 Without a patch the sample is the whole volume (all volumes then share one shape).
+
+Mirroring (``mirror_axes``, nnU-Net's default augmentation): each listed spatial axis of a
+sample is flipped with probability 1/2, drawn in the plan, so both sources flip the same
+samples. With no axis listed nothing is drawn and the plans are those of the seed protocol.
 """
 
 from __future__ import annotations
@@ -56,11 +60,13 @@ class TrainItem:
 
 @dataclass(frozen=True)
 class Sample:
-    """One slot of an epoch: case ``index``, its patch's first voxel ``start`` (D, H, W)."""
+    """One slot of an epoch: case ``index``, its patch's first voxel ``start`` (D, H, W), the
+    augmentation ``seed``, and the spatial axes (0 = D, 1 = H, 2 = W) it is mirrored along."""
 
     index: int
     start: tuple[int, int, int]
     seed: int
+    flip: tuple[int, ...] = ()
 
 
 def pad_to(item: TrainItem, shape: Sequence[int] | None) -> TrainItem:
@@ -97,6 +103,7 @@ def plan_epoch(
     foreground_fraction: float = 0.0,
     steps_per_epoch: int | None = None,
     lesions: list[np.ndarray] | None = None,
+    mirror_axes: Sequence[int] = (),
 ) -> list[list[Sample]]:
     """The batches of one epoch: which case, which patch, which augmentation seed per slot.
 
@@ -112,6 +119,7 @@ def plan_epoch(
         foreground_fraction: probability that a patch is centred on a lesion voxel.
         steps_per_epoch: batches per epoch, or None for one pass over ``items``.
         lesions: per item, its lesion voxel coordinates (computed if None).
+        mirror_axes: spatial axes (0 = D, 1 = H, 2 = W) each flipped with probability 1/2.
 
     Returns:
         A list of batches, each a list of :class:`Sample`.
@@ -132,7 +140,8 @@ def plan_epoch(
             if len(voxels) and rng.random() < foreground_fraction:
                 centre = voxels[rng.integers(len(voxels))]
             start = _start(shape, patch_shape, centre, rng)
-        samples.append(Sample(index, start, derive_seed(seed, epoch, 1000 + slot)))
+        flip = tuple(int(axis) for axis in mirror_axes if rng.random() < 0.5)
+        samples.append(Sample(index, start, derive_seed(seed, epoch, 1000 + slot), flip))
     return [samples[i : i + batch_size] for i in range(0, total, batch_size)]
 
 
@@ -143,6 +152,14 @@ def _crop(volume, start: Sequence[int], patch: Sequence[int] | None):
     d, h, w = start
     pd, ph, pw = patch
     return volume[:, d : d + pd, h : h + ph, w : w + pw]
+
+
+def _sample_tensor(volume, sample: Sample, patch: Sequence[int] | None) -> torch.Tensor:
+    """The sample's patch of a (C, D, H, W) array or tensor, mirrored along ``sample.flip``."""
+    crop = _crop(volume, sample.start, patch)
+    if not isinstance(crop, torch.Tensor):
+        crop = torch.from_numpy(np.ascontiguousarray(crop))
+    return torch.flip(crop, [1 + axis for axis in sample.flip]) if sample.flip else crop
 
 
 class _SampleSet(torch.utils.data.Dataset):
@@ -162,8 +179,8 @@ class _SampleSet(torch.utils.data.Dataset):
     def __getitem__(self, position: int):
         sample = self.samples[position]
         item = self.items[sample.index]
-        image = torch.from_numpy(np.ascontiguousarray(_crop(item.image, sample.start, self.patch_shape)))
-        label = torch.from_numpy(np.ascontiguousarray(_crop(item.label, sample.start, self.patch_shape)))
+        image = _sample_tensor(item.image, sample, self.patch_shape)
+        label = _sample_tensor(item.label, sample, self.patch_shape)
         if self.augmenter is not None:
             image, label = self.augmenter(image, label, item.spacing_mm, seed=sample.seed)
         return image.float(), label.float()
@@ -238,9 +255,9 @@ class DeviceBatches:
         if self.augmenter is not None:
             generator = torch.Generator(device=self.device).manual_seed(epoch_seed)
         for batch in plan:
-            image = torch.stack([_crop(self.images[s.index], s.start, self.patch_shape) for s in batch])
+            image = torch.stack([_sample_tensor(self.images[s.index], s, self.patch_shape) for s in batch])
             label = torch.stack(
-                [_crop(self.labels[s.index], s.start, self.patch_shape) for s in batch]
+                [_sample_tensor(self.labels[s.index], s, self.patch_shape) for s in batch]
             ).float()
             if self.augmenter is not None:
                 spacing = self.spacing_mm[[s.index for s in batch]]

@@ -204,7 +204,16 @@ def load_model_file(path: str | Path, device: str | torch.device = "cpu") -> tup
     for key in ("loss", "epoch", "patch_shape", "target_spacing_mm"):
         meta.setdefault(key, None)
     meta.setdefault("sw_overlap", 0.5)
-    for key in ("widths", "target_shape", "patch_shape", "target_spacing_mm"):
+    axes = meta.setdefault("mirror_axes", [])
+    if (
+        not isinstance(axes, (list, tuple))
+        or len(set(axes)) != len(axes)
+        or any(a not in (0, 1, 2) for a in axes)
+    ):
+        raise CheckpointError(
+            f"{path}: model file has invalid mirror_axes {axes!r}; pass the {MODEL_FILE} of a training run"
+        )
+    for key in ("widths", "target_shape", "patch_shape", "target_spacing_mm", "mirror_axes"):
         if meta[key] is not None:
             meta[key] = tuple(meta[key])
     return model, meta

@@ -14,13 +14,14 @@ Presets (:data:`PRESETS`):
 - ``quick``: a CPU run of about a minute and a half per loss and seed, on one core: patches
   of 16 x 48 x 48 voxels of the scans resampled to a fixed 4 x 2 x 2 mm grid, two thirds of
   them centred on a lesion, a small U-Net with InstanceNorm and ``channels_last_3d``, the
-  batched augmentation back end on the CPU, 15 epochs of 20 steps, the best epoch kept by
+  batched augmentation back end on the CPU plus random left-right flips (predictions averaged
+  with those of the mirrored volume), 15 epochs of 20 steps, the best epoch kept by
   the selection Dice (patience 15: with 8 selection cases that Dice is noisy, and a patience
   of 6 stopped one run at epoch 10 after a best at epoch 4). Chosen by measurement
   (``benchmarks/quick_preset.py``; the numbers are in ``benchmarks/README.md``).
 - ``native``: for GPUs: patches at a fixed spacing near the scans' own (2.5 x 1 x 1 mm),
-  sliding-window prediction; it removes the ceiling that the seed's coarse grid puts on
-  small lesions.
+  sliding-window prediction, left-right mirroring as in ``quick``; it removes the ceiling
+  that the seed's coarse grid puts on small lesions.
 """
 
 from __future__ import annotations
@@ -75,6 +76,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "widths": (8, 16, 32, 64),
         "norm": "instance",
         "zadc_norm": "atlas",
+        "mirror_axes": (2,),
         "lr": 3e-3,
         "lr_decay": 0.9,
         "synthetic_preset": "small",
@@ -91,6 +93,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "widths": (32, 64, 128, 256),
         "norm": "instance",
         "zadc_norm": "atlas",
+        "mirror_axes": (2,),
         "synthetic_preset": "full",
     },
 }
@@ -148,6 +151,10 @@ class TrainConfig:
         zadc_norm: ZADC channel scaling, ``"volume"`` (z-scored with the volume's mean and sd,
             the seed's) or ``"atlas"`` (kept as it is: a z-score against the normative atlas
             already); see :data:`hie_core.preprocess.ZADC_NORMS`.
+        mirror_axes: spatial axes (0 = D, 1 = H, 2 = W) along which each training sample is
+            flipped with probability 1/2, and over whose flips every reported prediction is
+            averaged (nnU-Net's mirroring; W is left-right in BONBID-HIE's arrays). Empty: none
+            (the seed's).
         selection_fraction: share of the training split held out for early stopping.
         num_workers: DataLoader workers (the TorchIO back end augments there).
         amp: bf16 autocast (on CUDA).
@@ -188,6 +195,7 @@ class TrainConfig:
     amp: bool = False
     compile: bool = False
     prior_probability: float = 0.01
+    mirror_axes: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
         for name in _STR_FIELDS:
@@ -206,6 +214,7 @@ class TrainConfig:
         if self.steps_per_epoch is not None:
             object.__setattr__(self, "steps_per_epoch", _as_int("steps_per_epoch", self.steps_per_epoch))
         object.__setattr__(self, "widths", _int_tuple("widths", self.widths, 4))
+        object.__setattr__(self, "mirror_axes", _axes_tuple("mirror_axes", self.mirror_axes))
         object.__setattr__(
             self, "dropout", _float_tuple("dropout", self.dropout, 4, "rates in [0, 1)", low=0.0, high=1.0)
         )
@@ -327,6 +336,25 @@ def _int_tuple(name: str, value: Any, n: int) -> tuple[int, ...]:
     if len(out) != n or any(v < 1 for v in out):
         raise ConfigError(f"{name} must be {n} positive whole numbers, got {value!r}")
     return out
+
+
+def _axes_tuple(name: str, value: Any) -> tuple[int, ...]:
+    """Distinct spatial axes (0 = D, 1 = H, 2 = W) in increasing order; ``""`` or ``"none"`` = none."""
+    if isinstance(value, str) and value.strip().lower() == "none":
+        return ()
+    if isinstance(value, numbers.Integral) and not isinstance(value, bool):
+        value = (value,)
+    try:
+        out = tuple(
+            _as_int(name, float(v) if isinstance(v, str) else v) for v in _parse_sequence(name, value)
+        )
+    except (ValueError, ConfigError):
+        out = (-1,)
+    if any(v not in (0, 1, 2) for v in out) or len(set(out)) != len(out):
+        raise ConfigError(
+            f"{name} must be distinct spatial axes among 0 (D), 1 (H), 2 (W), e.g. '2', got {value!r}"
+        )
+    return tuple(sorted(out))
 
 
 def _float_tuple(

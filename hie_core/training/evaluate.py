@@ -50,9 +50,10 @@ def predict_native(
     amp: bool = False,
     patch_shape: Sequence[int] | None = None,
     overlap: float = 0.5,
+    mirror_axes: Sequence[int] = (),
 ) -> np.ndarray:
     """A binary lesion mask (D, H, W) on the case's native grid."""
-    prob = predict_probabilities(model, pre.image, device, amp, patch_shape, overlap)
+    prob = predict_probabilities(model, pre.image, device, amp, patch_shape, overlap, mirror_axes)
     return probabilities_to_native_mask(prob, pre.geometry, pre.native_geometry)
 
 
@@ -102,6 +103,7 @@ def evaluate_model(
     progress: bool = True,
     patch_shape: Sequence[int] | None = None,
     overlap: float = 0.5,
+    mirror_axes: Sequence[int] = (),
 ) -> list[dict]:
     """Predict each case, write the native-grid mask, and score it.
 
@@ -113,7 +115,7 @@ def evaluate_model(
     rows = []
     bar = tqdm(list(cases), desc="evaluate", unit="case", disable=not progress)
     for case, pre in bar:
-        pred = predict_native(model, pre, device, amp, patch_shape, overlap)
+        pred = predict_native(model, pre, device, amp, patch_shape, overlap, mirror_axes)
         rows.append(_score(case, pred, out_dir))
         if "dice" in rows[-1]:
             bar.set_postfix(dice=f"{rows[-1]['dice']:.3f}")

@@ -218,7 +218,8 @@ def run_experiment(config: TrainConfig, stop_after_epochs: int | None = None) ->
     model, meta = load_best_model(run_dir / BEST, config.device)
     reported = [c for c in cases if c.split in ("val", "test")]
     rows = evaluate_model(model, _preprocess(reported, config), run_dir, config.device, config.amp,
-                          patch_shape=config.patch_shape, overlap=config.sw_overlap)  # fmt: skip
+                          patch_shape=config.patch_shape, overlap=config.sw_overlap,
+                          mirror_axes=config.mirror_axes)  # fmt: skip
     metrics = pd.DataFrame(rows).reindex(columns=list(METRIC_COLUMNS))
     _write_table(metrics, run_dir / "metrics.csv")
     summary = {"loss": config.loss, "preset": config.preset, "seed": config.seed, "synthetic": info["synthetic"],

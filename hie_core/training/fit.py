@@ -156,7 +156,7 @@ def _save_best(run_dir: Path, model: torch.nn.Module, config: TrainConfig, epoch
         "in_channels": 2, "norm": config.norm, "target_shape": config.target_shape and list(config.target_shape),
         "target_spacing_mm": config.target_spacing_mm and list(config.target_spacing_mm),
         "patch_shape": config.patch_shape and list(config.patch_shape), "sw_overlap": config.sw_overlap,
-        "zadc_norm": config.zadc_norm, "loss": config.loss, "epoch": epoch,
+        "mirror_axes": list(config.mirror_axes), "zadc_norm": config.zadc_norm, "loss": config.loss, "epoch": epoch,
     })  # fmt: skip
 
 
@@ -219,7 +219,7 @@ def fit(
     while not state.finished(config) and (stop_after_epochs is None or done < stop_after_epochs):
         epoch, start = state.epoch + 1, time.perf_counter()
         plan = plan_epoch(items, config.batch_size, config.seed, epoch, config.patch_shape,
-                          config.foreground_fraction, config.steps_per_epoch, lesions)  # fmt: skip
+                          config.foreground_fraction, config.steps_per_epoch, lesions, config.mirror_axes)  # fmt: skip
         torch.manual_seed(derive_seed(config.seed, epoch, STREAM_DROPOUT))
         lr = optimizer.param_groups[0]["lr"]
         train_loss = train_epoch(step, source(plan, derive_seed(config.seed, epoch, STREAM_AUGMENT)))

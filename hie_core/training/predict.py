@@ -77,9 +77,8 @@ def predict_pair(
         spacing_mm=meta["target_spacing_mm"],
     )
     pre = preprocess_arrays(adc, zadc, geometry, target_shape=grid, zadc_norm=meta["zadc_norm"])
-    prob = predict_probabilities(
-        model, pre.image, device, device.startswith("cuda"), meta["patch_shape"], meta["sw_overlap"]
-    )
+    prob = predict_probabilities(model, pre.image, device, device.startswith("cuda"), meta["patch_shape"],
+                                 meta["sw_overlap"], meta["mirror_axes"])  # fmt: skip
     mask = probabilities_to_native_mask(prob, pre.geometry, pre.native_geometry)
     return mask.astype(np.uint8), geometry
 
