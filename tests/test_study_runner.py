@@ -7,6 +7,7 @@ executor; each costs one or two notebook start-ups (about 10-25 s on 2 cores).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -299,10 +300,8 @@ def test_a_killed_job_resubmitted_finishes_from_its_checkpoint(tiny_synthetic, t
     # Not job.cancel(): its SIGINT is ignored by a process started in the background of a
     # non-interactive shell (nohup ... &), and the run then simply finished.
     for pid in [job._process.pid, *tree]:
-        try:
+        with contextlib.suppress(ProcessLookupError):  # a process that has already ended
             os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
     _wait_for(lambda: all(_gone(p) for p in tree), 30, "the job's processes to end")
     snapshot = torch.load(run.run_dir / "checkpoint_last.pt", weights_only=True)
     assert not (run.run_dir / "summary.json").exists()

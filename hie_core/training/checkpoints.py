@@ -30,10 +30,11 @@ from typing import Any
 
 import torch
 
-from hie_core.errors import UserError
+from hie_core.errors import ConfigError, UserError
 from hie_core.io import atomic_write_bytes
 from hie_core.model import NORMS, UNet3D
 from hie_core.preprocess import ZADC_NORMS
+from hie_core.training.config import axes_tuple
 
 __all__ = [
     "MODEL_FILE",
@@ -204,16 +205,14 @@ def load_model_file(path: str | Path, device: str | torch.device = "cpu") -> tup
     for key in ("loss", "epoch", "patch_shape", "target_spacing_mm"):
         meta.setdefault(key, None)
     meta.setdefault("sw_overlap", 0.5)
-    axes = meta.setdefault("mirror_axes", [])
-    if (
-        not isinstance(axes, (list, tuple))
-        or len(set(axes)) != len(axes)
-        or any(a not in (0, 1, 2) for a in axes)
-    ):
+    try:  # files from before the option: no mirroring, as they were made
+        meta["mirror_axes"] = axes_tuple("mirror_axes", meta.setdefault("mirror_axes", []))
+    except ConfigError:
         raise CheckpointError(
-            f"{path}: model file has invalid mirror_axes {axes!r}; pass the {MODEL_FILE} of a training run"
-        )
-    for key in ("widths", "target_shape", "patch_shape", "target_spacing_mm", "mirror_axes"):
+            f"{path}: model file has invalid mirror_axes {meta['mirror_axes']!r}; pass the {MODEL_FILE} of a "
+            "training run"
+        ) from None
+    for key in ("widths", "target_shape", "patch_shape", "target_spacing_mm"):
         if meta[key] is not None:
             meta[key] = tuple(meta[key])
     return model, meta

@@ -52,6 +52,7 @@ __all__ = [
     "provenance",
     "code_fingerprint",
     "run_fingerprint",
+    "axes_tuple",
 ]
 
 #: The seed study's protocol (DESIGN section 2), a CPU-sized preset and a native-resolution one.
@@ -214,7 +215,7 @@ class TrainConfig:
         if self.steps_per_epoch is not None:
             object.__setattr__(self, "steps_per_epoch", _as_int("steps_per_epoch", self.steps_per_epoch))
         object.__setattr__(self, "widths", _int_tuple("widths", self.widths, 4))
-        object.__setattr__(self, "mirror_axes", _axes_tuple("mirror_axes", self.mirror_axes))
+        object.__setattr__(self, "mirror_axes", axes_tuple("mirror_axes", self.mirror_axes))
         object.__setattr__(
             self, "dropout", _float_tuple("dropout", self.dropout, 4, "rates in [0, 1)", low=0.0, high=1.0)
         )
@@ -338,8 +339,12 @@ def _int_tuple(name: str, value: Any, n: int) -> tuple[int, ...]:
     return out
 
 
-def _axes_tuple(name: str, value: Any) -> tuple[int, ...]:
-    """Distinct spatial axes (0 = D, 1 = H, 2 = W) in increasing order; ``""`` or ``"none"`` = none."""
+def axes_tuple(name: str, value: Any) -> tuple[int, ...]:
+    """Distinct spatial axes (0 = D, 1 = H, 2 = W) in increasing order; ``""`` or ``"none"`` = none.
+
+    Raises:
+        hie_core.errors.ConfigError: anything else, naming ``name``.
+    """
     if isinstance(value, str) and value.strip().lower() == "none":
         return ()
     if isinstance(value, numbers.Integral) and not isinstance(value, bool):
