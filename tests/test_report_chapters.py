@@ -150,6 +150,30 @@ def test_mirroring_text_follows_the_configuration() -> None:
     assert "no other transform" in methods_page.mirroring_text({"preset": "seed", "mirror_axes": []})
 
 
+def test_selection_text_says_what_picks_the_epoch_and_what_picked_the_preset() -> None:
+    quick = make_config(preset="quick", device="cpu").to_dict()
+    text = methods_page.selection_text(quick)
+    assert "early stopping cannot end a run before its last epoch" in text  # patience 15 >= 15 epochs
+    assert "No reported validation or test case picks that epoch" in text
+    assert "ever picks a model" not in text
+    assert "synthetic test split that the book reports" in text and "flatters the preset slightly" in text
+    native = methods_page.selection_text(make_config(preset="native", device="cpu").to_dict())
+    assert "a run stops after 10 epochs without a better selection Dice" in native
+    assert "taken over from the quick preset" in native
+    seed = methods_page.selection_text(make_config(preset="seed", device="cpu").to_dict())
+    assert "seed study's own protocol" in seed and "flatters" not in seed
+    assert "not these data" in methods_page.selection_text(quick, synthetic=False)
+
+
+def test_notebook_sentences_about_model_selection_are_computed() -> None:
+    source = (Path(__file__).resolve().parents[1] / "notebooks" / "methods.ipynb").read_text()
+    assert "ever picks a model" not in source and "methods_page.selection_text(config" in source
+    spacing = {"target_shape": None, "target_spacing_mm": [4.0, 2.0, 2.0], "preset": "quick"}
+    assert "an approximate bound for networks trained on this grid" in methods_page.preprocessing_text(
+        spacing
+    )
+
+
 def test_preprocessing_table_keeps_extent() -> None:
     native = ImageGeometry((41, 256, 256), (2.5, 0.7, 0.7))
     table = methods_page.preprocessing_table(

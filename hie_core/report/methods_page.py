@@ -32,7 +32,7 @@ if TYPE_CHECKING:
 __all__ = [
     "augmentation_examples", "augmentation_figure", "augmentation_table", "metric_rules_table",
     "mirroring_text", "network_input", "preprocessing_figure", "preprocessing_table", "preprocessing_text", "protocol_table",
-    "study_config",
+    "selection_text", "study_config",
     "study_grids", "unet_blocks", "unet_summary", "unet_table",
 ]  # fmt: skip
 
@@ -99,7 +99,7 @@ def preprocessing_text(config: Mapping[str, Any]) -> str:
     if ours != seed:
         text += (f" The seed study resampled every scan to {seed.describe()}; this study's "
                  f"*{config.get('preset', '')}* preset does not (see the deviations below, and the resampling "
-                 "ceiling on the Results page).")  # fmt: skip
+                 "ceiling on the Results page, an approximate bound for networks trained on this grid).")  # fmt: skip
     return text
 
 
@@ -137,6 +137,29 @@ def mirroring_text(config: Mapping[str, Any]) -> str:
         return "The study's runs add no other transform, and predict each volume once."
     return (f"The study's *{config.get('preset', '')}* preset adds nnU-Net's mirroring: {mirroring_words(axes)}. "
             "The seed did not mirror.")  # fmt: skip
+
+
+def selection_text(config: Mapping[str, Any], synthetic: bool | None = None) -> str:
+    """What picks the model and what picked the preset's settings (Markdown), from the configuration.
+
+    Args:
+        config: The runs' ``TrainConfig`` fields.
+        synthetic: Whether the study's data are synthetic; None = unknown (read as synthetic, the default data).
+    """
+    from hie_core.report.deviations import early_stopping_words, preset_choice
+
+    fraction = config.get("selection_fraction")
+    share = f" ({fraction:.0%} of it)" if isinstance(fraction, float) else ""
+    text = (f"After every epoch the network is scored on a seeded selection set held out of the training "
+            f"split{share}: {early_stopping_words(config)}. No reported validation or test case picks that epoch.")  # fmt: skip
+    preset, choice = config.get("preset", ""), preset_choice(config, synthetic)
+    if choice and preset != "seed":
+        what, why = choice
+        text += (f" The *{preset}* preset's own settings are another matter: {what}; {why}. The deviations below "
+                 "say so setting by setting.")  # fmt: skip
+    elif choice:
+        text += " The *seed* preset takes its settings from the seed study's own protocol."
+    return text
 
 
 def augmentation_table(config: AugmentConfig) -> pd.DataFrame:
