@@ -39,6 +39,7 @@ from hie_core.distance import distance_transform_edt
 
 __all__ = [
     "LOSS_NAMES",
+    "LOSS_LABELS",
     "get_loss",
     "HausdorffDTLoss",
     "HybridLoss",
@@ -48,6 +49,9 @@ __all__ = [
 
 #: The six losses of the study, in the order of its tables.
 LOSS_NAMES: tuple[str, ...] = ("dice", "dice_focal", "tversky", "hdt", "dice_focal_hdt", "tversky_hdt")
+#: How a reader sees each loss (tables, legends, prose): one name per loss.
+LOSS_LABELS: dict[str, str] = {"dice": "Dice", "dice_focal": "DiceFocal", "tversky": "Tversky", "hdt": "HausdorffDT",
+                               "dice_focal_hdt": "DiceFocal+HDT", "tversky_hdt": "Tversky+HDT"}  # fmt: skip
 
 #: Weights of the hybrid losses: ``HYBRID_WEIGHT * base + (1 - HYBRID_WEIGHT) * log(1 + hdt)``.
 HYBRID_WEIGHT = 0.9

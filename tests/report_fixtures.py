@@ -30,18 +30,35 @@ def nsd_of(dice: np.ndarray) -> np.ndarray:
     return (1.0 + np.asarray(dice, dtype=float)) / 2.0
 
 
+def _empty_label_row(d: float) -> dict:
+    """An empty reference: Dice/NSD 1 and MASD 0 with an empty prediction (d = 1), else 0 / NaN and 28 voxels."""
+    hit = d == 1
+    return {"burden_percent": 0.0, "stratum": "<1%", "dice": float(hit), "masd_mm": 0.0 if hit else np.nan,
+            "nsd": float(hit), "n_pred": 0 if hit else 28, "n_ref": 0, "pred_volume_ml": 0.0 if hit else 0.25,
+            "ref_volume_ml": 0.0}  # fmt: skip
+
+
 def metrics_frame(
-    dice_test: Sequence[float], dice_val: Sequence[float], ids: Mapping[str, Sequence[str]] | None = None
+    dice_test: Sequence[float],
+    dice_val: Sequence[float],
+    ids: Mapping[str, Sequence[str]] | None = None,
+    empty: Sequence[int] = (),
 ) -> pd.DataFrame:
-    """A ``metrics.csv`` table: test cases ``T00..``, val cases ``V00..`` (or ``ids[split]``)."""
+    """A ``metrics.csv`` table: test cases ``T00..``, val cases ``V00..`` (or ``ids[split]``).
+
+    Test cases whose index is in ``empty`` have an empty reference label (see :func:`_empty_label_row`).
+    """
     rows = []
     for split, values in (("val", dice_val), ("test", dice_test)):
         for i, d in enumerate(values):
             stratum = STRATA_CYCLE[i % len(STRATA_CYCLE)]
             case_id = ids[split][i] if ids else f"{split[0].upper()}{i:02d}"
-            rows.append({"case_id": case_id, "split": split, "burden_percent": _BURDEN[stratum],
-                         "stratum": stratum, "dice": d, "masd_mm": float(masd_of([d])[0]), "nsd": float(nsd_of([d])[0]),
-                         "n_pred": 100, "n_ref": 90, "pred_volume_ml": 1.0, "ref_volume_ml": 0.9})  # fmt: skip
+            row = {"case_id": case_id, "split": split, "burden_percent": _BURDEN[stratum],
+                   "stratum": stratum, "dice": d, "masd_mm": float(masd_of([d])[0]), "nsd": float(nsd_of([d])[0]),
+                   "n_pred": 100, "n_ref": 90, "pred_volume_ml": 1.0, "ref_volume_ml": 0.9}  # fmt: skip
+            if split == "test" and i in empty:
+                row.update(_empty_label_row(d))
+            rows.append(row)
     return pd.DataFrame(rows)
 
 
@@ -55,6 +72,8 @@ def write_study(
     n_val: int = 2,
     fingerprints: Sequence[object] | None = None,
     ids: Mapping[str, Sequence[str]] | None = None,
+    empty: Sequence[int] = (),
+    best_epochs: Mapping[str, Sequence[int]] | None = None,
 ) -> Path:
     """Write a study folder.
 
@@ -68,6 +87,9 @@ def write_study(
         n_val: Val cases per run.
         fingerprints: Code fingerprint per seed (default the same for all).
         ids: Case ids per split (``test``, ``val``), to match a real data folder.
+        empty: Indices of test cases with an empty reference label (their Dice value 1 means an
+            empty prediction, anything else 28 false-positive voxels).
+        best_epochs: Method -> the best epoch of each seed's run (``summary.json``).
     """
     data_dir = data_dir or root.parent / "data"
     data_dir.mkdir(parents=True, exist_ok=True)
@@ -77,7 +99,9 @@ def write_study(
         if method in ("baseline", "ceiling"):
             folder = root / method
             folder.mkdir(parents=True)
-            metrics_frame(per_seed[0], per_seed[0][:n_val], ids).to_csv(folder / "metrics.csv", index=False)
+            metrics_frame(per_seed[0], per_seed[0][:n_val], ids, empty).to_csv(
+                folder / "metrics.csv", index=False
+            )
             continue
         for seed, values in enumerate(per_seed):
             folder = root / method / f"seed{seed}"
@@ -89,10 +113,13 @@ def write_study(
                     "device_name": "CPU (test)", "n_cases": {"train": 16, "val": n_val, "test": len(values)},
                     "fingerprint": (fingerprints or ["f0"] * len(per_seed))[seed]}  # fmt: skip
             (folder / "config.json").write_text(json.dumps(info))
-            (folder / "summary.json").write_text(json.dumps({"selection_cases": ["a", "b", "c"]}))
+            summary = {"selection_cases": ["a", "b", "c"]}
+            if best_epochs and method in best_epochs:
+                summary["best_epoch"] = int(best_epochs[method][seed])
+            (folder / "summary.json").write_text(json.dumps(summary))
             epochs = np.arange(1, 4)
             pd.DataFrame({"epoch": epochs, "train_loss": 1 / epochs, "selection_loss": 1.1 / epochs,
                           "selection_dice": [0.1, 0.3, 0.2], "lr": 1e-3, "seconds": [2.0, 1.0, 1.5 + seed]}).to_csv(
                 folder / "history.csv", index=False)  # fmt: skip
-            metrics_frame(values, values[:n_val], ids).to_csv(folder / "metrics.csv", index=False)
+            metrics_frame(values, values[:n_val], ids, empty).to_csv(folder / "metrics.csv", index=False)
     return root

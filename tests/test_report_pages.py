@@ -43,11 +43,18 @@ def test_tables_have_no_index_and_carry_their_provenance(results) -> None:
     assert "0.900" in t1 and "<br><small>[" in t1  # the ceiling's Dice; intervals on a second line
     assert ">ZADC &lt; -2 (baseline)</td>" in t1 and ">label resampled (ceiling)</td>" in t1
     comp = results_page.comparisons_table(results)._repr_html_()
-    assert ">ZADC &lt; -2 (baseline)</td>" in comp  # as the reference of a comparison
-    assert "adjusted over the 9 tests" in comp and "no test because" not in comp  # every test ran
-    assert comp.count(">yes<") == 9  # all differences hold after Holm (12 cases, every sign the same)
+    assert ">Tversky vs ZADC &lt; -2 (baseline)</td>" in comp  # as the reference of a comparison
+    assert "Holm-adjusted over the 9 tests" in comp
+    assert comp.count(">different<") == 9  # all differences hold after Holm (12 cases, every sign the same)
     strata = results_page.strata_table(results)._repr_html_()
-    assert "n &lt; 3: no interval" in strata
+    assert "n &lt; 5: no interval" in strata and ">empty label<" in strata
+    hyp = results_page.hypotheses_table(results)._repr_html_()
+    assert ">Tversky: under 1% vs at least 1%</td>" in hyp and "Verdict: supported or contradicted" in hyp
+    seed = results_page.seed_table(results)._repr_html_()
+    assert (
+        ">0.5000</td>" in seed and ">Inf</td>" in seed and ">not run</td>" in seed
+    )  # Tversky+HDT; HDT's MSD
+    assert results_page.table1(results, "cv").data.startswith("This study did not report the out-of-fold")
     per_case = results_page.per_case_table(results)
     assert len(per_case.text.splitlines()) == 1 + 12 + 1  # header, one row per case, the note
     assert "overflow-x:auto" in per_case._repr_html_()
@@ -56,9 +63,14 @@ def test_tables_have_no_index_and_carry_their_provenance(results) -> None:
 def test_banner_abstract_discussion_and_chart(results, shown: list) -> None:
     results_page.study_banner(results)
     html = shown[0]["text/html"]
-    assert "admonition warning" in html and "2 seed(s) per loss; device: CPU (test)." in html
-    assert "test (12 cases) and official validation (2 cases)" in html
-    assert "**tversky** ranked first" in results_page.abstract(results).data
+    assert "admonition warning" in html and "2 seeds per loss; device: CPU (test)." in html
+    assert "test split (12 cases); official validation split (2 cases)" in html
+    assert (
+        "No loss was distinguishable as the best" in results_page.abstract(results).data
+    )  # no primary pair ran
+    assert (
+        "could detect a Dice difference" not in results_page.design_note(results).data
+    )  # nor a design figure
     assert "Limitations." in results_page.discussion(results).data
     results_page.table1_chart(results)
     assert 'id="table1-figure"' in shown[1]["text/html"]

@@ -18,6 +18,8 @@ from tests.report_fixtures import masd_of, nsd_of, write_study
 TABLE1_ISSUE = ["method", "n_cases", "n_runs", "dice_mean", "dice_ci_low", "dice_ci_high", "masd_mm_mean",
                 "masd_mm_ci_low", "masd_mm_ci_high", "masd_undefined", "nsd_mean", "nsd_ci_low", "nsd_ci_high",
                 "rank_dice", "rank_masd", "rank_nsd", "rank_mean"]  # fmt: skip
+HYPOTHESES_ISSUE = ["hypothesis", "contrast", "metric", "n_cases", "n_seeds", "estimate", "ci_low", "ci_high",
+                    "p_holm", "margin", "mdd", "verdict"]  # fmt: skip
 COMPARISONS_ISSUE = ["method", "reference", "metric", "n_pairs", "mean_difference", "ci_low", "ci_high",
                      "p_wilcoxon", "p_holm"]  # fmt: skip
 BASE = np.round(np.linspace(0.30, 0.74, 12), 3)  # 12 test cases, distinct values
@@ -42,9 +44,12 @@ def test_writes_every_file_with_the_issues_columns(study: Path) -> None:
     assert folder == study / "results"
     names = sorted(p.name for p in folder.iterdir())
     assert names == sorted(["study.json"] + [f"{k}_{s}.csv" for s in ("test", "val")
-                                             for k in ("table1", "comparisons", "strata", "per_case")])  # fmt: skip
+                                             for k in ("hypotheses", "table1", "comparisons", "strata", "per_case")])  # fmt: skip
     t1 = pd.read_csv(folder / "table1_test.csv")
-    assert list(t1.columns[: len(TABLE1_ISSUE)]) == TABLE1_ISSUE
+    assert set(TABLE1_ISSUE) <= set(t1.columns) and t1.columns[0] == "method"
+    assert (
+        list(pd.read_csv(folder / "hypotheses_test.csv").columns[: len(HYPOTHESES_ISSUE)]) == HYPOTHESES_ISSUE
+    )
     assert t1["method"].tolist() == ["dice", "tversky", "baseline", "ceiling"]
     assert (
         list(pd.read_csv(folder / "comparisons_test.csv").columns[: len(COMPARISONS_ISSUE)])
@@ -59,13 +64,15 @@ def test_per_case_averages_seeds_one_row_per_case(study: Path) -> None:
     assert len(per_case) == 4 * 12 and not per_case.duplicated(["method", "case_id"]).any()
     dice = per_case[per_case["method"] == "dice"].set_index("case_id")
     assert dice.loc["T00", "dice"] == pytest.approx(BASE[0] / 2)
-    assert dice.loc["T00", "masd_mm"] == pytest.approx(
-        masd_of([BASE[0]])[0]
-    )  # mean over the seed where defined
+    assert math.isnan(dice.loc["T00", "masd_mm"])  # undefined in one seed: undefined for the case
+    assert dice.loc["T01", "masd_mm"] == pytest.approx(masd_of([BASE[1]])[0])
     assert dice.loc["T00", "masd_undefined_runs"] == 1 and dice.loc["T01", "masd_undefined_runs"] == 0
     assert dice["n_runs"].eq(2).all()
     t1 = pd.read_csv(study / "results" / "table1_test.csv").set_index("method")
-    assert t1.loc["dice", "masd_undefined"] == 0  # defined in one seed: not undefined after averaging
+    assert t1.loc["dice", "masd_undefined"] == 1 and t1.loc["dice", "masd_undefined_runs"] == 1
+    # MASD means over the cases defined for every ranked method: T00 leaves every method's mean
+    assert t1.loc[["dice", "tversky", "baseline"], "masd_cases"].eq(11).all()
+    assert t1.loc["tversky", "masd_mm_mean"] == pytest.approx(masd_of(BASE[1:] + 0.15 + JITTER[1:]).mean())
     assert t1.loc["tversky", "dice_mean"] == pytest.approx(BASE.mean() + 0.15 + JITTER.mean())
     assert t1.loc["tversky", "nsd_mean"] == pytest.approx(nsd_of(BASE + 0.15 + JITTER).mean())
     # between-seed SD of the split mean: seeds' means differ by 0.1 -> sd = 0.1 / sqrt(2)
@@ -95,7 +102,8 @@ def test_comparisons_are_paired_and_holm_adjusted_over_the_split(study: Path) ->
     assert pairs == [("dice", "baseline"), ("tversky", "dice"), ("tversky", "baseline")]
     row = c[(c["method"] == "tversky") & (c["reference"] == "baseline") & (c["metric"] == "dice")].iloc[0]
     assert row["mean_difference"] == pytest.approx(0.35 + 2 * JITTER.mean()) and row["n_pairs"] == 12
-    assert 0.35 <= row["ci_low"] < row["mean_difference"] < row["ci_high"] <= 0.35 + 2 * JITTER.max()
+    # the interval resamples the two seeds (differences 0.3 + 2J and 0.4 + 2J) within cases
+    assert 0.30 <= row["ci_low"] < row["mean_difference"] < row["ci_high"] <= 0.40 + 2 * JITTER.max()
     assert (
         row["p_wilcoxon"] == pytest.approx(2 / 2**12) and row["favours"] == "tversky"
     )  # every sign positive
@@ -105,13 +113,14 @@ def test_comparisons_are_paired_and_holm_adjusted_over_the_split(study: Path) ->
     assert len(c) == 9 and c["p_holm"].max() <= 1
 
 
-def test_strata_counts_and_intervals_only_from_three_cases(study: Path) -> None:
+def test_strata_counts_and_intervals_only_from_five_cases(study: Path) -> None:
     results.write_results(study)
     s = pd.read_csv(study / "results" / "strata_test.csv", keep_default_na=False, na_values=[""])
     tv = s[s["method"] == "tversky"].set_index("stratum")
-    assert tv["n_cases"].to_dict() == {"<1%": 6, "1-5%": 4, ">5%": 2}
-    assert not math.isnan(tv.loc["<1%", "dice_ci_low"]) and not math.isnan(tv.loc["1-5%", "nsd_ci_high"])
-    assert math.isnan(tv.loc[">5%", "dice_ci_low"]) and tv.loc[">5%", "note"] == "n < 3: no interval"
+    assert tv["n_cases"].to_dict() == {"<1%": 6, "1-5%": 4, ">5%": 2, "empty label": 0}
+    assert not math.isnan(tv.loc["<1%", "dice_ci_low"]) and not math.isnan(tv.loc["<1%", "nsd_ci_high"])
+    assert math.isnan(tv.loc["1-5%", "dice_ci_low"]) and tv.loc["1-5%", "note"] == "n < 5: no interval"
+    assert math.isnan(tv.loc[">5%", "dice_ci_low"]) and tv.loc[">5%", "note"] == "n < 5: no interval"
     assert tv.loc[">5%", "dice_mean"] == pytest.approx(
         (BASE[5] + BASE[11] + JITTER[5] + JITTER[11]) / 2 + 0.15
     )

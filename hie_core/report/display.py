@@ -37,6 +37,7 @@ __all__ = [
     "glue",
     "markdown",
     "plotly_js_path",
+    "plural",
     "show",
     "table",
 ]
@@ -68,19 +69,27 @@ class _Html:
         return self.text
 
 
-def format_ci(mean: float, low: float, high: float, digits: int = 3, html_break: bool = False) -> str:
+def format_ci(mean: float, low: float, high: float, digits: int = 3, html_break: bool = False,
+              signed: bool = False) -> str:  # fmt: skip
     """``"0.512 [0.401, 0.623]"``; ``"n/a"`` when the mean is missing, no interval when it is.
 
     With ``html_break`` the interval goes on a second, smaller line (``<br><small>``), which
-    keeps tables of intervals narrow enough for the text column.
+    keeps tables of intervals narrow enough for the text column; with ``signed`` every number
+    carries its sign (differences).
     """
     if mean is None or not math.isfinite(float(mean)):
         return "n/a"
-    text = f"{float(mean):.{digits}f}"
+    sign = "+" if signed else ""
+    text = f"{float(mean):{sign}.{digits}f}"
     if low is None or high is None or not (math.isfinite(float(low)) and math.isfinite(float(high))):
         return text
-    interval = f"[{float(low):.{digits}f}, {float(high):.{digits}f}]"
+    interval = f"[{float(low):{sign}.{digits}f}, {float(high):{sign}.{digits}f}]"
     return f"{text}<br><small>{interval}</small>" if html_break else f"{text} {interval}"
+
+
+def plural(n: int, word: str, plural_form: str | None = None) -> str:
+    """``"1 seed"``, ``"2 seeds"``, ``"0 cases"``: a count with its noun in the right number."""
+    return f"{n:,} {word if n == 1 else (plural_form or word + 's')}"
 
 
 def format_p(p: float) -> str:

@@ -1,18 +1,23 @@
 """The study's numbers as files: ``runs/<study>/results/``, written once, read by every page.
 
 :func:`write_results` reads every run folder of a study (``hie_core.report.runs.find_runs``),
-computes the tables of :mod:`hie_core.report.tables` and writes, per reported split
-(:data:`SPLITS`):
+computes the tables of :mod:`hie_core.report.tables` and :mod:`hie_core.report.hypotheses`
+and writes, per reported split (:data:`SPLITS` that the runs scored: ``test``, ``cv`` for the
+out-of-fold predictions of a cross-validated study, ``val``):
 
+- ``hypotheses_<split>.csv``: the seed's claims, one row per claim, contrast and metric, with
+  estimate, CI, Holm p, margin, minimum detectable difference and verdict;
 - ``table1_<split>.csv``: one row per method (each loss, ``baseline``, ``ceiling``): n, mean and
-  95% CI of Dice, MASD (mm) and NSD, undefined MASD count, challenge ranks, between-seed SD;
+  95% CI of Dice, MASD (mm) and NSD, undefined MASD counts, challenge ranks, P(best Dice),
+  between-seed SD, false positives on the cases with an empty label;
 - ``comparisons_<split>.csv``: each loss against the Dice loss and the baseline, per metric:
-  mean paired difference, paired bootstrap CI, Wilcoxon p, Holm-adjusted p;
-- ``strata_<split>.csv``: the same statistics per lesion-burden stratum;
+  mean paired difference, CI, Wilcoxon p, equivalence p, both Holm-adjusted, verdict;
+- ``strata_<split>.csv``: the same statistics per lesion-burden stratum, and the empty labels;
 - ``per_case_<split>.csv``: one row per case and method, seeds averaged;
 
 and ``study.json`` (data folder, synthetic, preset, seeds, devices, code fingerprint, the run
-configuration). Everything is computed and checked before the first file is written, and each
+configuration, the design: folds, seeds, cases, the primary family, the margins, and per split
+whether the tests name a best loss). Everything is computed and checked before the first file is written, and each
 file is written atomically. A user can cite these files; :func:`read_results` loads them.
 
 Command line: ``python -m hie_core.report.results runs/<study>``.
@@ -31,9 +36,11 @@ import pandas as pd
 
 from hie_core.errors import exit_on_user_error
 from hie_core.io import atomic_write_text
-from hie_core.report import tables
+from hie_core.report import hypotheses, tables
+from hie_core.report.power import ALPHA, POWER
 from hie_core.report.runs import REFERENCES, StudyFolderError, StudyRuns, find_runs
-from hie_core.report.stats import CONFIDENCE, N_RESAMPLES
+from hie_core.report.seed_study import PRIMARY_CONTRASTS
+from hie_core.report.stats import CONFIDENCE, N_RESAMPLES, holm, paired_contrast
 
 __all__ = [
     "COMPARISON_REFERENCES",
@@ -46,11 +53,12 @@ __all__ = [
 ]
 
 RESULTS_DIR = "results"
-#: The reported splits, the test split first, then the official validation split.
-SPLITS = ("test", "val")
+#: The reported splits in page order: the test split, the out-of-fold predictions of a
+#: cross-validated study, the official validation split (each written when the runs scored it).
+SPLITS = ("test", "cv", "val")
 #: Every loss is compared with these (when present): the Dice loss and the threshold baseline.
 COMPARISON_REFERENCES = ("dice", "baseline")
-_KINDS = ("table1", "comparisons", "strata", "per_case")
+_KINDS = ("hypotheses", "table1", "comparisons", "strata", "per_case")
 _RUN_KEYS_DROPPED = ("loss", "seed", "output_dir", "device", "data_dir")
 
 
@@ -69,7 +77,7 @@ def _code_fingerprint(fingerprint: Any) -> Any:
     return fingerprint
 
 
-def _study_info(runs: StudyRuns) -> dict:
+def _study_info(runs: StudyRuns, splits: list[str]) -> dict:
     from hie_core.synthetic import is_synthetic_dir
 
     configs = runs.configs
@@ -81,7 +89,11 @@ def _study_info(runs: StudyRuns) -> dict:
     run_config = {k: v for k, v in configs[0].get("config", {}).items() if k not in _RUN_KEYS_DROPPED}
     fingerprint = _unique([_code_fingerprint(c.get("fingerprint")) for c in configs])
     first = runs.runs[0]
-    n_cases = {s: int((first.metrics["split"] == s).sum()) for s in SPLITS}
+    n_cases = {s: int(first.metrics.loc[first.metrics["split"] == s, "case_id"].nunique()) for s in splits}
+    if "cv" in splits:  # each fold run holds only its own fold: count the pool over the first seed's folds
+        scores = runs.scores()
+        pool = scores[(scores["split"] == "cv") & (scores["method"] == first.method)]
+        n_cases["cv"] = int(pool["case_id"].nunique())
     n_cases["train"] = configs[0].get("n_cases", {}).get("train")
     n_cases["selection"] = len(first.summary.get("selection_cases", [])) or None
     return {
@@ -91,42 +103,126 @@ def _study_info(runs: StudyRuns) -> dict:
         "device": _unique([c.get("device_name") for c in configs]),
         "fingerprint": fingerprint, "fingerprints_differ": isinstance(fingerprint, list),
         "git_commit": _unique([c.get("git_commit") for c in configs]), "n_cases": n_cases,
-        "splits": list(SPLITS), "comparison_references": [r for r in COMPARISON_REFERENCES if runs.of(r)],
-        "statistics": {"confidence": CONFIDENCE, "bootstrap_resamples": N_RESAMPLES, "bootstrap": "percentile",
-                       "test": "Wilcoxon signed-rank, two-sided", "multiplicity": "Holm, over every test of a split",
+        "splits": splits, "comparison_references": [r for r in COMPARISON_REFERENCES if runs.of(r)],
+        "statistics": {"confidence": CONFIDENCE, "bootstrap_resamples": N_RESAMPLES,
+                       "bootstrap": "percentile, two levels: cases, then seeds within each case",
+                       "test": "Wilcoxon signed-rank, two-sided, on seed-averaged case differences",
+                       "equivalence": "two one-sided paired t-tests (TOST) against +-margin",
+                       "multiplicity": "Holm, within each family: primary (claim a on Dice), secondary (the other "
+                                       "claims), exploratory (each loss vs the Dice loss and the baseline)",
+                       "alpha": ALPHA, "power": POWER,
                        "ranked": "losses and baseline; the ceiling is shown, not ranked"},
         "run_config": run_config,
     }  # fmt: skip
 
 
-def compute_results(study_dir: str | Path) -> tuple[dict, dict[str, dict[str, pd.DataFrame]]]:
+def _design(info: dict, runs: StudyRuns, margins: dict) -> dict:
+    folds = int(info["run_config"].get("folds") or 0)
+    return {"folds": folds, "seeds": len(runs.seeds),
+            "n_cases": {s: info["n_cases"][s] for s in info["splits"]},
+            "primary_family": [f"{m} - {r} (dice)" for m, r in PRIMARY_CONTRASTS],
+            "margins": dict(margins), "alpha": ALPHA, "power": POWER}  # fmt: skip
+
+
+def best_loss_test(per_case: pd.DataFrame, runs: pd.DataFrame, split: str, losses: list[str],
+                   hypotheses_table: pd.DataFrame) -> dict:  # fmt: skip
+    """Whether the tests name a best loss on ``split``.
+
+    The candidate is the loss with the highest mean Dice (cases with a lesion). It is named only
+    when a primary contrast is supported **and** the candidate's Dice beats every other loss's
+    (paired, Holm over those tests, p < alpha, each estimate positive).
+
+    Returns:
+        ``candidate``, ``named`` (bool), ``reason`` (words for a reader), ``p_holm`` per rival.
+    """
+    others = [m for m in losses if m in set(per_case.loc[per_case["split"] == split, "method"])]
+    out = {"candidate": None, "named": False, "reason": "", "p_holm": {}}
+    if len(others) < 2:
+        return {**out, "reason": "fewer than two losses: nothing to choose between"}
+    means = {m: per_case[(per_case["method"] == m) & (per_case["split"] == split)
+                         & (per_case["stratum"] != tables.EMPTY_STRATUM)]["dice"].mean() for m in others}  # fmt: skip
+    candidate = max(means, key=lambda m: (means[m], -others.index(m)))
+    rivals = [m for m in others if m != candidate]
+    results = []
+    for rival in rivals:
+        cases = tables.lesion_cases(per_case, split, [candidate, rival])
+        res = paired_contrast(tables.matrix(runs, candidate, split, "dice", cases),
+                              tables.matrix(runs, rival, split, "dice", cases))  # fmt: skip
+        results.append(res)
+    p_holm = holm([r["p"] for r in results])
+    beats = all(p < ALPHA and r["estimate"] > 0 for p, r in zip(p_holm, results, strict=True))
+    primary = hypotheses_table[(hypotheses_table["family"] == "primary")]
+    supported = bool((primary["verdict"] == "supported").any())
+    out.update(candidate=candidate, p_holm={r: float(p) for r, p in zip(rivals, p_holm, strict=True)})
+    if beats and supported:
+        return {
+            **out,
+            "named": True,
+            "reason": "a primary contrast is supported and the loss beats every other loss",
+        }
+    why = [] if supported else ["no primary contrast is supported"]
+    if not beats:
+        why.append("its Dice is not better than every other loss's after the Holm correction")
+    return {**out, "reason": "; ".join(why)}
+
+
+def _epochs(runs: StudyRuns) -> pd.DataFrame:
+    summaries = [{**r.summary, "method": r.method, "seed": r.seed, "fold": getattr(r, "fold", None)}
+                 for r in runs.runs if r.seed is not None]  # fmt: skip
+    return hypotheses.epochs_frame(summaries)
+
+
+def compute_results(
+    study_dir: str | Path, margins: dict | None = None
+) -> tuple[dict, dict[str, dict[str, pd.DataFrame]]]:
     """Everything :func:`write_results` writes, in memory: ``(study_json, {split: {kind: table}})``."""
+    margins = {**tables.MARGINS, **(margins or {})}
     runs = find_runs(study_dir)
-    scores = runs.scores()
-    per_case = tables.seed_average(scores)
+    scored = tables.run_scores(runs.scores())
+    per_case = tables.seed_average(scored)
     methods = [*runs.losses, *REFERENCES]
-    out = {}
-    for split in SPLITS:
+    loss_splits = set(scored.loc[scored["method"].isin(runs.losses), "split"])
+    splits = [s for s in SPLITS if s in loss_splits]
+    epochs = _epochs(runs)
+    out, winners = {}, {}
+    for split in splits:
+        hyp = hypotheses.hypotheses(per_case, scored, split, runs.losses, epochs, margins)
         out[split] = {
-            "table1": tables.table1(per_case, scores, split, methods),
-            "comparisons": tables.comparisons(per_case, split, runs.losses, COMPARISON_REFERENCES),
-            "strata": tables.strata(per_case, split, methods),
+            "hypotheses": hyp,
+            "table1": tables.table1(per_case, scored, split, methods, runs.losses),
+            "comparisons": tables.comparisons(
+                per_case, scored, split, runs.losses, COMPARISON_REFERENCES, margins
+            ),
+            "strata": tables.strata(per_case, scored, split, methods),
             "per_case": per_case[per_case["split"] == split].reset_index(drop=True),
         }
-    return _study_info(runs), out
+        winners[split] = best_loss_test(per_case, scored, split, runs.losses, hyp)
+    info = _study_info(runs, splits)
+    info["design"] = _design(info, runs, margins)
+    info["best_loss"] = winners
+    info["claims"] = {s: hypotheses.claim_verdicts(out[s]["hypotheses"]) for s in splits}
+    return info, out
 
 
-def write_results(study_dir: str | Path) -> Path:
+def write_results(study_dir: str | Path, margins: dict | None = None) -> Path:
     """Write ``<study_dir>/results/`` (see the module docstring) and return that folder.
+
+    Args:
+        study_dir: The study folder.
+        margins: Equivalence margins per metric (``dice``, ``masd_mm``, ``nsd``) replacing
+            :data:`hie_core.report.tables.MARGINS`.
 
     Raises:
         StudyFolderError: The study folder cannot be reported (the message names the file).
     """
-    info, computed = compute_results(study_dir)
+    info, computed = compute_results(study_dir, margins)
     folder = Path(study_dir) / RESULTS_DIR
     for split, kinds in computed.items():
         for kind, table in kinds.items():
             atomic_write_text(folder / f"{kind}_{split}.csv", table.to_csv(index=False))
+    for stale in (s for s in SPLITS if s not in computed):  # a split this study no longer reports
+        for kind in _KINDS:
+            (folder / f"{kind}_{stale}.csv").unlink(missing_ok=True)
     atomic_write_text(folder / "study.json", json.dumps(info, indent=2, sort_keys=True, default=str) + "\n")
     return folder
 
@@ -140,8 +236,16 @@ class StudyResults:
     split_tables: dict[str, dict[str, pd.DataFrame]] = field(repr=False)
 
     def table(self, kind: str, split: str = "test") -> pd.DataFrame:
-        """``kind`` (table1, comparisons, strata, per_case) of ``split``."""
+        """``kind`` (hypotheses, table1, comparisons, strata, per_case) of ``split``."""
         return self.split_tables[split][kind]
+
+    @property
+    def splits(self) -> list[str]:
+        """The reported splits, in page order."""
+        return list(self.split_tables)
+
+    def has(self, split: str) -> bool:
+        return split in self.split_tables
 
     @property
     def losses(self) -> list[str]:
@@ -163,16 +267,20 @@ def read_results(study_dir: str | Path) -> StudyResults:
     """
     folder = Path(study_dir).expanduser() / RESULTS_DIR
     fix = f"write it with `python -m hie_core.report.results {Path(study_dir)}` (the study runner does)"
-    paths = [folder / "study.json"] + [folder / f"{k}_{s}.csv" for s in SPLITS for k in _KINDS]
-    missing = [p.name for p in paths if not p.is_file()]
-    if missing:
-        raise StudyFolderError(f"{folder}: missing {', '.join(missing)}; {fix}")
+    if not (folder / "study.json").is_file():
+        raise StudyFolderError(f"{folder}: missing study.json; {fix}")
     info = json.loads((folder / "study.json").read_text())
+    splits = info.get("splits") or []
+    missing = [f"{k}_{s}.csv" for s in splits for k in _KINDS if not (folder / f"{k}_{s}.csv").is_file()]
+    if missing or "design" not in info:
+        raise StudyFolderError(f"{folder}: missing {', '.join(missing) or 'the design in study.json'}; {fix}")
     split_tables = {
-        s: {k: pd.read_csv(folder / f"{k}_{s}.csv", keep_default_na=True) for k in _KINDS} for s in SPLITS
+        s: {k: pd.read_csv(folder / f"{k}_{s}.csv", keep_default_na=True) for k in _KINDS} for s in splits
     }
+    text_columns = (("comparisons", "reason"), ("comparisons", "favours"), ("strata", "note"),
+                    ("hypotheses", "reason"))  # fmt: skip
     for kinds in split_tables.values():  # text columns: an empty cell is "" (no reason, no note), not NaN
-        for kind, col in (("comparisons", "reason"), ("comparisons", "favours"), ("strata", "note")):
+        for kind, col in text_columns:
             text = kinds[kind][col].astype(object)
             kinds[kind][col] = text.where(text.notna(), "")
     return StudyResults(Path(study_dir), info, split_tables)
@@ -184,8 +292,13 @@ def main(argv: list[str] | None = None) -> int:
         prog="hie-results", description="Write runs/<study>/results/ from its run folders."
     )
     parser.add_argument("study_dir", help="a study folder, e.g. runs/quick")
+    parser.add_argument("--margin", type=float, default=None,
+                        help=f"equivalence margin of Dice and NSD (default {tables.MARGINS['dice']})")  # fmt: skip
     args = parser.parse_args(argv)
-    folder = write_results(args.study_dir)
+    if args.margin is not None and not 0 < args.margin < 1:
+        raise StudyFolderError(f"--margin must be between 0 and 1 (a Dice difference), got {args.margin}")
+    margins = None if args.margin is None else {"dice": args.margin, "nsd": args.margin}
+    folder = write_results(args.study_dir, margins)
     print(f"results written to {folder}")
     return 0
 

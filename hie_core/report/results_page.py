@@ -13,21 +13,30 @@ import math
 import numpy as np
 import pandas as pd
 
-from hie_core.report import display, prose
+from hie_core.losses import LOSS_LABELS
+from hie_core.report import display, prose, seed_study
 from hie_core.report.charts import table1_figure, training_curves_figure
 from hie_core.report.results import StudyResults, read_results
 from hie_core.report.runs import REFERENCES, find_runs, load_case, load_prediction
+from hie_core.report.seed_study import CLAIMS
 from hie_core.report.sources import DataSource, banner, source_line, study_dir_for
+from hie_core.report.tables import MIN_STRATUM_CI
 
 __all__ = [
-    "abstract", "case_arrays", "comparisons_table", "curves_figure", "discussion", "figure6", "live_case_viewer",
-    "method_label", "open_results", "per_case_table", "source_of", "strata_table", "study_banner", "table1", "table1_chart",
+    "abstract", "case_arrays", "comparisons_table", "curves_figure", "design_note", "discussion", "figure6",
+    "hypotheses_table", "live_case_viewer", "method_label", "open_results", "per_case_table", "seed_table", "source_of",
+    "split_label", "strata_table", "study_banner", "table1", "table1_chart",
 ]  # fmt: skip
 
-_METRIC_HEAD = {"dice": "Dice", "masd_mm": "MASD mm", "nsd": "NSD @2mm"}
+_METRIC_HEAD = {"dice": "Dice", "masd_mm": "MASD (mm)", "nsd": "NSD (2 mm)", "best_epoch": "best epoch"}
 #: How the tables name the two reference rows for a reader (the files keep the short keys).
 METHOD_LABELS = {"baseline": "ZADC < -2 (baseline)", "ceiling": "label resampled (ceiling)"}
-_DIGITS = {"dice": 3, "masd_mm": 2, "nsd": 3}
+_DIGITS = {"dice": 3, "masd_mm": 2, "nsd": 3, "best_epoch": 1}
+_SPLIT_LABELS = {
+    "test": "test split",
+    "cv": "out-of-fold (cross-validation)",
+    "val": "official validation split",
+}
 
 
 def open_results(study_dir: str = "", preset: str = "auto") -> StudyResults:
@@ -47,13 +56,24 @@ def _provenance(results: StudyResults) -> str:
     return source_line(source_of(results), info.get("preset"), info.get("device"))
 
 
+def split_label(split: str) -> str:
+    """A split as a reader reads it."""
+    return _SPLIT_LABELS.get(split, split)
+
+
 def study_banner(results: StudyResults) -> None:
-    """The page-top note: data source, preset, seeds, devices, reported splits and their sizes."""
+    """The page-top note: data source, preset, seeds, folds, devices, reported splits and their sizes."""
     info = results.info
     device = info.get("device")
     devices = ", ".join(device) if isinstance(device, list) else str(device)
-    details = (f"Preset {info['preset']}; {len(info['seeds'])} seed(s) per loss; device: {devices}. Reported splits: "
-               f"test ({results.n_cases('test')} cases) and official validation ({results.n_cases('val')} cases).")  # fmt: skip
+    folds = info["design"]["folds"]
+    design = f"{display.plural(len(info['seeds']), 'seed')} per loss" + (
+        f", {folds}-fold cross-validation" if folds else ""
+    )
+    splits = "; ".join(
+        f"{split_label(s)} ({display.plural(results.n_cases(s), 'case')})" for s in results.splits
+    )
+    details = f"Preset {info['preset']}; {design}; device: {devices}. Reported: {splits}."
     banner(source_of(results), details, info.get("unfinished"))
 
 
@@ -67,9 +87,14 @@ def discussion(results: StudyResults):
     return display.markdown(prose.discussion(results))
 
 
+def design_note(results: StudyResults):
+    """What this design could detect (:func:`hie_core.report.prose.design_sentence`) as Markdown."""
+    return display.markdown(prose.design_sentence(results))
+
+
 def method_label(method: str) -> str:
-    """A method's name in the book's tables: the loss key, or what a reference row is."""
-    return METHOD_LABELS.get(method, method)
+    """A method's name in the book: the loss's display name, or what a reference row is."""
+    return LOSS_LABELS.get(method, METHOD_LABELS.get(method, method))
 
 
 def _labels(methods: pd.Series) -> pd.Series:
@@ -81,78 +106,214 @@ def _ci_column(frame: pd.DataFrame, metric: str) -> pd.Series:
     return frame[cols].apply(lambda r: display.format_ci(*r, digits=_DIGITS[metric], html_break=True), axis=1)
 
 
+def _share(value: float) -> str:
+    return "-" if not math.isfinite(value) else f"{value:.0%}"
+
+
 def table1(results: StudyResults, split: str = "test"):
-    """Table 1: n, mean [95% CI] of each metric, ranks and the between-seed SD, one row per method."""
+    """Table 1: n, mean [95% CI] of each metric, ranks, P(best Dice), seed SD and false positives, one row per method."""
+    if not results.has(split):
+        return display.markdown(f"This study did not report the {split_label(split)}.")
     t = results.table("table1", split)
-    shown = pd.DataFrame({"method": _labels(t["method"]), "n": t["n_cases"], "runs": t["n_runs"]})
-    for metric, head in _METRIC_HEAD.items():
-        shown[head] = _ci_column(t, metric)
+    shown = pd.DataFrame(
+        {"method": _labels(t["method"]), "cases with a lesion": t["n_cases"], "runs": t["n_runs"]}
+    )
+    for metric in ("dice", "masd_mm", "nsd"):
+        shown[_METRIC_HEAD[metric]] = _ci_column(t, metric)
         if metric == "masd_mm":
-            shown["n/a"] = t["masd_undefined"]
-    shown["rank"] = t["rank_mean"].map(lambda v: "-" if not math.isfinite(v) else f"{v:.2f}")
-    shown["seed SD"] = t["dice_seed_sd"]
-    note = (f"n: {split} cases; runs: seeds; baseline: the organisers' ZADC < -2 threshold inside the brain; "
-            "ceiling: the reference label sent through the training grid and back. Mean [95% bootstrap CI] over "
-            "cases of per-case scores averaged over seeds; n/a: cases where MASD is undefined (one mask empty), skipped in its mean. rank: the challenge's "
-            "mean of the Dice, MASD and NSD ranks (1 = best); the ceiling is not ranked, it bounds every method. "
-            f"seed SD: SD of the mean Dice over seeds. {_provenance(results)}.")  # fmt: skip
-    return display.table(shown, precision=3, note=note, html_columns=list(_METRIC_HEAD.values()))
+            shown["MASD undefined: cases (case-runs)"] = [
+                f"{int(c)} ({int(r)})"
+                for c, r in zip(t["masd_undefined"], t["masd_undefined_runs"], strict=True)
+            ]
+    shown["mean rank"] = t["rank_mean"].map(lambda v: "-" if not math.isfinite(v) else f"{v:.2f}")
+    shown["P(best Dice)"] = t["p_rank1_dice"].map(_share)
+    shown["seed SD of Dice"] = t["dice_seed_sd"]
+    n_empty = int(t["empty_cases"].max()) if len(t) else 0
+    if n_empty:
+        shown["false positives on empty labels"] = [
+            f"{int(c)} of {n_empty}, {v:.2f} mL" if math.isfinite(v) else f"{int(c)} of {n_empty}"
+            for c, v in zip(t["fp_cases"], t["fp_volume_ml_mean"], strict=True)]  # fmt: skip
+    masd_n = int(t.loc[~t["method"].isin(["ceiling"]), "masd_cases"].min()) if len(t) else 0
+    note = (f"Cases with a lesion of the {split_label(split)}; runs: seeds x folds scored per case. Mean [95% CI] over "
+            "cases of per-case scores averaged over runs; the interval resamples cases and, within each case, its runs. "
+            f"Dice and NSD over every case with a lesion; MASD over the {masd_n} cases where it is defined in every run "
+            "of every ranked method (undefined: one mask empty in at least one run). Mean rank: the challenge's mean "
+            "of the Dice, MASD and NSD ranks (1 = best); the ceiling is not ranked. P(best Dice): share of bootstrap "
+            "resamples in which the loss has the highest mean Dice. Seed SD: SD of the mean Dice over seeds. "
+            f"Cases with an empty reference label are left out of every mean and scored by their false positives "
+            f"(cases with any predicted voxel, mean predicted volume). {_provenance(results)}.")  # fmt: skip
+    return display.table(
+        shown, precision=3, note=note, html_columns=[_METRIC_HEAD[m] for m in ("dice", "masd_mm", "nsd")]
+    )
 
 
 def table1_chart(results: StudyResults, split: str = "test", div_id: str = "table1-figure") -> None:
     """Table 1 as a figure: mean and 95% CI per loss and metric, baseline and ceiling as lines."""
-    display.show(table1_figure(results.table("table1", split)), div_id)
+    t = results.table("table1", split).copy()
+    t["method"] = _labels(t["method"])
+    display.show(table1_figure(t, references=tuple(METHOD_LABELS.values())), div_id)
+
+
+def _contrast_label(method: str, reference: str) -> str:
+    return f"{method_label(method)} vs {method_label(reference)}"
+
+
+def _difference(frame: pd.DataFrame, estimate: str, metric_of) -> pd.Series:
+    return frame.apply(lambda r: display.format_ci(r[estimate], r["ci_low"], r["ci_high"], _DIGITS[metric_of(r)],
+                                                   html_break=True, signed=True), axis=1)  # fmt: skip
+
+
+def _number(value: float, digits: int, signed: bool = False) -> str:
+    if not math.isfinite(value):
+        return "-"
+    return f"{value:+.{digits}f}" if signed else f"{value:.{digits}f}"
+
+
+def hypotheses_table(results: StudyResults, split: str = "test"):
+    """The seed's claims tested: one row per claim, contrast and metric, with the detectable difference and verdict."""
+    h = results.table("hypotheses", split)
+    if h.empty:
+        return display.markdown(
+            "No claim of the seed could be tested: the study ran none of the losses they name."
+        )
+    claim = {c.key: c.key for c in CLAIMS}
+
+    def contrast(r) -> str:
+        if r["hypothesis"] == "d":
+            return f"{method_label(r['method'])}: under 1% vs at least 1%"
+        return _contrast_label(r["method"], r["reference"])
+
+    shown = pd.DataFrame({
+        "claim": h["hypothesis"].map(claim), "family": h["family"], "contrast": h.apply(contrast, axis=1),
+        "metric": h["metric"].map(_METRIC_HEAD), "cases x runs": [f"{int(n)} x {int(s)}" for n, s in
+                                                                   zip(h["n_cases"], h["n_seeds"], strict=True)],
+        "difference [95% CI]": _difference(h, "estimate", lambda r: r["metric"]),
+        "seed's difference": [_number(v, _DIGITS[m], True) for v, m in zip(h["seed_estimate"], h["metric"], strict=True)],
+        "p (Holm)": h["p_holm"].map(display.format_p),
+        "margin": [_number(v, _DIGITS[m]) for v, m in zip(h["margin"], h["metric"], strict=True)],
+        "detectable": [_number(v, _DIGITS[m]) for v, m in zip(h["mdd"], h["metric"], strict=True)],
+        "verdict": h["verdict"],
+    })  # fmt: skip
+    n_primary = int((h["family"] == "primary").sum())
+    note = (f"Claims (fixed before the runs): a, each hybrid beats its base; b, Tversky+HDT has the best Dice and NSD; "
+            "c, the hybrids converge later (epoch of the best checkpoint, paired by run); d, lesions under 1% of the "
+            "brain are the hardest (unpaired, Mann-Whitney U). Difference: first minus second (for d: under 1% minus "
+            "at least 1%); Dice and NSD over cases with a lesion, MASD over the cases it is defined for in every run "
+            f"of both. p (Holm): Wilcoxon signed-rank, Holm-adjusted within its family (primary: the {n_primary} "
+            "Dice contrasts of claim a; secondary: every other row). Margin: equivalence margin of the two one-sided "
+            "tests. Detectable: the difference this design detects with 80% power at its family's strictest Holm "
+            "level, from the observed spread. Verdict: supported or contradicted (Holm p < 0.05, by the sign), "
+            "equivalent (inside the margin), or inconclusive. Seed's difference: from the seed's Table 1 (4 "
+            f"validation cases, its own grid and units). {_provenance(results)}.")  # fmt: skip
+    return display.table(shown, precision=3, note=note, html_columns=["difference [95% CI]"])
+
+
+def seed_table(results: StudyResults, split: str = "test"):
+    """The seed's Table 1 beside this study's means on ``split`` (same losses, different cases, grid and units)."""
+    seed = seed_study.seed_table()
+    ours = results.table("table1", split).set_index("method")
+    epochs = _median_best_epochs(results)
+    rows = []
+    for _, r in seed.iterrows():
+        m = r["method"]
+        here = ours.loc[m] if m in ours.index else None
+        rows.append({
+            "loss": method_label(m), "seed: Dice": f"{r['dice']:.4f}",
+            "seed: MSD (voxels)": "Inf" if not math.isfinite(r["msd_voxels"]) else f"{r['msd_voxels']:.4f}",
+            "seed: NSD": f"{r['nsd']:.4f}", "seed: best epoch": str(int(r["best_epoch"])),
+            "here: Dice": "not run" if here is None else display.format_ci(here["dice_mean"], here["dice_ci_low"],
+                                                                          here["dice_ci_high"], 3, html_break=True),
+            "here: MASD (mm)": "-" if here is None else _number(here["masd_mm_mean"], 2),
+            "here: NSD": "-" if here is None else _number(here["nsd_mean"], 3),
+            "here: median best epoch": epochs.get(m, "-"),
+        })  # fmt: skip
+    note = (f"Left: the seed study's Table 1 {{{seed_study.CITATION}}}, as published: 4 official validation cases "
+            "(which also stopped its training), scores on its resampled 32 x 192 x 192 grid, MSD in voxels, an "
+            f"Inf where an empty prediction was averaged. Right: this study on its {split_label(split)} "
+            f"({display.plural(results.n_cases(split), 'case')}), Dice [95% CI] and NSD over cases with a lesion, "
+            "MASD in mm on each scan's native grid. The two sides differ in cases, grid, units and data "
+            f"({'synthetic here' if results.synthetic else 'BONBID-HIE'}): compare orderings, not numbers.")  # fmt: skip
+    return display.table(
+        pd.DataFrame(rows),
+        note=note.replace("{usman2025hie}", "(Usman et al. 2025)"),
+        html_columns=["here: Dice"],
+    )
+
+
+def _median_best_epochs(results: StudyResults) -> dict[str, str]:
+    from hie_core.report.runs import find_runs
+
+    try:
+        runs = find_runs(results.study_dir)
+    except Exception:  # the run folders may have been moved away from their results
+        return {}
+    out = {}
+    for loss in runs.losses:
+        epochs = [
+            r.summary.get("best_epoch") for r in runs.of(loss) if r.summary.get("best_epoch") is not None
+        ]
+        if epochs:
+            out[loss] = f"{np.median(epochs):g} of {display.plural(len(epochs), 'run')}"
+    return out
 
 
 def comparisons_table(results: StudyResults, split: str = "test"):
-    """Each loss against the Dice loss and the baseline: paired difference [CI], Wilcoxon p, Holm p."""
+    """Each loss against the Dice loss and the baseline: paired difference [CI], Holm p, detectable difference, verdict."""
     c = results.table("comparisons", split)
     if c.empty:
         return display.markdown("No paired comparison: the study has no Dice-loss or baseline reference.")
-    diff = c.apply(lambda r: display.format_ci(r["mean_difference"], r["ci_low"], r["ci_high"], _DIGITS[r["metric"]],
-                                               html_break=True), axis=1)  # fmt: skip
     shown = pd.DataFrame({
-        "method": _labels(c["method"]), "vs": _labels(c["reference"]), "metric": c["metric"].map(_METRIC_HEAD),
-        "pairs": c["n_pairs"],
-        "difference [95% CI]": diff, "p": c["p_wilcoxon"].map(display.format_p),
-        "p Holm": c["p_holm"].map(display.format_p), "holds": np.where(c["p_holm"] < prose.ALPHA, "yes", ""),
-        "better mean": c["favours"], "no test because": c["reason"],
+        "comparison": [_contrast_label(m, r) for m, r in zip(c["method"], c["reference"], strict=True)],
+        "metric": c["metric"].map(_METRIC_HEAD), "cases": c["n_pairs"],
+        "difference [95% CI]": _difference(c, "mean_difference", lambda r: r["metric"]),
+        "p (Holm)": c["p_holm"].map(display.format_p),
+        "equivalence p (Holm)": c["p_equivalence_holm"].map(display.format_p),
+        "detectable": [_number(v, _DIGITS[m]) for v, m in zip(c["mdd"], c["metric"], strict=True)],
+        "verdict": c["verdict"], "better mean": c["favours"].map(lambda m: method_label(m) if m else "-"),
     })  # fmt: skip
-    if (shown["no test because"] == "").all():
-        shown = shown.drop(columns="no test because")
     n_tests = int(c["p_wilcoxon"].notna().sum())
-    note = (f"Difference = method minus reference, paired over the {split} cases both have (pairs with an undefined "
-            "MASD dropped); 95% paired bootstrap CI; p: two-sided Wilcoxon signed-rank; p Holm: adjusted over the "
-            f"{n_tests} tests of this table; holds: p Holm < {prose.ALPHA}; better mean: the side whose mean is "
-            "better, whether or not the difference holds. For MASD lower is better.")  # fmt: skip
-    return display.table(shown, precision=3, note=note, scroll=True, html_columns=["difference [95% CI]"])
+    note = (f"Exploratory family: difference = method minus reference, paired over the cases both scored "
+            "(Dice, NSD: cases with a lesion; MASD: cases defined in every run of both); 95% CI from the two-level "
+            f"bootstrap; p: two-sided Wilcoxon signed-rank, Holm-adjusted over the {n_tests} tests of this table; "
+            "equivalence p: two one-sided tests against +-margin (Dice and NSD "
+            f"{results.info['design']['margins']['dice']:g}, MASD {results.info['design']['margins']['masd_mm']:g} mm), "
+            "Holm-adjusted; detectable: the difference detectable with 80% power at the table's strictest Holm level. "
+            "Verdict: different, equivalent or inconclusive (neither: the design cannot tell). For MASD lower is "
+            "better.")  # fmt: skip
+    return display.table(shown, precision=3, note=note, html_columns=["difference [95% CI]"])
 
 
 def strata_table(results: StudyResults, split: str = "test"):
-    """Per method and lesion-burden stratum: n and mean [95% CI] of each metric (a CI where n >= 3)."""
+    """Per method and stratum: n and mean [95% CI] of each metric (a CI where n >= 5), false positives on empty labels."""
     s = results.table("strata", split)
     shown = pd.DataFrame({"method": _labels(s["method"]), "stratum": s["stratum"], "cases": s["n_cases"]})
-    for metric, head in _METRIC_HEAD.items():
-        shown[head] = _ci_column(s, metric)
+    for metric in ("dice", "masd_mm", "nsd"):
+        shown[_METRIC_HEAD[metric]] = _ci_column(s, metric)
+    shown["false positives"] = [
+        "-" if not isinstance(v, (int, float)) or not math.isfinite(v) else f"{int(c)} cases, {v:.2f} mL"
+        for c, v in zip(s["fp_cases"].fillna(0), s["fp_volume_ml_mean"], strict=True)]  # fmt: skip
     shown["note"] = s["note"]
-    note = ("Lesion burden = lesion volume / brain volume, as the challenge stratifies; mean [95% bootstrap CI] "
-            f"where a stratum has at least 3 cases. {_provenance(results)}.")  # fmt: skip
-    return display.table(shown, precision=3, note=note, scroll=True, html_columns=list(_METRIC_HEAD.values()))
+    note = ("Lesion burden = lesion volume / brain volume, as the challenge stratifies; mean [95% CI] where a stratum "
+            f"has at least {MIN_STRATUM_CI} cases; empty label: cases without a lesion, scored by false positives "
+            f"(cases with any predicted voxel, mean predicted volume). {_provenance(results)}.")  # fmt: skip
+    return display.table(
+        shown, precision=3, note=note, html_columns=[_METRIC_HEAD[m] for m in ("dice", "masd_mm", "nsd")]
+    )
 
 
 def per_case_table(results: StudyResults, split: str = "test", metric: str = "dice"):
-    """One row per case: stratum, burden and ``metric`` of every method (seed-averaged)."""
+    """One row per case: stratum, burden and ``metric`` of every method (averaged over runs)."""
     from hie_core.report.tables import per_case_wide
 
     p = results.table("per_case", split)
     methods = [*results.losses, "baseline", "ceiling"]
-    wide = per_case_wide(p, split, metric, methods).rename(
-        columns={"case_id": "case", "burden_percent": "burden %"}
-    )
-    note = (f"{_METRIC_HEAD[metric]} per {split} case, averaged over seeds (baseline: ZADC < -2; ceiling: the "
-            "label resampled through the training grid); all metrics per case and seed-level "
-            f"counts are in results/per_case_{split}.csv.")  # fmt: skip
-    return display.table(wide, precision=3, note=note, scroll=True)
+    wide = per_case_wide(p, split, metric, methods)
+    wide = wide.rename(columns={"case_id": "case", "burden_percent": "lesion burden (%)",
+                                **{m: method_label(m) for m in methods}})  # fmt: skip
+    note = (f"{_METRIC_HEAD[metric]} per case of the {split_label(split)}, averaged over runs (baseline: ZADC < -2; "
+            "ceiling: the label resampled through the training grid); all metrics per case and run-level counts are "
+            f"in results/per_case_{split}.csv.")  # fmt: skip
+    return display.table(wide, precision=3, note=note)
 
 
 def curves_figure(results: StudyResults, div_id: str = "all-curves") -> None:
