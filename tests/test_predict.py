@@ -227,7 +227,7 @@ def test_single_pair_inputs_and_outputs_are_all_checked_first(tiny_release, tmp_
     _fails(argv, capsys, tmp_path, f"{tmp_path}: is a folder")
     label = tiny_release / "BONBID2023_Val" / "3LABEL" / f"{case.case_id}_lesion.mha"
     argv[-1] = label
-    _fails(argv, capsys, tmp_path, f"{label}: output would overwrite a file of a BONBID-HIE data folder")
+    _fails(argv, capsys, tmp_path, f"{label.parent}: a BONBID-HIE data folder of reference labels")
 
 
 def test_every_problem_at_once(tiny_release, tmp_path, capsys):
@@ -279,3 +279,16 @@ def test_command_line_entry_point_prints_one_line_without_traceback(tmp_path):
         "(nothing was written)"
     ]
     assert not out.exists()
+
+
+@pytest.mark.parametrize("modality", ["3LABEL", "1ADC_ss", "2Z_ADC"])
+def test_masks_are_never_written_into_a_data_folder(tmp_path, checkpoint, capsys, modality):
+    """A mask in 3LABEL would be read back as ground truth; in 1ADC_ss/2Z_ADC as an input map."""
+    cases = _split_with_cases(tmp_path / "BONBID2023_Test", 2)  # unlabelled: no 3LABEL yet
+    target = cases[0]["adc"].parent.parent / modality
+    err = _fails(["--checkpoint", checkpoint, "--data-dir", tmp_path / "BONBID2023_Test", "--output-dir", target],
+                 capsys, tmp_path, target.name, "would be read back as")  # fmt: skip
+    assert err.count("\n") == 1 and not (target / "test").exists()
+    single = target / "sub" / "mask.mha"
+    _fails(["--checkpoint", checkpoint, "--adc", cases[0]["adc"], "--zadc", cases[0]["zadc"], "--output", single],
+           capsys, tmp_path, modality)  # fmt: skip

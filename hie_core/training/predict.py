@@ -193,19 +193,39 @@ def _cannot_write(folder: Path) -> str | None:
     return None
 
 
+_READ_AS = {"1ADC_ss": "ADC maps", "2Z_ADC": "ZADC maps", "3LABEL": "reference labels"}
+
+
+def _inside_data_folders(jobs: Sequence[Job], problems: list[str], inputs: set[Path]) -> set[Path]:
+    """Outputs under a BONBID-HIE modality folder (``1ADC_ss``, ``2Z_ADC``, ``3LABEL``): refused, one line a folder.
+
+    A mask written there would be read back as an input map or, in ``3LABEL``, as the reference
+    label, so that an evaluation would score the model against its own output.
+    """
+    refused: dict[Path, list[Path]] = {}
+    for job in (j for j in jobs if j.output.resolve() not in inputs):  # overwriting an input: said below
+        folder = next((p for p in job.output.resolve().parents if p.name in MODALITY_FOLDERS), None)
+        if folder is not None:
+            refused.setdefault(folder, []).append(job.output)
+    for folder, outputs in sorted(refused.items()):
+        problems.append(f"{folder}: a BONBID-HIE data folder of {_READ_AS[folder.name]}; {len(outputs)} mask(s) "
+                        f"written there would be read back as {_READ_AS[folder.name]}; choose an output folder "
+                        "outside the data folder")  # fmt: skip
+    return {o for outputs in refused.values() for o in outputs}
+
+
 def _check_outputs(jobs: Sequence[Job], problems: list[str]) -> None:
-    """Every output folder writable, no output a folder, no output overwriting an input."""
+    """Every output folder writable and outside the data folders, no output a folder or an input."""
     inputs = {p.resolve() for j in jobs for p in (j.adc, j.zadc)}
+    refused = _inside_data_folders(jobs, problems, inputs)
     for job in jobs:
+        if job.output in refused:
+            continue
         if job.output.resolve() in inputs:
             problems.append(f"{job.output}: output would overwrite an input image; choose another output")
-        elif job.output.is_file() and job.output.parent.name in MODALITY_FOLDERS:
-            problems.append(
-                f"{job.output}: output would overwrite a file of a BONBID-HIE data folder; choose another output"
-            )
         elif job.output.is_dir():
             problems.append(f"{job.output}: is a folder; give a mask file name such as mask.mha")
-    for folder in sorted({j.output.parent for j in jobs}):
+    for folder in sorted({j.output.parent for j in jobs if j.output not in refused}):
         reason = _cannot_write(folder)
         if reason:
             problems.append(f"{folder}: cannot write masks here: {reason}; choose another output folder")
@@ -267,6 +287,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.container and args.output is None:
         args.output = "/output"
     model, meta, jobs, device = plan(args)
+    print(f"hie-predict: {len(jobs)} mask(s) to predict on {device}; each is written as soon as it is done",
+          flush=True)  # fmt: skip
     for done, job in enumerate(jobs):
         mask, geometry = predict_pair(model, meta, job.adc, job.zadc, device)
         try:
@@ -277,7 +299,8 @@ def main(argv: list[str] | None = None) -> int:
                 f"{done} of {len(jobs)} mask(s) were written before it"
             ) from None
         volume_ml = mask.sum() * geometry.voxel_volume_ml
-        print(f"{job.output}: {int(mask.sum())} lesion voxels ({volume_ml:.2f} ml)")
+        print(f"[{done + 1}/{len(jobs)}] {job.output}: {int(mask.sum())} lesion voxels ({volume_ml:.2f} ml)",
+              flush=True)  # fmt: skip
     return 0
 
 
