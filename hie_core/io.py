@@ -174,6 +174,10 @@ def read_image(path: str | os.PathLike, dtype: np.dtype | None = None) -> tuple[
     except ImageReadError:
         raise
     except Exception as exc:  # SimpleITK/nibabel raise many types; name the file once
+        if not _is_nifti(
+            path
+        ):  # ITK refuses some headers (zero spacing) while reading: name the header's fault
+            read_geometry(path)
         raise ImageReadError(f"{path}: cannot read image ({_cause(exc)}); {_REMEDY}") from None
     if dtype is not None:
         array = array.astype(dtype, copy=False)
@@ -197,7 +201,7 @@ def read_geometry(path: str | os.PathLike) -> ImageGeometry:
         if reader.GetDimension() != 3:
             raise ImageReadError(f"{path}: expected a 3D image, got {reader.GetDimension()}D")
         return _geometry_from_itk(
-            reader.GetSize(), reader.GetSpacing(), reader.GetOrigin(), reader.GetDirection()
+            reader.GetSize(), reader.GetSpacing(), reader.GetOrigin(), reader.GetDirection(), path
         )
     except ImageReadError:
         raise
@@ -205,7 +209,19 @@ def read_geometry(path: str | os.PathLike) -> ImageGeometry:
         raise ImageReadError(f"{path}: cannot read image header ({_cause(exc)}); {_REMEDY}") from None
 
 
-def _geometry_from_itk(size, spacing, origin, direction) -> ImageGeometry:
+def _check_spacing(path: Path, spacing_xyz) -> None:
+    """A header whose spacing is not positive: the header is wrong, not the copy (say so, with the values)."""
+    values = [float(s) for s in spacing_xyz]
+    if not all(np.isfinite(v) and v > 0 for v in values):
+        shown = " x ".join(f"{v:g}" for v in values)
+        raise ImageReadError(f"{path}: its header gives a voxel spacing of {shown} mm (x, y, z), and a spacing must be "
+                             "positive; the header is wrong: fix it where the file was made (for example with "
+                             "SimpleITK's SetSpacing) or ask its provider")  # fmt: skip
+
+
+def _geometry_from_itk(size, spacing, origin, direction, path: Path | None = None) -> ImageGeometry:
+    if path is not None:
+        _check_spacing(path, spacing)
     return ImageGeometry(
         shape=tuple(int(s) for s in reversed(size)),
         spacing_mm=tuple(float(s) for s in reversed(spacing)),
@@ -226,7 +242,7 @@ def _read_itk(path: Path) -> tuple[np.ndarray, ImageGeometry]:
         )
     array = sitk.GetArrayFromImage(image)  # already (z, y, x) = (D, H, W)
     geometry = _geometry_from_itk(
-        image.GetSize(), image.GetSpacing(), image.GetOrigin(), image.GetDirection()
+        image.GetSize(), image.GetSpacing(), image.GetOrigin(), image.GetDirection(), path
     )
     return array, geometry
 
@@ -244,6 +260,7 @@ def _read_nifti(path: Path, header_only: bool = False) -> tuple[np.ndarray | Non
     affine = np.asarray(img.affine, dtype=float)
     linear = _LPS @ affine[:3, :3]
     spacing_xyz = np.linalg.norm(linear, axis=0)
+    _check_spacing(path, spacing_xyz)
     direction = linear / spacing_xyz
     origin = _LPS @ affine[:3, 3]
     geometry = ImageGeometry(

@@ -83,3 +83,17 @@ def test_geometry_validation():
     )
     diffs = GEOM.grid_differences(other)
     assert len(diffs) == 1 and diffs[0].startswith("spacing_mm")
+
+
+def test_zero_spacing_is_named_as_a_wrong_header_not_a_damaged_copy(tmp_path) -> None:
+    path = tmp_path / "zero.mha"
+    sitk.WriteImage(sitk.GetImageFromArray(np.zeros((4, 5, 6), np.float32)), str(path))
+    text = path.read_bytes()
+    assert b"ElementSpacing = 1 1 1" in text
+    path.write_bytes(text.replace(b"ElementSpacing = 1 1 1", b"ElementSpacing = 0 1 1"))
+    for read in (read_image, read_geometry):
+        with pytest.raises(
+            ImageReadError, match=r"voxel spacing of 0 x 1 x 1 mm .* the header is wrong"
+        ) as err:
+            read(path)
+        assert "copy it again" not in str(err.value) and str(path) in str(err.value)

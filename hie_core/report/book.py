@@ -319,8 +319,10 @@ def _first_problems(log: Path, count: int = 3) -> str:
 def build_book(root: Path, study_dir: Path) -> Path:
     """Collect, write the toc, vendor, build with ``-W -n --keep-going`` and check offline-ness.
 
-    The previous ``_build/html`` is removed first, so the book holds the pages of this study
-    only (a study of two losses leaves no page of a third behind).
+    The book is built into a staging folder (``_build/.staging``) and replaces ``_build/html``
+    only when the build passed and the pages reference no network: an interrupted or failed
+    build leaves the previous book as it was. The new book holds the pages of this study only
+    (a study of two losses leaves no page of a third behind).
 
     Returns:
         The path of the built ``index.html``.
@@ -333,18 +335,28 @@ def build_book(root: Path, study_dir: Path) -> Path:
     collect_notebooks(root, study_dir)
     toc = write_toc(root, list(experiment_notebooks(study_dir)))
     vendor_assets(root)
-    for stale in (root / "_build" / "html", root / "_build" / ".doctrees"):
-        shutil.rmtree(stale, ignore_errors=True)
+    staging = root / "_build" / ".staging"
+    shutil.rmtree(staging, ignore_errors=True)
+    shutil.rmtree(root / "_build" / ".doctrees", ignore_errors=True)  # left by builds before staging
     jb = shutil.which("jupyter-book", path=str(Path(sys.executable).parent))
     cmd = [jb] if jb else [sys.executable, "-m", "jupyter_book"]
-    cmd += ["build", str(root), "-W", "-n", "--keep-going", "--toc", str(toc)]
+    cmd += ["build", str(root), "-W", "-n", "--keep-going", "--toc", str(toc), "--path-output", str(staging)]
     log = study_dir / "book-build.log"
     with open(log, "w") as fh:
         proc = subprocess.run(cmd, cwd=root, stdout=fh, stderr=subprocess.STDOUT)
     if proc.returncode != 0:
-        raise BookError(f"jupyter-book build failed (log: {log}): {_first_problems(log)}")
-    html = root / "_build" / "html"
-    refs = external_references(html)
+        raise BookError(f"jupyter-book build failed (log: {log}); the previous book is unchanged: "
+                        f"{_first_problems(log)}")  # fmt: skip
+    built = staging / "_build" / "html"
+    refs = external_references(built)
     if refs:
-        raise BookError(f"{len(refs)} network reference(s) in the built book, e.g. {refs[:3]}")
+        raise BookError(f"{len(refs)} network reference(s) in the built book, e.g. {refs[:3]}; the previous book is "
+                        "unchanged")  # fmt: skip
+    html, old = root / "_build" / "html", root / "_build" / ".html-previous"
+    shutil.rmtree(old, ignore_errors=True)
+    if html.exists():
+        html.rename(old)
+    built.rename(html)
+    shutil.rmtree(old, ignore_errors=True)
+    shutil.rmtree(staging, ignore_errors=True)
     return html / "index.html"
