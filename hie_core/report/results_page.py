@@ -150,8 +150,10 @@ def table1(results: StudyResults, split: str = "test"):
 def table1_chart(results: StudyResults, split: str = "test", div_id: str = "table1-figure") -> None:
     """Table 1 as a figure: mean and 95% CI per loss and metric, baseline and ceiling as lines."""
     t = results.table("table1", split).copy()
-    t["method"] = _labels(t["method"])
-    display.show(table1_figure(t, references=tuple(METHOD_LABELS.values())), div_id)
+    t["method"] = t["method"].map(
+        lambda m: LOSS_LABELS.get(m, m)
+    )  # the references keep their keys (line styles)
+    display.show(table1_figure(t), div_id)
 
 
 def _contrast_label(method: str, reference: str) -> str:
