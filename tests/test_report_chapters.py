@@ -300,3 +300,12 @@ def test_banner_is_a_warning_for_synthetic_data(monkeypatch: pytest.MonkeyPatch)
     assert "admonition warning" in shown[0]["text/html"] and "synthetic" in shown[0]["text/markdown"]
     assert "Preset &lt;quick&gt;." in shown[0]["text/html"] and "hdt/seed1" in shown[0]["text/html"]
     assert "/data" in shown[1]["text/html"] and "warning" not in shown[1]["text/html"]
+
+
+@pytest.mark.parametrize(("norm", "shown"), [("batch", "BatchNorm"), ("instance", "InstanceNorm")])
+def test_unet_diagram_names_the_norm_the_runs_used(norm: str, shown: str) -> None:
+    from hie_core.report import diagrams
+
+    fig = diagrams.unet_diagram({"widths": (8, 16, 32, 64), "norm": norm}, (16, 48, 48))
+    texts = " ".join(t.get_text() for t in fig.axes[0].texts)
+    assert f"conv -> {shown} -> LeakyReLU" in texts and ("InstanceNorm" in texts) == (norm == "instance")

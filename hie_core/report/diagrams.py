@@ -109,7 +109,8 @@ def unet_diagram(
     _box(ax, (-2.4, 0), f"input\n{enc[0]['in ch']} ch (ADC, ZADC)\n{enc[0]['feature map (D x H x W)']}",
          (1.8, 0.8), "#eeeeee")  # fmt: skip
     _arrow(ax, (-1.48, 0), (-1.02, 0))
-    ax.text(2.5, 0.75, "each block: (3x3x3 conv -> BatchNorm -> LeakyReLU) x 2, then dropout where given",
+    norm = {"batch": "BatchNorm", "instance": "InstanceNorm"}[(model_kwargs or {}).get("norm", "batch")]
+    ax.text(2.5, 0.75, f"each block: (3x3x3 conv -> {norm} -> LeakyReLU) x 2, then dropout where given",
             ha="center", fontsize=8)  # fmt: skip
     ax.set_xlim(-3.4, 8.7)
     ax.set_ylim(-3.6, 1.0)
