@@ -17,7 +17,7 @@ import plotly.graph_objects as go
 
 from hie_core.data import Case, ValidationReport
 from hie_core.metrics import BURDEN_STRATA, burden_stratum
-from hie_core.report.display import BookFigure
+from hie_core.report.display import BookFigure, plural
 from hie_core.report.slices import slice_viewer
 from hie_core.report.volumes import PALETTE, busiest_slice, compose_rgb, content_box, window_to_uint8
 
@@ -99,7 +99,7 @@ def burden_figure(table: pd.DataFrame, label: str) -> go.Figure:
     n_empty = int((table["burden_percent"] == 0).sum())
     fig.update_xaxes(type="log", title_text="lesion burden (% of brain volume, log scale)")
     fig.update_layout(
-        title=f"Lesion burden per case, {label}; {n_empty} empty label(s) not shown",
+        title=f"Lesion burden per case, {label}; {plural(n_empty, 'empty label')} not shown",
         height=360, showlegend=False, margin=dict(l=60, r=20, t=70, b=50),
     )  # fmt: skip
     return fig

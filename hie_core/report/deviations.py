@@ -19,6 +19,8 @@ from typing import Any
 
 import pandas as pd
 
+from hie_core.report.display import plural
+
 __all__ = [
     "SEED_PROTOCOL", "CEILING_WORDS", "deviations_table", "early_stopping_words", "mirroring_words", "preset_choice",
     "study_deviations",
@@ -347,7 +349,7 @@ def _study_rows(
         rows.append(_row("reported splits", "4 validation cases", f"test ({n_cases.get('test')} cases) and official "
                          f"validation ({n_cases.get('val')} cases)", "4 cases cannot support a comparison"))  # fmt: skip
     if n_seeds is not None:
-        rows.append(_row("repeated runs", "one run per loss", f"{n_seeds} seed(s) per loss, per-case scores averaged",
+        rows.append(_row("repeated runs", "one run per loss", f"{plural(n_seeds, 'seed')} per loss, per-case scores averaged",
                          "measures the run-to-run spread"))  # fmt: skip
     rows.append(_row("statistics", "none", "bootstrap 95% CIs, paired Wilcoxon tests, Holm adjustment, challenge "
                      "ranks", "uncertainty on every number; one family of tests per page"))  # fmt: skip

@@ -30,6 +30,7 @@ import numpy as np
 import pandas as pd
 
 from hie_core.report import tables
+from hie_core.report.display import plural
 from hie_core.report.seed_study import PRIMARY_CONTRASTS, SEED_TABLE
 from hie_core.report.stats import holm, paired_contrast
 
@@ -117,7 +118,10 @@ def _small_lesion_contrast(loss: str, per_case: pd.DataFrame, split: str) -> dic
            "ci_high": math.nan, "p": math.nan, "p_equivalence": math.nan, "margin": math.nan, "_sd": math.nan,
            "seed_estimate": math.nan, "reason": ""}  # fmt: skip
     if len(small) < 2 or len(large) < 2:
-        return {**row, "reason": f"{len(small)} case(s) under 1% and {len(large)} at or above: no test"}
+        return {
+            **row,
+            "reason": f"{plural(len(small), 'case')} under 1% and {len(large)} at or above: no test",
+        }
     row["estimate"] = float(small.mean() - large.mean())
     ci = bootstrap((small, large), lambda x, y, axis=-1: x.mean(axis=axis) - y.mean(axis=axis), vectorized=True,
                    n_resamples=9999, method="percentile", rng=np.random.default_rng(0)).confidence_interval  # fmt: skip
