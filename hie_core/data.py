@@ -18,7 +18,7 @@ that reported validation and test cases are never used for model selection.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -402,14 +402,30 @@ def carve_validation(
     return by_id(order[n_val:]), by_id(order[:n_val])
 
 
-def kfold(cases: Sequence[Case], k: int = 5, seed: int = 0) -> list[tuple[list[Case], list[Case]]]:
+def kfold(
+    cases: Sequence[Case], k: int = 5, seed: int = 0, strata: Mapping[str, str] | None = None
+) -> list[tuple[list[Case], list[Case]]]:
     """Seeded k-fold partition of training cases: ``k`` (fit, selection) pairs.
 
-    Every case is in exactly one selection set; fold sizes differ by at most one.
+    Every case is in exactly one selection set; fold sizes differ by at most one. The result
+    depends only on the case ids, ``seed`` and ``strata``, not on the input order.
+
+    Args:
+        cases: the cases to partition.
+        k: the number of folds (2 to ``len(cases)``).
+        seed: the partition seed.
+        strata: optional case id -> stratum (e.g. the lesion-burden stratum): each stratum's
+            cases are then spread over the folds as evenly as the fold sizes allow.
     """
     if not 2 <= k <= len(cases):
         raise ValueError(f"k must be between 2 and the number of cases ({len(cases)}), got {k}")
     order = _seeded_order(cases, seed)
+    if strata is not None:
+        missing = [c.case_id for c in cases if c.case_id not in strata]
+        if missing:
+            raise ValueError(f"strata has no stratum for case(s) {missing[:3]}")
+        names = sorted({strata[c.case_id] for c in cases})
+        order = [c for name in names for c in order if strata[c.case_id] == name]  # dealt stratum by stratum
     folds = [order[i::k] for i in range(k)]
     out = []
     for i in range(k):

@@ -61,6 +61,7 @@ __all__ = [
     "generate_case",
     "make_synthetic_dataset",
     "ensure_synthetic_dataset",
+    "synthetic_cache_dir",
     "is_synthetic_dir",
     "main",
 ]
@@ -575,28 +576,47 @@ def is_synthetic_dir(folder: str | os.PathLike) -> bool:
     return any((f / MANIFEST).is_file() for f in (folder, folder.parent))
 
 
-def _complete(root: Path, preset: str, seed: int) -> bool:
+def _complete(root: Path, preset: str, seed: int, counts: dict[str, int]) -> bool:
     try:
         manifest = json.loads((root / MANIFEST).read_text())
     except (OSError, ValueError):
         return False
     same = (manifest.get("version"), manifest.get("preset"), manifest.get("seed"), manifest.get("counts"))
-    return same == (GENERATOR_VERSION, preset, seed, PRESETS[preset])
+    return same == (GENERATOR_VERSION, preset, seed, counts)
+
+
+def synthetic_cache_dir(
+    preset: str = "small", seed: int = 0, counts: dict[str, int] | None = None,
+    cache_dir: str | os.PathLike | None = None,
+) -> Path:  # fmt: skip
+    """Where :func:`ensure_synthetic_dataset` keeps a release (nothing is read or written).
+
+    ``<cache_dir>/synthetic/<preset>-seed<seed>`` for the preset's counts; other counts add
+    the splits that differ, e.g. ``small-seed0-test44``, so a custom release never replaces
+    the preset's own. ``cache_dir`` defaults to ``$HIE_CACHE_DIR`` or ``~/.cache/hie_core``.
+
+    Raises:
+        ValueError: an unknown preset, split or count out of range.
+    """
+    resolved = _resolve_counts(preset, counts)
+    base = Path(cache_dir or os.environ.get("HIE_CACHE_DIR") or Path.home() / ".cache" / "hie_core")
+    custom = "".join(f"-{s}{resolved[s]}" for s in _ID_RANGE if resolved[s] != PRESETS[preset][s])
+    return base / "synthetic" / f"{preset}-seed{seed}{custom}"
 
 
 def ensure_synthetic_dataset(
-    preset: str = "small", seed: int = 0, cache_dir: str | os.PathLike | None = None
-) -> Path:
+    preset: str = "small", seed: int = 0, cache_dir: str | os.PathLike | None = None,
+    counts: dict[str, int] | None = None,
+) -> Path:  # fmt: skip
     """Return a cached synthetic release, generating it on first use.
 
-    The cache is ``<cache_dir>/synthetic/<preset>-seed<seed>``, with ``cache_dir`` defaulting
-    to ``$HIE_CACHE_DIR`` or ``~/.cache/hie_core``. A copy from another generator version is
+    The cache folder is ``synthetic_cache_dir`` (``<preset>-seed<seed>``, plus the splits
+    whose ``counts`` differ from the preset's). A copy from another generator version is
     replaced. When two processes race, the first rename wins and the other uses its copy.
     """
-    _resolve_counts(preset, None)
-    base = Path(cache_dir or os.environ.get("HIE_CACHE_DIR") or Path.home() / ".cache" / "hie_core")
-    target = base / "synthetic" / f"{preset}-seed{seed}"
-    if _complete(target, preset, seed):
+    counts = _resolve_counts(preset, counts)
+    target = synthetic_cache_dir(preset, seed, counts, cache_dir)
+    if _complete(target, preset, seed, counts):
         return target
     if target.exists():  # stale version or foreign content: move aside, then delete
         stale = target.with_name(f".{target.name}.stale-{os.getpid()}-{time.monotonic_ns()}")
@@ -607,12 +627,12 @@ def ensure_synthetic_dataset(
             pass  # another process moved it first
     # Generate in a fresh interpreter: its worker pool then never re-imports the caller's
     # __main__ (a plain script without a main guard, a notebook kernel), whatever it is.
-    counts = PRESETS[preset]
     cmd = [sys.executable, "-m", "hie_core.synthetic", str(target), "--preset", preset, "--seed", str(seed),
            "--train", str(counts["train"]), "--val", str(counts["val"]), "--test", str(counts["test"])]  # fmt: skip
-    print(f"generating the synthetic '{preset}' dataset (seed {seed}) in {target} ...", flush=True)
+    shown = "" if counts == PRESETS[preset] else f", {counts['train']}/{counts['val']}/{counts['test']} cases"
+    print(f"generating the synthetic '{preset}' dataset (seed {seed}{shown}) in {target} ...", flush=True)
     proc = subprocess.run(cmd, capture_output=True, text=True)
-    if _complete(target, preset, seed):  # ours, or a racing process's
+    if _complete(target, preset, seed, counts):  # ours, or a racing process's
         return target
     raise RuntimeError(f"could not generate the synthetic dataset in {target}: {proc.stderr.strip()[-2000:]}")
 

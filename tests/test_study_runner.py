@@ -8,6 +8,7 @@ executor; each costs one or two notebook start-ups (about 10-25 s on 2 cores).
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import subprocess
@@ -58,6 +59,22 @@ def test_grid_is_loss_major_with_one_folder_per_seed(tmp_path):
     assert runs[1].run_dir == tmp_path / "dice" / "seed4"
 
 
+def test_a_fold_grid_has_one_folder_per_seed_and_fold_and_passes_both_to_the_notebook(tmp_path):
+    runs = plan_grid(tmp_path, ["dice", "hdt"], seeds=2, folds=3)
+    assert [r.name for r in runs[:4]] == ["dice/seed0-fold0", "dice/seed0-fold1", "dice/seed0-fold2",
+                                          "dice/seed1-fold0"]  # fmt: skip
+    assert len(runs) == 12 and runs[4].run_dir == tmp_path / "dice" / "seed1-fold1"
+    assert runs[4].notebook_parameters == {"loss": "dice", "seed": 1, "output_dir": str(runs[4].run_dir),
+                                           "folds": 3, "fold": 1}  # fmt: skip
+    plain = plan_grid(tmp_path, ["dice"], seeds=1, folds=1)  # one fold is no cross-validation
+    assert [(r.name, r.fold) for r in plain] == [("dice/seed0", None)]
+    assert plain[0].notebook_parameters == {
+        "loss": "dice",
+        "seed": 0,
+        "output_dir": str(tmp_path / "dice" / "seed0"),
+    }
+
+
 def test_lanes_deal_runs_round_robin_and_pin_one_gpu_each(tmp_path):
     runs = plan_grid(tmp_path, ["dice", "tversky", "hdt"], seeds=2)
     lanes = deal_lanes(runs, Engine(cluster="local", jobs=2, gpu_ids=(4, 6)))
@@ -72,7 +89,9 @@ def test_lanes_deal_runs_round_robin_and_pin_one_gpu_each(tmp_path):
 
 def test_overrides_are_python_literals_and_checked_against_the_notebook():
     allowed = study.notebook_parameters(ROOT / "notebooks" / "train.ipynb")
-    assert {"loss", "seed", "output_dir", "epochs", "lr"} <= set(allowed)
+    assert {"loss", "seed", "output_dir", "epochs", "lr", "folds", "fold", "synthetic_test_cases"} <= set(
+        allowed
+    )
     values = study.parse_overrides(["epochs=2", "lr=1e-4", "augment=none", "batch_size = 1"], allowed)
     assert values == {"epochs": 2, "lr": 1e-4, "augment": "none", "batch_size": 1}
     with pytest.raises(ConfigError, match="--set seed: set by the study itself"):
@@ -231,6 +250,22 @@ def test_a_failed_run_is_reported_and_the_others_still_run(tiny_synthetic, tmp_p
     out = capsys.readouterr().out
     assert "papermill ->" not in out and "[study] results" in out
     assert f"not finished (see {log}" in out and "dice/seed1" in out
+
+
+def test_a_fold_run_through_the_notebook_reports_its_fold_as_cv(tiny_synthetic, tmp_path):
+    from hie_core.report.runs import find_runs
+
+    run = plan_grid(tmp_path / "s", ["dice"], seeds=1, folds=2)[1]
+    (outcome,) = GridJob([run], ROOT, {**tiny_params(tiny_synthetic), "steps_per_epoch": 2})()
+    assert outcome.ok, outcome.message
+    assert run.run_dir == tmp_path / "s" / "dice" / "seed0-fold1"
+    summary = json.loads((run.run_dir / "summary.json").read_text())
+    assert summary["folds"] == 2 and summary["fold"] == 1
+    found = find_runs(tmp_path / "s")
+    assert [(r.seed, r.fold) for r in found.runs] == [(0, 1)]
+    scores = found.scores()
+    assert sorted(scores.loc[scores["split"] == "cv", "case_id"]) == sorted(summary["cv_cases"])
+    assert set(scores["split"]) == {"cv", "test"} and (scores["fold"] == 1).all()
 
 
 def _wait_for(condition, seconds: float, what: str) -> None:

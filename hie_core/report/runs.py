@@ -3,12 +3,14 @@
 The layout (written by :mod:`hie_core.study`)::
 
     runs/<study>/<loss>/seed<k>/   config.json, history.csv, metrics.csv, summary.json, predictions/
+    runs/<study>/<loss>/seed<k>-fold<f>/   the same, for a cross-validation study (split "cv")
     runs/<study>/baseline/         metrics.csv, predictions/       (ZADC < -2)
     runs/<study>/ceiling/          metrics.csv                     (reference label, grid round trip)
 
 A run folder counts once it holds ``summary.json``; folders without it are listed as
 unfinished, never silently dropped. Everything is checked before a caller writes anything:
-columns, finite scores in range, one row per case, one data folder and one preset per study.
+columns, finite scores in range, one row per case, one data folder and one preset per study,
+and either cross-validation runs (``seed<k>-fold<f>``) or plain ones (``seed<k>``), never both.
 """
 
 from __future__ import annotations
@@ -46,7 +48,7 @@ __all__ = [
 REFERENCES = ("baseline", "ceiling")
 #: The per-case scores every ``metrics.csv`` must have (a subset of ``METRIC_COLUMNS``).
 SCORE_COLUMNS = ("case_id", "split", "burden_percent", "stratum", "dice", "masd_mm", "nsd", "n_pred", "n_ref")
-_SEED_DIR = re.compile(r"^seed(\d+)$")
+_SEED_DIR = re.compile(r"^seed(\d+)(?:-fold(\d+))?$")
 
 
 class StudyFolderError(UserError, ValueError):
@@ -55,7 +57,7 @@ class StudyFolderError(UserError, ValueError):
 
 @dataclass(frozen=True)
 class RunFolder:
-    """One finished run folder (a loss and seed), or the baseline / ceiling folder.
+    """One finished run folder (a loss, seed and maybe fold), or the baseline / ceiling folder.
 
     Attributes:
         method: A loss name, ``"baseline"`` or ``"ceiling"``.
@@ -64,6 +66,7 @@ class RunFolder:
         config: Its ``config.json`` ({} for the references).
         metrics: Its ``metrics.csv``, checked (one row per case and split).
         summary: Its ``summary.json`` ({} for the references).
+        fold: The held-out fold ``f`` of ``seed<k>-fold<f>`` (cross-validation); None otherwise.
     """
 
     method: str
@@ -72,6 +75,7 @@ class RunFolder:
     config: dict
     metrics: pd.DataFrame = field(repr=False)
     summary: dict = field(default_factory=dict, repr=False)
+    fold: int | None = None
 
     def history(self) -> pd.DataFrame:
         """The run's ``history.csv`` (per epoch)."""
@@ -80,7 +84,7 @@ class RunFolder:
 
 @dataclass
 class StudyRuns:
-    """The finished runs of a study: losses in table order, seeds ascending, then references."""
+    """The finished runs of a study: losses in table order, seeds (then folds) ascending, then references."""
 
     study_dir: Path
     runs: list[RunFolder]
@@ -96,6 +100,11 @@ class StudyRuns:
         """Every seed that has a finished run of some loss."""
         return sorted({r.seed for r in self.runs if r.seed is not None})
 
+    @property
+    def folds(self) -> list[int]:
+        """Every held-out fold that has a finished run (empty without cross-validation)."""
+        return sorted({r.fold for r in self.runs if r.fold is not None})
+
     def of(self, method: str) -> list[RunFolder]:
         """The runs of one method (a loss's seeds, or the one reference folder)."""
         return [r for r in self.runs if r.method == method]
@@ -105,8 +114,12 @@ class StudyRuns:
         return [r.config for r in self.runs if r.config]
 
     def scores(self) -> pd.DataFrame:
-        """Every per-case row of every run, with ``method`` and ``seed`` columns."""
-        frames = [r.metrics.assign(method=r.method, seed=r.seed) for r in self.runs]
+        """Every per-case row of every run, with ``method``, ``seed`` and ``fold`` columns.
+
+        ``fold`` is the run's held-out fold in cross-validation (its rows of split ``"cv"``
+        are that fold's cases); None (NaN) for other runs and the references.
+        """
+        frames = [r.metrics.assign(method=r.method, seed=r.seed, fold=r.fold) for r in self.runs]
         return pd.concat(frames, ignore_index=True)
 
 
@@ -146,17 +159,40 @@ def _read_json(path: Path) -> dict:
         raise _fail(path, f"unreadable ({exc.__class__.__name__})", "rerun that run") from exc
 
 
-def _loss_runs(study_dir: Path, loss: str) -> tuple[list[RunFolder], list[str]]:
+def _seed_fold(folder: Path) -> tuple[int, int | None]:
+    """(seed, fold or None) of a ``seed<k>`` or ``seed<k>-fold<f>`` folder."""
+    match = _SEED_DIR.match(folder.name)
+    return int(match.group(1)), None if match.group(2) is None else int(match.group(2))
+
+
+def _run_folders(study_dir: Path, loss: str) -> list[Path]:
+    """A loss's run folders (finished or not), by seed then fold."""
+    folders = [p for p in (study_dir / loss).glob("seed*") if _SEED_DIR.match(p.name)]
+    return sorted(folders, key=lambda p: (_seed_fold(p)[0], _seed_fold(p)[1] or 0))
+
+
+def _check_one_design(folders: list[Path]) -> None:
+    """Cross-validation runs and plain runs in one study cannot be reported together."""
+    fold_runs = [p for p in folders if _seed_fold(p)[1] is not None]
+    plain = [p for p in folders if _seed_fold(p)[1] is None]
+    if fold_runs and plain:
+        raise StudyFolderError(
+            f"{plain[0]} and {fold_runs[0]}: one study mixes plain runs (seed<k>) and cross-validation runs "
+            "(seed<k>-fold<f>), which report different splits; move one kind to its own study folder"
+        )
+
+
+def _loss_runs(study_dir: Path, loss: str, folders: list[Path]) -> tuple[list[RunFolder], list[str]]:
     runs, unfinished = [], []
-    folders = sorted((p for p in (study_dir / loss).glob("seed*") if _SEED_DIR.match(p.name)),
-                     key=lambda p: int(_SEED_DIR.match(p.name).group(1)))  # fmt: skip
     for folder in folders:
         if not (folder / "summary.json").is_file():
             unfinished.append(f"{loss}/{folder.name}")
             continue
-        seed = int(_SEED_DIR.match(folder.name).group(1))
+        seed, fold = _seed_fold(folder)
         config, summary = _read_json(folder / "config.json"), _read_json(folder / "summary.json")
-        runs.append(RunFolder(loss, seed, folder, config, _read_metrics(folder / "metrics.csv"), summary))
+        runs.append(
+            RunFolder(loss, seed, folder, config, _read_metrics(folder / "metrics.csv"), summary, fold)
+        )
     return runs, unfinished
 
 
@@ -176,15 +212,17 @@ def find_runs(study_dir: str | Path) -> StudyRuns:
     """Read and check every run folder of a study (see the module docstring for the layout).
 
     Raises:
-        StudyFolderError: No study folder, no finished run, an unreadable or inconsistent file
-            (named in the message).
+        StudyFolderError: No study folder, no finished run, an unreadable or inconsistent file,
+            plain and cross-validation runs mixed (named in the message).
     """
     study_dir = Path(study_dir).expanduser()
     if not study_dir.is_dir():
         raise StudyFolderError(f"{study_dir}: no such study folder; run `python -m hie_core.study` first")
     runs, unfinished = [], []
+    folders = {loss: _run_folders(study_dir, loss) for loss in LOSS_NAMES}
+    _check_one_design([p for found in folders.values() for p in found])
     for loss in LOSS_NAMES:
-        found, pending = _loss_runs(study_dir, loss)
+        found, pending = _loss_runs(study_dir, loss, folders[loss])
         runs += found
         unfinished += pending
     if not runs:

@@ -15,6 +15,17 @@ A run stopped by its scheduler is requeued and resumes from its last epoch. Job 
 submitit's pickles go to ``runs/<study>/jobs/``. Whatever ran the runs, the results are
 gathered from the run folders by the same code; ``--gather`` does only that (after
 ``--cluster slurm --no-wait``). ``--no-book`` stops after the results files.
+
+The design: ``--losses`` x ``--seeds`` runs, or with ``--folds K`` (K >= 2) K-fold
+cross-validation over the training and validation cases (the pool): each loss and seed is K
+runs ``runs/<study>/<loss>/seed<k>-fold<f>/``, each trained on the other K-1 folds and
+scored on its held-out fold (split ``"cv"``) and on the test split; the fold partition is the
+same for every loss and seed (``hie_core.training.experiment.cv_folds``). ``--design
+powered`` chooses the folds and seeds that detect 0.02 Dice in the primary contrasts on
+BONBID-HIE's sizes (``powered_design``; explicit ``--folds``/``--seeds`` win).
+``--synthetic-test-cases N`` sizes the synthetic test split (its own cached copy). ``--plan``
+prints the run count, the projected hours on this device and the minimum detectable
+difference of the design, then exits; it runs, generates and writes nothing.
 """
 
 from __future__ import annotations
@@ -22,10 +33,13 @@ from __future__ import annotations
 import argparse
 import ast
 import dataclasses
+import functools
 import json
 import os
+import re
 import shlex
 import shutil
+import statistics
 import subprocess
 import sys
 import time
@@ -50,7 +64,8 @@ from hie_core.study.grid import (
 )
 
 __all__ = ["DEFAULT_SEEDS", "RunOutcome", "GridRun", "GridJob", "Engine", "StudyPlan", "plan_study", "run_study",
-           "finish_study", "main"]  # fmt: skip
+           "finish_study", "main", "DESIGNS", "PRIMARY_CONTRASTS", "TARGET_DICE", "BONBID_COUNTS", "powered_design",
+           "reported_splits", "print_plan"]  # fmt: skip
 
 #: Seeds per loss when ``--seeds`` is not given: the seed protocol's 3 on CUDA; on a CPU as
 #: many as fit the main job's time budget (at least 2, for a between-seed spread).
@@ -58,7 +73,22 @@ DEFAULT_SEEDS: dict[str, int] = {"cuda": 3, "cpu": 2}
 #: At most this many runs at a time on a CPU by default (each with its share of the cores).
 CPU_LANES_MAX = 4
 #: The grid owns these notebook parameters (``--losses``, ``--seeds``, the study folder, ...).
-GRID_PARAMETERS = ("loss", "seed", "output_dir", "data_dir", "preset", "device")
+GRID_PARAMETERS = ("loss", "seed", "output_dir", "data_dir", "preset", "device", "folds", "fold",
+                   "synthetic_test_cases")  # fmt: skip
+#: ``--design`` choices: ``default`` (folds 0, :data:`DEFAULT_SEEDS`) and ``powered`` (:func:`powered_design`).
+DESIGNS = ("default", "powered")
+#: The primary contrasts, each hybrid against its base loss: a Holm family of two.
+PRIMARY_CONTRASTS = (("dice_focal_hdt", "dice_focal"), ("tversky_hdt", "tversky"))
+#: The difference in mean Dice a powered design detects (80% power, Holm over the primary contrasts).
+TARGET_DICE = 0.02
+#: BONBID-HIE's case counts (DESIGN.md section 3): the sizes ``--design powered`` is chosen for.
+BONBID_COUNTS = {"train": 85, "val": 4, "test": 44}
+#: Folds of the powered design, and its fewest seeds: an effect of one training run, shared by
+#: all its cases, does not shrink with more cases, only with more runs (DESIGN.md).
+POWERED_FOLDS, POWERED_MIN_SEEDS = 5, 5
+#: Seconds per run by device kind and preset, each with its source (``--plan``'s fallback).
+RUN_SECONDS_JSON = Path("benchmarks") / "results" / "run_seconds.json"
+_RUN_DIR = re.compile(r"^seed\d+(-fold\d+)?$")
 
 
 def _step(name: str, where: Path, action: Callable[[], object]) -> RunOutcome:
@@ -93,9 +123,12 @@ def finish_study(root: Path, study_dir: Path, data: Path, config, outcomes: list
     """Baseline and ceiling; then, when a run finished, the results files, book notebooks and book."""
     from hie_core.training import experiment
 
+    cv = config.folds >= 2  # the references report the runs' splits: the pool as "cv", and test
     steps = [
         _step(
-            "baseline", study_dir / "baseline", lambda: experiment.run_baseline(data, study_dir / "baseline")
+            "baseline",
+            study_dir / "baseline",
+            lambda: experiment.run_baseline(data, study_dir / "baseline", cv=cv),
         ),
         _step(
             "ceiling",
@@ -175,12 +208,21 @@ def _check_writable(folder: Path) -> None:
         raise ConfigError(f"{existing}: not writable, so {folder} cannot be made; choose another --runs-dir")
 
 
-def _study_config(preset: str, device: str, data_dir: str, overrides: dict, remote_cuda: bool):
+def _study_config(preset: str, device: str, data_dir: str, overrides: dict, remote_cuda: bool, folds: int = 0,
+                  synthetic_test_cases: int = 0):  # fmt: skip
     """The study's TrainConfig; with ``remote_cuda`` the runs' CUDA is elsewhere (SLURM nodes)."""
     from hie_core.training.config import TrainConfig, make_config
 
+    if folds < 0 or synthetic_test_cases < 0:
+        raise ConfigError(f"--folds and --synthetic-test-cases must be at least 0, got {folds} and "
+                          f"{synthetic_test_cases}")  # fmt: skip
+    if synthetic_test_cases and data_dir:
+        raise ConfigError(
+            "--synthetic-test-cases sizes the synthetic dataset; it does not apply with --data-dir"
+        )
     fields = {f.name for f in dataclasses.fields(TrainConfig)}
     values = {k: v for k, v in overrides.items() if k in fields}
+    values.update(folds=folds if folds >= 2 else 0, synthetic_test_cases=synthetic_test_cases)
     if remote_cuda and not (device == "auto" or device == "cuda"):
         raise ConfigError(f"--device {device}: SLURM jobs with GPUs take --device auto or cuda")
     try:
@@ -192,26 +234,7 @@ def _study_config(preset: str, device: str, data_dir: str, overrides: dict, remo
         raise ConfigError(str(exc)) from None
 
 
-def plan_study(runs_dir: Path, study: str, losses: Sequence[str], seeds: int | None, seed_start: int = 0,
-               data_dir: str = "", preset: str = "auto", device: str = "auto", overrides: dict | None = None,
-               remote_cuda: bool = False) -> StudyPlan:  # fmt: skip
-    """Check every choice and the data folder (``load_dataset``) before anything is written.
-
-    Args:
-        runs_dir, study: the study folder is ``runs_dir/study`` (``study=""``: the preset's name).
-        losses, seeds, seed_start: the grid (``seeds=None``: :data:`DEFAULT_SEEDS` for the device).
-        data_dir: a BONBID-HIE folder; ``""`` the synthetic dataset (generated here, into the cache).
-        preset, device, overrides: the notebook's parameters for every run.
-        remote_cuda: the runs execute on CUDA machines that this one may not be (SLURM with GPUs).
-
-    Raises:
-        ConfigError: a bad loss, seed count, parameter or runs folder.
-        hie_core.data.DatasetError: the data folder is not usable.
-    """
-    from hie_core.data import load_dataset
-    from hie_core.synthetic import is_synthetic_dir
-    from hie_core.training.experiment import project_root, resolve_data_dir
-
+def _check_losses_seeds(losses: Sequence[str], seeds: int | None, seed_start: int) -> None:
     unknown = [s for s in losses if s not in LOSS_NAMES]
     if unknown or not losses:
         raise ConfigError(f"--losses: unknown loss(es) {unknown}; valid: {', '.join(LOSS_NAMES)}")
@@ -219,17 +242,219 @@ def plan_study(runs_dir: Path, study: str, losses: Sequence[str], seeds: int | N
         raise ConfigError(
             f"--seeds must be at least 1 and --seed-start at least 0, got {seeds} and {seed_start}"
         )
+
+
+def _check_same_design(study_dir: Path, folds: int) -> None:
+    """Refuse a study folder whose run folders have another design (plain vs ``folds``-fold runs)."""
+    for loss in LOSS_NAMES:
+        for folder in sorted(p for p in (study_dir / loss).glob("seed*") if _RUN_DIR.match(p.name)):
+            try:
+                theirs = json.loads((folder / "config.json").read_text())["config"].get("folds", 0)
+            except (OSError, ValueError, KeyError, TypeError, AttributeError):
+                theirs = None  # not started yet: its name tells its kind
+            fold_run = "-fold" in folder.name
+            if fold_run != (folds >= 2) or (theirs is not None and theirs != folds):
+                if theirs:
+                    have = f"{theirs}-fold cross-validation"
+                else:
+                    have = "cross-validation" if fold_run else "plain"
+                want = f"--folds {folds}" if folds >= 2 else "runs without folds"
+                raise ConfigError(f"{folder}: this study folder holds {have} runs, this study asks for {want}; "
+                                  "choose another --study (one study, one design)")  # fmt: skip
+
+
+def _pool_size(counts: dict[str, int]) -> int:
+    return counts.get("train", 0) + counts.get("val", 0) + counts.get(None, 0)
+
+
+def plan_study(runs_dir: Path, study: str, losses: Sequence[str], seeds: int | None, seed_start: int = 0,
+               data_dir: str = "", preset: str = "auto", device: str = "auto", overrides: dict | None = None,
+               remote_cuda: bool = False, folds: int = 0, synthetic_test_cases: int = 0) -> StudyPlan:  # fmt: skip
+    """Check every choice and the data folder (``load_dataset``) before anything is written.
+
+    Args:
+        runs_dir, study: the study folder is ``runs_dir/study`` (``study=""``: the preset's name,
+            with ``-cv<K>`` for folds and ``-test<N>`` for a synthetic test count).
+        losses, seeds, seed_start: the grid (``seeds=None``: :data:`DEFAULT_SEEDS` for the device).
+        data_dir: a BONBID-HIE folder; ``""`` the synthetic dataset (generated here, into the cache).
+        preset, device, overrides: the notebook's parameters for every run.
+        remote_cuda: the runs execute on CUDA machines that this one may not be (SLURM with GPUs).
+        folds: K >= 2 for K-fold cross-validation over the training and validation cases
+            (0 or 1: none).
+        synthetic_test_cases: test cases of the synthetic dataset (0: its preset's count).
+
+    Raises:
+        ConfigError: a bad loss, seed or fold count, parameter, runs folder, or a study folder
+            holding runs of another design.
+        hie_core.data.DatasetError: the data folder is not usable.
+    """
+    from hie_core.data import load_dataset
+    from hie_core.synthetic import is_synthetic_dir
+    from hie_core.training.experiment import default_study_name, project_root, resolve_data_dir
+
+    _check_losses_seeds(losses, seeds, seed_start)
     overrides = dict(overrides or {})
-    config = _study_config(preset, device, data_dir, overrides, remote_cuda)
+    config = _study_config(preset, device, data_dir, overrides, remote_cuda, folds, synthetic_test_cases)
     run_device = "cuda" if remote_cuda else config.device
-    study_dir = (Path(runs_dir) / (study or config.preset)).expanduser().resolve()
+    study_dir = (Path(runs_dir) / (study or default_study_name(config))).expanduser().resolve()
     _check_writable(study_dir)
+    _check_same_design(study_dir, config.folds)
     data = resolve_data_dir(config)  # the synthetic set is generated once, before any run
-    load_dataset(data)
+    cases, _ = load_dataset(data)
+    pool = _pool_size({s: sum(c.split == s for c in cases) for s in ("train", "val", None)})
+    if config.folds > pool:
+        raise ConfigError(f"--folds {config.folds}: the pool holds {pool} training and validation case(s)")
     seeds = DEFAULT_SEEDS["cuda" if run_device.startswith("cuda") else "cpu"] if seeds is None else seeds
     params = {"data_dir": data_dir, "preset": config.preset, "device": device, **overrides}
+    if config.synthetic_test_cases:
+        params["synthetic_test_cases"] = config.synthetic_test_cases
+    runs = plan_grid(study_dir, losses, seeds, seed_start, config.folds)
     return StudyPlan(project_root(Path(__file__).resolve().parent), study_dir, data, is_synthetic_dir(data),
-                     config, run_device, plan_grid(study_dir, losses, seeds, seed_start), params)  # fmt: skip
+                     config, run_device, runs, params)  # fmt: skip
+
+
+@functools.cache
+def powered_design() -> tuple[int, int]:
+    """(folds, seeds) of ``--design powered``: :data:`POWERED_FOLDS` folds and the fewest seeds,
+    at least :data:`POWERED_MIN_SEEDS`, whose minimum detectable difference on BONBID-HIE's sizes
+    (:data:`BONBID_COUNTS`), with :func:`hie_core.report.power.default_noise`, is at most
+    :data:`TARGET_DICE` in both the ``cv`` and the ``test`` split (Holm over :data:`PRIMARY_CONTRASTS`)."""
+    from hie_core.report.power import default_noise, mdd
+
+    splits = reported_splits(BONBID_COUNTS, POWERED_FOLDS)
+    for seeds in range(POWERED_MIN_SEEDS, 1000):
+        if all(
+            mdd(default_noise(), n, seeds, n_tests=len(PRIMARY_CONTRASTS)) <= TARGET_DICE
+            for n in splits.values()
+        ):
+            return POWERED_FOLDS, seeds
+    raise RuntimeError("no seed count reaches the powered design's target")  # pragma: no cover
+
+
+def reported_splits(counts: dict, folds: int) -> dict[str, int]:
+    """Cases per reported split: ``cv`` (the pool) and ``test`` with folds >= 2, else ``val`` and ``test``."""
+    if folds >= 2:
+        return {"cv": _pool_size(counts), "test": counts.get("test", 0)}
+    return {"val": counts.get("val", 0), "test": counts.get("test", 0)}
+
+
+def _case_counts(config) -> tuple[dict, str]:
+    """Cases per split (``None``: a folder without splits) without writing anything, and the data's name.
+
+    The synthetic set's counts come from its preset (it is not generated); a real folder's from
+    its file names (:func:`hie_core.data.discover_cases` reads nothing else).
+    """
+    if config.data_dir:
+        from hie_core.data import discover_cases
+
+        cases = discover_cases(Path(config.data_dir).expanduser())
+        counts = {s: sum(c.split == s for c in cases) for s in ("train", "val", "test", None)}
+        return counts, f"folder {config.data_dir}"
+    from hie_core.synthetic import PRESETS
+
+    counts = dict(PRESETS[config.synthetic_preset])
+    counts["test"] = config.synthetic_test_cases or counts["test"]
+    return counts, f"the SYNTHETIC '{config.synthetic_preset}' set"
+
+
+def _run_seconds(root: Path, study_dir: Path, kind: str, preset: str) -> tuple[float | None, str]:
+    """Seconds per run: the median of the study's finished runs, else :data:`RUN_SECONDS_JSON`."""
+    measured = []
+    for path in study_dir.glob("*/seed*/summary.json"):
+        try:
+            value = json.loads(path.read_text()).get("train_seconds_this_call")
+        except (OSError, ValueError):
+            continue
+        if isinstance(value, (int, float)):
+            measured.append(float(value))
+    if measured:
+        source = f"median training time of {len(measured)} finished run(s), measured in {study_dir}"
+        return statistics.median(measured), source
+    try:
+        entry = json.loads((root / RUN_SECONDS_JSON).read_text())[kind][preset]
+        return float(entry["seconds_per_run"]), f"{RUN_SECONDS_JSON} [{kind}][{preset}]: {entry['source']}"
+    except (OSError, ValueError, KeyError, TypeError):
+        return None, f"no finished run in {study_dir} and no {kind}/{preset} entry in {RUN_SECONDS_JSON}"
+
+
+def _study_noise(study_dir: Path, seeds: int):
+    """The noise of the primary contrasts measured in the study folder (the noisier one), else the default."""
+    from hie_core.report.power import default_noise, noise_from_differences
+
+    if not any(study_dir.glob("*/seed*/summary.json")):
+        return default_noise()
+    from hie_core.report.runs import find_runs
+
+    scores = find_runs(study_dir).scores()
+    found = []
+    for a, b in PRIMARY_CONTRASTS:
+        pair = scores[scores["method"] == a].merge(
+            scores[scores["method"] == b], on=["seed", "split", "case_id"], suffixes=("_a", "_b")
+        )
+        pair = pair[pair["n_ref_a"] > 0]  # empty references stay out of Dice means
+        if pair["case_id"].nunique() < 2:
+            continue
+        differences = pair.assign(
+            case_id=pair["split"] + "/" + pair["case_id"], difference=pair["dice_a"] - pair["dice_b"]
+        )
+        shape = f"{differences['case_id'].nunique()} case(s) x {differences['seed'].nunique()} seed(s)"
+        source = f"measured in {study_dir}: {a} - {b}, {shape}"
+        found.append(noise_from_differences(differences[["case_id", "seed", "difference"]], source))
+    return max(found, key=lambda n: n.paired_sd(seeds)) if found else default_noise()
+
+
+def print_plan(plan_args: dict, config, study_dir: Path, lanes: int, root: Path) -> bool:
+    """Print the design's run count, projected hours and minimum detectable differences; write nothing.
+
+    Args:
+        plan_args: ``losses``, ``seeds``, ``folds`` of the design.
+        config: the study's TrainConfig (preset, device, data; nothing is generated).
+        study_dir: the study folder (read, when it exists, for measured seconds and noise).
+        lanes: runs at a time (``--jobs``, or :func:`make_engine`'s default).
+        root: the project root (holds :data:`RUN_SECONDS_JSON`).
+
+    Returns:
+        Whether every judged split (``cv`` and ``test``) reaches :data:`TARGET_DICE`.
+    """
+    from hie_core.report.power import ALPHA, POWER, mdd
+
+    losses, seeds, folds = plan_args["losses"], plan_args["seeds"], plan_args["folds"]
+    counts, data = _case_counts(config)
+    n_runs = len(losses) * seeds * max(folds, 1)
+    pool = f" (cross-validation over {_pool_size(counts)} training + validation cases)" if folds >= 2 else ""
+    print(f"[plan] {n_runs} runs: {len(losses)} loss(es) x {seeds} seed(s) x {max(folds, 1)} fold(s){pool}; "
+          f"preset {config.preset}, device {config.device}; study folder {study_dir}")  # fmt: skip
+    print(f"[plan] data: {data}: train {counts['train'] + counts.get(None, 0)} / val {counts['val']} / test "
+          f"{counts['test']} case(s)")  # fmt: skip
+    kind = "cuda" if config.device.startswith("cuda") else "cpu"
+    seconds, source = _run_seconds(root, study_dir, kind, config.preset)
+    print(f"[plan] seconds per run: {'unknown' if seconds is None else f'{seconds:.0f}'} ({source})")
+    if seconds is not None:
+        hours = n_runs * seconds / lanes / 3600
+        print(
+            f"[plan] projected: {n_runs} runs x {seconds:.0f} s / {lanes} lane(s) = "
+            f"{hours:.2f} h on this device"
+        )
+    noise = _study_noise(study_dir, seeds)
+    print(f"[plan] noise: {noise.source} (case SD {noise.case_sd:.4f}, seed SD {noise.seed_sd:.4f} Dice)")
+    contrasts = ", ".join(f"{a} vs {b}" for a, b in PRIMARY_CONTRASTS)
+    print(f"[plan] minimum detectable difference in mean Dice ({POWER:.0%} power, Holm at {ALPHA:g} over the "
+          f"{len(PRIMARY_CONTRASTS)} primary contrasts: {contrasts}):")  # fmt: skip
+    reached = True
+    for split, n in reported_splits(counts, folds).items():
+        value = mdd(noise, n, seeds, n_tests=len(PRIMARY_CONTRASTS))
+        judged = split != "val"  # the official validation split (4 cases) is reported, not powered
+        reached &= (value <= TARGET_DICE) or not judged
+        note = "" if judged else "  (not judged: the official validation split)"
+        print(f"[plan]   {split:<5} {n:4d} case(s) x {seeds} seed(s): {value:.4f}{note}")
+    judged = " and ".join(s for s in reported_splits(counts, folds) if s != "val")
+    print(f"[plan] reaches {TARGET_DICE} Dice in {judged}: {'yes' if reached else 'no'}")
+    if not reached:
+        powered_folds, powered_seeds = powered_design()
+        train, val, test = (BONBID_COUNTS[s] for s in ("train", "val", "test"))
+        print(f"[plan] (--design powered, {powered_folds} folds x {powered_seeds} seeds, reaches it on "
+              f"BONBID-HIE's {train} + {val} pool and {test} test cases)")  # fmt: skip
+    return reached
 
 
 def run_study(plan: StudyPlan, engine: Engine = Engine(), book: bool = True, gather: bool = False):
@@ -239,8 +464,9 @@ def run_study(plan: StudyPlan, engine: Engine = Engine(), book: bool = True, gat
         list[RunOutcome]: one per run, then one per step; ``None`` when the jobs were
         submitted without waiting (``engine.wait=False``).
     """
+    folds = f" x {plan.config.folds} fold(s)" if plan.config.folds else ""
     print(f"[study] {len(plan.runs)} run(s): {len({r.loss for r in plan.runs})} loss(es) x "
-          f"{len({r.seed for r in plan.runs})} seed(s); preset {plan.config.preset}, device {plan.device}; "
+          f"{len({r.seed for r in plan.runs})} seed(s){folds}; preset {plan.config.preset}, device {plan.device}; "
           f"data {plan.data}{' (SYNTHETIC)' if plan.synthetic else ''}; into {plan.study_dir}", flush=True)  # fmt: skip
     if gather:
         outcomes = gathered_outcomes(plan.runs)
@@ -268,6 +494,8 @@ def _visible_gpus() -> tuple[int, ...]:
 
 
 def _check_engine_options(args: argparse.Namespace) -> None:
+    if args.plan and (args.gather or args.no_wait):
+        raise ConfigError("--plan runs nothing; it excludes --gather and --no-wait")
     if args.gather and args.no_wait:
         raise ConfigError("--gather and --no-wait exclude each other")
     if args.no_wait and args.cluster != "slurm":
@@ -278,7 +506,7 @@ def _check_engine_options(args: argparse.Namespace) -> None:
     if args.gpus_per_job is not None and args.gpus_per_job < 0:
         raise ConfigError(f"--gpus-per-job must be at least 0, got {args.gpus_per_job}")
     missing = [tool for tool in ("sbatch", "srun") if shutil.which(tool) is None]
-    if args.cluster == "slurm" and missing and not args.gather:
+    if args.cluster == "slurm" and missing and not args.gather and not args.plan:
         raise ConfigError(f"--cluster slurm: {' and '.join(missing)} not found; run on a SLURM login node, "
                           "or use --cluster local")  # fmt: skip
 
@@ -315,6 +543,14 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--losses", default=",".join(LOSS_NAMES), help="comma-separated subset of the six losses")
     p.add_argument("--seeds", type=int, default=None, help=f"seeds per loss (default {DEFAULT_SEEDS})")
     p.add_argument("--seed-start", type=int, default=0, help="first seed: runs seed<k> for k from here")
+    p.add_argument("--folds", type=int, default=None,
+                   help="K-fold cross-validation over the training and validation cases (0 or 1: none)")  # fmt: skip
+    p.add_argument("--design", choices=DESIGNS, default="default",
+                   help="powered: the folds and seeds that detect 0.02 Dice on BONBID-HIE (see --plan)")  # fmt: skip
+    p.add_argument("--synthetic-test-cases", type=int, default=0, metavar="N",
+                   help="test cases of the synthetic dataset (default: its preset's)")  # fmt: skip
+    p.add_argument("--plan", action="store_true",
+                   help="print the run count, projected hours and detectable difference; run nothing")  # fmt: skip
     p.add_argument("--study", default="", help="study name: runs/<study>/ (default: the preset name)")
     p.add_argument("--runs-dir", default="runs", help="parent folder of the study folders")
     p.add_argument("--data-dir", default="", help="BONBID-HIE folder; empty = the synthetic dataset")
@@ -361,6 +597,42 @@ def _summary(outcomes: list[RunOutcome], seconds: float) -> int:
     return 1 if failed else 0
 
 
+def _design(args: argparse.Namespace) -> tuple[int, int | None]:
+    """(folds, seeds) from ``--design`` and the explicit ``--folds``/``--seeds`` (which win)."""
+    folds, seeds = args.folds, args.seeds
+    if args.design == "powered":
+        powered_folds, powered_seeds = powered_design()
+        folds = powered_folds if folds is None else folds
+        seeds = powered_seeds if seeds is None else seeds
+    if folds is not None and folds < 0:
+        raise ConfigError(f"--folds must be 0 or 1 (no cross-validation) or at least 2, got {folds}")
+    return (folds if folds and folds >= 2 else 0), seeds
+
+
+def _plan_only(args: argparse.Namespace, losses: list[str], folds: int, seeds: int | None, overrides: dict,
+               remote_cuda: bool) -> int:  # fmt: skip
+    """``--plan``: check the options as a study would, print :func:`print_plan`; write nothing."""
+    from hie_core.training.experiment import default_study_name, project_root
+
+    _check_losses_seeds(losses, seeds, args.seed_start)
+    config = _study_config(args.preset, args.device, args.data_dir, overrides, remote_cuda, folds,
+                           args.synthetic_test_cases)  # fmt: skip
+    run_device = "cuda" if remote_cuda else config.device
+    config = dataclasses.replace(config, device=run_device)
+    study_dir = (Path(args.runs_dir) / (args.study or default_study_name(config))).expanduser().resolve()
+    _check_same_design(study_dir, config.folds)
+    counts, _ = _case_counts(config)
+    if config.folds > _pool_size(counts):
+        raise ConfigError(
+            f"--folds {config.folds}: the pool holds {_pool_size(counts)} training and validation case(s)"
+        )
+    seeds = DEFAULT_SEEDS["cuda" if run_device.startswith("cuda") else "cpu"] if seeds is None else seeds
+    lanes = make_engine(args, run_device, study_dir.name).jobs
+    root = project_root(Path(__file__).resolve().parent)
+    print_plan({"losses": losses, "seeds": seeds, "folds": config.folds}, config, study_dir, lanes, root)
+    return 0
+
+
 @exit_on_user_error("hie-study")
 def main(argv: list[str] | None = None) -> int:
     """``hie-study``: exit 0 when every run and step finished, 1 when one failed, 2 on a user error."""
@@ -373,8 +645,11 @@ def main(argv: list[str] | None = None) -> int:
     overrides = parse_overrides(args.set, notebook_parameters(train_notebook))
     losses = [s.strip() for s in args.losses.split(",") if s.strip()]
     remote_cuda = args.cluster == "slurm" and _slurm_gpus(args) > 0
-    plan = plan_study(Path(args.runs_dir), args.study, losses, args.seeds, args.seed_start, args.data_dir,
-                      args.preset, args.device, overrides, remote_cuda)  # fmt: skip
+    folds, seeds = _design(args)
+    if args.plan:
+        return _plan_only(args, losses, folds, seeds, overrides, remote_cuda)
+    plan = plan_study(Path(args.runs_dir), args.study, losses, seeds, args.seed_start, args.data_dir,
+                      args.preset, args.device, overrides, remote_cuda, folds, args.synthetic_test_cases)  # fmt: skip
     engine = Engine() if args.gather else make_engine(args, plan.device, plan.study_dir.name)
     start = time.perf_counter()
     outcomes = run_study(plan, engine, book=not args.no_book, gather=args.gather)

@@ -1,7 +1,8 @@
 """The study's grid engine: one callable runs grid cells; submitit says where it runs.
 
-A grid cell (:class:`GridRun`) is one loss and one seed, run by executing
-``notebooks/train.ipynb`` with papermill, in a subprocess, into ``<study>/<loss>/seed<k>/``.
+A grid cell (:class:`GridRun`) is one loss and one seed (and, in cross-validation, one
+fold), run by executing ``notebooks/train.ipynb`` with papermill, in a subprocess, into
+``<study>/<loss>/seed<k>/`` (``seed<k>-fold<f>/`` with folds).
 :class:`GridJob` runs a list of cells one after another. It is the only thing that runs
 cells, whatever ``--cluster`` says (:func:`run_grid`):
 
@@ -33,7 +34,7 @@ from pathlib import Path
 import submitit
 
 __all__ = ["RunOutcome", "GridRun", "GridJob", "Engine", "plan_grid", "deal_lanes", "run_grid", "gathered_outcomes",
-           "papermill_command", "log_tail", "print_outcome", "SLURM_DEFAULT_TIME_MIN"]  # fmt: skip
+           "papermill_command", "log_tail", "print_outcome", "run_folder_name", "SLURM_DEFAULT_TIME_MIN"]  # fmt: skip
 
 #: Wall-clock limit of one SLURM job when none is given (a timed-out job is requeued).
 SLURM_DEFAULT_TIME_MIN = 120
@@ -56,25 +57,53 @@ class RunOutcome:
     job_log: Path | None = None
 
 
+def run_folder_name(seed: int, fold: int | None = None) -> str:
+    """``seed<k>``, or ``seed<k>-fold<f>`` for a cross-validation run."""
+    return f"seed{seed}" if fold is None else f"seed{seed}-fold{fold}"
+
+
 @dataclass(frozen=True)
 class GridRun:
-    """One cell of the grid: a loss, a seed and its run folder ``<study>/<loss>/seed<k>``."""
+    """One cell of the grid: a loss, a seed, a fold of ``folds`` (or None) and its run folder.
+
+    The folder is ``<study>/<loss>/seed<k>``, or ``<study>/<loss>/seed<k>-fold<f>`` in a
+    cross-validation of ``folds`` folds (``run_folder_name``).
+    """
 
     loss: str
     seed: int
     run_dir: Path
+    fold: int | None = None
+    folds: int = 0
 
     @property
     def name(self) -> str:
-        return f"{self.loss}/seed{self.seed}"
+        return f"{self.loss}/{run_folder_name(self.seed, self.fold)}"
+
+    @property
+    def notebook_parameters(self) -> dict:
+        """The parameters this cell sets (the study's shared ones come first)."""
+        params = {"loss": self.loss, "seed": self.seed, "output_dir": str(self.run_dir)}
+        if self.fold is not None:
+            params.update(folds=self.folds, fold=self.fold)
+        return params
 
 
-def plan_grid(study_dir: Path, losses: Sequence[str], seeds: int, seed_start: int = 0) -> list[GridRun]:
-    """The runs of a study, loss-major in table order: ``seeds`` seeds from ``seed_start``."""
+def plan_grid(study_dir: Path, losses: Sequence[str], seeds: int, seed_start: int = 0,
+              folds: int = 0) -> list[GridRun]:  # fmt: skip
+    """The runs of a study, loss-major in table order: ``seeds`` seeds from ``seed_start``.
+
+    With ``folds`` K >= 2 each (loss, seed) is K runs, one per held-out fold (folds 0 or 1:
+    no cross-validation).
+    """
+    fold_ids: list[int | None] = list(range(folds)) if folds >= 2 else [None]
     return [
-        GridRun(loss, seed, study_dir / loss / f"seed{seed}")
+        GridRun(
+            loss, seed, study_dir / loss / run_folder_name(seed, fold), fold, folds if fold is not None else 0
+        )
         for loss in losses
         for seed in range(seed_start, seed_start + seeds)
+        for fold in fold_ids
     ]
 
 
@@ -144,8 +173,8 @@ class GridJob(submitit.helpers.Checkpointable):
     Args:
         runs: the cells to run, in order.
         root: the project root (holds ``notebooks/train.ipynb``; papermill's working folder).
-        params: notebook parameters shared by every cell (``loss``, ``seed`` and
-            ``output_dir`` are set per cell).
+        params: notebook parameters shared by every cell (``loss``, ``seed``, ``output_dir``
+            and, in cross-validation, ``folds`` and ``fold`` are set per cell).
         threads: CPU threads of each run (``OMP_NUM_THREADS``, which torch reads at start),
             or None to leave the environment as it is. Lanes sharing a CPU get a share each.
     """
@@ -165,7 +194,7 @@ class GridJob(submitit.helpers.Checkpointable):
 
     def _run(self, run: GridRun) -> RunOutcome:
         notebook, log = run.run_dir / "train.ipynb", run.run_dir / "papermill.log"
-        params = {**self.params, "loss": run.loss, "seed": run.seed, "output_dir": str(run.run_dir)}
+        params = {**self.params, **run.notebook_parameters}
         cmd = papermill_command(self.root / "notebooks" / "train.ipynb", notebook, params, self.root)
         print(f"[study] {run.name}: papermill -> {notebook}", flush=True)
         start = time.perf_counter()

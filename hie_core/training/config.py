@@ -53,6 +53,7 @@ __all__ = [
     "code_fingerprint",
     "run_fingerprint",
     "axes_tuple",
+    "ADDED_FIELD_DEFAULTS",
 ]
 
 #: The seed study's protocol (DESIGN section 2), a CPU-sized preset and a native-resolution one.
@@ -104,7 +105,16 @@ PRESET_NAMES = ("auto", *PRESETS)
 _OPTIONAL = ("target_shape", "target_spacing_mm", "patch_shape", "steps_per_epoch")
 _STR_FIELDS = ("loss", "data_dir", "synthetic_preset", "output_dir", "preset", "augment", "device", "norm",
                "zadc_norm")  # fmt: skip
-_INT_FIELDS = ("epochs", "patience", "batch_size", "seed", "num_workers")
+_INT_FIELDS = (
+    "epochs",
+    "patience",
+    "batch_size",
+    "seed",
+    "num_workers",
+    "folds",
+    "fold",
+    "synthetic_test_cases",
+)
 _FLOAT_FIELDS = ("lr", "weight_decay", "lr_decay", "l1", "grad_clip", "selection_fraction", "prior_probability",
                  "foreground_fraction", "sw_overlap")  # fmt: skip
 _CHOICES = {
@@ -114,6 +124,12 @@ _CHOICES = {
     "synthetic_preset": ("small", "full"),
     "zadc_norm": ZADC_NORMS,
 }
+#: Fields added after runs were first written, with the value every older run had: a
+#: ``config.json`` without them, and the fingerprint, treat them as at this value (so adding
+#: them changed no existing run's configuration hash).
+ADDED_FIELD_DEFAULTS: dict[str, Any] = {"folds": 0, "fold": 0, "synthetic_test_cases": 0}
+#: Most synthetic test cases (the generator's id range of the test split).
+MAX_SYNTHETIC_TEST_CASES = 499
 
 
 @dataclass(frozen=True)
@@ -163,6 +179,14 @@ class TrainConfig:
         prior_probability: initial lesion probability of the untrained network (output
             bias ``logit(p)``, Lin et al. 2017); lesions are about 1% of the brain. Without
             it the Dice-type losses start from "lesion everywhere" and need many more steps.
+        folds, fold: cross-validation over the training and validation cases (the pool):
+            ``folds`` 0 trains on the training split and reports validation and test (the
+            seed's way); ``folds`` K >= 2 trains on the pool less fold ``fold`` (0 <= fold < K,
+            ``hie_core.training.experiment.cv_folds``) and reports that fold (split
+            ``"cv"``) and the test split.
+        synthetic_test_cases: test cases of the synthetic set (``data_dir`` empty); 0 keeps
+            the synthetic preset's own count. Case ``i`` does not depend on the count, so a
+            larger test split starts with the default one's cases.
     """
 
     loss: str = "tversky_hdt"
@@ -197,6 +221,9 @@ class TrainConfig:
     compile: bool = False
     prior_probability: float = 0.01
     mirror_axes: tuple[int, ...] = ()
+    folds: int = 0
+    fold: int = 0
+    synthetic_test_cases: int = 0
 
     def __post_init__(self) -> None:
         for name in _STR_FIELDS:
@@ -245,6 +272,7 @@ class TrainConfig:
         for name, high in (("selection_fraction", 1.0), ("prior_probability", 1.0), ("sw_overlap", 1.0)):
             if not 0.0 <= getattr(self, name) < high:
                 raise ConfigError(f"{name} must be in [0, {high:g}), got {getattr(self, name)}")
+        self._check_design()
         if not 0.0 <= self.foreground_fraction <= 1.0:
             raise ConfigError(f"foreground_fraction must be in [0, 1], got {self.foreground_fraction}")
         if (self.target_shape is None) == (self.target_spacing_mm is None):
@@ -276,6 +304,21 @@ class TrainConfig:
             raise ConfigError(
                 f"patch_shape {self.patch_shape} is larger than target_shape {self.target_shape}"
             )
+
+    def _check_design(self) -> None:
+        """Cross-validation fold and synthetic test count (see the class docstring)."""
+        if self.folds == 1 or self.folds < 0:
+            raise ConfigError(f"folds must be 0 (no cross-validation) or at least 2, got {self.folds}")
+        if self.folds and not 0 <= self.fold < self.folds:
+            raise ConfigError(f"fold must be in 0..{self.folds - 1} with folds {self.folds}, got {self.fold}")
+        if not self.folds and self.fold != 0:
+            raise ConfigError(f"fold {self.fold} needs folds (cross-validation); with folds 0 it must be 0")
+        if not 0 <= self.synthetic_test_cases <= MAX_SYNTHETIC_TEST_CASES:
+            raise ConfigError(f"synthetic_test_cases must be in 0..{MAX_SYNTHETIC_TEST_CASES} (0: the synthetic "
+                              f"preset's count), got {self.synthetic_test_cases}")  # fmt: skip
+        if self.synthetic_test_cases and self.data_dir:
+            raise ConfigError("synthetic_test_cases applies to the synthetic dataset only (data_dir empty), "
+                              f"not to data_dir {self.data_dir!r}")  # fmt: skip
 
     @property
     def grid(self) -> Grid:
@@ -455,7 +498,7 @@ def _git_commit() -> str | None:
 #: Package modules that cannot change a trained run's numbers (reporting, the study runner,
 #: the prediction command); the code fingerprint leaves them out, so editing the book does
 #: not retrain every run.
-_NOT_RESULTS = ("report/", "study.py", "training/predict.py", "errors.py")
+_NOT_RESULTS = ("report/", "study/", "training/predict.py", "errors.py")
 
 
 def code_fingerprint() -> str:
@@ -474,9 +517,12 @@ def run_fingerprint(config: TrainConfig) -> dict[str, Any]:
     """What must match for a finished run to be reused: code, preprocessing version, configuration.
 
     The configuration part leaves out where the run is written and on which device (neither
-    changes what is trained, within floating point on one device type).
+    changes what is trained, within floating point on one device type), and the fields of
+    ``ADDED_FIELD_DEFAULTS`` at their default (so runs written before they existed keep
+    their hash).
     """
-    settings = {k: v for k, v in config.to_dict().items() if k not in ("output_dir", "device", "num_workers")}
+    settings = {k: v for k, v in config.to_dict().items() if k not in ("output_dir", "device", "num_workers")
+                and not (k in ADDED_FIELD_DEFAULTS and v == ADDED_FIELD_DEFAULTS[k])}  # fmt: skip
     settings["device_type"] = config.device.split(":")[0]
     blob = json.dumps(settings, sort_keys=True).encode()
     return {"code": code_fingerprint(), "preprocess_version": PREPROCESS_VERSION,

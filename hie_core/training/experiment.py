@@ -11,6 +11,13 @@ folder (every file atomically):
 - ``predictions/<split>/<id>_lesion.mha`` on each case's native grid;
 - ``metrics.csv`` (per case) and ``summary.json`` (per split, with bootstrap CIs).
 
+Which cases train and which are reported follows the configuration's design
+(``design_cases``): without folds, the training split trains (its selection set carved
+out for early stopping) and the validation and test splits are reported; with ``folds`` K,
+the training and validation cases form the pool, fold ``fold`` of it (``cv_folds``, the
+same for every loss and seed) is reported as split ``"cv"``, the rest trains, and the test
+split is reported as always.
+
 A folder with a ``summary.json`` is a finished run. Started again with the same
 configuration *and the same code* (:func:`hie_core.training.config.run_fingerprint`) it is
 loaded, not retrained; produced by other code, it is trained again from scratch, and the
@@ -29,12 +36,18 @@ from pathlib import Path
 
 import pandas as pd
 
-from hie_core.data import Case, carve_validation, load_dataset
+from hie_core.data import Case, ValidationReport, carve_validation, kfold, load_dataset
 from hie_core.errors import UserError
 from hie_core.io import atomic_write_text
 from hie_core.metrics import summarize
 from hie_core.synthetic import is_synthetic_dir
-from hie_core.training.config import TrainConfig, make_config, provenance, run_fingerprint
+from hie_core.training.config import (
+    ADDED_FIELD_DEFAULTS,
+    TrainConfig,
+    make_config,
+    provenance,
+    run_fingerprint,
+)
 from hie_core.training.evaluate import METRIC_COLUMNS, evaluate_baseline, evaluate_ceiling, evaluate_model
 from hie_core.training.fit import BEST, HISTORY_COLUMNS, TrainItem, fit, load_best_model
 
@@ -49,6 +62,12 @@ __all__ = [
     "run_baseline",
     "run_ceiling",
     "notebook_config",
+    "FOLD_SEED",
+    "CV_SPLIT",
+    "POOL_SPLITS",
+    "cv_folds",
+    "design_cases",
+    "default_study_name",
 ]
 
 #: Files a training run writes (papermill's executed notebook and log are left alone).
@@ -62,6 +81,13 @@ RUN_FILES = (
 )
 #: Settings that may differ when a run folder is reused (they do not change what is trained).
 _NOT_COMPARED = ("output_dir", "device", "num_workers")
+#: Seed of the cross-validation partition: one partition for every loss and seed, so that the
+#: losses are compared case by case (each case scored by models that never saw it).
+FOLD_SEED = 0
+#: The split name of held-out fold cases in ``metrics.csv``.
+CV_SPLIT = "cv"
+#: Splits pooled for cross-validation (``None``: a folder without split folders).
+POOL_SPLITS = ("train", "val", None)
 
 
 class RunFolderError(UserError, FileExistsError):
@@ -98,7 +124,8 @@ def resolve_data_dir(config: TrainConfig) -> Path:
         return path
     from hie_core.synthetic import ensure_synthetic_dataset
 
-    return Path(ensure_synthetic_dataset(preset=config.synthetic_preset, seed=0))
+    counts = {"test": config.synthetic_test_cases} if config.synthetic_test_cases else None
+    return Path(ensure_synthetic_dataset(preset=config.synthetic_preset, seed=0, counts=counts))
 
 
 def summarize_metrics(metrics: pd.DataFrame) -> dict:
@@ -121,6 +148,7 @@ def _run_state(run_dir: Path, config: TrainConfig) -> str:
     except (OSError, ValueError, KeyError):
         raise RunFolderError(f"{cfg_path}: unreadable; delete {run_dir} to start this run over") from None
     new = config.to_dict()
+    old = {**ADDED_FIELD_DEFAULTS, **old}  # written before those fields existed: at their default
     diffs = [
         f"{k}: {old.get(k)!r} -> {v!r}" for k, v in new.items() if k not in _NOT_COMPARED and old.get(k) != v
     ]
@@ -177,6 +205,59 @@ def _preprocess(cases: list[Case], config: TrainConfig):
     return [(case, cache.get(case, config.grid, zadc_norm=config.zadc_norm)) for case in cases]
 
 
+def _strata(report: ValidationReport) -> dict[str, str]:
+    """Case id -> lesion-burden stratum (``"empty"``, or the challenge's), for stratified folds."""
+    from hie_core.metrics import burden_stratum
+
+    return {r.case.case_id: "empty" if not r.lesion_voxels else burden_stratum(r.burden_percent or 0.0)
+            for r in report.cases}  # fmt: skip
+
+
+def cv_folds(cases: list[Case], report: ValidationReport, folds: int) -> list[tuple[list[Case], list[Case]]]:
+    """The cross-validation partition of the pool (training and validation cases): ``folds`` pairs.
+
+    Each pair is (training cases, held-out fold), by :func:`hie_core.data.kfold` with
+    :data:`FOLD_SEED`, stratified by lesion burden. It depends on the data only, never on the
+    loss or the run's seed: every case is held out by exactly one fold, for every loss.
+
+    Args:
+        cases, report: from :func:`hie_core.data.load_dataset`.
+        folds: K >= 2.
+    """
+    pool = [c for c in cases if c.split in POOL_SPLITS]
+    if not 2 <= folds <= len(pool):
+        raise UserError(f"folds {folds}: the pool holds {len(pool)} training and validation case(s); "
+                        f"use 2 to {len(pool)} folds")  # fmt: skip
+    return kfold(pool, folds, FOLD_SEED, strata=_strata(report))
+
+
+def design_cases(
+    cases: list[Case], report: ValidationReport, config: TrainConfig
+) -> tuple[list[Case], list[Case]]:
+    """(training cases, reported cases) of a run, as the module docstring says.
+
+    The selection set for early stopping is carved out of the training cases later. Held-out
+    fold cases are returned with split :data:`CV_SPLIT` (so they are scored and saved as such).
+    """
+    test = [c for c in cases if c.split == "test"]
+    if config.folds >= 2:
+        train, held = cv_folds(cases, report, config.folds)[config.fold]
+        return train, [dataclasses.replace(c, split=CV_SPLIT) for c in held] + test
+    return [c for c in cases if c.split in ("train", None)], [c for c in cases if c.split in ("val", "test")]
+
+
+def _reference_cases(cases: list[Case], cv: bool) -> list[Case]:
+    """The cases a reference method (baseline, ceiling) scores: a run's reported splits.
+
+    With ``cv`` every pool case counts as split :data:`CV_SPLIT` (a reference has no training,
+    so no case is held out from it), then the test split.
+    """
+    if cv:
+        pool = [dataclasses.replace(c, split=CV_SPLIT) for c in cases if c.split in POOL_SPLITS]
+        return pool + [c for c in cases if c.split == "test"]
+    return [c for c in cases if c.split in ("val", "test")]
+
+
 def run_experiment(config: TrainConfig, stop_after_epochs: int | None = None) -> RunResult | None:
     """Train and evaluate one loss; resumable; see the module docstring for the files.
 
@@ -206,7 +287,7 @@ def run_experiment(config: TrainConfig, stop_after_epochs: int | None = None) ->
             **provenance(config.device)}  # fmt: skip
     if state != "resume":
         _write_json(info, run_dir / "config.json")
-    train_cases = [c for c in cases if c.split in ("train", None)]
+    train_cases, reported = design_cases(cases, report, config)
     fit_cases, selection_cases = carve_validation(train_cases, config.selection_fraction, config.seed)
     t0 = time.perf_counter()
     result = fit(config, _items(_preprocess(fit_cases, config)), _items(_preprocess(selection_cases, config)),
@@ -216,7 +297,6 @@ def run_experiment(config: TrainConfig, stop_after_epochs: int | None = None) ->
         return None  # interrupted on purpose (stop_after_epochs)
     train_seconds = time.perf_counter() - t0
     model, meta = load_best_model(run_dir / BEST, config.device)
-    reported = [c for c in cases if c.split in ("val", "test")]
     rows = evaluate_model(model, _preprocess(reported, config), run_dir, config.device, config.amp,
                           patch_shape=config.patch_shape, overlap=config.sw_overlap,
                           mirror_axes=config.mirror_axes)  # fmt: skip
@@ -226,6 +306,9 @@ def run_experiment(config: TrainConfig, stop_after_epochs: int | None = None) ->
                "best_epoch": meta["epoch"], "epochs_run": len(result.history), "train_seconds_this_call": train_seconds,
                "selection_cases": [c.case_id for c in selection_cases],
                "splits": summarize_metrics(metrics)}  # fmt: skip
+    if config.folds >= 2:
+        summary.update(folds=config.folds, fold=config.fold,
+                       cv_cases=[c.case_id for c in reported if c.split == CV_SPLIT])  # fmt: skip
     _write_json(summary, run_dir / "summary.json")
     return load_run(run_dir)
 
@@ -237,22 +320,43 @@ def _reference_run(name: str, rows: list[dict], out_dir: Path, extra: dict) -> p
     return metrics
 
 
-def run_baseline(data_dir: str | Path, out_dir: str | Path, threshold: float = -2.0) -> pd.DataFrame:
-    """Evaluate ``ZADC < threshold`` on the reported splits; write metrics.csv and summary.json."""
+def run_baseline(
+    data_dir: str | Path, out_dir: str | Path, threshold: float = -2.0, cv: bool = False
+) -> pd.DataFrame:
+    """Evaluate ``ZADC < threshold`` on the reported splits; write metrics.csv and summary.json.
+
+    ``cv``: the study cross-validates, so the pool is reported as split ``"cv"`` (and test).
+    """
     out_dir = Path(out_dir)
     cases, _ = load_dataset(data_dir)
-    reported = [c for c in cases if c.split in ("val", "test")]
+    reported = _reference_cases(cases, cv)
     return _reference_run("zadc_threshold", evaluate_baseline(reported, out_dir, threshold), out_dir,
                           {"threshold": threshold})  # fmt: skip
 
 
 def run_ceiling(data_dir: str | Path, out_dir: str | Path, config: TrainConfig) -> pd.DataFrame:
-    """Evaluate the resampling ceiling of ``config``'s grid on the reported splits (metrics.csv, summary.json)."""
+    """Evaluate the resampling ceiling of ``config``'s grid on the reported splits (metrics.csv, summary.json).
+
+    The reported splits follow ``config.folds`` as a run's do (the pool as ``"cv"`` with folds).
+    """
     out_dir = Path(out_dir)
     cases, _ = load_dataset(data_dir)
-    reported = [c for c in cases if c.split in ("val", "test")]
+    reported = _reference_cases(cases, config.folds >= 2)
     return _reference_run("resampling_ceiling", evaluate_ceiling(reported, config.grid, out_dir), out_dir,
                           {"grid": config.grid.to_dict(), "preset": config.preset})  # fmt: skip
+
+
+def default_study_name(config: TrainConfig) -> str:
+    """The study folder's name when none is given: the preset, ``-cv<K>`` with folds, ``-test<N>``
+    with a custom synthetic test count (so such studies never mix with the preset's own)."""
+    study = config.preset + (f"-cv{config.folds}" if config.folds else "")
+    return study + (f"-test{config.synthetic_test_cases}" if config.synthetic_test_cases else "")
+
+
+def default_run_folder(config: TrainConfig) -> Path:
+    """``<study>/<loss>/seed<k>`` (``seed<k>-fold<f>`` with folds), the study as :func:`default_study_name`."""
+    run = f"seed{config.seed}" + (f"-fold{config.fold}" if config.folds else "")
+    return Path(default_study_name(config)) / config.loss / run
 
 
 def notebook_config(
@@ -266,7 +370,8 @@ def notebook_config(
     """The configuration of ``notebooks/train.ipynb`` from its parameters cell.
 
     ``output_dir=""`` means ``runs/<preset>/<loss>/seed<seed>`` under the project root (where
-    the study of that preset looks, so a finished notebook run is reused by it); ``None``
+    the study of that preset looks, so a finished notebook run is reused by it; a fold run:
+    ``seed<seed>-fold<fold>`` under ``runs/<preset>-cv<folds>/``); ``None``
     overrides mean "as the preset says". Every parameter is type-checked
     (:class:`~hie_core.errors.ConfigError` names the one that is wrong). Prints the
     preset used, as the notebook shows it.
@@ -274,11 +379,7 @@ def notebook_config(
     config = make_config(preset=preset, device=device, loss=loss, data_dir=data_dir, **overrides)
     if not isinstance(output_dir, str):
         raise UserError(f"output_dir must be a folder path, got {output_dir!r}")
-    out = (
-        Path(output_dir)
-        if output_dir
-        else project_root() / "runs" / config.preset / loss / f"seed{config.seed}"
-    )
+    out = Path(output_dir) if output_dir else project_root() / "runs" / default_run_folder(config)
     config = dataclasses.replace(config, output_dir=str(out.resolve()))
     if config.synthetic:
         source = "the embedded SYNTHETIC BONBID-like dataset"
@@ -287,8 +388,10 @@ def notebook_config(
     else:
         source = f"BONBID-HIE folder {config.data_dir}"
     patches = f"patches {config.patch_shape}" if config.patch_shape else "whole volumes"
+    fold = f"; fold {config.fold} of {config.folds} (cross-validation)" if config.folds else ""
     print(
         f"preset: {config.preset} (asked: {preset}); device: {config.device}; loss: {config.loss}; seed {config.seed}"
+        + fold
     )
     print(f"data: {source}; grid {config.grid.describe()}; {patches}; widths {config.widths}")
     print(f"epochs <= {config.epochs}, patience {config.patience}, batch {config.batch_size}, "
