@@ -344,3 +344,29 @@ def test_a_killed_job_resubmitted_finishes_from_its_checkpoint(tiny_synthetic, t
                                tmp_path / "jobs")  # fmt: skip
     _first_epochs_kept(run.run_dir, snapshot)
     assert outcome.ok, outcome.message
+
+
+def test_a_failed_results_step_skips_the_book(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys) -> None:
+    """The book must never be built from the previous results/ as if it were this study's."""
+    from hie_core.report import book, results
+    from hie_core.training import experiment
+
+    monkeypatch.setattr(experiment, "run_baseline", lambda *a, **k: None)
+    monkeypatch.setattr(experiment, "run_ceiling", lambda *a, **k: None)
+
+    def broken(*args, **kwargs):
+        raise results.StudyFolderError("runs/x/dice/seed0/metrics.csv: column 'dice' has values outside [0, 1]")
+
+    def must_not_run(*args, **kwargs):
+        raise AssertionError("the book was built after the results step failed")
+
+    monkeypatch.setattr(results, "write_results", broken)
+    monkeypatch.setattr(book, "build_book", must_not_run)
+    monkeypatch.setattr(study, "_book_notebook", must_not_run)
+    config = type("Config", (), {"folds": 0})()
+    ran = [study.RunOutcome("dice/seed0", True, 1.0, tmp_path, None)]
+    steps = study.finish_study(tmp_path, tmp_path / "study", tmp_path / "data", config, ran)
+    names = [(s.name, s.ok) for s in steps]
+    assert names == [("baseline", True), ("ceiling", True), ("results", False), ("book", False)]
+    assert "skipped: the results step failed" in steps[-1].message
+    assert "no book notebooks and no book" in capsys.readouterr().out

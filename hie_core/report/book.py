@@ -59,7 +59,7 @@ MATHJAX_FILE = "tex-svg.js"  # MathJax 3's TeX-to-SVG bundle: one file, no web f
 _PARAMETER_TAGS = {"parameters", "injected-parameters"}
 _REMOVED = {"remove-cell", "remove_cell"}
 _NO_INPUT = {"remove-input", "remove_input", "hide-input", "hide_input"}
-_SEED_DIR = re.compile(r"seed(\d+)")
+_SEED_DIR = re.compile(r"seed(\d+)(?:-fold(\d+))?")  # a run folder: seed<k>, or seed<k>-fold<f>
 
 
 class BookError(UserError, RuntimeError):
@@ -74,8 +74,9 @@ def _papermill_failed(path: Path) -> bool:
 def experiment_notebooks(study_dir: Path) -> dict[str, Path]:
     """The executed training notebook of each loss the study has, in Table 1 order.
 
-    A loss's page is its lowest seed's notebook (``<loss>/seed<k>/train.ipynb``) among the
-    runs whose notebook finished without an exception. The old layout, ``<loss>/train.ipynb``,
+    A loss's page is its lowest seed's (and lowest fold's) notebook (``<loss>/seed<k>/train.ipynb``
+    or ``<loss>/seed<k>-fold<f>/train.ipynb``) among the runs whose notebook finished without an
+    exception. The old layout, ``<loss>/train.ipynb``,
     is read only where a loss has no seed folder. Losses with no finished notebook are left out.
 
     Args:
@@ -91,10 +92,10 @@ def experiment_notebooks(study_dir: Path) -> dict[str, Path]:
         for run in (study_dir / loss).glob("seed*"):
             match = _SEED_DIR.fullmatch(run.name)
             if match and (run / "train.ipynb").is_file():
-                candidates.append((int(match.group(1)), run / "train.ipynb"))
+                candidates.append((int(match.group(1)), int(match.group(2) or 0), run / "train.ipynb"))
         if not candidates and (study_dir / loss / "train.ipynb").is_file():  # the old layout
-            candidates.append((0, study_dir / loss / "train.ipynb"))
-        for _, path in sorted(candidates):
+            candidates.append((0, 0, study_dir / loss / "train.ipynb"))
+        for *_, path in sorted(candidates):
             if not _papermill_failed(path):
                 found[loss] = path
                 break

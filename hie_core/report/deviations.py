@@ -35,7 +35,7 @@ SEED_PROTOCOL: dict[str, Any] = {
 }  # fmt: skip
 #: Fields that describe where or how a run executes, not what it computes.
 _NOT_PROTOCOL = {"loss", "data_dir", "output_dir", "device", "seed", "num_workers", "synthetic_preset", "preset",
-                 "fingerprint"}  # fmt: skip
+                 "fingerprint", "fold", "synthetic_test_cases"}  # fmt: skip
 #: What the resampling ceiling is, wherever a reason mentions it.
 CEILING_WORDS = (
     "the resampling ceiling on the Results page (each reference label sent to the grid and back) shows roughly "
@@ -327,8 +327,12 @@ def _config_rows(config: Mapping[str, Any]) -> list[dict[str, str]]:
         rows.append(_row("selection-set scoring", "the whole resampled volume at once", f"sliding window, overlap "
                          f"{_fmt(Selection.OVERLAP)}{mirrored}", "it only ranks epochs; overlapping windows every epoch "
                          "cost about a third of a quick run"))  # fmt: skip
+    if int(config.get("folds") or 0) >= 2:
+        rows.append(_row("cross-validation", "none: 4 validation cases", f"{config['folds']} folds over the training "
+                         "and validation cases, each case scored by the fold model that did not see it; the test split "
+                         "by every fold model", "scores every case once per run: the cases x runs a comparison needs"))  # fmt: skip
     handled = set(SEED_PROTOCOL) | _NOT_PROTOCOL | {"widths", "prior_probability", "l1", "selection_fraction",
-                                                    "label_interpolation", "sw_overlap", "dropout"}  # fmt: skip
+                                                    "label_interpolation", "sw_overlap", "dropout", "folds"}  # fmt: skip
     seed_preset = make_config(preset="seed", device="cpu").to_dict()
     for field in sorted(set(config) - handled):
         if field in seed_preset and not _same(config[field], seed_preset[field]):
@@ -346,13 +350,20 @@ def _study_rows(
                          "synthetic BONBID-like data (hie_core.synthetic)", "runs anywhere without patient "
                          "data; checks the pipeline, not clinical performance"))  # fmt: skip
     if n_cases:
-        rows.append(_row("reported splits", "4 validation cases", f"test ({n_cases.get('test')} cases) and official "
-                         f"validation ({n_cases.get('val')} cases)", "4 cases cannot support a comparison"))  # fmt: skip
+        names = {"test": "test", "cv": "out-of-fold (cross-validation)", "val": "official validation"}
+        shown = [
+            f"{names[k]} ({plural(int(n_cases[k]), 'case')})" for k in names if n_cases.get(k) is not None
+        ]
+        rows.append(_row("reported splits", "4 validation cases", ", ".join(shown),
+                         "4 cases cannot support a comparison"))  # fmt: skip
     if n_seeds is not None:
         rows.append(_row("repeated runs", "one run per loss", f"{plural(n_seeds, 'seed')} per loss, per-case scores averaged",
                          "measures the run-to-run spread"))  # fmt: skip
-    rows.append(_row("statistics", "none", "bootstrap 95% CIs, paired Wilcoxon tests, Holm adjustment, challenge "
-                     "ranks", "uncertainty on every number; one family of tests per page"))  # fmt: skip
+    rows.append(_row("statistics", "none", "the seed's claims as hypotheses fixed before the runs, with verdicts; 95% "
+                     "CIs from a bootstrap over cases and, within them, runs; paired Wilcoxon and equivalence (TOST) "
+                     "tests; Holm within each family (primary, secondary, exploratory); the detectable difference "
+                     "beside each comparison; challenge ranks",
+                     "uncertainty on every number; a claim only where the design can detect it"))  # fmt: skip
     return rows
 
 

@@ -34,6 +34,8 @@ __all__ = [
     "DEFAULT_PAIRED_SD",
     "DEFAULT_SD_SEEDS",
     "POWER",
+    "TARGET_DICE",
+    "margins_for",
     "NoiseModel",
     "default_noise",
     "mdd",
@@ -45,6 +47,9 @@ __all__ = [
 ALPHA = 0.05
 #: Power at which the minimum detectable difference is quoted.
 POWER = 0.8
+#: The difference in mean Dice a design should detect to tell these losses apart (they differed
+#: by 0.006-0.013 in the quick CPU study; DESIGN.md).
+TARGET_DICE = 0.02
 #: Paired SD of per-case Dice differences between Dice-family losses, cases averaged over
 #: :data:`DEFAULT_SD_SEEDS` seeds (the quick CPU study, 16 synthetic test cases; DESIGN.md).
 DEFAULT_PAIRED_SD = 0.045
@@ -153,3 +158,18 @@ def noise_from_differences(differences: pd.DataFrame, source: str) -> NoiseModel
     harmonic = float(len(counts) / np.sum(1.0 / counts))
     case_var = max(float(means.var(ddof=1)) - seed_var / harmonic, 0.0)
     return NoiseModel(case_sd=math.sqrt(case_var), seed_sd=math.sqrt(seed_var), source=source)
+
+
+def margins_for(margin: float | None) -> dict[str, float] | None:
+    """A ``--margin`` option (a difference in Dice) as equivalence margins of Dice and NSD; None stays None.
+
+    Raises:
+        hie_core.errors.ConfigError: a margin outside (0, 1).
+    """
+    from hie_core.errors import ConfigError
+
+    if margin is None:
+        return None
+    if not 0 < margin < 1:
+        raise ConfigError(f"--margin must be between 0 and 1 (a difference in Dice), got {margin}")
+    return {"dice": float(margin), "nsd": float(margin)}

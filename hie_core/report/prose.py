@@ -23,18 +23,16 @@ import pandas as pd
 from hie_core.losses import LOSS_LABELS
 from hie_core.preprocess import DEFAULT_TARGET_SHAPE, Grid
 from hie_core.report.display import format_ci, plural
-from hie_core.report.power import ALPHA
+from hie_core.report.power import ALPHA, TARGET_DICE
 from hie_core.report.results import StudyResults
 from hie_core.report.runs import run_grid
 from hie_core.report.seed_study import CLAIMS
 
-__all__ = ["ALPHA", "DETECT_TARGET", "abstract", "best_loss", "design_sentence", "discussion", "significant"]
+__all__ = ["ALPHA", "abstract", "best_loss", "design_sentence", "discussion", "significant"]
 
 _NAMES = {"dice": "Dice", "masd_mm": "MASD", "nsd": "NSD", "best_epoch": "best epoch"}
 _UNITS = {"dice": "", "masd_mm": " mm", "nsd": "", "best_epoch": " epochs"}
 _DIGITS = {"dice": 3, "masd_mm": 2, "nsd": 3, "best_epoch": 1}
-#: The difference in Dice a design should detect to tell these losses apart (DESIGN.md).
-DETECT_TARGET = 0.02
 _REFERENCE_NAMES = {"baseline": "the ZADC < -2 threshold", "ceiling": "the resampling ceiling"}
 
 
@@ -195,13 +193,13 @@ def design_sentence(results: StudyResults, split: str | None = None) -> str:
     text = (f"With {n} cases x {plural(seeds, 'run')} per loss, the primary contrasts could detect a Dice difference "
             f"of about {mdd:.3f} (80% power, Holm over {len(h[h['family'] == 'primary'])}); the largest observed "
             f"difference was {observed:.3f}.")  # fmt: skip
-    if mdd > DETECT_TARGET:
-        need = math.ceil(n * (mdd / DETECT_TARGET) ** 2)
-        text += (f" Differences smaller than that, such as {DETECT_TARGET} Dice, could not have been detected: that "
+    if mdd > TARGET_DICE:
+        need = math.ceil(n * (mdd / TARGET_DICE) ** 2)
+        text += (f" Differences smaller than that, such as {TARGET_DICE} Dice, could not have been detected: that "
                  f"would take about {need} cases at {plural(seeds, 'run')} each, or more runs per case "
                  "(`python -m hie_core.study --plan --design powered`).")  # fmt: skip
     else:
-        text += f" It could detect a difference of {DETECT_TARGET} Dice."
+        text += f" It could detect a difference of {TARGET_DICE} Dice."
     return text
 
 

@@ -37,7 +37,7 @@ import pandas as pd
 from hie_core.errors import exit_on_user_error
 from hie_core.io import atomic_write_text
 from hie_core.report import hypotheses, tables
-from hie_core.report.power import ALPHA, POWER
+from hie_core.report.power import ALPHA, POWER, margins_for
 from hie_core.report.runs import REFERENCES, StudyFolderError, StudyRuns, find_runs
 from hie_core.report.seed_study import PRIMARY_CONTRASTS
 from hie_core.report.stats import CONFIDENCE, N_RESAMPLES, holm, paired_contrast
@@ -53,8 +53,8 @@ __all__ = [
 ]
 
 RESULTS_DIR = "results"
-#: The reported splits in page order: the test split, the out-of-fold predictions of a
-#: cross-validated study, the official validation split (each written when the runs scored it).
+#: The reported splits in page order (each written when the runs scored it), the test split,
+#: the out-of-fold predictions of a cross-validated study (``cv``), the official validation split.
 SPLITS = ("test", "cv", "val")
 #: Every loss is compared with these (when present): the Dice loss and the threshold baseline.
 COMPARISON_REFERENCES = ("dice", "baseline")
@@ -295,10 +295,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--margin", type=float, default=None,
                         help=f"equivalence margin of Dice and NSD (default {tables.MARGINS['dice']})")  # fmt: skip
     args = parser.parse_args(argv)
-    if args.margin is not None and not 0 < args.margin < 1:
-        raise StudyFolderError(f"--margin must be between 0 and 1 (a Dice difference), got {args.margin}")
-    margins = None if args.margin is None else {"dice": args.margin, "nsd": args.margin}
-    folder = write_results(args.study_dir, margins)
+    folder = write_results(args.study_dir, margins_for(args.margin))
     print(f"results written to {folder}")
     return 0
 

@@ -50,6 +50,7 @@ __all__ = [
     "lesion_cases",
     "masd_common_cases",
     "matrix",
+    "observed_mdd",
     "per_case_wide",
     "run_scores",
     "seed_average",

@@ -49,6 +49,8 @@ from pathlib import Path
 
 from hie_core.errors import ConfigError, exit_on_user_error
 from hie_core.losses import LOSS_NAMES
+from hie_core.report.power import TARGET_DICE, margins_for
+from hie_core.report.seed_study import PRIMARY_CONTRASTS
 from hie_core.study.grid import (
     SLURM_DEFAULT_TIME_MIN,
     Engine,
@@ -77,10 +79,6 @@ GRID_PARAMETERS = ("loss", "seed", "output_dir", "data_dir", "preset", "device",
                    "synthetic_test_cases")  # fmt: skip
 #: ``--design`` choices: ``default`` (folds 0, :data:`DEFAULT_SEEDS`) and ``powered`` (:func:`powered_design`).
 DESIGNS = ("default", "powered")
-#: The primary contrasts, each hybrid against its base loss: a Holm family of two.
-PRIMARY_CONTRASTS = (("dice_focal_hdt", "dice_focal"), ("tversky_hdt", "tversky"))
-#: The difference in mean Dice a powered design detects (80% power, Holm over the primary contrasts).
-TARGET_DICE = 0.02
 #: BONBID-HIE's case counts (DESIGN.md section 3): the sizes ``--design powered`` is chosen for.
 BONBID_COUNTS = {"train": 85, "val": 4, "test": 44}
 #: Folds of the powered design, and its fewest seeds: an effect of one training run, shared by
@@ -119,8 +117,13 @@ def _book_notebook(root: Path, study_dir: Path, name: str) -> RunOutcome:
 
 
 def finish_study(root: Path, study_dir: Path, data: Path, config, outcomes: list[RunOutcome],
-                 book: bool = True) -> list[RunOutcome]:  # fmt: skip
-    """Baseline and ceiling; then, when a run finished, the results files, book notebooks and book."""
+                 book: bool = True, margins: dict | None = None) -> list[RunOutcome]:  # fmt: skip
+    """Baseline and ceiling; then, when a run finished, the results files, book notebooks and book.
+
+    The book is made only from results written by this call: when the results step fails, the
+    book step is skipped (and says so), so the previous book is never presented as this study's.
+    ``margins``: equivalence margins for :func:`hie_core.report.results.write_results`.
+    """
     from hie_core.training import experiment
 
     cv = config.folds >= 2  # the references report the runs' splits: the pool as "cv", and test
@@ -141,8 +144,13 @@ def finish_study(root: Path, study_dir: Path, data: Path, config, outcomes: list
         return steps
     from hie_core.report import results
 
-    steps.append(_step("results", study_dir / "results", lambda: results.write_results(study_dir)))
-    if book:
+    steps.append(_step("results", study_dir / "results", lambda: results.write_results(study_dir, margins)))
+    if book and not steps[-1].ok:
+        print("[study] the results step failed: no book notebooks and no book (the previous book, if any, is "
+              "left as it was and is not this study's)", flush=True)  # fmt: skip
+        steps.append(RunOutcome("book", False, 0.0, root / "_build" / "html" / "index.html", None,
+                                "skipped: the results step failed"))  # fmt: skip
+    elif book:
         from hie_core.report.book import BOOK_NOTEBOOKS, build_book
 
         steps += [_book_notebook(root, study_dir, name) for name in BOOK_NOTEBOOKS]
@@ -457,7 +465,8 @@ def print_plan(plan_args: dict, config, study_dir: Path, lanes: int, root: Path)
     return reached
 
 
-def run_study(plan: StudyPlan, engine: Engine = Engine(), book: bool = True, gather: bool = False):
+def run_study(plan: StudyPlan, engine: Engine = Engine(), book: bool = True, gather: bool = False,
+              margins: dict | None = None):  # fmt: skip
     """Run the grid (or read it, ``gather``), then :func:`finish_study`.
 
     Returns:
@@ -479,7 +488,8 @@ def run_study(plan: StudyPlan, engine: Engine = Engine(), book: bool = True, gat
         outcomes = run_grid(plan.runs, plan.root, plan.params, engine, plan.study_dir / "jobs")
         if outcomes is None:
             return None
-    return outcomes + finish_study(plan.root, plan.study_dir, plan.data, plan.config, outcomes, book=book)
+    return outcomes + finish_study(plan.root, plan.study_dir, plan.data, plan.config, outcomes, book=book,
+                                   margins=margins)  # fmt: skip
 
 
 def _visible_gpus() -> tuple[int, ...]:
@@ -561,6 +571,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--no-book", action="store_true", help="stop after the results files: no book notebooks, no book"
     )
+    p.add_argument("--margin", type=float, default=None,
+                   help="equivalence margin of the Dice and NSD comparisons (default 0.02)")  # fmt: skip
     p.add_argument(
         "--gather", action="store_true", help="run nothing: gather finished run folders into results"
     )
@@ -641,6 +653,7 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = _parser().parse_args(argv)
     _check_engine_options(args)
+    margins = margins_for(args.margin)
     train_notebook = project_root(Path(__file__).resolve().parent) / "notebooks" / "train.ipynb"
     overrides = parse_overrides(args.set, notebook_parameters(train_notebook))
     losses = [s.strip() for s in args.losses.split(",") if s.strip()]
@@ -652,7 +665,7 @@ def main(argv: list[str] | None = None) -> int:
                       args.preset, args.device, overrides, remote_cuda, folds, args.synthetic_test_cases)  # fmt: skip
     engine = Engine() if args.gather else make_engine(args, plan.device, plan.study_dir.name)
     start = time.perf_counter()
-    outcomes = run_study(plan, engine, book=not args.no_book, gather=args.gather)
+    outcomes = run_study(plan, engine, book=not args.no_book, gather=args.gather, margins=margins)
     if outcomes is None:
         again = [a for a in argv if a != "--no-wait"] + ["--gather"]
         print("[study] submitted without waiting. When every job has finished (squeue --me), gather with:\n"
