@@ -346,7 +346,9 @@ def test_a_killed_job_resubmitted_finishes_from_its_checkpoint(tiny_synthetic, t
     assert outcome.ok, outcome.message
 
 
-def test_a_failed_results_step_skips_the_book(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys) -> None:
+def test_a_failed_results_step_skips_the_book(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:
     """The book must never be built from the previous results/ as if it were this study's."""
     from hie_core.report import book, results
     from hie_core.training import experiment
@@ -355,7 +357,9 @@ def test_a_failed_results_step_skips_the_book(tmp_path: Path, monkeypatch: pytes
     monkeypatch.setattr(experiment, "run_ceiling", lambda *a, **k: None)
 
     def broken(*args, **kwargs):
-        raise results.StudyFolderError("runs/x/dice/seed0/metrics.csv: column 'dice' has values outside [0, 1]")
+        raise results.StudyFolderError(
+            "runs/x/dice/seed0/metrics.csv: column 'dice' has values outside [0, 1]"
+        )
 
     def must_not_run(*args, **kwargs):
         raise AssertionError("the book was built after the results step failed")
