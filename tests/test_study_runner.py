@@ -374,3 +374,51 @@ def test_a_failed_results_step_skips_the_book(
     assert names == [("baseline", True), ("ceiling", True), ("results", False), ("book", False)]
     assert "skipped: the results step failed" in steps[-1].message
     assert "no book notebooks and no book" in capsys.readouterr().out
+
+
+# ----------------------------------------------------------------------------- Ctrl-C
+
+
+def test_an_empty_or_cut_off_executed_notebook_is_removed_and_a_readable_one_kept(tmp_path):
+    empty, cut, good = tmp_path / "empty.ipynb", tmp_path / "cut.ipynb", tmp_path / "good.ipynb"
+    empty.write_bytes(b"")
+    cut.write_text('{"cells": [')
+    good.write_text(json.dumps({"cells": [], "metadata": {}, "nbformat": 4, "nbformat_minor": 5}))
+    assert grid.remove_broken_notebook(empty) and grid.remove_broken_notebook(cut)
+    assert not grid.remove_broken_notebook(good) and not grid.remove_broken_notebook(
+        tmp_path / "absent.ipynb"
+    )
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["good.ipynb"]
+
+
+def test_ctrl_c_during_a_run_ends_the_study_with_one_line_and_exit_130(tiny_synthetic, tmp_path):
+    env = {**os.environ, "HIE_CACHE_DIR": str(tmp_path / "cache"), "PYTHONUNBUFFERED": "1"}
+    cli = tiny_cli(tiny_synthetic, tmp_path / "runs", "--seeds", "1", "--jobs", "1")  # in this process
+    cmd = [sys.executable, "-m", "hie_core.study", *cli]
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)  # fmt: skip
+    try:
+        lines = []
+        while not any("papermill ->" in line for line in lines):
+            line = proc.stdout.readline()
+            assert line, "the study ended before its run started: " + "".join(lines)
+            lines.append(line)
+        time.sleep(3)  # papermill and its kernel starting
+        os.killpg(proc.pid, signal.SIGINT)  # what a terminal's Ctrl-C sends: the whole process group
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, out + err
+    assert out.strip().splitlines()[-1] == study.INTERRUPTED and "Traceback" not in out + err, out + err
+    notebook = tmp_path / "runs" / "s" / "dice" / "seed0" / "train.ipynb"
+    assert not notebook.exists() or json.loads(notebook.read_text())["cells"]
+
+
+def test_a_repeated_loss_runs_once_with_a_note(tiny_synthetic, tmp_path, capsys):
+    args = ["--losses", "dice,dice", "--seeds", "2", "--data-dir", str(tiny_synthetic), "--runs-dir",
+            str(tmp_path / "runs"), "--preset", "quick", "--device", "cpu", "--plan"]  # fmt: skip
+    assert study.main(args) == 0
+    out = capsys.readouterr().out
+    assert "note: --losses names dice more than once; each loss runs once: dice" in out
+    assert "[plan] 2 runs: 1 loss(es) x 2 seed(s)" in out

@@ -300,3 +300,40 @@ def test_a_truncated_training_checkpoint_is_named_with_how_to_restart(tiny_synth
     assert not (out / "summary.json").exists()
     checkpoint.unlink()  # as the message says: the run starts over and finishes
     assert run_experiment(config).summary["epochs_run"] == 3
+
+
+def test_a_finished_run_without_its_weights_is_still_finished(
+    reference_run, tiny_synthetic, tmp_path, capsys
+):
+    from hie_core.report.experiment import check_run_folder
+    from hie_core.study.grid import GridRun, gathered_outcomes
+    from hie_core.training.checkpoints import CheckpointError
+
+    out = tmp_path / "dice" / "seed1"
+    shutil.copytree(reference_run.run_dir, out)
+    for name in ("model_best.pt", "checkpoint_last.pt"):  # deleted to save space
+        (out / name).unlink()
+    again = run_experiment(tiny_config(tiny_synthetic, out))
+    printed = capsys.readouterr().out
+    assert "loading it, not retraining" in printed
+    assert "model_best.pt and checkpoint_last.pt deleted; the results stand" in printed
+    assert again.metrics.equals(reference_run.metrics) and not (out / "model_best.pt").exists()
+    check_run_folder(again)  # what the notebook checks: the results, not the weights
+    assert [o.ok for o in gathered_outcomes([GridRun("dice", 1, out)])] == [True]  # --gather agrees
+    with pytest.raises(CheckpointError, match=f"{out / 'model_best.pt'}: model file not found"):
+        load_best_model(out / "model_best.pt", "cpu")  # what hie-predict needs names the missing file
+
+
+def test_a_finished_run_missing_a_results_file_is_trained_again(
+    reference_run, tiny_synthetic, tmp_path, capsys
+):
+    from hie_core.study.grid import GridRun, gathered_outcomes
+
+    out = tmp_path / "dice" / "seed1"
+    shutil.copytree(reference_run.run_dir, out)
+    (out / "metrics.csv").unlink()
+    assert [o.ok for o in gathered_outcomes([GridRun("dice", 1, out)])] == [False]
+    capsys.readouterr()
+    again = run_experiment(tiny_config(tiny_synthetic, out))
+    assert "this finished run misses metrics.csv - training it again" in capsys.readouterr().out
+    pd.testing.assert_frame_equal(again.metrics, reference_run.metrics)

@@ -67,7 +67,7 @@ from hie_core.study.grid import (
 
 __all__ = ["DEFAULT_SEEDS", "RunOutcome", "GridRun", "GridJob", "Engine", "StudyPlan", "plan_study", "run_study",
            "finish_study", "main", "DESIGNS", "PRIMARY_CONTRASTS", "TARGET_DICE", "BONBID_COUNTS", "powered_design",
-           "reported_splits", "print_plan"]  # fmt: skip
+           "reported_splits", "print_plan", "unique_losses"]  # fmt: skip
 
 #: Seeds per loss when ``--seeds`` is not given: the seed protocol's 3 on CUDA; on a CPU as
 #: many as fit the main job's time budget (at least 2, for a between-seed spread).
@@ -269,6 +269,18 @@ def _check_same_design(study_dir: Path, folds: int) -> None:
                 want = f"--folds {folds}" if folds >= 2 else "runs without folds"
                 raise ConfigError(f"{folder}: this study folder holds {have} runs, this study asks for {want}; "
                                   "choose another --study (one study, one design)")  # fmt: skip
+
+
+def unique_losses(text: str) -> list[str]:
+    """``--losses`` as a list, each loss once (a repeated one is dropped with a printed note):
+    two runs of one loss and seed would share, and fight over, one run folder."""
+    given = [s.strip() for s in text.split(",") if s.strip()]
+    losses = list(dict.fromkeys(given))
+    repeated = [loss for loss in losses if given.count(loss) > 1]
+    if repeated:
+        print(f"[study] note: --losses names {', '.join(repeated)} more than once; each loss runs once: "
+              f"{','.join(losses)}", flush=True)  # fmt: skip
+    return losses
 
 
 def _pool_size(counts: dict[str, int]) -> int:
@@ -645,9 +657,24 @@ def _plan_only(args: argparse.Namespace, losses: list[str], folds: int, seeds: i
     return 0
 
 
+#: What a Ctrl-C ends the study with (exit status :data:`EXIT_INTERRUPTED`).
+INTERRUPTED = "[study] interrupted; rerun the same command to resume"
+#: The exit status of a study ended by Ctrl-C (128 + SIGINT, as a shell reports it).
+EXIT_INTERRUPTED = 130
+
+
 @exit_on_user_error("hie-study")
 def main(argv: list[str] | None = None) -> int:
-    """``hie-study``: exit 0 when every run and step finished, 1 when one failed, 2 on a user error."""
+    """``hie-study``: exit 0 when every run and step finished, 1 when one failed, 2 on a user error,
+    130 on Ctrl-C (one line, no traceback: the running notebook is stopped, its run resumes next time)."""
+    try:
+        return _main(argv)
+    except KeyboardInterrupt:
+        print(INTERRUPTED, flush=True)
+        return EXIT_INTERRUPTED
+
+
+def _main(argv: list[str] | None) -> int:
     from hie_core.training.experiment import project_root
 
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -656,7 +683,7 @@ def main(argv: list[str] | None = None) -> int:
     margins = margins_for(args.margin)
     train_notebook = project_root(Path(__file__).resolve().parent) / "notebooks" / "train.ipynb"
     overrides = parse_overrides(args.set, notebook_parameters(train_notebook))
-    losses = [s.strip() for s in args.losses.split(",") if s.strip()]
+    losses = unique_losses(args.losses)
     remote_cuda = args.cluster == "slurm" and _slurm_gpus(args) > 0
     folds, seeds = _design(args)
     if args.plan:

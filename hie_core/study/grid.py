@@ -21,7 +21,9 @@ Job logs and submitit's pickles live in the ``jobs_dir`` given (``<study>/jobs/`
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import json
 import os
 import signal
 import subprocess
@@ -34,7 +36,8 @@ from pathlib import Path
 import submitit
 
 __all__ = ["RunOutcome", "GridRun", "GridJob", "Engine", "plan_grid", "deal_lanes", "run_grid", "gathered_outcomes",
-           "papermill_command", "log_tail", "print_outcome", "run_folder_name", "SLURM_DEFAULT_TIME_MIN"]  # fmt: skip
+           "papermill_command", "log_tail", "remove_broken_notebook", "print_outcome", "run_folder_name",
+           "SLURM_DEFAULT_TIME_MIN"]  # fmt: skip
 
 #: Wall-clock limit of one SLURM job when none is given (a timed-out job is requeued).
 SLURM_DEFAULT_TIME_MIN = 120
@@ -157,6 +160,25 @@ def papermill_command(notebook: Path, out: Path, params: dict, cwd: Path) -> lis
             "-y", yaml.safe_dump(values, default_flow_style=True)]  # fmt: skip
 
 
+def remove_broken_notebook(path: Path) -> bool:
+    """Delete an executed notebook that is empty or not a notebook's JSON (papermill stopped while
+    writing it); returns whether it did. A readable notebook is kept (it shows how far the run got)."""
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        return False
+    except (OSError, UnicodeDecodeError):
+        text = ""
+    try:
+        content = json.loads(text)
+    except ValueError:
+        content = None
+    if isinstance(content, dict) and "cells" in content:
+        return False
+    path.unlink(missing_ok=True)
+    return True
+
+
 def log_tail(log: Path) -> str:
     """The last three lines of a log, on one line (the error papermill ended with)."""
     return " | ".join(log.read_text(errors="replace").strip().splitlines()[-3:])
@@ -193,31 +215,53 @@ class GridJob(submitit.helpers.Checkpointable):
         return list(self.done)
 
     def _run(self, run: GridRun) -> RunOutcome:
+        """Lock the run folder (:func:`hie_core.training.experiment.run_lock`), then run its notebook.
+
+        A folder another process holds is this run's failure, reported with that process's PID;
+        its notebook and log are left as they are.
+        """
+        from hie_core.training.experiment import RunLockedError, run_lock
+
+        notebook, log = run.run_dir / "train.ipynb", run.run_dir / "papermill.log"
+        with contextlib.ExitStack() as held:
+            try:
+                held.enter_context(run_lock(run.run_dir))
+                fh = held.enter_context(open(log, "w"))
+            except RunLockedError as exc:
+                outcome = RunOutcome(run.name, False, 0.0, notebook, None, str(exc))
+            except OSError as exc:  # the run folder cannot be made: this run fails, the others go on
+                outcome = RunOutcome(
+                    run.name, False, 0.0, notebook, None, f"cannot write {run.run_dir}: {exc}"
+                )
+            else:
+                return self._run_notebook(run, fh)
+        print_outcome(outcome)
+        return outcome
+
+    def _run_notebook(self, run: GridRun, fh) -> RunOutcome:
+        """Papermill for ``run`` (its folder locked by this process), output to the open log ``fh``."""
+        from hie_core.training.experiment import LOCK_HOLDER_ENV
+
         notebook, log = run.run_dir / "train.ipynb", run.run_dir / "papermill.log"
         params = {**self.params, **run.notebook_parameters}
         cmd = papermill_command(self.root / "notebooks" / "train.ipynb", notebook, params, self.root)
         print(f"[study] {run.name}: papermill -> {notebook}", flush=True)
         start = time.perf_counter()
-        try:
-            run.run_dir.mkdir(parents=True, exist_ok=True)
-            fh = open(log, "w")  # closed by the with below
-        except OSError as exc:  # the run folder cannot be made: this run fails, the others go on
-            outcome = RunOutcome(run.name, False, 0.0, notebook, None, f"cannot write {run.run_dir}: {exc}")
-            print_outcome(outcome)
-            return outcome
-        env = dict(os.environ)
+        env = {**os.environ, LOCK_HOLDER_ENV: str(os.getpid())}  # the notebook runs under this lock
         if self.threads:
             env.update(OMP_NUM_THREADS=str(self.threads), MKL_NUM_THREADS=str(self.threads))
-        with fh:
-            self._process = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, cwd=self.root, env=env,
-                                             preexec_fn=_die_with_parent)  # fmt: skip
-            try:
-                code = self._process.wait()
-            except BaseException:  # Ctrl-C, or submitit's requeue exit from checkpoint()
-                _stop(self._process)
-                raise
-            finally:
-                self._process = None
+        # its own session: a Ctrl-C reaches this process alone, which stops papermill and its kernel
+        self._process = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, cwd=self.root, env=env,
+                                         preexec_fn=_die_with_parent, start_new_session=True)  # fmt: skip
+        try:
+            code = self._process.wait()
+        except BaseException:  # Ctrl-C, or submitit's requeue exit from checkpoint()
+            _stop(self._process)
+            remove_broken_notebook(notebook)
+            raise
+        finally:
+            self._process = None
+        fh.flush()
         outcome = RunOutcome(run.name, code == 0, time.perf_counter() - start, notebook, log,
                              "" if code == 0 else log_tail(log))  # fmt: skip
         print_outcome(outcome)
@@ -324,11 +368,14 @@ def run_grid(runs: list[GridRun], root: Path, params: dict, engine: Engine, jobs
 
 
 def gathered_outcomes(runs: list[GridRun]) -> list[RunOutcome]:
-    """Outcomes read from the run folders alone (``--gather``): finished = has ``summary.json``."""
+    """Outcomes read from the run folders alone (``--gather``): finished = every results file
+    (:func:`hie_core.training.experiment.is_finished_run`; the weights may have been deleted)."""
+    from hie_core.training.experiment import is_finished_run
+
     outcomes = []
     for run in runs:
         log = run.run_dir / "papermill.log"
-        ok = (run.run_dir / "summary.json").is_file()
+        ok = is_finished_run(run.run_dir)
         outcomes.append(RunOutcome(run.name, ok, 0.0, run.run_dir / "train.ipynb", log,
                                    "" if ok else f"not finished (see {log} and the study's jobs/ folder)"))  # fmt: skip
         print_outcome(outcomes[-1])

@@ -4,7 +4,8 @@
 folder (every file atomically):
 
 - ``config.json``: every parameter, the data source (and whether synthetic), the run's
-  fingerprint (code, preprocessing version, configuration), git commit, package versions,
+  fingerprint (code, preprocessing version, configuration), the data fingerprint (every
+  data file's SHA-256), git commit, package versions,
   device name and distance-transform back end;
 - ``history.csv``: per epoch train loss, selection loss and Dice, learning rate, seconds;
 - ``model_best.pt`` (weights only) and ``checkpoint_last.pt`` (for resuming);
@@ -19,16 +20,25 @@ same for every loss and seed) is reported as split ``"cv"``, the rest trains, an
 split is reported as always.
 
 A folder with a ``summary.json`` is a finished run. Started again with the same
-configuration *and the same code* (:func:`hie_core.training.config.run_fingerprint`) it is
-loaded, not retrained; produced by other code, it is trained again from scratch, and the
-run says so; with another configuration it is refused. An unfinished run resumes from its
-last epoch when its fingerprint matches.
+configuration, *the same code* (:func:`hie_core.training.config.run_fingerprint`) *and the
+same data* (:func:`hie_core.fingerprint.data_fingerprint`: the contents of every file of the
+dataset, recorded in ``config.json`` as ``data_fingerprint``) it is loaded, not retrained;
+produced by other code or from other data (a corrected label; or a folder from before runs
+recorded their data), it is trained again from scratch, and the run says why; with another
+configuration it is refused. An unfinished run resumes from its last epoch when both
+fingerprints match. A finished run needs only its results files (:data:`RUN_FILES`): its
+weights (:data:`WEIGHT_FILES`) may be deleted to save space, and only predicting with it
+(``hie-predict``) then fails, naming the missing file. Only one process at a time trains a
+run folder (:func:`run_lock`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import fcntl
 import json
+import os
 import shutil
 import time
 from dataclasses import dataclass
@@ -36,11 +46,21 @@ from pathlib import Path
 
 import pandas as pd
 
-from hie_core.data import Case, ValidationReport, carve_validation, kfold, load_dataset
+from hie_core.data import (
+    Case,
+    DatasetError,
+    ValidationReport,
+    carve_validation,
+    discover_cases,
+    kfold,
+    load_dataset,
+)
 from hie_core.errors import UserError
+from hie_core.fingerprint import DataFingerprint, data_fingerprint, describe_change
 from hie_core.io import atomic_write_text
 from hie_core.metrics import summarize
 from hie_core.synthetic import is_synthetic_dir
+from hie_core.training.checkpoints import TRAINING_CHECKPOINT
 from hie_core.training.config import (
     ADDED_FIELD_DEFAULTS,
     TrainConfig,
@@ -54,6 +74,11 @@ from hie_core.training.fit import BEST, HISTORY_COLUMNS, TrainItem, fit, load_be
 __all__ = [
     "RunResult",
     "RunFolderError",
+    "RunLockedError",
+    "run_lock",
+    "is_finished_run",
+    "RUN_FILES",
+    "WEIGHT_FILES",
     "resolve_data_dir",
     "run_experiment",
     "load_run",
@@ -70,15 +95,12 @@ __all__ = [
     "default_study_name",
 ]
 
-#: Files a training run writes (papermill's executed notebook and log are left alone).
-RUN_FILES = (
-    "config.json",
-    "history.csv",
-    "model_best.pt",
-    "checkpoint_last.pt",
-    "metrics.csv",
-    "summary.json",
-)
+#: The files of a run's results: a folder holding them all is a finished run, with or without its
+#: weights (papermill's executed notebook and log are left alone).
+RUN_FILES = ("config.json", "history.csv", "metrics.csv", "summary.json")
+#: A run's weights: needed to resume it and to predict with it (``hie-predict``), not for its
+#: results, so they may be deleted to save space.
+WEIGHT_FILES = (BEST, TRAINING_CHECKPOINT)
 #: Settings that may differ when a run folder is reused (they do not change what is trained).
 _NOT_COMPARED = ("output_dir", "device", "num_workers")
 #: Seed of the cross-validation partition: one partition for every loss and seed, so that the
@@ -92,6 +114,55 @@ POOL_SPLITS = ("train", "val", None)
 
 class RunFolderError(UserError, FileExistsError):
     """The run folder holds a run with another configuration."""
+
+
+class RunLockedError(UserError):
+    """Another process holds the run folder's lock (it is training that run now)."""
+
+
+#: The lock file in a run folder; it holds the PID of the process that holds the lock.
+LOCK_FILE = ".lock"
+#: Set by a process that holds a run folder's lock for the notebook it starts (its PID).
+LOCK_HOLDER_ENV = "HIE_RUN_LOCK_HOLDER"
+
+
+@contextlib.contextmanager
+def run_lock(run_dir: str | Path):
+    """Hold ``run_dir``'s lock (``fcntl.flock`` on ``.lock``, non-blocking) while the block runs.
+
+    The lock file records the holder's PID and stays; the lock itself ends with the block, or
+    with the process (the OS releases it, even after ``kill -9``). A folder made here and left
+    holding nothing else is removed again. A lock held by the process named in
+    ``$HIE_RUN_LOCK_HOLDER`` (a study that locked the folder for the notebook it started)
+    counts as this process's own.
+
+    Raises:
+        RunLockedError: another process holds the lock; the message names the folder and its PID.
+    """
+    run_dir = Path(run_dir)
+    made = [p for p in (run_dir, *run_dir.parents) if not p.exists()]  # the run folder first
+    run_dir.mkdir(parents=True, exist_ok=True)
+    fd = os.open(run_dir / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
+            if holder != os.environ.get(LOCK_HOLDER_ENV):
+                raise RunLockedError(f"{run_dir}: another process (PID {holder}) is training this run folder "
+                                     "now; wait for it to end, or stop it") from None  # fmt: skip
+            made = []
+        else:
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        yield
+    finally:
+        if made and [p.name for p in run_dir.iterdir()] == [LOCK_FILE]:
+            (run_dir / LOCK_FILE).unlink()
+            for folder in made:
+                with contextlib.suppress(OSError):
+                    folder.rmdir()
+        os.close(fd)
 
 
 @dataclass
@@ -137,16 +208,17 @@ def summarize_metrics(metrics: pd.DataFrame) -> dict:
     return out
 
 
-def _run_state(run_dir: Path, config: TrainConfig) -> str:
-    """'new', 'resume', 'finished' or 'stale'; raises when the folder holds another configuration."""
-    cfg_path = run_dir / "config.json"
-    if not cfg_path.exists():
+def _run_state(run_dir: Path, config: TrainConfig, data: DataFingerprint | None = None) -> str:
+    """'new', 'resume', 'finished', 'stale' (other code), 'data' (other data: ``data`` differs from
+    the recorded fingerprint, or none is recorded) or 'incomplete' (a ``summary.json`` without
+    another results file); raises when the folder holds another configuration.
+
+    ``data`` None: the data are not compared.
+    """
+    info = _read_info(run_dir)
+    if info is None:
         return "new"
-    try:
-        info = json.loads(cfg_path.read_text())
-        old = info["config"]
-    except (OSError, ValueError, KeyError):
-        raise RunFolderError(f"{cfg_path}: unreadable; delete {run_dir} to start this run over") from None
+    old = info["config"]
     new = config.to_dict()
     old = {**ADDED_FIELD_DEFAULTS, **old}  # written before those fields existed: at their default
     diffs = [
@@ -160,11 +232,44 @@ def _run_state(run_dir: Path, config: TrainConfig) -> str:
         )
     if info.get("fingerprint") != run_fingerprint(config):
         return "stale"
+    if data is not None and describe_change(info.get("data_fingerprint"), data):
+        return "data"
+    if finished and not is_finished_run(run_dir):
+        return "incomplete"
     return "finished" if finished else "resume"
 
 
+def is_finished_run(run_dir: str | Path) -> bool:
+    """True when ``run_dir`` holds every results file (:data:`RUN_FILES`); the weights may be gone."""
+    return all((Path(run_dir) / name).is_file() for name in RUN_FILES)
+
+
+def _read_info(run_dir: Path) -> dict | None:
+    """The run folder's ``config.json`` (None when there is none); raises when it is unreadable."""
+    cfg_path = run_dir / "config.json"
+    if not cfg_path.exists():
+        return None
+    try:
+        info = json.loads(cfg_path.read_text())
+        if not isinstance(info, dict) or not isinstance(info["config"], dict):
+            raise ValueError("not a run's config.json")
+    except (OSError, ValueError, KeyError, TypeError):
+        raise RunFolderError(f"{cfg_path}: unreadable; delete {run_dir} to start this run over") from None
+    return info
+
+
+def _current_data(data_dir: Path) -> DataFingerprint:
+    """The fingerprint of the dataset a run loads; an invalid folder raises ``load_dataset``'s full error."""
+    try:
+        cases = discover_cases(data_dir)
+    except DatasetError:
+        load_dataset(data_dir)  # every problem in one error (names and contents)
+        raise
+    return data_fingerprint(data_dir, cases)
+
+
 def _clear(run_dir: Path) -> None:
-    for name in RUN_FILES:
+    for name in RUN_FILES + WEIGHT_FILES:
         (run_dir / name).unlink(missing_ok=True)
     shutil.rmtree(run_dir / "predictions", ignore_errors=True)
 
@@ -268,22 +373,46 @@ def run_experiment(config: TrainConfig, stop_after_epochs: int | None = None) ->
 
     Raises:
         hie_core.errors.UserError: the data folder is missing or invalid (nothing is
-            written), or the run folder holds another configuration.
+            written), or the run folder holds another configuration, or another process
+            is training it (:class:`RunLockedError`, see :func:`run_lock`).
     """
     run_dir = Path(config.output_dir)
-    state = _run_state(run_dir, config)
-    if state == "finished":
-        print(f"{run_dir}: finished run of this code and configuration found - loading it, not retraining")
-        return load_run(run_dir)
     data_dir = resolve_data_dir(config)
+    data = _current_data(data_dir)
+    with run_lock(run_dir):
+        return _run_locked(config, run_dir, data_dir, data, stop_after_epochs)
+
+
+def _run_locked(config: TrainConfig, run_dir: Path, data_dir: Path, data: DataFingerprint,
+                stop_after_epochs: int | None) -> RunResult | None:  # fmt: skip
+    """:func:`run_experiment` once the data are fingerprinted and the run folder is locked."""
+    state = _run_state(run_dir, config, data)
+    if state == "finished":
+        print(
+            f"{run_dir}: finished run of this code, configuration and data found - loading it, not retraining"
+        )
+        gone = [name for name in WEIGHT_FILES if not (run_dir / name).is_file()]
+        if gone:
+            print(f"{run_dir}: {' and '.join(gone)} deleted; the results stand, but predicting with this run "
+                  f"(hie-predict) needs {BEST}")  # fmt: skip
+        return load_run(run_dir)
     cases, report = load_dataset(data_dir)  # every problem, before anything is written
     if state == "stale":
         print(f"{run_dir}: this run was produced by other code (its fingerprint differs) - training it again")
+        _clear(run_dir)
+    elif state == "incomplete":
+        gone = ", ".join(name for name in RUN_FILES if not (run_dir / name).is_file())
+        print(f"{run_dir}: this finished run misses {gone} - training it again")
+        _clear(run_dir)
+    elif state == "data":
+        why = describe_change(_read_info(run_dir).get("data_fingerprint"), data)
+        print(f"{run_dir}: {why}; training it again")
         _clear(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     info = {"config": config.to_dict(), "data_dir_resolved": str(data_dir), "synthetic": is_synthetic_dir(data_dir),
             "n_cases": {s: sum(c.split == s for c in cases) for s in ("train", "val", "test")},
             "empty_labels": len(report.notes), "fingerprint": run_fingerprint(config),
+            "data_fingerprint": data.to_dict(),
             **provenance(config.device)}  # fmt: skip
     if state != "resume":
         _write_json(info, run_dir / "config.json")
