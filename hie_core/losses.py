@@ -49,7 +49,7 @@ __all__ = [
 
 #: The six losses of the study, in the order of its tables.
 LOSS_NAMES: tuple[str, ...] = ("dice", "dice_focal", "tversky", "hdt", "dice_focal_hdt", "tversky_hdt")
-#: How a reader sees each loss (tables, legends, prose): one name per loss.
+#: The one name of each loss that a reader sees in tables, legends and prose.
 LOSS_LABELS: dict[str, str] = {"dice": "Dice", "dice_focal": "DiceFocal", "tversky": "Tversky", "hdt": "HausdorffDT",
                                "dice_focal_hdt": "DiceFocal+HDT", "tversky_hdt": "Tversky+HDT"}  # fmt: skip
 

@@ -17,7 +17,7 @@ So the SD of a case's seed-averaged difference is ``sqrt(case_sd**2 + seed_sd**2
     mdd = (z(1 - alpha / (2 * n_tests)) + z(power)) * paired_sd(seeds) / sqrt(n_cases)
 
 Before any run, :func:`default_noise` uses the quick CPU study's measurement (paired SD 0.045
-Dice at 2 seeds, almost all of it training noise). :func:`noise_from_runs` estimates both
+Dice at 2 seeds, almost all of it training noise). :func:`noise_from_differences` estimates both
 parts from a study's per-run scores.
 """
 
@@ -53,6 +53,7 @@ TARGET_DICE = 0.02
 #: Paired SD of per-case Dice differences between Dice-family losses, cases averaged over
 #: :data:`DEFAULT_SD_SEEDS` seeds (the quick CPU study, 16 synthetic test cases; DESIGN.md).
 DEFAULT_PAIRED_SD = 0.045
+#: Seeds averaged per case in :data:`DEFAULT_PAIRED_SD`.
 DEFAULT_SD_SEEDS = 2
 
 

@@ -7,7 +7,7 @@ scores each loss on the 4 official validation cases, on the resampled 32 x 192 x
 MSD in voxels, after early stopping on those same 4 cases.
 
 Its claims become the study's pre-specified hypotheses (:data:`CLAIMS`), fixed here before any
-run: (a) each hybrid beats its standalone base, the two primary contrasts; (b) Tversky+HDT has
+run, (a) each hybrid beats its standalone base, the two primary contrasts; (b) Tversky+HDT has
 the best Dice and NSD; (c) the hybrids take longer to converge; (d) lesions under 1% of the
 brain are the hardest.
 """
@@ -22,7 +22,7 @@ import pandas as pd
 __all__ = ["CITATION", "CLAIMS", "PRIMARY_CONTRASTS", "SEED_TABLE", "SEED_TABLE_NOTE", "Claim", "seed_table"]
 
 CITATION = "usman2025hie"
-#: The seed's Table 1: loss -> (Dice, MSD in voxels, NSD, epochs to its best epoch); 4 val cases.
+#: The seed's Table 1, loss -> (Dice, MSD in voxels, NSD, epochs to its best epoch), on 4 val cases.
 SEED_TABLE: dict[str, tuple[float, float, float, int]] = {
     "dice": (0.3800, 15.0650, 0.3850, 32),
     "dice_focal": (0.4900, 1.7925, 0.5275, 49),
@@ -37,7 +37,7 @@ SEED_TABLE_NOTE = (
     "native grid); NSD at its tolerance; epochs: the epoch of its best checkpoint; Inf: an empty prediction "
     "averaged in. Not comparable number for number with this book's tables."
 )
-#: The primary family: each hybrid against its standalone base, on Dice (claim a).
+#: The primary family of contrasts, each hybrid against its standalone base, on Dice (claim a).
 PRIMARY_CONTRASTS: tuple[tuple[str, str], ...] = (
     ("dice_focal_hdt", "dice_focal"),
     ("tversky_hdt", "tversky"),
@@ -53,6 +53,7 @@ class Claim:
     metrics: tuple[str, ...]
 
 
+#: The seed's four claims, fixed as this study's hypotheses before any run.
 CLAIMS: tuple[Claim, ...] = (
     Claim("a", "each hybrid beats its standalone base (DiceFocal+HDT > DiceFocal, Tversky+HDT > Tversky)",
           ("dice", "masd_mm", "nsd")),

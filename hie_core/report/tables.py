@@ -64,12 +64,13 @@ HIGHER_IS_BETTER = {"dice": True, "masd_mm": False, "nsd": True}
 _RANK_NAME = {"dice": "dice", "masd_mm": "masd", "nsd": "nsd"}
 #: Methods shown in Table 1 but not ranked (the ceiling is a property of the grid, not a method).
 UNRANKED = ("ceiling",)
-#: The stratum of cases whose reference label is empty (no lesion): out of the metric means.
+#: The stratum of cases whose reference label is empty (no lesion), kept out of the metric means.
 EMPTY_STRATUM = "empty label"
+#: Every stratum of the strata table, the challenge's three lesion-burden strata and the empty labels.
 STRATA = (*BURDEN_STRATA, EMPTY_STRATUM)
 #: Strata with fewer defined values get no interval.
 MIN_STRATUM_CI = 5
-#: Default equivalence margins (two one-sided tests): +-0.02 Dice and NSD, +-0.5 mm MASD.
+#: Default equivalence margins of the two one-sided tests, +-0.02 Dice and NSD, +-0.5 mm MASD.
 MARGINS: dict[str, float] = {"dice": 0.02, "masd_mm": 0.5, "nsd": 0.02}
 #: Family-wise error rate of every Holm family.
 ALPHA = power.ALPHA

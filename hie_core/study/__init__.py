@@ -79,9 +79,9 @@ GRID_PARAMETERS = ("loss", "seed", "output_dir", "data_dir", "preset", "device",
                    "synthetic_test_cases")  # fmt: skip
 #: ``--design`` choices: ``default`` (folds 0, :data:`DEFAULT_SEEDS`) and ``powered`` (:func:`powered_design`).
 DESIGNS = ("default", "powered")
-#: BONBID-HIE's case counts (DESIGN.md section 3): the sizes ``--design powered`` is chosen for.
+#: BONBID-HIE's case counts (DESIGN.md section 3), the sizes ``--design powered`` is chosen for.
 BONBID_COUNTS = {"train": 85, "val": 4, "test": 44}
-#: Folds of the powered design, and its fewest seeds: an effect of one training run, shared by
+#: Folds of the powered design, and its fewest seeds; an effect of one training run, shared by
 #: all its cases, does not shrink with more cases, only with more runs (DESIGN.md).
 POWERED_FOLDS, POWERED_MIN_SEEDS = 5, 5
 #: Seconds per run by device kind and preset, each with its source (``--plan``'s fallback).
@@ -338,7 +338,7 @@ def powered_design() -> tuple[int, int]:
     """(folds, seeds) of ``--design powered``: :data:`POWERED_FOLDS` folds and the fewest seeds,
     at least :data:`POWERED_MIN_SEEDS`, whose minimum detectable difference on BONBID-HIE's sizes
     (:data:`BONBID_COUNTS`), with :func:`hie_core.report.power.default_noise`, is at most
-    :data:`TARGET_DICE` in both the ``cv`` and the ``test`` split (Holm over :data:`PRIMARY_CONTRASTS`)."""
+    :data:`hie_core.report.power.TARGET_DICE` in both the ``cv`` and the ``test`` split (Holm over :data:`hie_core.report.seed_study.PRIMARY_CONTRASTS`)."""
     from hie_core.report.power import default_noise, mdd
 
     splits = reported_splits(BONBID_COUNTS, POWERED_FOLDS)
@@ -430,11 +430,11 @@ def print_plan(plan_args: dict, config, study_dir: Path, lanes: int, root: Path)
         plan_args: ``losses``, ``seeds``, ``folds`` of the design.
         config: the study's TrainConfig (preset, device, data; nothing is generated).
         study_dir: the study folder (read, when it exists, for measured seconds and noise).
-        lanes: runs at a time (``--jobs``, or :func:`make_engine`'s default).
+        lanes: runs at a time (``--jobs``, or the engine's default).
         root: the project root (holds :data:`RUN_SECONDS_JSON`).
 
     Returns:
-        Whether every judged split (``cv`` and ``test``) reaches :data:`TARGET_DICE`.
+        Whether every judged split (``cv`` and ``test``) reaches :data:`hie_core.report.power.TARGET_DICE`.
     """
     from hie_core.report.power import ALPHA, POWER, mdd
 

@@ -95,15 +95,15 @@ __all__ = [
     "default_study_name",
 ]
 
-#: The files of a run's results: a folder holding them all is a finished run, with or without its
+#: The files of a run's results; a folder holding them all is a finished run, with or without its
 #: weights (papermill's executed notebook and log are left alone).
 RUN_FILES = ("config.json", "history.csv", "metrics.csv", "summary.json")
-#: A run's weights: needed to resume it and to predict with it (``hie-predict``), not for its
+#: A run's weights, needed to resume it and to predict with it (``hie-predict``), not for its
 #: results, so they may be deleted to save space.
 WEIGHT_FILES = (BEST, TRAINING_CHECKPOINT)
 #: Settings that may differ when a run folder is reused (they do not change what is trained).
 _NOT_COMPARED = ("output_dir", "device", "num_workers")
-#: Seed of the cross-validation partition: one partition for every loss and seed, so that the
+#: Seed of the cross-validation partition, one partition for every loss and seed, so that the
 #: losses are compared case by case (each case scored by models that never saw it).
 FOLD_SEED = 0
 #: The split name of held-out fold cases in ``metrics.csv``.
