@@ -52,7 +52,7 @@ def _numbers(out: str) -> dict:
     hours = float(re.search(r"= ([\d.]+) h on this device", out).group(1))
     mdds = {
         m[0]: float(m[1])
-        for m in re.findall(r"\[plan\]\s+(cv|test|val)\s+\d+ case\(s\) x \d+ seed\(s\): ([\d.]+)", out)
+        for m in re.findall(r"\[plan\]\s+(cv|test|val)\s+\d+ cases? x \d+ seeds?: ([\d.]+)", out)
     }
     return {"runs": runs, "hours": hours, "mdd": mdds}
 
@@ -91,7 +91,7 @@ def test_plan_of_a_real_folder_reads_its_names_only(tiny_synthetic, tmp_path, ca
                 "--runs-dir", str(tmp_path / "runs"))  # fmt: skip
     found = _numbers(out)
     assert found["runs"] == 2 * 2 * 3
-    assert re.search(r"cv\s+7 case\(s\)", out) and re.search(r"test\s+2 case\(s\)", out)
+    assert re.search(r"cv\s+7 cases", out) and re.search(r"test\s+2 cases", out)
     assert snapshot(tiny_synthetic) == before and not (tmp_path / "runs").exists() and not cache.exists()
 
 
@@ -124,9 +124,9 @@ def test_plan_measures_seconds_and_noise_in_the_study_folder(tmp_path, cache, ca
     out = _plan(
         capsys, "--seeds", "2", "--runs-dir", str(tmp_path / "runs"), "--study", "mine", "--jobs", "1"
     )
-    assert f"median training time of 4 finished run(s), measured in {study_dir}" in out
+    assert f"median training time of 4 finished runs, measured in {study_dir}" in out
     assert _numbers(out)["hours"] == pytest.approx(12 * 200 / 3600, abs=0.01)
-    assert f"noise: measured in {study_dir}: dice_focal_hdt - dice_focal, 6 case(s) x 2 seed(s)" in out
+    assert f"noise: measured in {study_dir}: dice_focal_hdt - dice_focal, 6 cases x 2 seeds" in out
     assert "noise: default" not in out
     assert snapshot(study_dir) == before
 
@@ -145,15 +145,15 @@ def test_the_powered_design_detects_the_target_on_bonbid_sizes():
 def test_design_powered_sets_folds_and_seeds_unless_given(tmp_path, cache, capsys):
     folds, seeds = study.powered_design()
     out = _plan(capsys, "--design", "powered", "--runs-dir", str(tmp_path / "r"))
-    assert f"6 loss(es) x {seeds} seed(s) x {folds} fold(s)" in out
+    assert f"6 losses x {seeds} seeds x {folds} folds" in out
     out = _plan(
         capsys, "--design", "powered", "--seeds", "2", "--folds", "3", "--runs-dir", str(tmp_path / "r")
     )
-    assert "6 loss(es) x 2 seed(s) x 3 fold(s)" in out
+    assert "6 losses x 2 seeds x 3 folds" in out
     out = _plan(
         capsys, "--design", "powered", "--synthetic-test-cases", "44", "--runs-dir", str(tmp_path / "r")
     )
-    assert "test 44 case(s)" in out and "reaches 0.02 Dice in cv and test: yes" in out
+    assert "test 44 cases" in out and "reaches 0.02 Dice in cv and test: yes" in out
     assert "quick-cv5-test44" in out  # its own study folder by default
     assert not (tmp_path / "r").exists() and not cache.exists()
 

@@ -187,8 +187,9 @@ def hypotheses_table(results: StudyResults, split: str = "test"):
 
     shown = pd.DataFrame({
         "claim": h["hypothesis"].map(claim), "family": h["family"], "contrast": h.apply(contrast, axis=1),
-        "metric": h["metric"].map(_METRIC_HEAD), "cases x runs": [f"{int(n)} x {int(s)}" for n, s in
-                                                                   zip(h["n_cases"], h["n_seeds"], strict=True)],
+        "metric": h["metric"].map(_METRIC_HEAD), "cases x runs": [
+            f"{display.plural(int(n), 'paired run')}" if m == "best_epoch" else f"{int(n)} x {int(s)}"
+            for n, s, m in zip(h["n_cases"], h["n_seeds"], h["metric"], strict=True)],
         "difference [95% CI]": _difference(h, "estimate", lambda r: r["metric"]),
         "seed's difference": [_number(v, _DIGITS[m], True) for v, m in zip(h["seed_estimate"], h["metric"], strict=True)],
         "p (Holm)": h["p_holm"].map(display.format_p),

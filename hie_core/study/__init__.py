@@ -49,6 +49,7 @@ from pathlib import Path
 
 from hie_core.errors import ConfigError, exit_on_user_error
 from hie_core.losses import LOSS_NAMES
+from hie_core.report.display import plural
 from hie_core.report.power import TARGET_DICE, margins_for
 from hie_core.report.seed_study import PRIMARY_CONTRASTS
 from hie_core.study.grid import (
@@ -388,7 +389,7 @@ def _run_seconds(root: Path, study_dir: Path, kind: str, preset: str) -> tuple[f
         if isinstance(value, (int, float)):
             measured.append(float(value))
     if measured:
-        source = f"median training time of {len(measured)} finished run(s), measured in {study_dir}"
+        source = f"median training time of {plural(len(measured), 'finished run')}, measured in {study_dir}"
         return statistics.median(measured), source
     try:
         entry = json.loads((root / RUN_SECONDS_JSON).read_text())[kind][preset]
@@ -417,7 +418,7 @@ def _study_noise(study_dir: Path, seeds: int):
         differences = pair.assign(
             case_id=pair["split"] + "/" + pair["case_id"], difference=pair["dice_a"] - pair["dice_b"]
         )
-        shape = f"{differences['case_id'].nunique()} case(s) x {differences['seed'].nunique()} seed(s)"
+        shape = f"{plural(differences['case_id'].nunique(), 'case')} x {plural(differences['seed'].nunique(), 'seed')}"
         source = f"measured in {study_dir}: {a} - {b}, {shape}"
         found.append(noise_from_differences(differences[["case_id", "seed", "difference"]], source))
     return max(found, key=lambda n: n.paired_sd(seeds)) if found else default_noise()
@@ -442,17 +443,18 @@ def print_plan(plan_args: dict, config, study_dir: Path, lanes: int, root: Path)
     counts, data = _case_counts(config)
     n_runs = len(losses) * seeds * max(folds, 1)
     pool = f" (cross-validation over {_pool_size(counts)} training + validation cases)" if folds >= 2 else ""
-    print(f"[plan] {n_runs} runs: {len(losses)} loss(es) x {seeds} seed(s) x {max(folds, 1)} fold(s){pool}; "
+    print(f"[plan] {plural(n_runs, 'run')}: {plural(len(losses), 'loss', 'losses')} x {plural(seeds, 'seed')} x "
+          f"{plural(max(folds, 1), 'fold')}{pool}; "
           f"preset {config.preset}, device {config.device}; study folder {study_dir}")  # fmt: skip
     print(f"[plan] data: {data}: train {counts['train'] + counts.get(None, 0)} / val {counts['val']} / test "
-          f"{counts['test']} case(s)")  # fmt: skip
+          f"{plural(counts['test'], 'case')}")  # fmt: skip
     kind = "cuda" if config.device.startswith("cuda") else "cpu"
     seconds, source = _run_seconds(root, study_dir, kind, config.preset)
     print(f"[plan] seconds per run: {'unknown' if seconds is None else f'{seconds:.0f}'} ({source})")
     if seconds is not None:
         hours = n_runs * seconds / lanes / 3600
         print(
-            f"[plan] projected: {n_runs} runs x {seconds:.0f} s / {lanes} lane(s) = "
+            f"[plan] projected: {plural(n_runs, 'run')} x {seconds:.0f} s / {plural(lanes, 'lane')} = "
             f"{hours:.2f} h on this device"
         )
     noise = _study_noise(study_dir, seeds)
@@ -466,7 +468,7 @@ def print_plan(plan_args: dict, config, study_dir: Path, lanes: int, root: Path)
         judged = split != "val"  # the official validation split (4 cases) is reported, not powered
         reached &= (value <= TARGET_DICE) or not judged
         note = "" if judged else "  (not judged: the official validation split)"
-        print(f"[plan]   {split:<5} {n:4d} case(s) x {seeds} seed(s): {value:.4f}{note}")
+        print(f"[plan]   {split:<5} {plural(n, 'case'):>9} x {plural(seeds, 'seed')}: {value:.4f}{note}")
     judged = " and ".join(s for s in reported_splits(counts, folds) if s != "val")
     print(f"[plan] reaches {TARGET_DICE} Dice in {judged}: {'yes' if reached else 'no'}")
     if not reached:
