@@ -18,6 +18,7 @@ that reported validation and test cases are never used for model selection.
 from __future__ import annotations
 
 import re
+import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,6 +39,8 @@ __all__ = [
     "load_dataset",
     "carve_validation",
     "kfold",
+    "DataWarning",
+    "IMAGE_SUFFIXES",
 ]
 
 #: split name -> folder name in the release
@@ -50,8 +53,21 @@ _PATTERNS = {
 }
 
 
+#: A file name of each kind, as the release names them.
+_EXAMPLES = {"adc": "MGHNICU_010-VISIT_01-ADC_ss.mha", "zadc": "Zmap_MGHNICU_010-VISIT_01-ADC_smooth2mm_clipped10.mha",
+             "label": "MGHNICU_010-VISIT_01_lesion.mha"}  # fmt: skip
+
+
 class DatasetError(ProblemsError):
     """A data folder is not usable. ``str(err)`` lists every problem, each with its file."""
+
+
+class DataWarning(UserWarning):
+    """Data that load but look wrong (a constant map, a label covering the brain, a stray file)."""
+
+
+#: Suffixes of image files; anything else in a map folder (a README, a thumbnail) is skipped with a warning.
+IMAGE_SUFFIXES = (".mha", ".mhd", ".raw", ".nrrd", ".nii", ".nii.gz")
 
 
 @dataclass(frozen=True)
@@ -114,10 +130,22 @@ def _discover_split(
     for key, (sub, pattern) in _PATTERNS.items():
         if key == "label" and not labels:
             continue
-        for path in _visible_files(folder / sub, problems):
+        files = _visible_files(folder / sub, problems)
+        stray = [p for p in files if not p.name.lower().endswith(IMAGE_SUFFIXES)]
+        for path in stray:
+            warnings.warn(
+                f"{path}: not an image file (BONBID-HIE maps are .mha); skipped", DataWarning, stacklevel=2
+            )
+        nifti = [p for p in files if p.name.lower().endswith((".nii", ".nii.gz"))]
+        if nifti:
+            problems.append(f"{folder / sub}: holds {len(nifti)} NIfTI file(s) (.nii/.nii.gz), but the BONBID-HIE "
+                            f"release is MetaImage .mha named like {_EXAMPLES[key]}; convert them (SimpleITK "
+                            "ReadImage then WriteImage to .mha) and name them so")  # fmt: skip
+        for path in (p for p in files if p not in stray and p not in nifti):
             match = pattern.match(path.name)
             if match is None:
-                problems.append(f"{path}: file name does not follow the BONBID-HIE pattern for {sub}/")
+                problems.append(f"{path}: file name does not follow the BONBID-HIE pattern for {sub}/ "
+                                f"(e.g. {_EXAMPLES[key]})")  # fmt: skip
                 continue
             paths.setdefault(match["id"], {})[key] = path
     cases: list[Case] = []
@@ -288,7 +316,25 @@ def _validate_case(case: Case, problems: list[str]) -> CaseReport | None:
     if len(problems) > n_before:
         return None
     brain_voxels = int(np.count_nonzero(adc[0] > 0))
+    _warn_suspicious(case, adc[0], zadc[0] if zadc else None, lesion_voxels, brain_voxels)
     return CaseReport(case, reference, lesion_voxels, brain_voxels)
+
+
+#: A label covering more than this share of the brain is warned about.
+_LESION_SHARE_WARNED = 0.9
+
+
+def _warn_suspicious(case: Case, adc: np.ndarray, zadc: np.ndarray | None, lesion_voxels: int | None,
+                     brain_voxels: int) -> None:  # fmt: skip
+    """Warn (:class:`DataWarning`) about data that load but cannot be right: constant maps, all-lesion labels."""
+    for array, path, name in ((adc, case.adc, "ADC"), (zadc, case.zadc, "ZADC")):
+        if array is not None and array.size and float(array.min()) == float(array.max()):
+            warnings.warn(f"{path}: the {name} map is constant ({float(array.min()):g} everywhere); a model will "
+                          "predict nonsense for this case: check the file (a failed export?)", DataWarning,
+                          stacklevel=3)  # fmt: skip
+    if lesion_voxels and brain_voxels and lesion_voxels > _LESION_SHARE_WARNED * brain_voxels:
+        warnings.warn(f"{case.label}: the lesion covers {lesion_voxels / brain_voxels:.0%} of the brain; check that "
+                      "this is the lesion label and not a brain mask", DataWarning, stacklevel=3)  # fmt: skip
 
 
 def _validate_into(cases: Sequence[Case], require_labels: bool, problems: list[str]) -> ValidationReport:

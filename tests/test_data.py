@@ -7,6 +7,7 @@ import pytest
 
 from hie_core.data import (
     DatasetError,
+    DataWarning,
     carve_validation,
     discover_cases,
     kfold,
@@ -172,7 +173,7 @@ def test_files_without_a_partner_are_read_too_and_empty_splits_reported(tmp_path
     lone["adc"].unlink()
     lone["zadc"].write_bytes(b"garbage")
     (tmp_path / "BONBID2023_Test" / "1ADC_ss").mkdir(parents=True)
-    (split / "3LABEL" / "notes.txt").write_text("x")
+    (split / "3LABEL" / "E_002_lesion.mha.bak.mha").write_text("x")
     (split / "1ADC_ss" / "E_009-VISIT_01-ADC_ss.mha").symlink_to(tmp_path / "gone.mha")
     with pytest.raises(DatasetError) as err:
         load_dataset(tmp_path)
@@ -180,7 +181,7 @@ def test_files_without_a_partner_are_read_too_and_empty_splits_reported(tmp_path
     assert f"{lone['zadc']}: missing partner file in {split / '1ADC_ss'}" in message
     assert f"{lone['zadc']}: cannot read image" in message
     assert f"{tmp_path / 'BONBID2023_Test'}: no cases found" in message
-    assert f"{split / '3LABEL' / 'notes.txt'}: file name does not follow" in message
+    assert f"{split / '3LABEL' / 'E_002_lesion.mha.bak.mha'}: file name does not follow" in message
     assert f"{split / '1ADC_ss' / 'E_009-VISIT_01-ADC_ss.mha'}: broken link" in message
     assert len(err.value.problems) == 5
 
@@ -242,3 +243,39 @@ def test_kfold_partitions_every_case_once():
         assert len(fit) + len(sel) == 11
     with pytest.raises(ValueError, match="k must be"):
         kfold(cases, k=1)
+
+
+def test_stray_non_image_files_are_warned_about_and_skipped(tiny_release):
+    """A README or a thumbnail in a map folder must not reject the whole dataset."""
+    readme = tiny_release / "BONBID2023_Train" / "1ADC_ss" / "README.md"
+    readme.write_text("notes")
+    with pytest.warns(DataWarning, match=r"README.md: not an image file .* skipped"):
+        cases, _ = load_dataset(tiny_release)
+    assert len(cases) == 6
+
+
+def test_a_folder_of_nifti_files_hears_that_bonbid_is_mha(tmp_path):
+    split = tmp_path / "BONBID2023_Test"
+    for i in range(3):
+        (split / "1ADC_ss").mkdir(parents=True, exist_ok=True)
+        (split / "1ADC_ss" / f"case{i}.nii.gz").write_bytes(b"x")
+    with pytest.raises(DatasetError) as err:
+        discover_cases(tmp_path)
+    message = str(err.value)
+    assert (
+        "holds 3 NIfTI file(s)" in message
+        and "MetaImage .mha named like MGHNICU_010-VISIT_01-ADC_ss.mha" in message
+    )
+    assert "does not follow" not in message  # one line for the folder, not one per file
+
+
+def test_constant_maps_and_whole_brain_labels_are_warned_about(tmp_path):
+    split = tmp_path / "BONBID2023_Train"
+    paths = write_tiny_case(split, "G_001-VISIT_01")
+    write_image(np.zeros(TINY_GEOMETRY.shape, np.float32), TINY_GEOMETRY, paths["adc"])
+    with pytest.warns(DataWarning, match=r"the ADC map is constant \(0 everywhere\)"):
+        load_dataset(tmp_path)
+    paths = write_tiny_case(split, "G_001-VISIT_01")
+    write_image(np.ones(TINY_GEOMETRY.shape, np.uint8), TINY_GEOMETRY, paths["label"])
+    with pytest.warns(DataWarning, match=r"the lesion covers \d+% of the brain"):
+        load_dataset(tmp_path)
