@@ -25,7 +25,8 @@ from hie_core.data import Case
 from hie_core.io import atomic_write_text
 from hie_core.preprocess import default_cache_dir, file_sha256
 
-__all__ = ["DataFingerprint", "FileHashCache", "data_fingerprint", "hash_cache_path", "describe_change"]
+__all__ = ["DataFingerprint", "FileHashCache", "RESULT_FILES", "data_fingerprint", "edited_results", "hash_cache_path",
+           "describe_change", "results_checksums"]  # fmt: skip
 
 #: Layout version of the hash cache file; another version is ignored (rebuilt).
 CACHE_VERSION = 1
@@ -156,3 +157,26 @@ def describe_change(recorded: object, current: DataFingerprint) -> str | None:
         return "the data changed since this run"
     example = changed[0] if Path(changed[0]).is_absolute() else str(current.root / changed[0])
     return f"the data changed since this run: {len(changed)} file(s) differ, e.g. {example}"
+
+
+#: The result files of a run whose SHA-256 its ``summary.json`` records (``"checksums"``).
+RESULT_FILES = ("config.json", "history.csv", "metrics.csv")
+
+
+def results_checksums(run_dir: str | os.PathLike) -> dict[str, str]:
+    """SHA-256 of each of :data:`RESULT_FILES` in ``run_dir``, as the run wrote them."""
+    return {name: file_sha256(Path(run_dir) / name) for name in RESULT_FILES}
+
+
+def edited_results(run_dir: str | os.PathLike, summary: Mapping) -> list[str]:
+    """The result files of a finished run that changed since it recorded their checksums.
+
+    A file edited by hand, truncated or replaced is listed (a missing one too); a run from
+    before checksums were recorded lists nothing (it cannot be checked).
+    """
+    recorded = summary.get("checksums") if isinstance(summary, Mapping) else None
+    if not isinstance(recorded, Mapping):
+        return []
+    run_dir = Path(run_dir)
+    return [name for name, digest in recorded.items()
+            if not (run_dir / name).is_file() or file_sha256(run_dir / name) != digest]  # fmt: skip

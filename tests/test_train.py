@@ -337,3 +337,28 @@ def test_a_finished_run_missing_a_results_file_is_trained_again(
     again = run_experiment(tiny_config(tiny_synthetic, out))
     assert "this finished run misses metrics.csv - training it again" in capsys.readouterr().out
     pd.testing.assert_frame_equal(again.metrics, reference_run.metrics)
+
+
+def test_an_edited_result_file_is_named_and_the_run_redone(reference_run, tiny_synthetic, tmp_path, capsys):
+    from hie_core.report.runs import StudyFolderError, find_runs
+
+    out = tmp_path / "study" / "dice" / "seed0"
+    shutil.copytree(reference_run.run_dir, out)
+    summary = json.loads((out / "summary.json").read_text())
+    assert set(summary["checksums"]) == {"config.json", "history.csv", "metrics.csv"}
+    assert find_runs(out.parent.parent).runs[0].path == out  # untouched: reported
+    metrics = pd.read_csv(out / "metrics.csv")
+    metrics.loc[0, "dice"] = 0.99  # a plausible value: only the checksum can tell
+    metrics.to_csv(out / "metrics.csv", index=False)
+    with pytest.raises(
+        StudyFolderError, match=r"seed0: metrics.csv changed since the run wrote it .* run the study"
+    ):
+        find_runs(out.parent.parent)
+    capsys.readouterr()
+    again = run_experiment(tiny_config(tiny_synthetic, out))
+    assert (
+        "metrics.csv changed since this run wrote it (edited or damaged) - training it again"
+        in capsys.readouterr().out
+    )
+    pd.testing.assert_frame_equal(again.metrics, reference_run.metrics)
+    assert find_runs(out.parent.parent).runs[0].metrics["dice"].iloc[0] != 0.99

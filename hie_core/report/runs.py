@@ -26,6 +26,7 @@ import numpy as np
 import pandas as pd
 
 from hie_core.errors import UserError
+from hie_core.fingerprint import edited_results
 from hie_core.losses import LOSS_NAMES
 
 if TYPE_CHECKING:
@@ -49,6 +50,13 @@ REFERENCES = ("baseline", "ceiling")
 #: The per-case scores every ``metrics.csv`` must have (a subset of ``METRIC_COLUMNS``).
 SCORE_COLUMNS = ("case_id", "split", "burden_percent", "stratum", "dice", "masd_mm", "nsd", "n_pred", "n_ref")
 _SEED_DIR = re.compile(r"^seed(\d+)(?:-fold(\d+))?$")
+
+
+#: What to do about a damaged run folder: the study redoes a run whose results changed after it wrote them.
+_REDO = (
+    "run the study again with the same options: it trains that run again (a run from before result "
+    "checksums: delete its folder first)"
+)
 
 
 class StudyFolderError(UserError, ValueError):
@@ -129,7 +137,7 @@ def _fail(path: Path, problem: str, fix: str) -> StudyFolderError:
 
 def _read_metrics(path: Path) -> pd.DataFrame:
     """``metrics.csv`` with the score columns checked: present, finite or NaN, in range, unique."""
-    redo = "rerun that run (python -m hie_core.study reuses the finished ones)"
+    redo = _REDO
     try:
         frame = pd.read_csv(path)
     except (OSError, ValueError) as exc:
@@ -156,7 +164,7 @@ def _read_json(path: Path) -> dict:
     try:
         return json.loads(path.read_text())
     except (OSError, ValueError) as exc:
-        raise _fail(path, f"unreadable ({exc.__class__.__name__})", "rerun that run") from exc
+        raise _fail(path, f"unreadable ({exc.__class__.__name__})", _REDO) from exc
 
 
 def _seed_fold(folder: Path) -> tuple[int, int | None]:
@@ -190,6 +198,10 @@ def _loss_runs(study_dir: Path, loss: str, folders: list[Path]) -> tuple[list[Ru
             continue
         seed, fold = _seed_fold(folder)
         config, summary = _read_json(folder / "config.json"), _read_json(folder / "summary.json")
+        changed = edited_results(folder, summary)
+        if changed:
+            raise _fail(folder, f"{', '.join(changed)} changed since the run wrote it (edited or damaged), so its "
+                        "scores are not reported", _REDO)  # fmt: skip
         runs.append(
             RunFolder(loss, seed, folder, config, _read_metrics(folder / "metrics.csv"), summary, fold)
         )

@@ -56,7 +56,13 @@ from hie_core.data import (
     load_dataset,
 )
 from hie_core.errors import UserError
-from hie_core.fingerprint import DataFingerprint, data_fingerprint, describe_change
+from hie_core.fingerprint import (
+    DataFingerprint,
+    data_fingerprint,
+    describe_change,
+    edited_results,
+    results_checksums,
+)
 from hie_core.io import atomic_write_text
 from hie_core.metrics import summarize
 from hie_core.synthetic import is_synthetic_dir
@@ -210,8 +216,9 @@ def summarize_metrics(metrics: pd.DataFrame) -> dict:
 
 def _run_state(run_dir: Path, config: TrainConfig, data: DataFingerprint | None = None) -> str:
     """'new', 'resume', 'finished', 'stale' (other code), 'data' (other data: ``data`` differs from
-    the recorded fingerprint, or none is recorded) or 'incomplete' (a ``summary.json`` without
-    another results file); raises when the folder holds another configuration.
+    the recorded fingerprint, or none is recorded), 'incomplete' (a ``summary.json`` without
+    another results file) or 'edited' (a results file differs from the checksum the run recorded
+    in ``summary.json``); raises when the folder holds another configuration.
 
     ``data`` None: the data are not compared.
     """
@@ -236,7 +243,17 @@ def _run_state(run_dir: Path, config: TrainConfig, data: DataFingerprint | None 
         return "data"
     if finished and not is_finished_run(run_dir):
         return "incomplete"
+    if finished and edited_results(run_dir, _read_summary(run_dir)):
+        return "edited"
     return "finished" if finished else "resume"
+
+
+def _read_summary(run_dir: Path) -> dict:
+    try:
+        summary = json.loads((run_dir / "summary.json").read_text())
+    except (OSError, ValueError):
+        return {"checksums": {"summary.json": "unreadable"}}  # a damaged summary: the run is redone
+    return summary if isinstance(summary, dict) else {"checksums": {"summary.json": "unreadable"}}
 
 
 def is_finished_run(run_dir: str | Path) -> bool:
@@ -404,6 +421,10 @@ def _run_locked(config: TrainConfig, run_dir: Path, data_dir: Path, data: DataFi
         gone = ", ".join(name for name in RUN_FILES if not (run_dir / name).is_file())
         print(f"{run_dir}: this finished run misses {gone} - training it again")
         _clear(run_dir)
+    elif state == "edited":
+        changed = ", ".join(edited_results(run_dir, _read_summary(run_dir)))
+        print(f"{run_dir}: {changed} changed since this run wrote it (edited or damaged) - training it again")
+        _clear(run_dir)
     elif state == "data":
         why = describe_change(_read_info(run_dir).get("data_fingerprint"), data)
         print(f"{run_dir}: {why}; training it again")
@@ -438,6 +459,7 @@ def _run_locked(config: TrainConfig, run_dir: Path, data_dir: Path, data: DataFi
     if config.folds >= 2:
         summary.update(folds=config.folds, fold=config.fold,
                        cv_cases=[c.case_id for c in reported if c.split == CV_SPLIT])  # fmt: skip
+    summary["checksums"] = results_checksums(run_dir)  # an edited or damaged result is redone, never reported
     _write_json(summary, run_dir / "summary.json")
     return load_run(run_dir)
 
