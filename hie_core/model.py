@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["UNet3D", "count_parameters", "forward_flops", "DIVISOR", "NORMS"]
+__all__ = ["UNet3D", "count_parameters", "forward_flops", "training_memory_bytes", "DIVISOR", "NORMS"]
 
 #: Every spatial size must be a multiple of this (three 2x2x2 max-pools).
 DIVISOR = 8
@@ -241,3 +241,21 @@ def forward_flops(model: nn.Module, shape: Sequence[int] = (1, 2, 32, 192, 192))
     with counter, torch.no_grad():
         meta_model(x)
     return int(counter.get_total_flops())
+
+
+def training_memory_bytes(widths: Sequence[int], window: Sequence[int], batch_size: int) -> int:
+    """A generous estimate of one training step's activation memory in float32, in bytes.
+
+    Each level ``l`` of the encoder and the decoder keeps about six maps of ``widths[l]``
+    channels (two convolutions, each with its norm and activation) at ``1 / 8**l`` of the
+    window's voxels; the backward pass holds as much again. Measured steps use less (bf16,
+    fused kernels): the estimate is for refusing sizes that cannot fit, not for tuning.
+
+    Args:
+        widths: Channel widths per level.
+        window: The training input (D, H, W): the patch, or the whole grid.
+        batch_size: Samples per step.
+    """
+    voxels = math.prod(int(v) for v in window)
+    per_voxel = 2 * sum(6 * w / 8**level for level, w in enumerate(widths))  # encoder and decoder
+    return int(batch_size * voxels * per_voxel * 4 * 2)

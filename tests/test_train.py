@@ -362,3 +362,14 @@ def test_an_edited_result_file_is_named_and_the_run_redone(reference_run, tiny_s
     )
     pd.testing.assert_frame_equal(again.metrics, reference_run.metrics)
     assert find_runs(out.parent.parent).runs[0].metrics["dice"].iloc[0] != 0.99
+
+
+def test_a_window_that_cannot_fit_is_refused_before_anything_is_written(tiny_synthetic, tmp_path):
+    from hie_core.errors import ConfigError
+
+    config = tiny_config(tiny_synthetic, tmp_path / "run", target_shape=(1000, 1000, 1000))
+    with pytest.raises(
+        ConfigError, match=r"target_shape \(1000, 1000, 1000\) with batch_size 2 needs about [\d,]+ GiB"
+    ):
+        run_experiment(config)
+    assert not (tmp_path / "run").exists()

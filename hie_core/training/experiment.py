@@ -81,6 +81,7 @@ __all__ = [
     "RunResult",
     "RunFolderError",
     "RunLockedError",
+    "check_memory",
     "run_lock",
     "is_finished_run",
     "RUN_FILES",
@@ -248,6 +249,40 @@ def _run_state(run_dir: Path, config: TrainConfig, data: DataFingerprint | None 
     return "finished" if finished else "resume"
 
 
+def _total_memory_bytes(device: str) -> int | None:
+    """The memory a run can use at most: the GPU's, or this machine's RAM (None when unknown)."""
+    if device.startswith("cuda"):
+        import torch
+
+        return int(torch.cuda.get_device_properties(torch.device(device)).total_memory)
+    try:
+        return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
+    except (ValueError, OSError, AttributeError):  # not a POSIX system
+        return None
+
+
+def check_memory(config: TrainConfig) -> None:
+    """Refuse a training window (patch or whole grid) whose step cannot fit the device's memory.
+
+    Raises:
+        hie_core.errors.ConfigError: the estimate (:func:`hie_core.model.training_memory_bytes`)
+            exceeds the device's whole memory; the message gives both and what to change.
+    """
+    from hie_core.errors import ConfigError
+    from hie_core.model import training_memory_bytes
+
+    window = config.patch_shape or config.target_shape
+    total = _total_memory_bytes(config.device)
+    if window is None or total is None:
+        return
+    need = training_memory_bytes(config.widths, window, config.batch_size)
+    if need > total:
+        what = "patch_shape" if config.patch_shape else "target_shape"
+        raise ConfigError(f"{what} {window} with batch_size {config.batch_size} needs about {need / 2**30:,.0f} GiB "
+                          f"per training step, more than the {total / 2**30:,.0f} GiB of {config.device}; use a "
+                          f"smaller {what} or batch_size")  # fmt: skip
+
+
 def _read_summary(run_dir: Path) -> dict:
     try:
         summary = json.loads((run_dir / "summary.json").read_text())
@@ -394,6 +429,7 @@ def run_experiment(config: TrainConfig, stop_after_epochs: int | None = None) ->
             is training it (:class:`RunLockedError`, see :func:`run_lock`).
     """
     run_dir = Path(config.output_dir)
+    check_memory(config)  # a size that cannot fit is refused before anything is read or written
     data_dir = resolve_data_dir(config)
     data = _current_data(data_dir)
     with run_lock(run_dir):
