@@ -306,17 +306,50 @@ def write_image(
     return path
 
 
+class WriteError(UserError, OSError):
+    """A file could not be written (full disk, no permission); the message names it and what to do."""
+
+
+def _write_error(path: Path, exc: OSError) -> WriteError:
+    import errno
+
+    reason = exc.strerror or str(exc)
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        fix = f"the disk (or quota) holding {path.parent} is full: free space there and run the same command again"
+    elif exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        fix = f"{path.parent} cannot be written: choose a writable folder"
+    else:
+        fix = "check the folder and run the same command again"
+    err = WriteError(f"{path}: cannot write ({reason}); {fix}; the previous file, if any, is unchanged")
+    err.errno = exc.errno
+    return err
+
+
 @contextlib.contextmanager
 def _atomic_target(path: Path):
-    """Yield a temporary path beside ``path`` (same suffix); rename it over ``path`` on success."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(prefix=".tmp-", suffix="-" + path.name, dir=path.parent)
+    """Yield a temporary path beside ``path`` (same suffix); rename it over ``path`` on success.
+
+    Raises:
+        WriteError: the folder or the file cannot be written (a full disk, no permission);
+            nothing half-written is left and an existing ``path`` is unchanged.
+    """
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, name = tempfile.mkstemp(prefix=".tmp-", suffix="-" + path.name, dir=path.parent)
+    except OSError as exc:
+        raise _write_error(path, exc) from None
     os.close(fd)
     tmp = Path(name)
     try:
         yield tmp
         os.chmod(tmp, _FILE_MODE)
         os.replace(tmp, path)
+    except WriteError:
+        tmp.unlink(missing_ok=True)
+        raise
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise _write_error(path, exc) from None
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise

@@ -97,3 +97,27 @@ def test_zero_spacing_is_named_as_a_wrong_header_not_a_damaged_copy(tmp_path) ->
         ) as err:
             read(path)
         assert "copy it again" not in str(err.value) and str(path) in str(err.value)
+
+
+def test_a_full_disk_names_the_file_and_leaves_the_old_one(tmp_path, monkeypatch) -> None:
+    import errno
+    import os
+
+    from hie_core.io import WriteError, atomic_write_text
+
+    target = tmp_path / "results" / "table1_test.csv"
+    atomic_write_text(target, "old")
+
+    def full(fd):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", full)
+    with pytest.raises(
+        WriteError, match=r"table1_test.csv: cannot write \(No space left on device\); the disk"
+    ) as err:
+        atomic_write_text(target, "new")
+    assert (
+        isinstance(err.value, OSError) and err.value.errno == errno.ENOSPC
+    )  # callers catching OSError still do
+    assert str(err.value).startswith(str(target)) and target.read_text() == "old"
+    assert [p.name for p in target.parent.iterdir()] == ["table1_test.csv"]  # no temporary file left
