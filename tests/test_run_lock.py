@@ -91,3 +91,22 @@ def test_repeated_losses_run_once_with_a_note(capsys):
         "note: --losses names dice more than once; each loss runs once: dice,hdt" in capsys.readouterr().out
     )
     assert unique_losses("dice,hdt") == ["dice", "hdt"] and capsys.readouterr().out == ""
+
+
+def test_a_second_study_finishing_the_same_folder_says_so_and_stops(tmp_path, monkeypatch, capsys):
+    """Two studies started together: one writes the results and the book, the other says so."""
+    from hie_core import study
+    from hie_core.training import experiment
+
+    def must_not_run(*args, **kwargs):
+        raise AssertionError("the second study wrote results")
+
+    monkeypatch.setattr(experiment, "run_baseline", must_not_run)
+    study_dir = tmp_path / "study"
+    config = type("Config", (), {"folds": 0})()
+    ran = [study.RunOutcome("dice/seed0", True, 1.0, study_dir, None)]
+    with held_by_another_process(study_dir / "results") as pid:
+        steps = study.finish_study(tmp_path, study_dir, tmp_path / "data", config, ran)
+    assert [(s.name, s.ok) for s in steps] == [("results", False)]
+    assert "another study is finishing this one now" in steps[0].message and str(pid) in steps[0].message
+    assert "another study is finishing this one now" in capsys.readouterr().out

@@ -20,6 +20,7 @@ The committed ``_toc.yml`` is never rewritten.
 from __future__ import annotations
 
 import ast
+import os
 import re
 import shutil
 import subprocess
@@ -320,7 +321,7 @@ def _first_problems(log: Path, count: int = 3) -> str:
 def build_book(root: Path, study_dir: Path) -> Path:
     """Collect, write the toc, vendor, build with ``-W -n --keep-going`` and check offline-ness.
 
-    The book is built into a staging folder (``_build/.staging``) and replaces ``_build/html``
+    The book is built into a staging folder (``_build/.staging-<pid>``) and replaces ``_build/html``
     only when the build passed and the pages reference no network: an interrupted or failed
     build leaves the previous book as it was. The new book holds the pages of this study only
     (a study of two losses leaves no page of a third behind).
@@ -336,7 +337,7 @@ def build_book(root: Path, study_dir: Path) -> Path:
     collect_notebooks(root, study_dir)
     toc = write_toc(root, list(experiment_notebooks(study_dir)))
     vendor_assets(root)
-    staging = root / "_build" / ".staging"
+    staging = root / "_build" / f".staging-{os.getpid()}"  # one per process: two builds never share one
     shutil.rmtree(staging, ignore_errors=True)
     shutil.rmtree(root / "_build" / ".doctrees", ignore_errors=True)  # left by builds before staging
     jb = shutil.which("jupyter-book", path=str(Path(sys.executable).parent))

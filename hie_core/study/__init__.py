@@ -123,8 +123,23 @@ def finish_study(root: Path, study_dir: Path, data: Path, config, outcomes: list
 
     The book is made only from results written by this call: when the results step fails, the
     book step is skipped (and says so), so the previous book is never presented as this study's.
-    ``margins``: equivalence margins for :func:`hie_core.report.results.write_results`.
+    ``margins``: equivalence margins for :func:`hie_core.report.results.write_results`. One
+    process at a time finishes a study (a lock on ``<study>/results``): a second one started
+    together says so and stops after its runs.
     """
+    from hie_core.training.experiment import RunLockedError, run_lock
+
+    try:
+        with run_lock(study_dir / "results"):
+            return _finish_locked(root, study_dir, data, config, outcomes, book, margins)
+    except RunLockedError as exc:
+        message = f"another study is finishing this one now ({exc}); it writes the results and the book"
+        print(f"[study] {message}", flush=True)
+        return [RunOutcome("results", False, 0.0, study_dir / "results", None, message)]
+
+
+def _finish_locked(root: Path, study_dir: Path, data: Path, config, outcomes: list[RunOutcome], book: bool,
+                   margins: dict | None) -> list[RunOutcome]:  # fmt: skip
     from hie_core.training import experiment
 
     cv = config.folds >= 2  # the references report the runs' splits: the pool as "cv", and test
