@@ -421,4 +421,4 @@ def test_a_repeated_loss_runs_once_with_a_note(tiny_synthetic, tmp_path, capsys)
     assert study.main(args) == 0
     out = capsys.readouterr().out
     assert "note: --losses names dice more than once; each loss runs once: dice" in out
-    assert "[plan] 2 runs: 1 loss(es) x 2 seed(s)" in out
+    assert "[plan] 2 runs: 1 loss x 2 seeds" in out
