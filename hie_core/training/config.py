@@ -546,7 +546,8 @@ def provenance(device: str) -> dict[str, Any]:
     if device.startswith("cuda"):
         device_name = torch.cuda.get_device_name(torch.device(device))
     else:
-        device_name = f"CPU ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
+        threads = torch.get_num_threads()
+        device_name = f"CPU ({platform.processor() or platform.machine()}, {threads} thread{'s' * (threads != 1)})"
     return {
         "git_commit": _git_commit(),
         "python": platform.python_version(),
