@@ -127,10 +127,10 @@ def test_fold_code_hides_or_removes_every_code_cell():
         ["remove-cell"],
         ["remove-cell"],
         ["remove-input"],
-        ["hide-input"],
-        ["hide-input", "remove-output"],
         ["remove-input"],
-        ["hide-input"],
+        ["remove-input", "remove-output"],
+        ["remove-input"],
+        ["remove-input"],
     ]
     assert nb.cells[3].outputs == [glue]  # myst-nb still reads the glued value
 
@@ -151,13 +151,16 @@ def test_collect_notebooks_folds_study_pages_and_titles_experiments(tmp_path):
     assert _tags(results) == [
         ["parameters", "remove-cell"],
         ["injected-parameters", "remove-cell"],
-        ["hide-input"],
-        ["hide-input"],  # the captioned table and chart of the results page
-        ["hide-input"],
+        ["remove-input"],
+        ["remove-input"],  # the captioned table and chart of the results page
+        ["remove-input"],
     ]
     dice = nbformat.read(generated / "experiments" / "dice.ipynb", as_version=4)
-    assert dice.cells[0].source.startswith("# Experiment: dice\n")
-    assert _tags(dice) == [["parameters", "remove-cell"], ["injected-parameters", "remove-cell"], []]
+    assert dice.cells[0].source.startswith("# Experiment: Dice\n")
+    assert _tags(dice)[:2] == [["parameters", "remove-cell"], ["injected-parameters", "remove-cell"]]
+    assert all(
+        "remove-input" in t or "remove-cell" in t for t in _tags(dice)
+    )  # no code in front of the reader
 
 
 def test_collect_notebooks_checks_everything_before_writing(tmp_path):
@@ -260,11 +263,11 @@ def test_tiny_book_builds_with_only_python(tmp_path, monkeypatch):
     assert experiments == ["dice.html", "tversky_hdt.html"]
     assert set(LOSS_NAMES) > {"dice", "tversky_hdt"}
     assert (
-        "Experiment: tversky_hdt"
+        "Experiment: Tversky+HDT"
         in (html / "book" / "generated" / "experiments" / "tversky_hdt.html").read_text()
     )
     results = (html / "book" / "generated" / "results.html").read_text()
-    assert "tag_hide-input" in results and "study_dir = " not in results
+    assert "tag_remove-input" in results and "study_dir = " not in results and "cell_input" not in results
     assert "Bao" in results and "references.html#" in results
     assert (
         "Table 1" in results and "Fig. 1" in results and "Fig. 2" not in results

@@ -19,7 +19,6 @@ The committed ``_toc.yml`` is never rewritten.
 
 from __future__ import annotations
 
-import ast
 import os
 import re
 import shutil
@@ -33,7 +32,7 @@ import yaml
 
 from hie_core.errors import UserError
 from hie_core.io import atomic_write_bytes, atomic_write_text
-from hie_core.losses import LOSS_NAMES
+from hie_core.losses import LOSS_LABELS, LOSS_NAMES
 
 __all__ = [
     "BOOK_NOTEBOOKS",
@@ -109,22 +108,16 @@ def _is_hidden_glue(output: dict) -> bool:
     return bool(scrapbook) and bool(scrapbook.get("mime_prefix"))
 
 
-def _only_imports(source: str) -> bool:
-    try:
-        body = ast.parse(source).body
-    except SyntaxError:  # IPython magics: not plain setup
-        return False
-    return bool(body) and all(isinstance(node, ast.Import | ast.ImportFrom) for node in body)
-
-
 def fold_code(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
-    """Tag a study page's code cells so that a reader sees results, not code (in place).
+    """Tag a book page's code cells so that a reader sees results, not code (in place).
+
+    The book is a paper: its pages show prose, figures and tables; the code is in the
+    notebooks (``notebooks/``) and ``hie_core``, where a reader who wants it finds it.
 
     - parameters cells (``parameters``, ``injected-parameters``): ``remove-cell``;
     - cells with nothing to show (no output, or only ``glue(..., display=False)`` records,
       which myst-nb still reads): ``remove-cell``;
-    - cells of imports only whose output is shown: ``remove-input``;
-    - every other code cell: ``hide-input`` (the code behind a toggle).
+    - every other code cell: ``remove-input`` (its output only).
 
     Cells already tagged ``remove-cell``, ``remove-input`` or ``hide-input`` keep their tags.
     """
@@ -140,10 +133,8 @@ def fold_code(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
             not [o for o in cell.get("outputs", []) if not _is_hidden_glue(o)] and "remove-output" not in tags
         ):
             tags.add("remove-cell")
-        elif _only_imports(cell.source):
-            tags.add("remove-input")
         else:
-            tags.add("hide-input")
+            tags.add("remove-input")
         cell.metadata["tags"] = sorted(tags)
     return nb
 
@@ -196,7 +187,7 @@ def collect_notebooks(root: Path, study_dir: Path) -> list[Path]:
         _copy_page(src, written[-1], fold=True)
     for loss, src in experiments.items():
         written.append(generated / "experiments" / f"{loss}.ipynb")
-        _copy_page(src, written[-1], title=f"Experiment: {loss}")
+        _copy_page(src, written[-1], title=f"Experiment: {LOSS_LABELS.get(loss, loss)}", fold=True)
     return written
 
 
