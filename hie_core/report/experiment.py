@@ -78,9 +78,9 @@ def split_summary(result: RunResult):
             "split": split,
             "cases": stats["dice"]["n"],
             "Dice": _fmt(stats["dice"]),
-            "MASD mm": _fmt(stats["masd_mm"], 2),
+            "MASD (mm)": _fmt(stats["masd_mm"], 2),
             "MASD skipped (one mask empty)": stats["masd_mm"]["n_skipped"],
-            "NSD @2mm": _fmt(stats["nsd"]),
+            "NSD (2 mm)": _fmt(stats["nsd"]),
         })  # fmt: skip
     note = f"Mean [95% bootstrap CI] over cases, on each case's native grid. Source: {source_label(result.config)}."
     return display.table(pd.DataFrame(rows), note=note)
@@ -88,10 +88,12 @@ def split_summary(result: RunResult):
 
 def per_case_table(result: RunResult):
     """The per-case metrics, one row per case (a scrollable table, no index)."""
-    cols = ["split", "case_id", "stratum", "burden_percent", "dice", "masd_mm", "nsd", "n_pred", "n_ref"]
-    table = result.metrics[[c for c in cols if c in result.metrics]]
-    return display.table(table, precision=3, note="burden_percent: lesion / brain volume in %; masd_mm in mm.",
-                         scroll=True)  # fmt: skip
+    heads = {"split": "split", "case_id": "case", "stratum": "lesion-burden stratum",
+             "burden_percent": "lesion burden (%)", "dice": "Dice", "masd_mm": "MASD (mm)", "nsd": "NSD (2 mm)",
+             "n_pred": "predicted voxels", "n_ref": "reference voxels"}  # fmt: skip
+    table = result.metrics[[c for c in heads if c in result.metrics]].rename(columns=heads)
+    return display.table(table, precision=3, note="Lesion burden: lesion volume / brain volume. MASD is undefined "
+                         "(-) where exactly one of prediction and reference is empty.")  # fmt: skip
 
 
 def _median_case(metrics: pd.DataFrame) -> pd.Series | None:
