@@ -502,16 +502,19 @@ def run_study(plan: StudyPlan, engine: Engine = Engine(), book: bool = True, gat
         list[RunOutcome]: one per run, then one per step; ``None`` when the jobs were
         submitted without waiting (``engine.wait=False``).
     """
-    folds = f" x {plan.config.folds} fold(s)" if plan.config.folds else ""
-    print(f"[study] {len(plan.runs)} run(s): {len({r.loss for r in plan.runs})} loss(es) x "
-          f"{len({r.seed for r in plan.runs})} seed(s){folds}; preset {plan.config.preset}, device {plan.device}; "
+    folds = f" x {plural(plan.config.folds, 'fold')}" if plan.config.folds else ""
+    n_losses, n_seeds = len({r.loss for r in plan.runs}), len({r.seed for r in plan.runs})
+    print(f"[study] {plural(len(plan.runs), 'run')}: {plural(n_losses, 'loss', 'losses')} x {plural(n_seeds, 'seed')}"
+          f"{folds}; preset {plan.config.preset}, device {plan.device}; "
           f"data {plan.data}{' (SYNTHETIC)' if plan.synthetic else ''}; into {plan.study_dir}", flush=True)  # fmt: skip
     if gather:
         outcomes = gathered_outcomes(plan.runs)
     else:
         gpus = f", GPUs {list(engine.gpu_ids)}" if engine.gpu_ids else ""
         at_a_time = (
-            "one job per run" if engine.cluster == "slurm" else f"{engine.jobs} run(s) at a time{gpus}"
+            "one job per run"
+            if engine.cluster == "slurm"
+            else f"{plural(engine.jobs, 'run')} at a time{gpus}"
         )
         print(f"[study] engine: --cluster {engine.cluster}, {at_a_time}", flush=True)
         outcomes = run_grid(plan.runs, plan.root, plan.params, engine, plan.study_dir / "jobs")
