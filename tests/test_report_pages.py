@@ -49,7 +49,8 @@ def test_tables_have_no_index_and_carry_their_provenance(results) -> None:
     strata = results_page.strata_table(results)._repr_html_()
     assert "n &lt; 5: no interval" in strata and ">empty label<" in strata
     hyp = results_page.hypotheses_table(results)._repr_html_()
-    assert ">Tversky: under 1% vs at least 1%</td>" in hyp and "Verdict: supported or contradicted" in hyp
+    assert ">Tversky<br>under 1% vs at least 1%<br><small>Dice</small></td>" in hyp
+    assert "Verdict: supported or contradicted" in hyp and ">d<br><small>secondary</small></td>" in hyp
     seed = results_page.seed_table(results)._repr_html_()
     assert (
         ">0.5000</td>" in seed and ">Inf</td>" in seed and ">not run</td>" in seed

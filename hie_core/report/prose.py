@@ -184,13 +184,14 @@ def design_sentence(results: StudyResults, split: str | None = None) -> str:
     split = split or _main_split(results)
     h = results.table("hypotheses", split)
     primary = h[(h["family"] == "primary") & h["mdd"].notna()]
-    n, seeds = results.n_cases(split), len(results.info["seeds"])
+    seeds = len(results.info["seeds"])
     if primary.empty:
-        return (f"No primary contrast could be measured on the {n} cases of this split, so what this design can detect "
+        return (f"No primary contrast could be measured on the {results.n_cases(split)} cases of this split, so what this design can detect "
                 "is unknown; `python -m hie_core.study --plan` projects it before a run.")  # fmt: skip
     mdd = float(primary["mdd"].max())
+    n = int(primary["n_cases"].max())  # the cases with a lesion: the primary endpoint's
     observed = float(primary["estimate"].abs().max())
-    text = (f"With {n} cases x {plural(seeds, 'run')} per loss, the primary contrasts could detect a Dice difference "
+    text = (f"With {n} cases with a lesion x {plural(seeds, 'run')} per loss, the primary contrasts could detect a Dice difference "
             f"of about {mdd:.3f} (80% power, Holm over {len(h[h['family'] == 'primary'])}); the largest observed "
             f"difference was {observed:.3f}.")  # fmt: skip
     if mdd > TARGET_DICE:

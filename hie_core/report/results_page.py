@@ -8,6 +8,7 @@ when the book folds the code away: its note names the source, the counts and the
 
 from __future__ import annotations
 
+import html
 import math
 
 import numpy as np
@@ -18,7 +19,6 @@ from hie_core.report import display, prose, seed_study
 from hie_core.report.charts import table1_figure, training_curves_figure
 from hie_core.report.results import StudyResults, read_results
 from hie_core.report.runs import REFERENCES, find_runs, load_case, load_prediction
-from hie_core.report.seed_study import CLAIMS
 from hie_core.report.sources import DataSource, banner, source_line, study_dir_for
 from hie_core.report.tables import MIN_STRATUM_CI
 
@@ -178,37 +178,40 @@ def hypotheses_table(results: StudyResults, split: str = "test"):
         return display.markdown(
             "No claim of the seed could be tested: the study ran none of the losses they name."
         )
-    claim = {c.key: c.key for c in CLAIMS}
 
     def contrast(r) -> str:
-        if r["hypothesis"] == "d":
-            return f"{method_label(r['method'])}: under 1% vs at least 1%"
-        return _contrast_label(r["method"], r["reference"])
+        first = method_label(r["method"])
+        second = "under 1% vs at least 1%" if r["hypothesis"] == "d" else f"vs {method_label(r['reference'])}"
+        metric = _METRIC_HEAD[r["metric"]]
+        return f"{html.escape(first)}<br>{html.escape(second)}<br><small>{html.escape(metric)}</small>"
+
+    def design(n, s, m) -> str:
+        return display.plural(int(n), "paired run") if m == "best_epoch" else f"{int(n)} x {int(s)}"
 
     shown = pd.DataFrame({
-        "claim": h["hypothesis"].map(claim), "family": h["family"], "contrast": h.apply(contrast, axis=1),
-        "metric": h["metric"].map(_METRIC_HEAD), "cases x runs": [
-            f"{display.plural(int(n), 'paired run')}" if m == "best_epoch" else f"{int(n)} x {int(s)}"
-            for n, s, m in zip(h["n_cases"], h["n_seeds"], h["metric"], strict=True)],
+        "claim": [f"{k}<br><small>{f}</small>" for k, f in zip(h["hypothesis"], h["family"], strict=True)],
+        "contrast": h.apply(contrast, axis=1),
+        "cases x runs": [design(n, s, m) for n, s, m in zip(h["n_cases"], h["n_seeds"], h["metric"], strict=True)],
         "difference [95% CI]": _difference(h, "estimate", lambda r: r["metric"]),
-        "seed's difference": [_number(v, _DIGITS[m], True) for v, m in zip(h["seed_estimate"], h["metric"], strict=True)],
+        "seed's": [_number(v, _DIGITS[m], True) for v, m in zip(h["seed_estimate"], h["metric"], strict=True)],
         "p (Holm)": h["p_holm"].map(display.format_p),
-        "margin": [_number(v, _DIGITS[m]) for v, m in zip(h["margin"], h["metric"], strict=True)],
-        "detectable": [_number(v, _DIGITS[m]) for v, m in zip(h["mdd"], h["metric"], strict=True)],
+        "margin / detectable": [f"{_number(a, _DIGITS[m])}<br><small>{_number(d, _DIGITS[m])}</small>"
+                                for a, d, m in zip(h["margin"], h["mdd"], h["metric"], strict=True)],
         "verdict": h["verdict"],
     })  # fmt: skip
     n_primary = int((h["family"] == "primary").sum())
-    note = (f"Claims (fixed before the runs): a, each hybrid beats its base; b, Tversky+HDT has the best Dice and NSD; "
+    note = (f"Claims (fixed before the runs; primary or secondary family under each): a, each hybrid beats its base; b, Tversky+HDT has the best Dice and NSD; "
             "c, the hybrids converge later (epoch of the best checkpoint, paired by run); d, lesions under 1% of the "
             "brain are the hardest (unpaired, Mann-Whitney U). Difference: first minus second (for d: under 1% minus "
             "at least 1%); Dice and NSD over cases with a lesion, MASD over the cases it is defined for in every run "
             f"of both. p (Holm): Wilcoxon signed-rank, Holm-adjusted within its family (primary: the {n_primary} "
             "Dice contrasts of claim a; secondary: every other row). Margin: equivalence margin of the two one-sided "
             "tests. Detectable: the difference this design detects with 80% power at its family's strictest Holm "
-            "level, from the observed spread. Verdict: supported or contradicted (Holm p < 0.05, by the sign), "
-            "equivalent (inside the margin), or inconclusive. Seed's difference: from the seed's Table 1 (4 "
+            "level, from the observed spread (the second line of its cell). Verdict: supported or contradicted (Holm p < 0.05, by the sign), "
+            "equivalent (inside the margin), or inconclusive. Seed's: the seed's own difference, from its Table 1 (4 "
             f"validation cases, its own grid and units). {_provenance(results)}.")  # fmt: skip
-    return display.table(shown, precision=3, note=note, html_columns=["difference [95% CI]"])
+    return display.table(shown, precision=3, note=note,
+                         html_columns=["claim", "contrast", "difference [95% CI]", "margin / detectable"])  # fmt: skip
 
 
 def seed_table(results: StudyResults, split: str = "test"):
