@@ -547,7 +547,9 @@ def provenance(device: str) -> dict[str, Any]:
         device_name = torch.cuda.get_device_name(torch.device(device))
     else:
         threads = torch.get_num_threads()
-        device_name = f"CPU ({platform.processor() or platform.machine()}, {threads} thread{'s' * (threads != 1)})"
+        device_name = (
+            f"CPU ({platform.processor() or platform.machine()}, {threads} thread{'s' * (threads != 1)})"
+        )
     return {
         "git_commit": _git_commit(),
         "python": platform.python_version(),
