@@ -422,3 +422,36 @@ def test_a_repeated_loss_runs_once_with_a_note(tiny_synthetic, tmp_path, capsys)
     out = capsys.readouterr().out
     assert "note: --losses names dice more than once; each loss runs once: dice" in out
     assert "[plan] 2 runs: 1 loss x 2 seeds" in out
+
+
+def test_the_study_says_which_runs_changed_data_or_edited_results_retrain(tiny_release, tmp_path, capsys):
+    import numpy as np
+
+    from hie_core.data import discover_cases
+    from hie_core.fingerprint import data_fingerprint, results_checksums
+    from hie_core.io import read_image, write_image
+
+    runs = [GridRun("dice", 0, tmp_path / "dice" / "seed0"), GridRun("dice", 1, tmp_path / "dice" / "seed1")]
+    for run in runs:
+        run.run_dir.mkdir(parents=True)
+        info = {
+            "config": {},
+            "data_fingerprint": data_fingerprint(tiny_release, discover_cases(tiny_release)).to_dict(),
+        }
+        (run.run_dir / "config.json").write_text(json.dumps(info))
+        for name in ("history.csv", "metrics.csv"):
+            (run.run_dir / name).write_text("a,b\n1,2\n")
+        (run.run_dir / "summary.json").write_text(json.dumps({"checksums": results_checksums(run.run_dir)}))
+    assert study.redo_notes(runs, tiny_release, "it is trained again") == []
+    (runs[1].run_dir / "metrics.csv").write_text("a,b\n1,3\n")
+    assert study.redo_notes(runs, tiny_release, "it is trained again") == [
+        "[study] dice/seed1: metrics.csv changed since the run wrote it (edited or damaged); it is trained again"
+    ]
+    label = discover_cases(tiny_release, splits=["test"])[0].label
+    array, geometry = read_image(label)
+    write_image(np.zeros_like(array), geometry, label)
+    lines = study.redo_notes(runs, tiny_release, "it is trained again")
+    assert len(lines) == 2 and all(
+        f"the data changed since this run: 1 file(s) differ, e.g. {label}" in x for x in lines
+    )
+    assert lines == capsys.readouterr().out.splitlines()[-2:]

@@ -67,7 +67,7 @@ from hie_core.study.grid import (
 )
 
 __all__ = ["DEFAULT_SEEDS", "RunOutcome", "GridRun", "GridJob", "Engine", "StudyPlan", "plan_study", "run_study",
-           "finish_study", "main", "DESIGNS", "PRIMARY_CONTRASTS", "TARGET_DICE", "BONBID_COUNTS", "powered_design",
+           "finish_study", "redo_notes", "main", "DESIGNS", "PRIMARY_CONTRASTS", "TARGET_DICE", "BONBID_COUNTS", "powered_design",
            "reported_splits", "print_plan", "unique_losses"]  # fmt: skip
 
 #: Seeds per loss when ``--seeds`` is not given: the seed protocol's 3 on CUDA; on a CPU as
@@ -494,6 +494,42 @@ def print_plan(plan_args: dict, config, study_dir: Path, lanes: int, root: Path)
     return reached
 
 
+def redo_notes(runs: Sequence[GridRun], data: Path, action: str) -> list[str]:
+    """Say which existing run folders no longer match their data or their own results, before the grid runs.
+
+    A run whose recorded data fingerprint differs from ``data``'s now (a corrected label), or
+    whose result files changed after it wrote them, is trained again by its notebook; this
+    prints one ``[study]`` line per such run, so the study says why, not only the run's notebook.
+
+    Returns:
+        The lines printed.
+    """
+    from hie_core.data import discover_cases
+    from hie_core.fingerprint import data_fingerprint, describe_change, edited_results
+
+    lines, current = [], None
+    for run in runs:
+        try:
+            info = json.loads((run.run_dir / "config.json").read_text())
+            summary = (
+                json.loads((run.run_dir / "summary.json").read_text())
+                if (run.run_dir / "summary.json").is_file()
+                else {}
+            )
+        except (OSError, ValueError):
+            continue  # no run here yet, or one the notebook reports itself
+        if current is None:
+            current = data_fingerprint(data, discover_cases(data))
+        why = describe_change(info.get("data_fingerprint") if isinstance(info, dict) else None, current)
+        changed = edited_results(run.run_dir, summary) if not why and isinstance(summary, dict) else []
+        if changed:
+            why = f"{', '.join(changed)} changed since the run wrote it (edited or damaged)"
+        if why:
+            lines.append(f"[study] {run.name}: {why}; {action}")
+            print(lines[-1], flush=True)
+    return lines
+
+
 def run_study(plan: StudyPlan, engine: Engine = Engine(), book: bool = True, gather: bool = False,
               margins: dict | None = None):  # fmt: skip
     """Run the grid (or read it, ``gather``), then :func:`finish_study`.
@@ -508,6 +544,7 @@ def run_study(plan: StudyPlan, engine: Engine = Engine(), book: bool = True, gat
           f"{folds}; preset {plan.config.preset}, device {plan.device}; "
           f"data {plan.data}{' (SYNTHETIC)' if plan.synthetic else ''}; into {plan.study_dir}", flush=True)  # fmt: skip
     if gather:
+        redo_notes(plan.runs, plan.data, "run the study without --gather to train it again")
         outcomes = gathered_outcomes(plan.runs)
     else:
         gpus = f", GPUs {list(engine.gpu_ids)}" if engine.gpu_ids else ""
@@ -517,6 +554,7 @@ def run_study(plan: StudyPlan, engine: Engine = Engine(), book: bool = True, gat
             else f"{plural(engine.jobs, 'run')} at a time{gpus}"
         )
         print(f"[study] engine: --cluster {engine.cluster}, {at_a_time}", flush=True)
+        redo_notes(plan.runs, plan.data, "it is trained again")
         outcomes = run_grid(plan.runs, plan.root, plan.params, engine, plan.study_dir / "jobs")
         if outcomes is None:
             return None
