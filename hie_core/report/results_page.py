@@ -190,14 +190,14 @@ def hypotheses_table(results: StudyResults, split: str = "test"):
 
     shown = pd.DataFrame({
         "claim": [f"{k}<br><small>{f}</small>" for k, f in zip(h["hypothesis"], h["family"], strict=True)],
+        "verdict": h["verdict"],
         "contrast": h.apply(contrast, axis=1),
-        "cases x runs": [design(n, s, m) for n, s, m in zip(h["n_cases"], h["n_seeds"], h["metric"], strict=True)],
         "difference [95% CI]": _difference(h, "estimate", lambda r: r["metric"]),
-        "seed's": [_number(v, _DIGITS[m], True) for v, m in zip(h["seed_estimate"], h["metric"], strict=True)],
         "p (Holm)": h["p_holm"].map(display.format_p),
         "margin / detectable": [f"{_number(a, _DIGITS[m])}<br><small>{_number(d, _DIGITS[m])}</small>"
                                 for a, d, m in zip(h["margin"], h["mdd"], h["metric"], strict=True)],
-        "verdict": h["verdict"],
+        "cases x runs": [design(n, s, m) for n, s, m in zip(h["n_cases"], h["n_seeds"], h["metric"], strict=True)],
+        "seed's": [_number(v, _DIGITS[m], True) for v, m in zip(h["seed_estimate"], h["metric"], strict=True)],
     })  # fmt: skip
     n_primary = int((h["family"] == "primary").sum())
     note = (f"Claims (fixed before the runs; primary or secondary family under each): a, each hybrid beats its base; b, Tversky+HDT has the best Dice and NSD; "
