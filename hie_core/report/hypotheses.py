@@ -32,7 +32,7 @@ import pandas as pd
 from hie_core.report import tables
 from hie_core.report.display import plural
 from hie_core.report.seed_study import PRIMARY_CONTRASTS, SEED_TABLE
-from hie_core.report.stats import holm, paired_contrast
+from hie_core.report.stats import holm, paired_contrast, unpaired_difference_ci
 
 __all__ = ["HYPOTHESIS_COLUMNS", "VERDICTS", "claim_verdicts", "epochs_frame", "hypotheses", "verdict"]
 
@@ -106,7 +106,7 @@ def _epoch_contrast(method: str, reference: str, epochs: pd.DataFrame) -> dict:
 
 
 def _small_lesion_contrast(loss: str, per_case: pd.DataFrame, split: str) -> dict:
-    from scipy.stats import bootstrap, mannwhitneyu
+    from scipy.stats import mannwhitneyu
 
     rows = per_case[(per_case["method"] == loss) & (per_case["split"] == split)]
     rows = rows[rows["stratum"] != tables.EMPTY_STRATUM]
@@ -123,9 +123,7 @@ def _small_lesion_contrast(loss: str, per_case: pd.DataFrame, split: str) -> dic
             "reason": f"{plural(len(small), 'case')} under 1% and {len(large)} at or above: no test",
         }
     row["estimate"] = float(small.mean() - large.mean())
-    ci = bootstrap((small, large), lambda x, y, axis=-1: x.mean(axis=axis) - y.mean(axis=axis), vectorized=True,
-                   n_resamples=9999, method="percentile", rng=np.random.default_rng(0)).confidence_interval  # fmt: skip
-    row["ci_low"], row["ci_high"] = float(ci.low), float(ci.high)
+    row["ci_low"], row["ci_high"] = unpaired_difference_ci(small, large)
     row["p"] = float(mannwhitneyu(small, large, alternative="two-sided").pvalue)
     # an unpaired contrast: the SD that enters the detectable difference is that of the difference of two means
     row["_sd"] = math.sqrt(small.var(ddof=1) / len(small) + large.var(ddof=1) / len(large)) * math.sqrt(

@@ -235,9 +235,9 @@ def _power(results: StudyResults, split: str) -> str:
     h = results.table("hypotheses", split)
     comp = results.table("comparisons", split)
     parts = []
-    for label, table in (("secondary hypothesis tests", h[h["family"] == "secondary"]),
-                         ("exploratory comparisons", comp)):  # fmt: skip
-        tested = table[table["p" if "p" in table else "p_wilcoxon"].notna()] if len(table) else table
+    for label, table, p_column in (("secondary hypothesis tests", h[h["family"] == "secondary"], "p"),
+                                   ("exploratory comparisons", comp, "p_wilcoxon")):  # fmt: skip
+        tested = table[table[p_column].notna()] if len(table) else table
         if len(tested):
             n_sig = int((tested["p_holm"] < ALPHA).sum())
             parts.append(f"{n_sig} of the {len(tested)} {label}")

@@ -247,11 +247,11 @@ def seed_table(results: StudyResults, split: str = "test"):
 
 
 def _median_best_epochs(results: StudyResults) -> dict[str, str]:
-    from hie_core.report.runs import find_runs
+    from hie_core.report.runs import StudyFolderError, find_runs
 
     try:
         runs = find_runs(results.study_dir)
-    except Exception:  # the run folders may have been moved away from their results
+    except StudyFolderError:  # the run folders may have been moved away from their results
         return {}
     out = {}
     for loss in runs.losses:

@@ -31,7 +31,7 @@ import numpy as np
 import pandas as pd
 
 __all__ = ["CONFIDENCE", "N_RESAMPLES", "challenge_ranks", "hierarchical_ci", "holm", "mean_ci", "p_rank_first",
-           "paired_contrast", "paired_difference"]  # fmt: skip
+           "paired_contrast", "paired_difference", "unpaired_difference_ci"]  # fmt: skip
 
 CONFIDENCE = 0.95
 N_RESAMPLES = 9999
@@ -80,6 +80,16 @@ def mean_ci(values: Sequence[float], seed: int = 0) -> dict[str, float | int | s
 
 def _mean_difference(a: np.ndarray, b: np.ndarray, axis: int = -1) -> np.ndarray:
     return np.mean(a - b, axis=axis)
+
+
+def _difference_of_means(a: np.ndarray, b: np.ndarray, axis: int = -1) -> np.ndarray:
+    return np.mean(a, axis=axis) - np.mean(b, axis=axis)
+
+
+def unpaired_difference_ci(a: Sequence[float], b: Sequence[float], seed: int = 0) -> tuple[float, float]:
+    """Percentile 95% CI of ``mean(a) - mean(b)`` for two independent groups (each resampled on its own)."""
+    return _bootstrap((np.asarray(a, dtype=float), np.asarray(b, dtype=float)), _difference_of_means,
+                      paired=False, seed=seed)  # fmt: skip
 
 
 def paired_difference(a: Sequence[float], b: Sequence[float], seed: int = 0) -> dict[str, float | int | str]:
