@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["UNet3D", "count_parameters", "forward_flops", "training_memory_bytes", "DIVISOR", "NORMS"]
+__all__ = ["UNet3D", "count_parameters", "forward_flops", "training_memory_bytes", "DIVISOR", "NORMS", "ARCHS"]
 
 #: Every spatial size must be a multiple of this (three 2x2x2 max-pools).
 DIVISOR = 8
@@ -41,6 +41,8 @@ DEFAULT_DROPOUT = (0.0, 0.1, 0.2, 0.3)
 
 #: The normalisation layers a U-Net can use, the seed's BatchNorm or InstanceNorm (nnU-Net's choice for patches).
 NORMS = ("batch", "instance")
+#: The networks a run can train: the seed's 3D U-Net and three of MONAI's.
+ARCHS: tuple[str, ...] = ("unet3d", "segresnet", "dynunet", "swinunetr")
 
 
 def _norm(kind: str, channels: int) -> nn.Module:

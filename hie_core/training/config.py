@@ -40,7 +40,7 @@ from typing import Any
 from hie_core.augment.config import BACKENDS
 from hie_core.errors import ConfigError
 from hie_core.losses import LOSS_NAMES
-from hie_core.model import DEFAULT_DROPOUT, DIVISOR
+from hie_core.model import ARCHS, DEFAULT_DROPOUT, DIVISOR
 from hie_core.preprocess import PREPROCESS_VERSION, ZADC_NORMS, Grid
 
 __all__ = [
@@ -104,7 +104,7 @@ PRESET_NAMES = ("auto", *PRESETS)
 #: Fields that may be None; the text "none" sets them to None in :func:`make_config`.
 _OPTIONAL = ("target_shape", "target_spacing_mm", "patch_shape", "steps_per_epoch")
 _STR_FIELDS = ("loss", "data_dir", "synthetic_preset", "output_dir", "preset", "augment", "device", "norm",
-               "zadc_norm")  # fmt: skip
+               "zadc_norm", "arch")  # fmt: skip
 _INT_FIELDS = (
     "epochs",
     "patience",
@@ -116,18 +116,22 @@ _INT_FIELDS = (
     "synthetic_test_cases",
 )
 _FLOAT_FIELDS = ("lr", "weight_decay", "lr_decay", "l1", "grad_clip", "selection_fraction", "prior_probability",
-                 "foreground_fraction", "sw_overlap")  # fmt: skip
+                 "foreground_fraction", "sw_overlap", "tversky_alpha", "tversky_beta", "focal_gamma", "hdt_alpha",
+                 "hybrid_weight")  # fmt: skip
 _CHOICES = {
     "loss": LOSS_NAMES,
     "augment": BACKENDS,
     "preset": tuple(PRESETS),
     "synthetic_preset": ("small", "full"),
     "zadc_norm": ZADC_NORMS,
+    "arch": ARCHS,
 }
 #: Fields added after runs were first written, with the value every older run had: a
 #: ``config.json`` without them, and the fingerprint, treat them as at this value (so adding
 #: them changed no existing run's configuration hash).
-ADDED_FIELD_DEFAULTS: dict[str, Any] = {"folds": 0, "fold": 0, "synthetic_test_cases": 0}
+ADDED_FIELD_DEFAULTS: dict[str, Any] = {"folds": 0, "fold": 0, "synthetic_test_cases": 0, "arch": "unet3d",
+                                        "tversky_alpha": 0.3, "tversky_beta": 0.7, "focal_gamma": 2.0,
+                                        "hdt_alpha": 2.0, "hybrid_weight": 0.1}  # fmt: skip
 #: Most synthetic test cases (the generator's id range of the test split).
 MAX_SYNTHETIC_TEST_CASES = 499
 
@@ -187,6 +191,13 @@ class TrainConfig:
         synthetic_test_cases: test cases of the synthetic set (``data_dir`` empty); 0 keeps
             the synthetic preset's own count. Case ``i`` does not depend on the count, so a
             larger test split starts with the default one's cases.
+        arch: the network, one of :data:`hie_core.model.ARCHS` (``"unet3d"``, the seed's).
+        tversky_alpha, tversky_beta: Tversky weights of false positives and false negatives
+            (MONAI's ``alpha`` and ``beta``; the seed's 0.3 and 0.7).
+        focal_gamma: focal loss exponent of DiceFocal (2).
+        hdt_alpha: exponent of the distance fields in the Hausdorff loss (2).
+        hybrid_weight: weight of the ``log(1 + HDT)`` term in the hybrid losses (0.1); the
+            region loss gets ``1 - hybrid_weight``.
     """
 
     loss: str = "tversky_hdt"
@@ -224,6 +235,12 @@ class TrainConfig:
     folds: int = 0
     fold: int = 0
     synthetic_test_cases: int = 0
+    arch: str = "unet3d"
+    tversky_alpha: float = 0.3
+    tversky_beta: float = 0.7
+    focal_gamma: float = 2.0
+    hdt_alpha: float = 2.0
+    hybrid_weight: float = 0.1
 
     def __post_init__(self) -> None:
         for name in _STR_FIELDS:
