@@ -30,7 +30,9 @@ package on CPU) instead of MONAI's host SciPy, which made a GPU training step 20
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import torch
 from torch import nn
@@ -40,6 +42,8 @@ from hie_core.distance import distance_transform_edt
 __all__ = [
     "LOSS_NAMES",
     "LOSS_LABELS",
+    "LOSS_SETTINGS",
+    "loss_label",
     "get_loss",
     "HausdorffDTLoss",
     "HybridLoss",
@@ -59,6 +63,33 @@ TVERSKY_ALPHA_FP = 0.3
 TVERSKY_BETA_FN = 0.7
 FOCAL_GAMMA = 2.0
 HDT_ALPHA = 2.0
+
+#: The losses' settings as run parameters, each with the seed's value, its short name in a
+#: method's display name, and the losses it applies to.
+LOSS_SETTINGS: dict[str, tuple[float, str, tuple[str, ...]]] = {
+    "tversky_alpha": (TVERSKY_ALPHA_FP, "alpha", ("tversky", "tversky_hdt")),
+    "tversky_beta": (TVERSKY_BETA_FN, "beta", ("tversky", "tversky_hdt")),
+    "focal_gamma": (FOCAL_GAMMA, "gamma", ("dice_focal", "dice_focal_hdt")),
+    "hdt_alpha": (HDT_ALPHA, "HDT alpha", ("hdt", "dice_focal_hdt", "tversky_hdt")),
+    "hybrid_weight": (1.0 - HYBRID_WEIGHT, "w", ("dice_focal_hdt", "tversky_hdt")),
+}
+
+
+def loss_label(config: Mapping[str, Any]) -> str:
+    """A run's loss as the reader sees it: the display name, plus every setting not at the seed's value.
+
+    Args:
+        config: a run's configuration (``config.json`` or ``TrainConfig.to_dict()``); settings
+            it lacks are at the seed's values.
+
+    Returns:
+        e.g. ``"Tversky+HDT"`` or ``"Tversky+HDT (w 0.3)"``.
+    """
+    name = str(config.get("loss", ""))
+    changed = [f"{short} {float(config[key]):g}" for key, (default, short, losses) in LOSS_SETTINGS.items()
+               if name in losses and key in config and not math.isclose(float(config[key]), default)]  # fmt: skip
+    label = LOSS_LABELS.get(name, name)
+    return f"{label} ({', '.join(changed)})" if changed else label
 
 
 def _prepare(logits: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

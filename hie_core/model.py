@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["UNet3D", "count_parameters", "forward_flops", "training_memory_bytes", "DIVISOR", "NORMS", "ARCHS"]
+__all__ = ["UNet3D", "count_parameters", "forward_flops", "training_memory_bytes", "DIVISOR", "NORMS", "ARCHS", "ARCH_LABELS"]
 
 #: Every spatial size must be a multiple of this (three 2x2x2 max-pools).
 DIVISOR = 8
@@ -43,6 +43,9 @@ DEFAULT_DROPOUT = (0.0, 0.1, 0.2, 0.3)
 NORMS = ("batch", "instance")
 #: The networks a run can train: the seed's 3D U-Net and three of MONAI's.
 ARCHS: tuple[str, ...] = ("unet3d", "segresnet", "dynunet", "swinunetr")
+#: The one name of each network that a reader sees.
+ARCH_LABELS: dict[str, str] = {"unet3d": "3D U-Net", "segresnet": "SegResNet", "dynunet": "DynUNet",
+                               "swinunetr": "SwinUNETR"}  # fmt: skip
 
 
 def _norm(kind: str, channels: int) -> nn.Module:
