@@ -1,0 +1,493 @@
+"""Predictions made elsewhere, checked and scored like ours, and entered into a study as a method.
+
+A folder of predicted masks in the challenge layout (one mask per case, named like the
+release's labels, ``<case_id>_lesion.mha``; ``.nii.gz``, ``.nii`` and ``.nrrd`` are read too;
+the masks may sit in the folder itself or in its ``3LABEL/`` subfolder) is checked against the
+reference data of one split, then scored with the metrics of our runs (:mod:`hie_core.metrics`:
+Dice, MASD in mm and NSD at 2 mm on each case's native grid, with the official empty-mask
+semantics). This is how nnU-Net, MedSAM-2 or a challenge container joins a study without our
+shipping its weights.
+
+- :func:`check_predictions` reads every mask and raises one :class:`ExternalPredictionError`
+  listing every problem, each naming its file and what to do: a case of the split without a mask,
+  a file that cannot be read or is misnamed, a mask off the reference's grid (size, spacing,
+  origin, direction), values other than 0 and 1 (a probability map is refused: threshold it
+  yourself, so that the threshold is yours and on record). A mask whose case id is in no split of
+  the data is not an error: it is warned about (:class:`ExternalPredictionWarning`) and skipped,
+  and listed with the problems when there are some (a misspelt case id shows up twice there).
+- :func:`score_predictions` gives the rows of a run's ``metrics.csv``
+  (:data:`hie_core.training.evaluate.METRIC_COLUMNS`).
+- :func:`add_external` writes ``<study>/<name>/seed0/`` (``config.json`` with ``"external": true``,
+  ``metrics.csv``, ``summary.json`` with result checksums, ``predictions/<split>/``) into a folder
+  that :func:`hie_core.report.runs.find_runs` reads as one more method. The user's folder is only
+  read, never written.
+- ``hie-score PRED_FOLDER [--data-dir DIR] [--split test] [--out metrics.csv]`` (also
+  ``python -m hie_core.external``) prints the per-case scores and their means.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import sys
+import tempfile
+import warnings
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from hie_core.data import SPLIT_FOLDERS, Case, load_dataset
+from hie_core.errors import ProblemsError, exit_on_user_error
+from hie_core.io import ImageReadError, atomic_write_text, read_geometry, read_image, write_image
+from hie_core.metrics import burden_stratum, case_metrics
+
+__all__ = [
+    "MASK_SUFFIXES",
+    "NAME_PATTERN",
+    "ExternalMask",
+    "ExternalPredictionError",
+    "ExternalPredictionWarning",
+    "add_external",
+    "check_predictions",
+    "load_and_check",
+    "score_predictions",
+    "main",
+]
+
+#: File types a predicted mask may have (MetaImage as in the release, NIfTI, NRRD).
+MASK_SUFFIXES = (".mha", ".nii.gz", ".nii", ".nrrd")
+#: The form of a name given to outside predictions (it names a folder of the study and a method).
+NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+#: Folders of a study that are not methods.
+_STUDY_FOLDERS = ("book", "results", "jobs")
+_MASK_NAME = re.compile(r"^(?P<id>.+)_lesion(?P<suffix>\.mha|\.nii\.gz|\.nii|\.nrrd)$", re.IGNORECASE)
+#: Grid tolerance, relative and absolute (NIfTI stores its affine in float32).
+_GRID_TOL = 1e-3
+_ON_GRID = ("resample it onto the reference image with nearest-neighbour interpolation (SimpleITK "
+            "Resample with the reference as reference image), or predict on the native scan")  # fmt: skip
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+class ExternalPredictionError(ProblemsError):
+    """A folder of outside predictions cannot be scored; ``str(err)`` lists every problem with its file."""
+
+
+class ExternalPredictionWarning(UserWarning):
+    """Masks that are not scored because their case id is in no split of the data."""
+
+
+@dataclass(frozen=True)
+class ExternalMask:
+    """One checked predicted mask and the reference case it is scored against.
+
+    Attributes:
+        case: the reference case (its label is the reference, its ADC gives the brain for the burden).
+        path: the predicted mask file (0/1 on the case's native grid).
+    """
+
+    case: Case
+    path: Path
+
+
+def _mask_dir(folder: Path) -> Path:
+    """The folder holding the masks: ``folder`` itself, or its ``3LABEL/`` when only that holds masks."""
+    if not folder.is_dir():
+        raise ExternalPredictionError(f"{folder}: no such folder of predicted masks; give the folder that holds "
+                                      "<case_id>_lesion.mha files")  # fmt: skip
+    here = [p for p in folder.iterdir() if p.is_file() and _MASK_NAME.match(p.name)]
+    return folder / "3LABEL" if not here and (folder / "3LABEL").is_dir() else folder
+
+
+def _find_masks(mask_dir: Path, problems: list[str]) -> dict[str, Path]:
+    """Case id -> mask file; misnamed image files and two masks of one case are problems."""
+    found: dict[str, list[Path]] = {}
+    for path in sorted(p for p in mask_dir.iterdir() if p.is_file() and not p.name.startswith(".")):
+        match = _MASK_NAME.match(path.name)
+        if match:
+            found.setdefault(match["id"], []).append(path)
+        elif path.name.lower().endswith(MASK_SUFFIXES + (".mhd", ".nhdr")):
+            problems.append(f"{path}: not named like a predicted mask; name it <case_id>_lesion.mha, e.g. "
+                            "MGHNICU_010-VISIT_01_lesion.mha (the name of the case's label in the release)")  # fmt: skip
+    for case_id, paths in found.items():
+        if len(paths) > 1:
+            problems.append(f"{paths[0]}: case {case_id} has {len(paths)} masks ({', '.join(p.name for p in paths)}); "
+                            "keep one")  # fmt: skip
+    return {case_id: paths[0] for case_id, paths in found.items()}
+
+
+def _value_problem(path: Path, array: np.ndarray) -> str | None:
+    """Why a mask's voxel values are not 0/1 (with what to do), or None."""
+    if not (np.issubdtype(array.dtype, np.number) or array.dtype == bool):
+        return f"{path}: voxel type {array.dtype} is not numeric; save the mask as uint8 0/1"
+    if array.dtype == bool:
+        return None
+    bad = int(array.size - np.count_nonzero(np.isfinite(array)))
+    if bad:
+        return f"{path}: {bad} voxel(s) are NaN or infinite; a mask holds 0 and 1 only"
+    values = np.unique(array)
+    extra = values[(values != 0) & (values != 1)]
+    if not extra.size:
+        return None
+    shown = ", ".join(f"{v:g}" for v in extra[:4].tolist()) + (" ..." if extra.size > 4 else "")
+    if values.min() >= 0 and values.max() <= 1:
+        return (f"{path}: looks like a probability map (values between 0 and 1, e.g. {shown}), and only binary masks "
+                "are scored; threshold it where it was made (e.g. probability > 0.5) and save 0/1 as uint8")  # fmt: skip
+    if extra.size == 1 and values.min() >= 0 and 1 not in values:
+        return (f"{path}: the lesion is {shown}, and a mask must be 0/1; save (mask > 0) as uint8")  # fmt: skip
+    return (f"{path}: holds values other than 0 and 1 ({shown}); a multi-label or signed map is not a lesion mask: "
+            "save the lesion as 1 and everything else as 0 (uint8)")  # fmt: skip
+
+
+def _check_mask(case: Case, path: Path, problems: list[str]) -> bool:
+    try:
+        array, geometry = read_image(path)
+    except ImageReadError as exc:
+        problems.append(str(exc))
+        return False
+    reference = case.label or case.adc
+    try:
+        diffs = read_geometry(reference).grid_differences(geometry, tol=_GRID_TOL)
+    except ImageReadError as exc:  # the reference data were validated when loaded; a file replaced meanwhile
+        problems.append(str(exc))
+        return False
+    if diffs:
+        problems.append(
+            f"{path}: not on the grid of the reference {reference.name}: {'; '.join(diffs)}; {_ON_GRID}"
+        )
+        return False
+    problem = _value_problem(path, array)
+    if problem:
+        problems.append(problem)
+    return problem is None
+
+
+def check_predictions(
+    folder: str | Path, cases: Sequence[Case], known_ids: Iterable[str] = ()
+) -> list[ExternalMask]:
+    """Check a folder of predicted masks against the reference cases to score; every problem at once.
+
+    Args:
+        folder: the masks, ``<case_id>_lesion.mha`` (or ``.nii.gz``, ``.nii``, ``.nrrd``), in the
+            folder or its ``3LABEL/`` subfolder. Only read.
+        cases: the reference cases to score (each with a label), e.g. one split of
+            :func:`hie_core.data.load_dataset`.
+        known_ids: case ids of the data that are not scored (other splits): their masks are skipped
+            silently; a mask of any other id is warned about (:class:`ExternalPredictionWarning`).
+
+    Returns:
+        One :class:`ExternalMask` per case, in the order of ``cases``.
+
+    Raises:
+        ExternalPredictionError: every problem found, one per line, each naming its file and what to do.
+    """
+    folder = Path(folder).expanduser()
+    mask_dir = _mask_dir(folder)
+    problems: list[str] = []
+    masks = _find_masks(mask_dir, problems)
+    wanted = {c.case_id for c in cases}
+    unknown = sorted(set(masks) - wanted - set(known_ids))
+    out = []
+    for case in cases:
+        path = masks.get(case.case_id)
+        if case.label is None:
+            problems.append(f"{case.adc}: case {case.case_id} has no reference label in 3LABEL/, so it cannot be "
+                            "scored; score against data with labels")  # fmt: skip
+        elif path is None:
+            problems.append(f"{mask_dir / (case.case_id + '_lesion.mha')}: missing: case {case.case_id} of the "
+                            f"{case.split or 'scored'} cases has no predicted mask; predict it (an empty mask is "
+                            "a valid prediction)")  # fmt: skip
+        elif _check_mask(case, path, problems):
+            out.append(ExternalMask(case, path))
+    if unknown:
+        shown = ", ".join(masks[i].name for i in unknown[:5]) + (" ..." if len(unknown) > 5 else "")
+        note = f"{len(unknown)} mask(s) name no case of the data and are not scored: {shown}"
+        if problems:
+            problems.append(f"{mask_dir}: {note}; check their case ids")
+        else:
+            warnings.warn(f"{mask_dir}: {note}", ExternalPredictionWarning, stacklevel=2)
+    if problems:
+        raise ExternalPredictionError(f"{folder}: {len(problems)} problem(s) with the predicted masks; fix them and "
+                                      "run again (nothing was scored or written)", problems)  # fmt: skip
+    return out
+
+
+def score_predictions(masks: Sequence[ExternalMask]) -> pd.DataFrame:
+    """Score checked masks as a run's evaluation does (:func:`hie_core.metrics.case_metrics` on the native grid).
+
+    Args:
+        masks: from :func:`check_predictions`.
+
+    Returns:
+        Columns :data:`hie_core.training.evaluate.METRIC_COLUMNS`: the case, its split, the lesion
+        burden (% of the brain, ADC > 0) and stratum, Dice, MASD (mm), NSD, voxel counts and volumes (ml).
+    """
+    from hie_core.training.evaluate import METRIC_COLUMNS
+
+    rows = []
+    for mask in masks:
+        case = mask.case
+        adc, geometry = read_image(case.adc)
+        ref = read_image(case.label)[0] > 0
+        pred = read_image(mask.path)[0] != 0
+        brain = int(np.count_nonzero(adc > 0))
+        burden = 100.0 * np.count_nonzero(ref) / brain if brain else float("nan")
+        row = {"case_id": case.case_id, "split": case.split, "burden_percent": burden,
+               "stratum": burden_stratum(burden) if brain else None}  # fmt: skip
+        row.update(case_metrics(pred, ref, geometry.spacing_mm))  # the NSD tolerance of our runs
+        rows.append(row)
+    return pd.DataFrame(rows).reindex(columns=list(METRIC_COLUMNS))
+
+
+def _split_names(split: str | Sequence[str]) -> list[str]:
+    names = [s.strip() for s in (split.split(",") if isinstance(split, str) else split) if s.strip()]
+    unknown = [s for s in names if s not in SPLIT_FOLDERS]
+    if not names or unknown:
+        raise ExternalPredictionError(f"split {split!r}: give one or more of {', '.join(SPLIT_FOLDERS)} "
+                                      "(comma-separated)")  # fmt: skip
+    return list(dict.fromkeys(names))
+
+
+def load_and_check(folder: str | Path, data_dir: str | Path, split: str | Sequence[str] = "test"
+                   ) -> tuple[list[ExternalMask], list[Case]]:  # fmt: skip
+    """Load the reference data (every problem of it in one error), then check the masks of ``split``.
+
+    Returns:
+        ``(masks, all_cases)``: the checked masks and every case of the data folder.
+    """
+    splits = _split_names(split)
+    all_cases, _ = load_dataset(data_dir, require_labels=False)
+    cases = [c for c in all_cases if c.split in splits or c.split is None]  # a folder without splits: all
+    if not cases:
+        raise ExternalPredictionError(f"{data_dir}: no {'/'.join(splits)} cases in this data folder; give the "
+                                      "release root or the split's folder (e.g. BONBID2023_Test)")  # fmt: skip
+    known = {c.case_id for c in all_cases}
+    return check_predictions(folder, cases, known), all_cases
+
+
+def _is_external_folder(folder: Path) -> bool:
+    """Whether a study folder holds outside predictions (its ``seed0/config.json`` says ``"external": true``)."""
+    try:
+        return json.loads((folder / "seed0" / "config.json").read_text()).get("external") is True
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+def _check_name(study_dir: Path, name: str) -> None:
+    from hie_core.losses import LOSS_NAMES
+    from hie_core.report.runs import REFERENCES
+
+    if not isinstance(name, str) or not NAME_PATTERN.match(name):
+        raise ExternalPredictionError(f"name {name!r}: give a letter or digit, then up to 63 letters, digits, '.', "
+                                      "'_' or '-' (e.g. nnunet, medsam2); it names the method's folder and rows")  # fmt: skip
+    if name in LOSS_NAMES or name in REFERENCES or name in _STUDY_FOLDERS:
+        raise ExternalPredictionError(f"name {name!r} is one of the study's own (losses {', '.join(LOSS_NAMES)}; "
+                                      f"{', '.join(REFERENCES + _STUDY_FOLDERS)}); choose another, e.g. {name}_ext")  # fmt: skip
+    target = study_dir / name
+    if target.exists() and not _is_external_folder(target):
+        raise ExternalPredictionError(f"{target}: already holds something other than outside predictions; choose "
+                                      "another name")  # fmt: skip
+
+
+def _study_facts(study_dir: Path) -> dict:
+    """The trained runs' data folder, preset and data fingerprint (refused: none, or cross-validation)."""
+    from hie_core.report.runs import find_runs
+
+    trained = [r for r in find_runs(study_dir).runs if r.seed is not None and not r.config.get("external")]
+    if not trained:
+        raise ExternalPredictionError(f"{study_dir}: no finished trained run to compare with; run the study first "
+                                      "(`python -m hie_core.study`)")  # fmt: skip
+    if any(r.fold is not None for r in trained):
+        raise ExternalPredictionError(f"{study_dir}: a cross-validation study (seed<k>-fold<f> runs) scores each "
+                                      "fold's own cases; outside predictions join plain studies only (no --folds)")  # fmt: skip
+    config = trained[0].config
+    recorded = next((r.config["data_fingerprint"] for r in trained if r.config.get("data_fingerprint")), None)
+    return {"data_dir_resolved": config.get("data_dir_resolved"), "synthetic": bool(config.get("synthetic")),
+            "preset": config.get("config", {}).get("preset"), "data_fingerprint": recorded}  # fmt: skip
+
+
+def _study_data(study_dir: Path, facts: dict, data_dir: str | Path):
+    """The study's data folder (``data_dir`` must be it, when given) and its current fingerprint."""
+    from hie_core.data import discover_cases
+    from hie_core.fingerprint import data_fingerprint, describe_change
+
+    if not facts["data_dir_resolved"]:
+        raise ExternalPredictionError(
+            f"{study_dir}: its runs do not record their data folder; run the study again"
+        )
+    folder = Path(facts["data_dir_resolved"])
+    if data_dir and Path(data_dir).expanduser().resolve() != folder.resolve():
+        raise ExternalPredictionError(f"data_dir {str(data_dir)!r}: the study's runs were scored on {folder}; "
+                                      "outside predictions are scored on the same data (give that folder, or none)")  # fmt: skip
+    if not folder.is_dir():
+        raise ExternalPredictionError(
+            f"{folder}: the study's data folder is gone; restore it to score against it"
+        )
+    current = data_fingerprint(folder, discover_cases(folder))
+    if facts["data_fingerprint"] is not None:
+        why = describe_change(facts["data_fingerprint"], current)
+        if why:
+            raise ExternalPredictionError(f"{study_dir}: {why}; run the study again first, so that its runs and the "
+                                          "outside predictions are scored on the same data")  # fmt: skip
+    return folder, current
+
+
+def _write_run(run: Path, metrics: pd.DataFrame, masks: Sequence[ExternalMask], info: dict,
+               summary: dict) -> None:  # fmt: skip
+    """Fill a fresh run folder: predictions/<split>/ (0/1 uint8 on the reference grid), metrics, config, summary."""
+    from hie_core.preprocess import file_sha256
+    from hie_core.training.evaluate import prediction_path
+
+    for mask in masks:
+        array = read_image(mask.path)[0] != 0
+        write_image(array.astype(np.uint8), read_geometry(mask.case.label), prediction_path(run, mask.case))
+    atomic_write_text(run / "metrics.csv", metrics.to_csv(index=False))
+    atomic_write_text(run / "config.json", json.dumps(info, indent=2, sort_keys=True, default=str) + "\n")
+    summary["checksums"] = {f: file_sha256(run / f) for f in ("config.json", "metrics.csv")}  # no history.csv
+    atomic_write_text(run / "summary.json", json.dumps(summary, indent=2, sort_keys=True, default=str) + "\n")
+
+
+def add_external(study_dir: str | Path, name: str, folder: str | Path, data_dir: str | Path = "",
+                 split: str | Sequence[str] = "test", overwrite: bool = False) -> Path:  # fmt: skip
+    """Score a folder of outside predictions against a study's data and add it to the study as a method.
+
+    Everything is checked before anything is written: the name, the study (finished plain runs),
+    the data (the study's folder, unchanged since its runs) and every mask (:func:`check_predictions`).
+    ``<study_dir>/<name>/seed0/`` is then built in a hidden temporary folder of the study and renamed
+    into place, so it appears complete or not at all. The prediction folder is only read.
+
+    Args:
+        study_dir: a study folder with finished trained runs (``runs/<study>``).
+        name: the method's folder and row name (:data:`NAME_PATTERN`: a letter or digit, then letters,
+            digits, ``.``, ``_``, ``-``); not a loss name, ``baseline``, ``ceiling``, ``book``, ``results`` or ``jobs``.
+        folder: the predicted masks (see :func:`check_predictions`).
+        data_dir: the reference data; empty for the study's own data folder (any other is refused).
+        split: the split(s) scored, comma-separated or a sequence (default ``"test"``).
+        overwrite: replace outside predictions already added under ``name`` from other masks. Adding
+            the same masks again (same files, same data, same splits) leaves the folder as it is.
+
+    Returns:
+        ``<study_dir>/<name>/seed0``.
+
+    Raises:
+        ExternalPredictionError: a bad name, a name taken, a study or data that do not fit, every
+            problem of the masks (one message).
+    """
+    from hie_core.preprocess import file_sha256
+    from hie_core.training.experiment import summarize_metrics
+
+    study_dir = Path(study_dir).expanduser()
+    _check_name(study_dir, name)
+    splits = _split_names(split)
+    facts = _study_facts(study_dir)
+    data_folder, fingerprint = _study_data(study_dir, facts, data_dir)
+    target = study_dir / name
+    source = Path(folder).expanduser().resolve()
+    if source == target.resolve() or target.resolve() in source.parents:
+        raise ExternalPredictionError(f"{folder}: is inside {target}, which this would replace; copy the masks "
+                                      "elsewhere first")  # fmt: skip
+    masks, _ = load_and_check(source, data_folder, splits)
+    files = {m.path.name: file_sha256(m.path) for m in masks}
+    if target.exists():
+        old = json.loads((target / "seed0" / "config.json").read_text())
+        same = (old.get("source_files") == files and old.get("splits") == splits
+                and (old.get("data_fingerprint") or {}).get("digest") == fingerprint.digest)  # fmt: skip
+        if same and (target / "seed0" / "summary.json").is_file():
+            return target / "seed0"
+        if not overwrite:
+            raise ExternalPredictionError(f"{target}: outside predictions named {name!r} (from "
+                                          f"{old.get('source_folder')}) are already in this study; choose another "
+                                          "name, or delete that folder to replace them")  # fmt: skip
+    metrics = score_predictions(masks)
+    n_cases = {s: int((metrics["split"] == s).sum()) for s in splits}
+    info = {"external": True, "label": name, "loss": "external", "source_folder": str(source),
+            "source_files": files, "data_dir": str(data_dir), "data_dir_resolved": facts["data_dir_resolved"],
+            "synthetic": facts["synthetic"], "data_fingerprint": fingerprint.to_dict(), "splits": splits,
+            "n_cases": n_cases,
+            "config": {"external": True, "label": name, "loss": "external", "preset": facts["preset"], "seed": 0,
+                       "data_dir": str(data_dir)}}  # fmt: skip
+    summary = {"external": True, "label": name, "loss": "external", "preset": facts["preset"], "seed": 0,
+               "synthetic": facts["synthetic"], "splits": summarize_metrics(metrics)}  # fmt: skip
+    # Built in a hidden folder of the study (same file system), as <tmp>/<name>/seed0: no method folder
+    # of the study (a folder holding seed<k>) appears until the rename.
+    tmp = Path(tempfile.mkdtemp(prefix=".external-", dir=study_dir))
+    try:
+        _write_run(tmp / name / "seed0", metrics, masks, info, summary)
+        for path in (tmp / name, tmp / name / "seed0"):
+            path.chmod(0o777 & ~_umask())
+        if target.exists():  # overwrite: the old folder leaves by one rename, the new one arrives by another
+            (tmp / name).rename(tmp / "new")
+            target.rename(tmp / name)
+            (tmp / "new").rename(target)
+        else:
+            (tmp / name).rename(target)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return target / "seed0"
+
+
+def _print_scores(metrics: pd.DataFrame) -> None:
+    from hie_core.training.experiment import summarize_metrics
+
+    shown = metrics[["case_id", "split", "stratum", "dice", "masd_mm", "nsd", "n_pred", "n_ref"]]
+    print(shown.to_string(index=False, float_format=lambda v: f"{v:.3f}", na_rep="n/a"))
+    for split, stats in summarize_metrics(metrics).items():
+        parts = []
+        for metric, label in (("dice", "Dice"), ("masd_mm", "MASD (mm)"), ("nsd", "NSD")):
+            s = stats[metric]
+            skipped = f", {s['n_skipped']} undefined (skipped)" if s["n_skipped"] else ""
+            parts.append(f"{label} {s['mean']:.3f} [{s['ci_low']:.3f}, {s['ci_high']:.3f}]{skipped}")
+        n = int((metrics["split"] == split).sum())
+        print(f"{split} ({n} cases), mean [95% bootstrap CI]: " + "; ".join(parts))
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="hie-score",
+        description="Score a folder of predicted lesion masks (<case_id>_lesion.mha, 0/1 on each case's native "
+        "grid) against BONBID-HIE reference labels with the official metrics (Dice, MASD, NSD at 2 mm).",
+    )
+    parser.add_argument("pred_folder", help="the masks, in the folder or its 3LABEL/ subfolder (only read)")
+    parser.add_argument("--data-dir", default="", help="the BONBID-HIE release root or a split folder "
+                        "(default: the embedded synthetic dataset of the quick preset)")  # fmt: skip
+    parser.add_argument(
+        "--split", default="test", help="the split(s) to score, comma-separated (default test)"
+    )
+    parser.add_argument("--out", default=None, help="also write the per-case scores to this CSV (a run's "
+                        "metrics.csv columns)")  # fmt: skip
+    return parser
+
+
+def _default_data_dir() -> Path:
+    from hie_core.training.config import make_config
+    from hie_core.training.experiment import resolve_data_dir
+
+    return resolve_data_dir(make_config(preset="quick", device="cpu"))
+
+
+@exit_on_user_error("hie-score")
+def main(argv: list[str] | None = None) -> int:
+    """Run ``hie-score``; 0 when scored, 2 (one message, nothing written) on a user error."""
+    args = _parser().parse_args(argv)
+    data_dir = Path(args.data_dir).expanduser() if args.data_dir else _default_data_dir()
+    masks, _ = load_and_check(args.pred_folder, data_dir, args.split)
+    metrics = score_predictions(masks)
+    _print_scores(metrics)
+    if args.out:  # a disk or permission problem is a WriteError: one line, like every other user error
+        atomic_write_text(args.out, metrics.to_csv(index=False))
+        print(f"per-case scores written to {args.out}")
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,252 @@
+"""Outside predictions: checked (every problem in one error), scored like our runs, added to a study."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from hie_core.data import load_dataset
+from hie_core.external import (
+    ExternalPredictionError,
+    ExternalPredictionWarning,
+    add_external,
+    check_predictions,
+    load_and_check,
+    main,
+    score_predictions,
+)
+from hie_core.io import ImageGeometry, read_image, write_image
+from hie_core.training.evaluate import METRIC_COLUMNS
+from tests.report_fixtures import write_study
+
+TEST_IDS = ["MGHNICU_200-VISIT_01", "MGHNICU_201-VISIT_01"]
+
+
+def _labels(release: Path) -> dict[str, Path]:
+    return {
+        p.name.removesuffix("_lesion.mha"): p for p in (release / "BONBID2023_Test" / "3LABEL").glob("*.mha")
+    }
+
+
+def _perfect(release: Path, folder: Path) -> Path:
+    """Copies of the test labels: a perfect prediction."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for path in _labels(release).values():
+        shutil.copy(path, folder / path.name)
+    return folder
+
+
+def _snapshot(folder: Path) -> dict[str, tuple[int, int]]:
+    return {str(p.relative_to(folder)): (p.stat().st_size, p.stat().st_mtime_ns) for p in folder.rglob("*")}
+
+
+def _test_cases(release: Path):
+    cases, _ = load_dataset(release, require_labels=False)
+    return [c for c in cases if c.split == "test"], {c.case_id for c in cases}
+
+
+def test_perfect_predictions_score_like_a_run(tiny_release, tmp_path):
+    preds = _perfect(tiny_release, tmp_path / "preds")
+    label = read_image(next(iter(_labels(tiny_release).values())))
+    write_image(label[0], label[1], preds / f"{TEST_IDS[1]}_lesion.nii.gz")  # NIfTI is read too
+    (preds / f"{TEST_IDS[1]}_lesion.mha").unlink()
+    cases, known = _test_cases(tiny_release)
+    masks = check_predictions(preds, cases, known)
+    assert [m.case.case_id for m in masks] == TEST_IDS
+    metrics = score_predictions(masks)
+    assert list(metrics.columns) == list(METRIC_COLUMNS)
+    assert metrics["dice"].tolist() == [1.0, 1.0]
+    assert metrics["masd_mm"].tolist() == [0.0, 0.0]
+    assert metrics["nsd"].tolist() == [1.0, 1.0]
+    assert (metrics["n_pred"] == metrics["n_ref"]).all() and (metrics["n_ref"] == 18).all()
+    assert metrics["split"].tolist() == ["test", "test"]
+    assert metrics["stratum"].notna().all() and (metrics["burden_percent"] > 0).all()
+
+
+def test_a_runs_own_predictions_score_as_the_run_scored_them(tiny_release, tmp_path):
+    from hie_core.training.evaluate import evaluate_baseline
+
+    cases, _ = _test_cases(tiny_release)
+    ours = pd.DataFrame(evaluate_baseline(cases, tmp_path / "run")).reindex(columns=list(METRIC_COLUMNS))
+    masks, _ = load_and_check(tmp_path / "run" / "predictions" / "test", tiny_release, "test")
+    pd.testing.assert_frame_equal(score_predictions(masks), ours)
+
+
+def test_3label_subfolder_and_an_empty_prediction(tiny_release, tmp_path):
+    preds = _perfect(tiny_release, tmp_path / "preds" / "3LABEL")
+    geometry = read_image(preds / f"{TEST_IDS[0]}_lesion.mha")[1]
+    write_image(np.zeros(geometry.shape, np.uint8), geometry, preds / f"{TEST_IDS[0]}_lesion.mha")
+    masks, _ = load_and_check(tmp_path / "preds", tiny_release, "test")
+    row = score_predictions(masks).iloc[0]
+    assert (row["dice"], row["nsd"], row["n_pred"]) == (0.0, 0.0, 0) and np.isnan(row["masd_mm"])
+
+
+def test_missing_case_and_wrong_grid_are_one_error(tiny_release, tmp_path):
+    preds = _perfect(tiny_release, tmp_path / "preds")
+    (preds / f"{TEST_IDS[0]}_lesion.mha").unlink()
+    array, geometry = read_image(preds / f"{TEST_IDS[1]}_lesion.mha")
+    shifted = ImageGeometry(geometry.shape, (3.0, 1.0, 1.0), geometry.origin_mm)
+    write_image(array, shifted, preds / f"{TEST_IDS[1]}_lesion.mha")
+    before = _snapshot(preds)
+    cases, known = _test_cases(tiny_release)
+    with pytest.raises(ExternalPredictionError) as err:
+        check_predictions(preds, cases, known)
+    message = str(err.value)
+    assert len(err.value.problems) == 2
+    assert f"{TEST_IDS[0]}_lesion.mha: missing" in message
+    assert f"{TEST_IDS[1]}_lesion.mha: not on the grid" in message and "spacing_mm" in message
+    assert _snapshot(preds) == before  # the user's folder is only read
+
+
+@pytest.mark.parametrize(
+    ("values", "expected"),
+    [
+        (np.float32(0.7), "probability map"),
+        (np.uint8(255), r"save \(mask > 0\) as uint8"),
+        (np.uint8(2), "multi-label"),
+    ],
+)
+def test_non_binary_masks_are_refused(tiny_release, tmp_path, values, expected):
+    preds = _perfect(tiny_release, tmp_path / "preds")
+    array, geometry = read_image(preds / f"{TEST_IDS[0]}_lesion.mha")
+    soft = array.astype(values.dtype)
+    soft[array > 0] = values
+    if values != 255:
+        soft[0, 0, 0] = 1  # 0, 1 and another value
+    write_image(soft, geometry, preds / f"{TEST_IDS[0]}_lesion.mha")
+    with pytest.raises(ExternalPredictionError, match=expected):
+        load_and_check(preds, tiny_release)
+
+
+def test_misnamed_and_unknown_masks(tiny_release, tmp_path):
+    preds = _perfect(tiny_release, tmp_path / "preds")
+    shutil.copy(preds / f"{TEST_IDS[0]}_lesion.mha", preds / "OTHER_999-VISIT_01_lesion.mha")
+    shutil.copy(preds / f"{TEST_IDS[0]}_lesion.mha", preds / "MGHNICU_100-VISIT_01_lesion.mha")  # a val case
+    (preds / "notes.txt").write_text("not a mask")
+    with pytest.warns(ExternalPredictionWarning, match="OTHER_999"):
+        masks, _ = load_and_check(preds, tiny_release)
+    assert len(masks) == 2
+    shutil.copy(preds / f"{TEST_IDS[0]}_lesion.mha", preds / "prediction.mha")
+    with pytest.raises(ExternalPredictionError) as err:
+        load_and_check(preds, tiny_release)
+    assert "prediction.mha: not named like a predicted mask" in str(err.value)
+    assert "OTHER_999-VISIT_01_lesion.mha" in str(err.value)  # listed with the problems, not only warned
+    assert "MGHNICU_100" not in str(err.value)
+
+
+def _study(tmp_path: Path, release: Path, **kwargs) -> Path:
+    ids = {"test": TEST_IDS, "val": ["MGHNICU_100-VISIT_01"]}
+    return write_study(tmp_path / "study", {"dice": [[0.5, 0.6]], "tversky": [[0.4, 0.7]]}, data_dir=release,
+                       synthetic=False, ids=ids, n_val=1, **kwargs)  # fmt: skip
+
+
+def test_add_external_writes_a_run_folder_find_runs_reads(tiny_release, tmp_path):
+    from hie_core.fingerprint import edited_results
+    from hie_core.report.runs import find_runs
+
+    study = _study(tmp_path, tiny_release)
+    preds = _perfect(tiny_release, tmp_path / "preds")
+    before = _snapshot(preds)
+    run = add_external(study, "mine", preds)
+    assert run == study / "mine" / "seed0"
+    assert sorted(p.name for p in study.iterdir()) == ["dice", "mine", "tversky"]  # no temporary folder left
+    assert _snapshot(preds) == before
+    config = json.loads((run / "config.json").read_text())
+    assert config["external"] is True and config["label"] == "mine" and config["loss"] == "external"
+    assert config["data_dir_resolved"] == str(tiny_release) and config["config"]["preset"] == "quick"
+    assert config["source_folder"] == str(preds.resolve())
+    summary = json.loads((run / "summary.json").read_text())
+    assert edited_results(run, summary) == [] and set(summary["checksums"]) == {"config.json", "metrics.csv"}
+    assert summary["splits"]["test"]["dice"]["mean"] == 1.0
+    assert sorted(p.name for p in (run / "predictions" / "test").iterdir()) == [
+        f"{i}_lesion.mha" for i in TEST_IDS
+    ]
+    runs = find_runs(study)
+    assert [r.method for r in runs.runs if r.seed is not None] == ["dice", "tversky", "mine"]
+    mine = runs.of("mine")[0]
+    assert mine.metrics["dice"].tolist() == [1.0, 1.0] and mine.metrics["case_id"].tolist() == TEST_IDS
+    assert list(pd.read_csv(run / "metrics.csv").columns) == list(METRIC_COLUMNS)
+
+
+def test_add_external_same_name_refused_unless_overwrite(tiny_release, tmp_path):
+    study = _study(tmp_path, tiny_release)
+    first = _perfect(tiny_release, tmp_path / "first")
+    run = add_external(study, "mine", first)
+    written = (run / "metrics.csv").stat().st_mtime_ns
+    assert add_external(study, "mine", first) == run  # the same masks again: left as it is
+    assert (run / "metrics.csv").stat().st_mtime_ns == written
+    second = _perfect(tiny_release, tmp_path / "second")
+    geometry = read_image(second / f"{TEST_IDS[0]}_lesion.mha")[1]
+    write_image(np.zeros(geometry.shape, np.uint8), geometry, second / f"{TEST_IDS[0]}_lesion.mha")
+    with pytest.raises(ExternalPredictionError, match="already in this study"):
+        add_external(study, "mine", second)
+    assert pd.read_csv(run / "metrics.csv")["dice"].tolist() == [1.0, 1.0]
+    add_external(study, "mine", second, overwrite=True)
+    assert pd.read_csv(run / "metrics.csv")["dice"].tolist() == [0.0, 1.0]
+    assert sorted(p.name for p in study.iterdir()) == ["dice", "mine", "tversky"]
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [("dice", "one of the study's own"), ("baseline", "one of the study's own"), ("book", "one of the study's own"),
+     ("my method", "give a letter or digit"), ("a+b", "give a letter or digit"), ("../x", "give a letter or digit")],
+)  # fmt: skip
+def test_add_external_refuses_bad_names(tiny_release, tmp_path, name, expected):
+    study = _study(tmp_path, tiny_release)
+    with pytest.raises(ExternalPredictionError, match=expected):
+        add_external(study, name, _perfect(tiny_release, tmp_path / "preds"))
+
+
+def test_add_external_refuses_other_data_and_bad_masks_before_writing(tiny_release, tmp_path):
+    study = _study(tmp_path, tiny_release)
+    preds = _perfect(tiny_release, tmp_path / "preds")
+    with pytest.raises(ExternalPredictionError, match="the study's runs were scored on"):
+        add_external(study, "mine", preds, data_dir=tmp_path)
+    (preds / f"{TEST_IDS[0]}_lesion.mha").unlink()
+    with pytest.raises(ExternalPredictionError, match="missing"):
+        add_external(study, "mine", preds)
+    assert sorted(p.name for p in study.iterdir()) == ["dice", "tversky"]
+
+
+def test_add_external_refuses_changed_data(tiny_release, tmp_path):
+    study = _study(tmp_path, tiny_release)
+    config_path = study / "dice" / "seed0" / "config.json"
+    config = json.loads(config_path.read_text())
+    config["data_fingerprint"] = {"digest": "0" * 64, "files": {"BONBID2023_Test/3LABEL/x_lesion.mha": "0"}}
+    config_path.write_text(json.dumps(config))
+    with pytest.raises(ExternalPredictionError, match="data changed"):
+        add_external(study, "mine", _perfect(tiny_release, tmp_path / "preds"))
+
+
+def test_cli_prints_scores_and_writes_csv(tiny_release, tmp_path, capsys):
+    preds = _perfect(tiny_release, tmp_path / "preds")
+    out = tmp_path / "scores.csv"
+    assert main([str(preds), "--data-dir", str(tiny_release), "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert TEST_IDS[0] in printed and "test (2 cases), mean [95% bootstrap CI]: Dice 1.000" in printed
+    assert pd.read_csv(out)["dice"].tolist() == [1.0, 1.0]
+
+
+def test_cli_user_errors_exit_2_with_one_message(tiny_release, tmp_path, capsys):
+    preds = _perfect(tiny_release, tmp_path / "preds")
+    (preds / f"{TEST_IDS[0]}_lesion.mha").unlink()
+    assert main([str(preds), "--data-dir", str(tiny_release), "--out", str(tmp_path / "x.csv")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("hie-score: error: ") and "missing" in err and "Traceback" not in err
+    assert not (tmp_path / "x.csv").exists()
+    assert main([str(preds), "--data-dir", str(tiny_release), "--split", "tset"]) == 2
+    assert "split 'tset'" in capsys.readouterr().err
+
+
+def test_python_m_entry_point(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "hie_core.external", str(tmp_path / "nowhere"), "--data-dir",
+                           str(tmp_path)], capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert proc.returncode == 2
+    assert proc.stderr.startswith("hie-score: error: ") and "Traceback" not in proc.stderr
