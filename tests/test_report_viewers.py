@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import base64
+import itertools
 import json
 import re
+import shutil
 
 import numpy as np
 import pandas as pd
 import pytest
+from matplotlib.colors import to_rgb
 from matplotlib.figure import Figure
 
 from hie_core.report import charts, display, live, slices, stills, volumes
@@ -40,6 +43,24 @@ def case() -> dict[str, np.ndarray]:
     return {"adc": adc, "zadc": zadc, "label": label, "pred": pred}
 
 
+def _rgb(colour: str) -> tuple[int, int, int]:
+    return tuple(round(255 * c) for c in to_rgb(colour))
+
+
+def _lightness(colour: str) -> float:
+    """CIE L* of an sRGB colour."""
+    linear = [c / 12.92 if c <= 0.04045 else ((c + 0.055) / 1.055) ** 2.4 for c in to_rgb(colour)]
+    y = 0.2126 * linear[0] + 0.7152 * linear[1] + 0.0722 * linear[2]
+    return 116 * y ** (1 / 3) - 16 if y > 0.008856 else 903.3 * y
+
+
+def _scale_colour(scale, position: float) -> tuple[int, int, int] | None:
+    """The colour a stepped plotly colour scale gives at ``position``; None where transparent."""
+    below = [c for p, c in scale if p <= position + 1e-9]
+    r, g, b, *a = (float(v) for v in re.findall(r"[\d.]+", below[-1]))
+    return None if a and a[0] == 0 else (round(r), round(g), round(b))
+
+
 def _viewer(case: dict[str, np.ndarray]):
     return slices.case_viewer(
         case["adc"], case["zadc"], case["label"], SPACING_MM, {"Dice": case["pred"]}, title="t"
@@ -61,44 +82,120 @@ def test_frames_slider_and_initial_slice(case: dict[str, np.ndarray]) -> None:
 def test_traces_are_uint8_with_transparent_overlays(case: dict[str, np.ndarray]) -> None:
     fig = _viewer(case)
     heatmaps = [t for t in fig.data if t.type == "heatmap"]
-    assert [t.name for t in heatmaps] == ["ADC", "ZADC", "ground truth", "Dice"]
-    assert [t.visible for t in heatmaps[:2]] == [True, False]
+    ref = volumes.REFERENCE_LABEL
+    assert [t.name for t in heatmaps] == ["ADC", "Dice", ref, "ZADC", "Dice", ref]  # ADC | ZADC
+    assert [t.visible for t in heatmaps] == [True, True, False, True, True, False]  # one overlay shown
+    assert [t.xaxis for t in heatmaps] == ["x", "x", "x", "x2", "x2", "x2"]
     for trace in heatmaps:
         assert trace.z.dtype == np.uint8
-    for overlay in heatmaps[2:]:
+    for overlay in heatmaps[1:3] + heatmaps[4:]:
         first, last = overlay.colorscale[0][1], overlay.colorscale[-1][1]
         assert re.fullmatch(r"rgba\(\d+,\d+,\d+,0\)", first.replace(" ", ""))
         assert last.startswith("rgba(") and not last.endswith(",0)")
         assert overlay.legendgroup == overlay.name and overlay.showlegend is False
     legend = [t for t in fig.data if t.type == "scatter"]
-    assert [(t.name, t.legendgroup, t.showlegend) for t in legend] == [
-        ("ground truth", "ground truth", True),
-        ("Dice", "Dice", True),
-    ]
+    assert [t.name for t in legend] == [*volumes.AGREEMENT_LABELS.values(), ref + ", shown alone"]
+    assert [t.marker.color for t in legend] == [*volumes.AGREEMENT_COLOURS.values(), volumes.REFERENCE_COLOUR]
+    assert fig.layout.legend.itemclick is False  # a key, not toggles: the menu picks the overlay
 
 
 def test_frame_data_match_volumes(case: dict[str, np.ndarray]) -> None:
     fig = _viewer(case)
     frame = fig.frames[4]
-    assert list(frame.traces) == [0, 1, 2, 3]
+    assert list(frame.traces) == [0, 1, 2, 3, 4, 5]
     assert all(set(t.to_plotly_json()) <= {"type", "z", "x0", "y0"} for t in frame.data)  # no visible
-    gt = frame.data[2]
-    np.testing.assert_array_equal(gt.z, case["label"][4, 8:12, 9:14].astype(np.uint8))  # cropped patch
-    assert gt.x0 == pytest.approx(9 * 0.6) and gt.y0 == pytest.approx(8 * 0.8)
-    assert fig.frames[0].data[2].z.shape == (1, 1) and fig.frames[0].data[2].z.max() == 0  # empty slice
-    adc8, window = volumes.window_to_uint8(case["adc"])
-    r0, r1, c0, c1 = volumes.content_box([case["adc"]])
-    np.testing.assert_array_equal(frame.data[0].z, adc8[4, r0:r1, c0:c1])
-    assert fig.data[0].x0 == pytest.approx(c0 * 0.6) and fig.data[0].dx == pytest.approx(0.6)
+    for ref in (frame.data[2], frame.data[5]):  # the reference on both panels
+        np.testing.assert_array_equal(ref.z, case["label"][4, 8:12, 9:14].astype(np.uint8))  # cropped patch
+        assert ref.x0 == pytest.approx(9 * 0.6) and ref.y0 == pytest.approx(8 * 0.8)
+    assert fig.frames[0].data[5].z.shape == (1, 1) and fig.frames[0].data[5].z.max() == 0  # empty slice
+    r0, r1, c0, c1 = volumes.brain_box([case["adc"]], [case["label"]])
+    assert (r0, r1, c0, c1) == (0, 20, 1, 23)  # the brain box 3:17 x 4:20 plus 3 voxels, clipped
+    for k, name, window in ((0, "adc", None), (3, "zadc", (-5.0, 5.0))):  # one crop for both panels
+        map8, _ = volumes.window_to_uint8(case[name], window)
+        np.testing.assert_array_equal(frame.data[k].z, map8[4, r0:r1, c0:c1])
+        assert fig.data[k].x0 == pytest.approx(c0 * 0.6) and fig.data[k].dx == pytest.approx(0.6)
     assert fig.layout.yaxis.autorange == "reversed" and fig.layout.yaxis.scaleanchor == "x"
+    assert fig.layout.xaxis2.matches == "x" and fig.layout.yaxis2.showticklabels is False
 
 
-def test_background_buttons_restyle_only_maps(case: dict[str, np.ndarray]) -> None:
-    menu = _viewer(case).layout.updatemenus[0]
+def test_agreement_coding_of_a_hand_made_case() -> None:
+    """One true positive, one miss and one false positive voxel get their three colours everywhere."""
+    adc = np.zeros((3, 12, 12), np.float32)
+    adc[:, 2:10, 2:10] = 1000.0
+    ref = np.zeros(adc.shape, bool)
+    pred = np.zeros(adc.shape, bool)
+    ref[1, 4, 4] = pred[1, 4, 4] = True  # true positive
+    ref[1, 4, 6] = True  # miss
+    pred[1, 6, 6] = True  # false positive
+    codes = volumes.agreement_codes(pred, ref)
+    assert (
+        codes[1, 4, 4] == 1 and codes[1, 4, 6] == 2 and codes[1, 6, 6] == 3 and np.count_nonzero(codes) == 3
+    )
+    colours = volumes.AGREEMENT_COLOURS
+    assert len({c.lower() for c in (*colours.values(), volumes.REFERENCE_COLOUR)}) == 4
+    lightness = [_lightness(colours[k]) for k in (1, 2, 3)]
+    assert min(abs(a - b) for a, b in itertools.combinations(lightness, 2)) > 8  # tell apart in grey too
+
+    # Plotly: the overlay's codes and its colour scale map each voxel to its colour.
+    fig = slices.case_viewer(adc, adc, ref, (1.0, 1.0, 1.0), {"m": pred})
+    overlay = next(t for t in fig.data if t.name == "m")
+    patch = fig.frames[1].data[1]
+    assert patch.x0 == pytest.approx(4.0) and patch.y0 == pytest.approx(4.0)
+    np.testing.assert_array_equal(patch.z, [[1, 0, 2], [0, 0, 0], [0, 0, 3]])
+    for code in (1, 2, 3):
+        assert _scale_colour(overlay.colorscale, code / overlay.zmax) == _rgb(colours[code])
+    assert _scale_colour(overlay.colorscale, 0.0) is None  # code 0 is transparent
+    legend = [t.name for t in fig.data if t.type == "scatter"]
+    assert legend[:3] == ["true positive (prediction and reference)", "miss (reference only)",
+                          "false positive (prediction only)"]  # fmt: skip
+
+    # Matplotlib still: the legend names the three and each voxel has its colour.
+    still = stills.agreement_montage(adc, ref, pred, (1.0, 1.0, 1.0), alpha=1.0)
+    assert [t.get_text() for t in still.legends[0].get_texts()] == legend[:3]
+    rgb = still.axes[0].get_images()[0].get_array()
+    r0, _, c0, _ = volumes.brain_box([adc], [ref])
+    for (row, col), code in {(4, 4): 1, (4, 6): 2, (6, 6): 3}.items():
+        np.testing.assert_allclose(rgb[row - r0, col - c0], np.array(_rgb(colours[code])) / 255, atol=1e-6)
+
+    # Live viewer: the same colours, the method chosen in a dropdown.
+    viewer = live.live_viewer({"ADC": adc}, {"m": pred}, (1.0, 1.0, 1.0), reference=ref)
+    viewer.window_slider.value = (0.0, 2000.0)  # the slider's range is the map's, 0..1000
+    viewer.slice_slider.value = 1
+    r0, _, c0, _ = viewer.box
+    shown = viewer.displayed_rgb
+    expected = 0.5 * 1.0 + 0.5 * np.array(_rgb(colours[2])) / 255  # half white (1000 of 0..1000), half colour
+    np.testing.assert_allclose(shown[4 - r0, 6 - c0], expected, atol=1e-2)
+    viewer.overlay_dropdown.value = "no overlay"
+    assert np.allclose(viewer.displayed_rgb[4 - r0, 6 - c0], 1.0)
+    assert viewer.overlay_dropdown.options == ("m", volumes.REFERENCE_LABEL, "no overlay")
+
+
+def test_one_method_at_a_time_with_a_selector(case: dict[str, np.ndarray]) -> None:
+    preds = {"Dice": case["pred"], "Tversky": case["label"], "baseline": ~case["label"]}
+    fig = slices.case_viewer(case["adc"], case["zadc"], case["label"], SPACING_MM, preds)
+    overlays = [
+        (i, t.name, t.visible) for i, t in enumerate(fig.data) if t.type == "heatmap" and i not in (0, 5)
+    ]
+    per_panel = [("Dice", True), ("Tversky", False), ("baseline", False), (volumes.REFERENCE_LABEL, False)]
+    assert [(n, v) for _, n, v in overlays] == per_panel * 2  # ADC and ZADC panels
+    selector = next(m for m in fig.layout.updatemenus if m.type == "dropdown")
+    assert [b.label for b in selector.buttons] == ["Dice", "Tversky", "baseline", volumes.REFERENCE_LABEL,
+                                                   "no overlay"]  # fmt: skip
+    for button in selector.buttons:
+        visible, indices = button.args
+        assert button.method == "restyle" and list(indices) == [i for i, _, _ in overlays]
+        assert visible["visible"] == [n == button.label for _, n, _ in overlays]
+    assert all("visible" not in t.to_plotly_json() for f in fig.frames for t in f.data)  # slider keeps it
+
+
+def test_map_buttons_restyle_only_maps(case: dict[str, np.ndarray]) -> None:
+    images = {"ADC": case["adc"], "ZADC": case["zadc"]}
+    menu = slices.slice_viewer(images, {"gt": case["label"]}, SPACING_MM).layout.updatemenus[0]
     assert [b.label for b in menu.buttons] == ["ADC", "ZADC"]
     assert menu.buttons[1].method == "restyle"
     args = menu.buttons[1].args
     assert args[0] == {"visible": [False, True]} and list(args[1]) == [0, 1]
+    assert not [m for m in _viewer(case).layout.updatemenus if m.type == "buttons"]  # both maps in view
 
 
 def test_window_and_busiest_slice() -> None:
@@ -169,12 +266,22 @@ def test_page_size_for_a_256x256x32_case() -> None:
 
 def test_augmentation_and_preprocessing_viewers(case: dict[str, np.ndarray]) -> None:
     before = case["adc"]
-    fig = slices.augmentation_viewer(before, {"gamma": before * 1.1, "noise": before + 5}, SPACING_MM)
-    assert [t.name for t in fig.data] == ["before", "gamma", "noise"] and len(fig.frames) == 6
-    args = fig.layout.updatemenus[0].buttons[1].args
-    assert args[0] == {"visible": [False, True]} and list(args[1]) == [1, 2]
-    frame = fig.frames[3].data  # one window for all: a brighter "after" is brighter on screen
-    assert (frame[1].z >= frame[0].z).all() and (frame[1].z > frame[0].z).any()
+    fig = slices.augmentation_viewer(before, {"gamma": before * 1.01, "noise": before + 5}, SPACING_MM)
+    assert [t.name for t in fig.data] == ["before", "gamma", "noise", "gamma", "noise"] and len(
+        fig.frames
+    ) == 6
+    button = fig.layout.updatemenus[0].buttons[1]  # one row switches "after" and "after - before"
+    assert button.method == "update" and button.args[0] == {"visible": [False, True, False, True]}
+    assert button.args[1] == {"annotations[2].text": "after - before (window \u00b15)"} and list(
+        button.args[2]
+    ) == [1, 2, 3, 4]
+    frame = fig.frames[3].data  # one window for before and after: a brighter "after" is brighter on screen
+    assert (frame[1].z >= frame[0].z).all()
+    r0, r1, c0, c1 = volumes.brain_box([before], margin=4)
+    brain = before[3, r0:r1, c0:c1] > 0
+    assert (frame[4].z == 255).all()  # +5 everywhere: the top of its own window
+    assert len(np.unique(frame[3].z[brain])) > 20  # a 1% gamma-like change spreads over the difference window
+    assert fig.layout.yaxis2.showticklabels is False and fig.layout.yaxis3.showticklabels is False
     native = np.ones((6, 20, 24), np.float32)
     resampled = np.ones((4, 10, 12), np.float32)
     label = np.zeros((4, 10, 12), bool)
@@ -185,7 +292,9 @@ def test_augmentation_and_preprocessing_viewers(case: dict[str, np.ndarray]) -> 
     assert [int(f.data[2].z.sum()) for f in fig.frames] == [0, 0, 0, 0, 4, 4]
     np.testing.assert_array_equal(fig.frames[5].data[2].z, np.ones((2, 2), np.uint8))
     assert fig.frames[5].data[2].x0 == pytest.approx(4.0)
-    assert fig.layout.xaxis2.matches == "x"
+    assert (
+        fig.layout.xaxis2.matches == "x" and fig.layout.yaxis2.showticklabels is False
+    )  # no labels over panel 1
 
 
 def test_training_curves_figure() -> None:
@@ -199,7 +308,8 @@ def test_training_curves_figure() -> None:
             "Tversky": [history([0.2, 0.2, 0.3, 0.6, 0.5])]}  # fmt: skip
     fig = charts.training_curves_figure(hist)
     assert len(fig.data) == 12  # 3 curves and a best-epoch marker per loss and seed
-    assert [t.name for t in fig.data if t.showlegend] == ["Dice", "Tversky"]  # one legend entry per loss
+    assert [t.name for t in fig.data if t.showlegend] == ["Dice, seed 0", "Dice, seed 1", "Tversky, seed 0"]
+    assert [t.line.dash for t in fig.data if t.showlegend] == ["solid", "dash", "solid"]  # seeds told apart
     best = [t for t in fig.data if t.mode == "markers"]
     assert [(t.x[0], t.y[0]) for t in best] == [(3, 0.5), (5, 0.35), (4, 0.6)]
     assert fig.layout.width is None  # fills the text column
@@ -248,11 +358,10 @@ def test_table_has_no_index_column_escapes_text_and_scrolls_when_asked() -> None
     assert "0.51" in html and "0.512" not in html and ">-<" in html
     assert ">7<" not in html and "row_heading" not in html  # no index column
     assert "&lt;b&gt;x&lt;/b&gt;" in html and "<b>x</b>" not in html  # text is escaped
-    assert "overflow-x:auto" in html and "max-height" in html and "n = 2 &lt;cases&gt;" in html
     assert (
-        "white-space: nowrap" in html
-        and "white-space: normal" in display.table(frame, wrap=True)._repr_html_()
-    )
+        "overflow" not in html and "max-height" not in html and "n = 2 &lt;cases&gt;" in html
+    )  # never clipped
+    assert "hie-table-compact" in html and "white-space: normal" in html
     ci = pd.DataFrame({"Dice": [display.format_ci(0.5, 0.4, 0.6, html_break=True)]})
     assert "0.500<br><small>[0.400, 0.600]</small>" in display.table(ci, html_columns=["Dice"])._repr_html_()
     assert display.format_ci(0.5, 0.4, 0.6) == "0.500 [0.400, 0.600]"
@@ -297,5 +406,60 @@ def test_overlay_montage(case: dict[str, np.ndarray]) -> None:
     titles = [ax.get_title() for ax in fig.axes if ax.get_title()]
     assert titles == ["slice 1", "slice 2", "slice 4"]  # the slices holding overlay voxels
     image = fig.axes[0].get_images()[0]
-    assert image.get_extent() == pytest.approx((-0.3, 14.1, 15.6, -0.4))  # row 0 at the top, mm
+    assert image.get_extent() == pytest.approx((0.3, 13.5, 15.6, -0.4))  # cropped, row 0 at the top, mm
+    assert volumes.brain_box([case["adc"]], [case["label"], case["pred"]]) == (0, 20, 1, 23)
     assert volumes.montage_slices({}, 10, 3) == [0, 4, 9]
+
+
+_VISIBLE = """
+const gd = document.getElementById(arguments[0]);
+if (!gd || !gd.data || !gd.layout.sliders) return null;
+return {active: gd.layout.sliders[0].active,
+        shown: gd.data.filter(t => t.type === 'heatmap' && t.visible === true).map(t => t.name)};
+"""
+
+
+def test_method_menu_and_slider_in_chromium(case: dict[str, np.ndarray], tmp_path) -> None:
+    """In a real browser: the menu shows one method, and a slider move keeps the others hidden."""
+    browser, driver_path = (
+        shutil.which("chromium") or shutil.which("chromium-browser"),
+        shutil.which("chromedriver"),
+    )
+    if not (browser and driver_path):
+        pytest.skip("chromium/chromedriver not installed")
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    preds = {"Dice": case["pred"], "Tversky": case["label"], "baseline": case["pred"] | case["label"]}
+    fig = slices.case_viewer(case["adc"], case["zadc"], case["label"], SPACING_MM, preds, title="t")
+    page = tmp_path / "viewer.html"
+    page.write_text(f'<html><head><script src="{display.plotly_js_path().as_uri()}"></script></head>'
+                    f'<body style="width:900px">{display.figure_html(fig, "viewer")}</body></html>')  # fmt: skip
+    options = webdriver.ChromeOptions()
+    options.binary_location = browser
+    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--window-size=1000,900",
+                 f"--user-data-dir={tmp_path / 'profile'}"):  # fmt: skip
+        options.add_argument(flag)
+    driver = webdriver.Chrome(service=Service(driver_path), options=options)
+    try:
+        driver.get(page.as_uri())
+        WebDriverWait(driver, 30).until(lambda d: d.execute_script(_VISIBLE, "viewer") is not None)
+        first = driver.execute_script(_VISIBLE, "viewer")
+        assert first["shown"] == ["ADC", "Dice", "ZADC", "Dice"] and first["active"] == 4
+        figure = driver.find_element(By.ID, "viewer")
+        figure.find_element(By.CSS_SELECTOR, ".updatemenu-header").click()
+        options_shown = figure.find_elements(By.CSS_SELECTOR, ".updatemenu-dropdown-button")
+        next(b for b in options_shown if b.text == "Tversky").click()
+        WebDriverWait(driver, 10).until(lambda d: "Tversky" in d.execute_script(_VISIBLE, "viewer")["shown"])
+        rail = figure.find_element(By.CSS_SELECTOR, ".slider-rail-rect")
+        ActionChains(driver).move_to_element_with_offset(
+            rail, -rail.size["width"] // 2 + 5, 0
+        ).click().perform()
+        WebDriverWait(driver, 10).until(lambda d: d.execute_script(_VISIBLE, "viewer")["active"] != 4)
+        after = driver.execute_script(_VISIBLE, "viewer")
+        assert after["shown"] == ["ADC", "Tversky", "ZADC", "Tversky"], after  # hidden masks stay hidden
+    finally:
+        driver.quit()

@@ -8,7 +8,8 @@ One job per module, one definition of each helper:
 - words: ``sources`` (the one data-source label and banner), ``prose`` (abstract and
   discussion from the numbers), ``deviations`` (every difference from the seed study);
 - pictures: ``display`` (tables without index, Plotly as HTML, BookFigure, the "mean [CI]"
-  formatter), ``volumes`` (windowing, crops, colours), ``slices`` (Plotly slice viewers),
+  formatter), ``volumes`` (windowing, crops, the agreement colours), ``slices`` and ``slice_frames``
+  (Plotly slice viewers and their frames),
   ``live`` (ipywidgets viewer), ``stills`` (matplotlib montage), ``charts`` (curves,
   Table 1 as a figure), ``diagrams`` (pipeline, U-Net);
 - pages: ``data_page``, ``methods_page``, ``results_page`` (Intro and Results),

@@ -14,12 +14,22 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
+from matplotlib.colors import to_rgb
+from matplotlib.patches import Patch
 
 from hie_core.data import Case, ValidationReport
 from hie_core.metrics import BURDEN_STRATA, burden_stratum
 from hie_core.report.display import BookFigure, plural
 from hie_core.report.slices import slice_viewer
-from hie_core.report.volumes import PALETTE, busiest_slice, compose_rgb, content_box, window_to_uint8
+from hie_core.report.volumes import (
+    PALETTE,
+    REFERENCE_COLOUR,
+    REFERENCE_LABEL,
+    brain_box,
+    busiest_slice,
+    compose_rgb,
+    window_to_uint8,
+)
 
 __all__ = [
     "burden_figure",
@@ -118,15 +128,19 @@ def sample_case(report: ValidationReport) -> Case:
 
 
 def sample_case_viewer(arrays: Mapping[str, Any], label: str) -> go.Figure:
-    """ADC, ZADC and label as switchable maps; the label as a toggleable overlay on all of them."""
+    """ADC, ZADC and label as switchable maps; the reference label as a toggleable overlay on all of them.
+
+    The label is drawn in :data:`hie_core.report.volumes.REFERENCE_COLOUR`, the colour the reference
+    has wherever it is shown alone; the view is cropped to the brain.
+    """
     images = {"ADC": arrays["adc"], "ZADC": arrays["zadc"]}
     overlays = {}
     if arrays["label"] is not None:
         images["label"] = arrays["label"].astype(np.float32)
-        overlays["ground truth"] = arrays["label"]
+        overlays[REFERENCE_LABEL] = arrays["label"]
     return slice_viewer(
         images, overlays, arrays["geometry"].spacing_mm, title=f"{arrays['case_id']} ({label})",
-        colors={"ground truth": "#00ff00"}, windows={"ZADC": (-5.0, 5.0), "label": (0.0, 1.0)},
+        colors={REFERENCE_LABEL: REFERENCE_COLOUR}, windows={"ZADC": (-5.0, 5.0), "label": (0.0, 1.0)},
     )  # fmt: skip
 
 
@@ -134,7 +148,7 @@ def sample_case_still(arrays: Mapping[str, Any], label: str) -> BookFigure:
     """The seed's Figures 2-5 at the busiest slice: ADC, ZADC, label, label over ADC."""
     mask = arrays["label"] if arrays["label"] is not None else np.zeros(arrays["adc"].shape, bool)
     k = busiest_slice({"label": mask}, mask.shape[0])
-    r0, r1, c0, c1 = content_box([arrays["adc"]], margin=4)
+    r0, r1, c0, c1 = brain_box([arrays["adc"]], [mask], margin=4)
     crop = (k, slice(r0, r1), slice(c0, c1))
     _, sy, sx = arrays["geometry"].spacing_mm
     adc8 = window_to_uint8(arrays["adc"])[0][crop]
@@ -142,7 +156,7 @@ def sample_case_still(arrays: Mapping[str, Any], label: str) -> BookFigure:
         "ADC (10$^{-6}$ mm$^2$/s)": adc8,
         "ZADC (window -5..5)": window_to_uint8(arrays["zadc"][crop], (-5.0, 5.0))[0],
         "lesion label": mask[crop].astype(np.uint8) * 255,
-        "label over ADC": compose_rgb(adc8, [(mask[crop], np.array([0.0, 1.0, 0.0]))], 0.5),
+        "label over ADC": compose_rgb(adc8, [(mask[crop], np.array(to_rgb(REFERENCE_COLOUR)))], 0.6),
     }
     fig = BookFigure(figsize=(12, 3.6), layout="constrained")
     extent = (c0 * sx, c1 * sx, r1 * sy, r0 * sy)
@@ -150,5 +164,8 @@ def sample_case_still(arrays: Mapping[str, Any], label: str) -> BookFigure:
         ax.imshow(img, cmap="gray", extent=extent, interpolation="nearest")
         ax.set_title(title, fontsize=10)
         ax.set_axis_off()
+    fig.legend(
+        handles=[Patch(color=REFERENCE_COLOUR, label=REFERENCE_LABEL)], loc="outside lower center", fontsize=8
+    )
     fig.suptitle(f"{arrays['case_id']}, slice {k} - {label}", fontsize=10)
     return fig

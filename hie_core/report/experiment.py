@@ -107,10 +107,14 @@ def _median_case(metrics: pd.DataFrame) -> pd.Series | None:
 
 
 def example_overlay(result: RunResult):
-    """Reference and prediction over the native ADC of the test case with the median Dice."""
+    """The prediction against the reference over the native ADC, for the test case with the median Dice.
+
+    True positives, misses and false positives in the book's one agreement coding
+    (:func:`hie_core.report.stills.agreement_montage`), cropped to the brain.
+    """
     from hie_core.data import discover_cases
     from hie_core.report.runs import load_case, load_prediction
-    from hie_core.report.stills import overlay_montage
+    from hie_core.report.stills import agreement_montage
 
     row = _median_case(result.metrics)
     if row is None:
@@ -118,13 +122,10 @@ def example_overlay(result: RunResult):
         return None
     cases = {c.case_id: c for c in discover_cases(result.config["data_dir_resolved"])}
     arrays = load_case(cases[row["case_id"]])
-    overlays = {
-        "reference": arrays["label"],
-        "prediction": load_prediction(result.run_dir, cases[row["case_id"]]),
-    }
+    prediction = load_prediction(result.run_dir, cases[row["case_id"]])
     title = f"{arrays['case_id']} ({arrays['split']}), Dice {row['dice']:.3f}, {source_of_run(result.config).short}"
-    return overlay_montage(arrays["adc"], overlays, arrays["geometry"].spacing_mm, n=6,
-                           colors={"reference": "#00c853", "prediction": "#e040fb"}, title=title)  # fmt: skip
+    return agreement_montage(arrays["adc"], arrays["label"], prediction, arrays["geometry"].spacing_mm, n=6,
+                             title=title)  # fmt: skip
 
 
 def check_run_folder(result: RunResult) -> None:

@@ -15,7 +15,15 @@ import numpy as np
 from matplotlib.colors import to_rgb
 
 __all__ = [
+    "AGREEMENT_COLOURS",
+    "AGREEMENT_LABELS",
+    "AGREEMENT_TITLE",
     "PALETTE",
+    "REFERENCE_COLOUR",
+    "REFERENCE_LABEL",
+    "agreement_codes",
+    "agreement_masks",
+    "brain_box",
     "busiest_slice",
     "check_volumes",
     "compose_rgb",
@@ -28,8 +36,26 @@ __all__ = [
     "window_to_uint8",
 ]
 
-# Overlay colours (ColorBrewer Set1 without green, which is kept for the ground truth).
+# Colours of overlays toggled one by one and of chart series (ColorBrewer Set1 without green).
 PALETTE = ("#e41a1c", "#377eb8", "#ff7f00", "#984ea3", "#ffff33", "#a65628", "#f781bf", "#00ffff", "#999999")
+
+#: The one coding of a prediction against the reference label, in every viewer and still. Okabe-Ito
+#: colours, safe for deuteranopia and protanopia: blue, vermillion and yellow differ in hue on the
+#: blue-yellow axis those readers keep, and in CIE L* lightness (about 48, 57 and 89).
+#: Keyed by the codes of :func:`agreement_codes` (1 true positive, 2 miss, 3 false positive).
+AGREEMENT_COLOURS = {1: "#0072B2", 2: "#D55E00", 3: "#F0E442"}
+#: Legend text of each agreement code (a reader's words, the reference named).
+AGREEMENT_LABELS = {
+    1: "true positive (prediction and reference)",
+    2: "miss (reference only)",
+    3: "false positive (prediction only)",
+}
+#: The reference label shown alone (no prediction), Okabe-Ito bluish green.
+REFERENCE_COLOUR = "#009E73"
+#: What the reference is, for legends.
+REFERENCE_LABEL = "reference (expert lesion label)"
+#: The title of every agreement legend.
+AGREEMENT_TITLE = f"Prediction against the {REFERENCE_LABEL}"
 
 
 def check_volumes(
@@ -134,6 +160,53 @@ def content_box(volumes: Sequence[np.ndarray], margin: int = 2) -> tuple[int, in
         max(int(rows.min()) - margin, 0), min(int(rows.max()) + 1 + margin, height),
         max(int(cols.min()) - margin, 0), min(int(cols.max()) + 1 + margin, width),
     )  # fmt: skip
+
+
+def brain_box(
+    maps: Sequence[np.ndarray], labels: Sequence[np.ndarray | None] = (), margin: int = 3
+) -> tuple[int, int, int, int]:
+    """The in-plane crop of a figure: the brain (content of ``maps``) and the labels, plus a margin.
+
+    Every panel of one figure takes this one box, so the brain fills the panels and panels align.
+    Predictions are not in it: a false positive outside the brain and the reference is cut away.
+
+    Args:
+        maps: (D, H, W) maps whose content (values other than the background at voxel (0, 0, 0),
+            e.g. ADC > 0 in a skull-stripped scan) is the brain.
+        labels: (D, H, W) masks (the reference label) added to the box; None entries are skipped.
+        margin: Voxels added on each side.
+
+    Returns:
+        (row_start, row_stop, col_start, col_stop), the whole plane if nothing stands out.
+    """
+    volumes = list(maps) + [np.asarray(m) != 0 for m in labels if m is not None]
+    return content_box(volumes, margin=margin)
+
+
+def agreement_codes(prediction: np.ndarray, reference: np.ndarray) -> np.ndarray:
+    """Each voxel's agreement of a prediction with the reference label, as a code.
+
+    Args:
+        prediction: Predicted mask, any shape (non-zero = lesion).
+        reference: Reference mask of the same shape.
+
+    Returns:
+        uint8 array of that shape: 0 neither, 1 true positive (both), 2 miss (reference only),
+        3 false positive (prediction only); colours in :data:`AGREEMENT_COLOURS`.
+    """
+    pred, ref = np.asarray(prediction) != 0, np.asarray(reference) != 0
+    if pred.shape != ref.shape:
+        raise ValueError(f"prediction has shape {pred.shape}, the reference {ref.shape}: give one grid")
+    codes = np.zeros(pred.shape, dtype=np.uint8)
+    codes[pred & ref] = 1
+    codes[ref & ~pred] = 2
+    codes[pred & ~ref] = 3
+    return codes
+
+
+def agreement_masks(codes: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(mask, RGB in [0, 1]) per agreement class of :func:`agreement_codes`, for :func:`compose_rgb`."""
+    return [(codes == k, np.array(to_rgb(c))) for k, c in AGREEMENT_COLOURS.items()]
 
 
 def slice_counts(overlays: Mapping[str, np.ndarray], depth: int) -> np.ndarray:
