@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from hie_core.errors import UserError
-from hie_core.model import UNet3D
+from hie_core.model import ARCH_LABELS, UNet3D, arch_options, build_model
 from hie_core.training.checkpoints import (
     CheckpointError,
     load_model_file,
@@ -55,6 +55,7 @@ def test_model_file_round_trip_rebuilds_the_network(tmp_path):
     assert meta["widths"] == tuple(WIDTHS) and meta["target_shape"] == (8, 16, 16) and meta["loss"] == "dice"
     assert meta["patch_shape"] is None and meta["target_spacing_mm"] is None and "state_dict" not in meta
     assert meta["mirror_axes"] == ()  # a file from before test-time mirroring: none, as it was made
+    assert meta["arch"] == "unet3d" and isinstance(model, UNet3D)  # a file from before arch: the seed's U-Net
     newer = write_model_file(
         tmp_path / "new.pt", patch_shape=[8, 16, 16], target_spacing_mm=None, mirror_axes=[2]
     )
@@ -66,6 +67,35 @@ def test_model_file_round_trip_rebuilds_the_network(tmp_path):
     del_optional = model_payload()
     del del_optional["loss"], del_optional["epoch"]
     assert load_model_file(save_checkpoint(tmp_path / "min.pt", del_optional))[1]["epoch"] is None
+
+
+@pytest.mark.parametrize("arch", ["segresnet", "dynunet", "swinunetr"])
+def test_model_file_of_another_arch_rebuilds_it_from_the_recorded_options(tmp_path, arch):
+    # an anisotropic patch: DynUNet's kernels and strides are planned from it, and recorded
+    options = arch_options(arch, WIDTHS, (32, 64, 64), (4.0, 2.0, 2.0))
+    torch.manual_seed(0)
+    model = build_model(arch, 2, WIDTHS, norm="instance", prior_probability=0.3, options=options)
+    payload = {**model_payload(), "state_dict": model.state_dict(), "arch": arch, "arch_options": options,
+               "norm": "instance", "patch_shape": [32, 64, 64], "target_spacing_mm": [4.0, 2.0, 2.0]}  # fmt: skip
+    loaded, meta = load_model_file(save_checkpoint(tmp_path / "model_best.pt", payload))
+    assert type(loaded) is type(model) and not loaded.training
+    assert meta["arch"] == arch and meta["arch_options"] == options
+    for key, value in model.state_dict().items():
+        torch.testing.assert_close(loaded.state_dict()[key], value)
+    if (
+        arch == "dynunet"
+    ):  # the recorded plan, not a replanned one, shapes the network (seconds for the others)
+        x = torch.randn(1, 2, 32, 64, 64)
+        with torch.no_grad():
+            torch.testing.assert_close(loaded(x), model.eval()(x))
+    for bad, message in (
+        ({"arch": "resnet"}, "unknown arch 'resnet'"),
+        ({"arch_options": [1]}, "invalid arch_options"),
+    ):
+        with pytest.raises(CheckpointError, match=message):
+            load_model_file(save_checkpoint(tmp_path / "bad.pt", {**payload, **bad}))
+    with pytest.raises(CheckpointError, match=f"do not fit a {ARCH_LABELS[arch]} with widths"):
+        load_model_file(save_checkpoint(tmp_path / "other.pt", {**payload, "in_channels": 3}))
 
 
 def test_save_is_atomic_and_leaves_no_temporary_file(tmp_path):
@@ -104,7 +134,7 @@ BAD_MODEL_FILES = {
     "bad widths": (lambda p: save_checkpoint(p, model_payload(widths=[4, 8])), "invalid widths [4, 8]"),
     "other weights": (
         lambda p: save_checkpoint(p, model_payload(widths=[8, 16, 32, 64])),
-        "the weights do not fit a U-Net with widths [8, 16, 32, 64]",
+        "the weights do not fit a 3D U-Net with widths [8, 16, 32, 64]",
     ),
 }
 

@@ -123,3 +123,45 @@ def test_widths_other_than_the_presets_are_named_as_this_studys() -> None:
     config = {**make_config(preset="seed", device="cpu").to_dict(), "widths": (16, 32, 64, 128)}
     table = deviations.deviations_table(config).set_index("aspect")
     assert table.loc["U-Net widths", "why"].startswith("set for this study")
+
+
+LOSS_ASPECTS = ("Tversky weights", "focal gamma", "Hausdorff DT alpha", "hybrid weight", "loss", "network")
+
+
+@pytest.mark.parametrize("preset", list(PRESETS))
+def test_the_seeds_loss_settings_give_no_loss_rows(preset: str) -> None:
+    _, table = _table(preset)
+    assert not set(LOSS_ASPECTS) & set(table.index)
+    assert table.loc["hybrid losses", "this study"] == "0.9 x base + 0.1 x log(1 + HDT)"
+    assert not table.index.str.contains("tversky|gamma|hdt|hybrid weight").any()  # no generic field rows
+
+
+def test_each_loss_setting_that_differs_from_the_seeds_has_its_row() -> None:
+    config = make_config(preset="quick", device="cpu", loss="tversky", tversky_alpha=0.5, tversky_beta=0.5,
+                         hdt_alpha=1.0, hybrid_weight=0.3).to_dict()  # fmt: skip
+    table = deviations.deviations_table(config).set_index("aspect")
+    tversky = table.loc["Tversky weights"]
+    assert (tversky["seed study"], tversky["this study"]) == ("alpha 0.3 / beta 0.7", "alpha 0.5 / beta 0.5")
+    assert "tversky_alpha, tversky_beta" in tversky["why"] and "Tversky, Tversky+HDT" in tversky["why"]
+    assert tuple(table.loc["Hausdorff DT alpha", ["seed study", "this study"]]) == ("alpha 2", "alpha 1")
+    assert tuple(table.loc["hybrid weight", ["seed study", "this study"]]) == ("w 0.1", "w 0.3")
+    assert table.loc["hybrid losses", "this study"] == "0.7 x base + 0.3 x log(1 + HDT)"
+    assert "focal gamma" not in table.index and "loss" not in table.index
+    only_beta = {**config, "tversky_alpha": 0.3, "tversky_beta": 0.9}
+    table = deviations.deviations_table(only_beta).set_index("aspect")
+    assert table.loc["Tversky weights", "this study"] == "alpha 0.3 / beta 0.9"
+
+
+def test_a_researchers_own_loss_is_named_as_not_the_seeds() -> None:
+    name = "hie_core.contrib.small_lesion:TverskyHDTFocal"
+    config = make_config(preset="quick", device="cpu", loss=name, focal_gamma=1.0).to_dict()
+    table = deviations.deviations_table(config).set_index("aspect")
+    loss = table.loc["loss"]
+    assert (
+        loss["this study"]
+        == f"Tversky+Focal+HDT (exploratory) (gamma 1) ({name}): a researcher's own loss, not in the seed"
+    )
+    assert loss["seed study"].startswith("six losses: Dice, DiceFocal") and "exploratory" in loss["why"]
+    assert tuple(table.loc["focal gamma", ["seed study", "this study"]]) == ("gamma 2", "gamma 1")
+    gone = deviations.deviations_table({**config, "loss": "a_module_that_is_gone:Mine"}).set_index("aspect")
+    assert gone.loc["loss", "this study"].startswith("Mine (a_module_that_is_gone:Mine)")

@@ -125,3 +125,110 @@ def test_unknown_name_and_bad_shapes() -> None:
         loss(torch.zeros(1, 8, 8, 8), torch.zeros(1, 8, 8, 8))
     with pytest.raises(ValueError, match="alpha"):
         OurHDT(alpha=0.0)
+
+
+SEED_SETTINGS = {
+    "tversky_alpha": 0.3,
+    "tversky_beta": 0.7,
+    "focal_gamma": 2.0,
+    "hdt_alpha": 2.0,
+    "hybrid_weight": 0.1,
+}
+
+
+@pytest.mark.parametrize("name", LOSS_NAMES)
+def test_the_seed_settings_are_the_defaults_bit_for_bit(name: str) -> None:
+    logits, target = _batch(6)
+    assert get_loss(name, settings=SEED_SETTINGS)(logits, target) == get_loss(name)(logits, target)
+    assert get_loss(name, settings={})(logits, target) == get_loss(name)(logits, target)
+
+
+def test_tversky_with_equal_weights_one_half_is_dice() -> None:
+    # alpha = beta = 1/2: TP / (TP + (FP + FN) / 2) = 2 TP / (2 TP + FP + FN), Dice (up to MONAI's 1e-5 smoothing)
+    logits, target = _batch(7)
+    half = get_loss("tversky", settings={"tversky_alpha": 0.5, "tversky_beta": 0.5})(logits, target)
+    torch.testing.assert_close(half, get_loss("dice")(logits, target), rtol=1e-4, atol=1e-5)
+    assert abs(float(get_loss("tversky")(logits, target)) - float(half)) > 1e-3  # the seed's 0.3 / 0.7 is not
+
+
+def test_tversky_weights_follow_the_closed_form() -> None:
+    logits, target = _batch(8)
+    prob = torch.sigmoid(logits)
+    tp, fp, fn = ((prob * target), (prob * (1 - target)), ((1 - prob) * target))
+    dims = (2, 3, 4)
+    tp, fp, fn = tp.sum(dims), fp.sum(dims), fn.sum(dims)
+    expected = (1 - (tp + 1e-5) / (tp + 0.8 * fp + 0.2 * fn + 1e-5)).mean()
+    value = get_loss("tversky", settings={"tversky_alpha": 0.8, "tversky_beta": 0.2})(logits, target)
+    torch.testing.assert_close(value, expected, rtol=1e-5, atol=1e-6)
+
+
+def test_focal_gamma_zero_is_dice_plus_cross_entropy() -> None:
+    logits, target = _batch(9)
+    value = get_loss("dice_focal", settings={"focal_gamma": 0.0})(logits, target)
+    bce = torch.nn.functional.binary_cross_entropy_with_logits(logits, target)
+    torch.testing.assert_close(value, get_loss("dice")(logits, target) + bce, rtol=1e-5, atol=1e-6)
+
+
+def test_hdt_alpha_is_the_distance_exponent() -> None:
+    logits, target = _batch(10)
+    prob = torch.sigmoid(logits)
+    fields = hausdorff_distance_field(prob > 0.5) + hausdorff_distance_field(target)  # alpha 1: the sum
+    expected = ((prob - target) ** 2 * fields).mean()
+    torch.testing.assert_close(get_loss("hdt", settings={"hdt_alpha": 1.0})(logits, target), expected)
+    torch.testing.assert_close(
+        get_loss("hdt", settings={"hdt_alpha": 1.0})(logits, target),
+        HausdorffDTLoss(sigmoid=True, alpha=1.0)(logits, target),  # MONAI's
+        rtol=1e-5,
+        atol=1e-7,
+    )
+
+
+@pytest.mark.parametrize("weight", [0.0, 0.3, 1.0])
+@pytest.mark.parametrize("base", ["tversky", "dice_focal"])
+def test_hybrid_weight_is_the_weight_of_log_one_plus_hdt(base: str, weight: float) -> None:
+    logits, target = _batch(11)
+    settings = {"hybrid_weight": weight, "tversky_alpha": 0.4, "focal_gamma": 1.0}
+    region = get_loss(base, settings=settings)(logits, target)
+    hdt = get_loss("hdt", settings=settings)(logits, target)
+    value = get_loss(f"{base}_hdt", settings=settings)(logits, target)
+    torch.testing.assert_close(value, (1 - weight) * region + weight * torch.log1p(hdt))
+
+
+def test_loss_from_config_and_unknown_settings() -> None:
+    from hie_core.losses import loss_from_config, loss_label
+
+    logits, target = _batch(12)
+    config = {"loss": "tversky_hdt", "hybrid_weight": 0.5, "tversky_alpha": 0.5, "tversky_beta": 0.5}
+    expected = get_loss("tversky_hdt", settings={k: v for k, v in config.items() if k != "loss"})
+    torch.testing.assert_close(loss_from_config(config)(logits, target), expected(logits, target))
+    assert loss_label(config) == "Tversky+HDT (alpha 0.5, beta 0.5, w 0.5)"
+    assert (
+        loss_label({**config, "loss": "dice_focal"}) == "DiceFocal"
+    )  # settings it does not use are not named
+    with pytest.raises(ValueError, match="unknown loss setting.*tversky_gamma"):
+        get_loss("tversky", settings={"tversky_gamma": 1.0})
+
+
+def test_the_small_lesion_example_is_its_formula() -> None:
+    from monai.losses import FocalLoss, TverskyLoss
+
+    from hie_core.contrib.small_lesion import TverskyHDTFocal
+
+    logits, target = _batch(13)
+    settings = {
+        "hybrid_weight": 0.25,
+        "tversky_alpha": 0.4,
+        "tversky_beta": 0.6,
+        "focal_gamma": 1.5,
+        "hdt_alpha": 1.0,
+    }
+    loss = get_loss("hie_core.contrib.small_lesion:TverskyHDTFocal", settings=settings)
+    assert isinstance(loss, TverskyHDTFocal) and loss.needs_distance and "exploratory" in loss.label
+    region = TverskyLoss(sigmoid=True, alpha=0.4, beta=0.6)(logits, target) + FocalLoss(gamma=1.5)(
+        logits, target
+    )
+    hdt = HausdorffDTLoss(sigmoid=True, alpha=1.0)(logits, target)
+    torch.testing.assert_close(
+        loss(logits, target), 0.75 * region + 0.25 * torch.log1p(hdt), rtol=1e-5, atol=1e-6
+    )
+    torch.testing.assert_close(loss(logits, target, hausdorff_distance_field(target)), loss(logits, target))

@@ -85,6 +85,28 @@ def test_predict_single_pair_keeps_native_geometry(tiny_release, checkpoint, tmp
     assert [p.name for p in out.parent.iterdir()] == ["mask.mha"]  # no probe or temporary file left
 
 
+def test_predict_with_a_model_file_of_another_arch(tiny_release, tmp_path):
+    """hie-predict rebuilds the recorded network (DynUNet, nnU-Net's strides for the 8 x 16 x 16 grid)."""
+    import torch
+
+    from hie_core.model import arch_options, build_model
+
+    options = arch_options("dynunet", [4, 8, 16, 32], (8, 16, 16))
+    torch.manual_seed(0)
+    model = build_model("dynunet", 2, [4, 8, 16, 32], prior_probability=0.3, options=options)
+    path = write_model_file(tmp_path / "model_best.pt", state_dict=model.state_dict(), arch="dynunet",
+                            arch_options=options)  # fmt: skip
+    case = discover_cases(tiny_release, splits=["val"])[0]
+    out = tmp_path / "out" / "mask.mha"
+    argv = ["--checkpoint", str(path), "--adc", str(case.adc), "--zadc", str(case.zadc), "--output", str(out)]
+    assert predict.main(argv + ["--device", "cpu"]) == 0
+    mask, geometry = read_image(out)
+    assert geometry.same_grid(read_image(case.adc)[1])
+    loaded, meta = load_model_file(path)
+    assert meta["arch"] == "dynunet" and type(loaded).__name__ == "DynUNet"
+    np.testing.assert_array_equal(mask, predict.predict_pair(loaded, meta, case.adc, case.zadc)[0])
+
+
 def test_prediction_scales_zadc_as_the_model_was_trained(tiny_release, tmp_path, monkeypatch, capsys):
     import hie_core.preprocess as pp
 

@@ -194,6 +194,23 @@ def test_presets_and_overrides():
         ({"dropout": "0,0,0,1"}, "dropout must be 4 rates"),
         ({"learning_rate": 1e-3}, "unknown parameter.*learning_rate"),
         ({"patch_shape": (8, 8, 8)}, "norm 'instance' needs a bottleneck of at least 2 voxels"),
+        (
+            {"tversky_alpha": -0.1},
+            "tversky_alpha and tversky_beta must be >= 0 and not both 0, got -0.1 and 0.7",
+        ),
+        (
+            {"tversky_alpha": 0, "tversky_beta": 0.0},
+            "tversky_alpha and tversky_beta .*not both 0, got 0 and 0",
+        ),
+        ({"tversky_beta": "high"}, "tversky_beta must be a finite number, got 'high'"),
+        ({"focal_gamma": -1}, "focal_gamma must be >= 0, got -1"),
+        ({"hdt_alpha": 0}, "hdt_alpha must be > 0, got 0"),
+        (
+            {"hybrid_weight": 1.5},
+            r"hybrid_weight must be in \[0, 1\] \(the log\(1 \+ HDT\) term's weight\), got 1.5",
+        ),
+        ({"hybrid_weight": float("nan")}, "hybrid_weight must be a finite number"),
+        ({"loss": "mine.losses"}, "loss must be one of dice, .*package.module:ClassName.*got 'mine.losses'"),
     ],
 )
 def test_every_parameter_is_type_checked_by_name(overrides, message):
@@ -202,6 +219,26 @@ def test_every_parameter_is_type_checked_by_name(overrides, message):
     assert make_config(preset="quick", device="cpu", epochs=2.0).epochs == 2  # an integral float is fine
     for text, axes in (("2", (2,)), ("2,1", (1, 2)), ("none", ()), ("", ())):
         assert make_config(preset="quick", device="cpu", mirror_axes=text).mirror_axes == axes
+
+
+def test_the_loss_settings_at_their_edges_are_accepted_and_recorded():
+    config = make_config(preset="quick", device="cpu", tversky_alpha=0, tversky_beta=1, focal_gamma=0,
+                         hdt_alpha=0.5, hybrid_weight=1)  # fmt: skip
+    values = {k: config.to_dict()[k] for k in ("tversky_alpha", "tversky_beta", "focal_gamma", "hdt_alpha")}
+    assert values == {"tversky_alpha": 0.0, "tversky_beta": 1.0, "focal_gamma": 0.0, "hdt_alpha": 0.5}
+    assert config.hybrid_weight == 1.0 and json.loads(config.to_json())["hybrid_weight"] == 1.0
+
+
+def test_the_default_run_folder_follows_hie_runs_dir(tmp_path, monkeypatch):
+    from hie_core.training.experiment import notebook_config, project_root
+
+    monkeypatch.setenv("HIE_RUNS_DIR", str(tmp_path / "elsewhere"))
+    config = notebook_config("tversky", preset="quick", device="cpu", seed=2)
+    assert config.output_dir == str((tmp_path / "elsewhere" / "quick" / "tversky" / "seed2").resolve())
+    monkeypatch.setenv("HIE_RUNS_DIR", "")
+    config = notebook_config("tversky", preset="quick", device="cpu", seed=2)
+    assert config.output_dir == str(project_root() / "runs" / "quick" / "tversky" / "seed2")
+    assert not (tmp_path / "elsewhere").exists()  # naming a folder writes nothing
 
 
 def test_nonexistent_data_dir_is_refused_before_anything_is_written(tmp_path):

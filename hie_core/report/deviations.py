@@ -249,7 +249,7 @@ def _code_rows(
     config: Mapping[str, Any], n_cases: Mapping[str, Any] | None, synthetic: bool | None = None
 ) -> list[dict[str, str]]:
     """Deviations fixed in the code, whatever the preset (read from its constants)."""
-    from hie_core.losses import HYBRID_WEIGHT
+    from hie_core.losses import LOSS_SETTINGS
     from hie_core.model import DEFAULT_DROPOUT, UNet3D
     from hie_core.preprocess import preprocess_case
     from hie_core.training.config import TrainConfig
@@ -261,7 +261,8 @@ def _code_rows(
     )
     model = UNet3D(widths=tuple(config.get("widths") or TrainConfig.widths), norm=config.get("norm", "batch"))
     n_l1, n_all = len(l1_weights(model)), len(list(model.parameters()))
-    w, choice = HYBRID_WEIGHT, preset_choice(config, synthetic)
+    w = float(config.get("hybrid_weight", LOSS_SETTINGS["hybrid_weight"][0]))
+    choice = preset_choice(config, synthetic)
     rows = [
         _row("label resampling", "nearest neighbour", "linear, kept where the fraction is >= 0.5" if label == "linear"
              else str(label), "closer to the native label for lesions of about 50 voxels and more (Dice +0.01 to "
@@ -275,7 +276,7 @@ def _code_rows(
         _row("L1 penalty", f"{_fmt(SEED_PROTOCOL['l1'])} on the weights", f"{_fmt(config.get('l1'))} on the "
              f"{n_l1} weight tensors with ndim > 1 (of {n_all} parameter tensors)", "biases and normalisation scales "
              "are not weights of a connection; penalising them shifts activations, not sparsity"),
-        _row("hybrid losses", "0.9 x base + 0.1 x log(HDT)", f"{w:g} x base + {1 - w:g} x log(1 + HDT)",
+        _row("hybrid losses", "0.9 x base + 0.1 x log(HDT)", f"{1 - w:g} x base + {w:g} x log(1 + HDT)",
              "log(HDT) is minus infinity for a perfect prediction and negative below 1; log(1 + HDT) is 0 there"),
         _selection_row(config, n_cases),
         *([_row("how the preset was chosen", "not described", *choice)] if choice else []),
@@ -331,13 +332,62 @@ def _config_rows(config: Mapping[str, Any]) -> list[dict[str, str]]:
         rows.append(_row("cross-validation", "none: 4 validation cases", f"{config['folds']} folds over the training "
                          "and validation cases, each case scored by the fold model that did not see it; the test split "
                          "by every fold model", "scores every case once per run: the cases x runs a comparison needs"))  # fmt: skip
-    handled = set(SEED_PROTOCOL) | _NOT_PROTOCOL | {"widths", "prior_probability", "l1", "selection_fraction",
-                                                    "label_interpolation", "sw_overlap", "dropout", "folds"}  # fmt: skip
+    rows += _loss_rows(config)
+    handled = set(SEED_PROTOCOL) | _NOT_PROTOCOL | set(_LOSS_ROWS) | {"widths", "prior_probability", "l1", "arch",
+              "selection_fraction", "label_interpolation", "sw_overlap", "dropout", "folds"}  # fmt: skip
     seed_preset = make_config(preset="seed", device="cpu").to_dict()
     for field in sorted(set(config) - handled):
         if field in seed_preset and not _same(config[field], seed_preset[field]):
             rows.append(_row(field.replace("_", " "), f"seed preset: {_fmt(seed_preset[field], 'none')}",
                              _fmt(config[field], "none"), "differs from the seed preset (hie_core.training.config.PRESETS)"))  # fmt: skip
+    return rows
+
+
+#: The loss settings' rows, the fields each row shows and how a reader names them.
+_LOSS_ROWS: dict[str, tuple[str, str]] = {
+    "tversky_alpha": ("Tversky weights", "alpha"), "tversky_beta": ("Tversky weights", "beta"),
+    "focal_gamma": ("focal gamma", "gamma"), "hdt_alpha": ("Hausdorff DT alpha", "alpha"),
+    "hybrid_weight": ("hybrid weight", "w"),
+}  # fmt: skip
+
+
+def _loss_rows(config: Mapping[str, Any]) -> list[dict[str, str]]:
+    """A row per loss setting that differs from the seed's, a row for a researcher's own loss, one for the network."""
+    from hie_core.losses import LOSS_LABELS, LOSS_SETTINGS, is_custom_loss, load_loss_class, loss_label
+    from hie_core.model import ARCH_LABELS
+
+    rows, aspects = [], {}
+    for key, (aspect, short) in _LOSS_ROWS.items():
+        aspects.setdefault(aspect, []).append((key, short))
+    for aspect, keys in aspects.items():
+        seeds = [LOSS_SETTINGS[k][0] for k, _ in keys]
+        ours = [float(config.get(k, d)) for (k, _), d in zip(keys, seeds, strict=True)]
+        if all(abs(a - b) <= 1e-12 for a, b in zip(ours, seeds, strict=True)):
+            continue
+
+        def words(values: list[float], keys: list = keys) -> str:
+            return " / ".join(f"{short} {v:g}" for (_, short), v in zip(keys, values, strict=True))
+
+        users = ", ".join(LOSS_LABELS[n] for n in LOSS_SETTINGS[keys[0][0]][2])
+        params = ", ".join(k for k, _ in keys)
+        why = f"a parameter of this study's runs ({params}); it changes {users}"
+        if aspect == "hybrid weight":
+            why += " (the region loss gets 1 - w)"
+        rows.append(_row(aspect, words(seeds), words(ours), why))
+    name = str(config.get("loss", ""))
+    if is_custom_loss(name):
+        try:
+            doc = (load_loss_class(name).__doc__ or "").strip().splitlines()
+        except Exception:  # a module that no longer imports still gets its row
+            doc = []
+        rows.append(_row("loss", "six losses: " + ", ".join(LOSS_LABELS.values()),
+                         f"{loss_label(config)} ({name}): a researcher's own loss, not in the seed",
+                         doc[0].replace("``", "") if doc else "a loss class given by the study (hie_core.losses: your own loss)"))  # fmt: skip
+    arch = config.get("arch") or "unet3d"
+    if arch != "unet3d":
+        rows.append(
+            _row("network", "3D U-Net", ARCH_LABELS.get(arch, arch), "set for this study's runs (arch)")
+        )
     return rows
 
 

@@ -6,10 +6,13 @@ which device), so an executed notebook cannot be mistaken for a result on patien
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pandas as pd
 
+from hie_core.losses import loss_label
+from hie_core.model import ARCH_LABELS
 from hie_core.report import display
 from hie_core.report.sources import source_line, source_of_run
 from hie_core.training.experiment import RUN_FILES, RunResult
@@ -35,7 +38,8 @@ def run_overview(result: RunResult):
     cfg = result.config
     test = result.summary.get("splits", {}).get("test", {})
     row = {
-        "loss": cfg["config"]["loss"],
+        "loss": loss_label(cfg["config"]),
+        "network": ARCH_LABELS.get(cfg["config"].get("arch", "unet3d"), cfg["config"].get("arch")),
         "preset": cfg["config"]["preset"],
         "data": source_of_run(cfg).short,
         "device": cfg.get("device_name"),
@@ -44,7 +48,7 @@ def run_overview(result: RunResult):
         "train s (this call)": round(result.summary.get("train_seconds_this_call", float("nan")), 1),
         "test Dice": test.get("dice", {}).get("mean"),
     }
-    loss = row["loss"]
+    loss = cfg["config"]["loss"]
     for metric in ("dice", "masd_mm", "nsd"):
         value = test.get(metric, {}).get("mean")
         if value is not None:
@@ -58,10 +62,11 @@ def training_curves(result: RunResult) -> None:
 
     loss = result.config["config"]["loss"]
     fig = training_curves_figure({loss: [result.history]})
+    label = loss_label(result.config["config"])
     fig.update_layout(
-        title=dict(text=f"{loss}, {source_of_run(result.config).short}", x=0.5, xanchor="center")
+        title=dict(text=f"{label}, {source_of_run(result.config).short}", x=0.5, xanchor="center")
     )
-    display.show(fig, div_id=f"curves-{loss}")
+    display.show(fig, div_id=f"curves-{re.sub(r'[^A-Za-z0-9_-]', '-', loss)}")
 
 
 def _fmt(stats: dict, digits: int = 3) -> str:

@@ -30,7 +30,7 @@ if TYPE_CHECKING:
     from hie_core.preprocess import PreprocessedCase
 
 __all__ = [
-    "augmentation_examples", "augmentation_figure", "augmentation_table", "metric_rules_table",
+    "architectures_table", "augmentation_examples", "augmentation_figure", "augmentation_table", "metric_rules_table",
     "mirroring_text", "network_input", "preprocessing_figure", "preprocessing_table", "preprocessing_text", "protocol_table",
     "selection_text", "study_config",
     "study_grids", "unet_blocks", "unet_summary", "unet_table",
@@ -258,6 +258,67 @@ def unet_summary(
     return pd.DataFrame([{"input (C x D x H x W)": "x".join(map(str, (model.in_channels, *shape))),
                           "widths": "-".join(map(str, model.widths)), "parameters": count_parameters(model),
                           "forward GFLOP / volume": flops / 1e9}])  # fmt: skip
+
+
+def _arch_size(arch: str, widths: Sequence[int], options: Mapping[str, Any]) -> str:
+    """How the configuration's widths size ``arch`` (see :func:`hie_core.model.build_model`)."""
+    if arch == "segresnet":
+        return f"init_filters {widths[0]}, doubling at 3 downsamplings"
+    if arch == "dynunet":
+        strides = " ".join("x".join(map(str, st)) for st in options["strides"][1:])
+        return f"filters {'-'.join(map(str, widths[: len(options['strides'])]))}; strides {strides}"
+    if arch == "swinunetr":
+        return f"feature_size {options['feature_size']}, window 7"
+    return f"widths {'-'.join(map(str, widths))}"
+
+
+def architectures_table(config: Mapping[str, Any], study_archs: Sequence[str] = ()) -> pd.DataFrame:
+    """Every network ``arch`` can name: its size, parameters and forward cost on this study's window.
+
+    One row per :data:`hie_core.model.ARCHS`, built as a run of this configuration would build
+    it (:func:`hie_core.model.build_model`: the same widths, norm and window); FLOPs (a
+    multiply-add counted as 2, convolutions and matrix products) of one forward pass of batch
+    1 on the training window, counted on the meta device. A network whose rule the window
+    breaks (SwinUNETR needs sides divisible by 32) has no FLOPs and says why. ``this study``
+    marks the networks the study trained.
+
+    Args:
+        config: ``TrainConfig`` fields of the study (``widths``, ``norm``, ``arch``, the grid).
+        study_archs: The networks the study trained (a study of several); empty: ``config["arch"]``.
+    """
+    from hie_core.errors import ConfigError
+    from hie_core.model import (
+        ARCH_LABELS,
+        ARCHS,
+        arch_divisors,
+        arch_options,
+        build_model,
+        check_arch,
+        count_parameters,
+        forward_flops,
+    )
+
+    window = network_input(config)
+    widths = tuple(int(w) for w in config.get("widths") or (32, 64, 128, 256))
+    spacing, norm = config.get("target_spacing_mm"), config.get("norm", "batch")
+    trained, rows = set(study_archs) or {config.get("arch", "unet3d")}, []
+    for arch in ARCHS:
+        options = arch_options(arch, widths, window, spacing)
+        model = build_model(arch, 2, widths, norm=norm, options=options)
+        divisors = arch_divisors(arch, window, spacing)
+        try:
+            check_arch(arch, window, spacing, norm)
+            flops, fits = forward_flops(model, (1, 2, *window)) / 1e9, "yes"
+        except ConfigError:
+            broken = any(s % d for s, d in zip(window, divisors, strict=True))
+            fits = (f"no: sides must be multiples of {'/'.join(map(str, sorted(set(divisors))))}" if broken else
+                    f"no: a 1-voxel bottleneck with {norm} norm")  # fmt: skip
+            flops = float("nan")
+        rows.append({"network": ARCH_LABELS[arch], "arch": arch,
+                     "this study": "yes" if arch in trained else "",
+                     "size": _arch_size(arch, widths, options), "parameters": count_parameters(model),
+                     f"forward GFLOP / {'x'.join(map(str, window))} window": flops, "fits the window": fits})  # fmt: skip
+    return pd.DataFrame(rows)
 
 
 def metric_rules_table(

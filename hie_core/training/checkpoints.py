@@ -5,8 +5,10 @@ A run folder holds two kinds of PyTorch file:
 - ``model_best.pt``, the *model file*: the weights with the best selection Dice and what
   is needed to rebuild the network, ``{"state_dict", "widths", "in_channels",
   "target_shape", "loss", "epoch"}`` (newer runs add ``"patch_shape"`` and
-  ``"target_spacing_mm"``, which may be ``None`` or absent). ``hie-predict`` and the
-  evaluation read it with :func:`load_model_file`.
+  ``"target_spacing_mm"``, which may be ``None`` or absent, and ``"arch"`` with
+  ``"arch_options"``, the network and its derived settings
+  (:func:`hie_core.model.arch_options`); a file without ``"arch"`` holds the seed's U-Net).
+  ``hie-predict`` and the evaluation read it with :func:`load_model_file`.
 - ``checkpoint_last.pt``, the *training checkpoint*: everything needed to resume,
   ``{"model", "optimizer", "scheduler", "epoch", ...}``, written after every epoch and
   read back with :func:`load_training_checkpoint`.
@@ -32,7 +34,7 @@ import torch
 
 from hie_core.errors import ConfigError, UserError
 from hie_core.io import atomic_write_bytes
-from hie_core.model import NORMS, UNet3D
+from hie_core.model import ARCH_LABELS, ARCHS, NORMS, build_model
 from hie_core.preprocess import ZADC_NORMS
 from hie_core.training.config import axes_tuple
 
@@ -153,6 +155,8 @@ def _check_model_payload(path: Path, payload: dict) -> None:
         bad.append(f"target_spacing_mm {spacing!r}")
     if payload.get("patch_shape") is not None and not _positive_ints(payload["patch_shape"], 3):
         bad.append(f"patch_shape {payload['patch_shape']!r}")
+    if not isinstance(payload.get("arch_options", {}), dict):
+        bad.append(f"arch_options {payload['arch_options']!r}")
     if not isinstance(payload["state_dict"], dict):
         bad.append(f"state_dict of type {type(payload['state_dict']).__name__}")
     if bad:
@@ -161,7 +165,7 @@ def _check_model_payload(path: Path, payload: dict) -> None:
         )
 
 
-def load_model_file(path: str | Path, device: str | torch.device = "cpu") -> tuple[UNet3D, dict]:
+def load_model_file(path: str | Path, device: str | torch.device = "cpu") -> tuple[torch.nn.Module, dict]:
     """Load a ``model_best.pt`` (weights only) and rebuild its network.
 
     Args:
@@ -169,8 +173,9 @@ def load_model_file(path: str | Path, device: str | torch.device = "cpu") -> tup
         device: where the weights go (``"cpu"``, ``"cuda"``, ...).
 
     Returns:
-        ``(model, meta)``: a :class:`~hie_core.model.UNet3D` ``(in_channels -> 1 logit)`` in
-        eval mode on ``device``, and the file's other entries (``widths``, ``in_channels``,
+        ``(model, meta)``: the network of the file's ``arch`` (:func:`hie_core.model.build_model`;
+        ``"unet3d"`` for files from before the option) ``(in_channels -> 1 logit)`` in
+        eval mode on ``device``, and the file's other entries (``arch``, ``widths``, ``in_channels``,
         ``target_shape``, and ``loss``, ``epoch``, ``patch_shape``, ``target_spacing_mm``
         where present; absent optional keys are ``None``). Shapes are (D, H, W) tuples.
 
@@ -185,19 +190,21 @@ def load_model_file(path: str | Path, device: str | torch.device = "cpu") -> tup
     _check_model_payload(path, payload)
     widths = tuple(payload["widths"])
     # Files from before an option get its default (the seed's choice).
-    options = {"norm": (NORMS, "batch"), "zadc_norm": (ZADC_NORMS, "volume")}
+    options = {"norm": (NORMS, "batch"), "zadc_norm": (ZADC_NORMS, "volume"), "arch": (ARCHS, "unet3d")}
     for key, (choices, default) in options.items():
         value = payload.setdefault(key, default)
         if value not in choices:
             raise CheckpointError(
                 f"{path}: model file has an unknown {key} {value!r}; pass the {MODEL_FILE} of a training run"
             )
-    model = UNet3D(in_channels=payload["in_channels"], out_channels=1, widths=widths, norm=payload["norm"])
+    arch = payload["arch"]
     try:
+        model = build_model(arch, payload["in_channels"], widths, norm=payload["norm"],
+                            options=payload.setdefault("arch_options", {}))  # fmt: skip
         model.load_state_dict(payload["state_dict"])
-    except (RuntimeError, TypeError, AttributeError) as exc:
+    except (RuntimeError, TypeError, AttributeError, KeyError, ValueError) as exc:
         raise CheckpointError(
-            f"{path}: the weights do not fit a U-Net with widths {list(widths)} "
+            f"{path}: the weights do not fit a {ARCH_LABELS[arch]} with widths {list(widths)} "
             f"({_first_line(exc)}); the file is damaged or was not written by hie_core"
         ) from None
     model.to(device).eval()

@@ -39,7 +39,7 @@ from typing import Any
 
 from hie_core.augment.config import BACKENDS
 from hie_core.errors import ConfigError
-from hie_core.losses import LOSS_NAMES
+from hie_core.losses import check_loss_name, custom_loss_digest, is_custom_loss
 from hie_core.model import ARCHS, DEFAULT_DROPOUT, DIVISOR
 from hie_core.preprocess import PREPROCESS_VERSION, ZADC_NORMS, Grid
 
@@ -119,14 +119,13 @@ _FLOAT_FIELDS = ("lr", "weight_decay", "lr_decay", "l1", "grad_clip", "selection
                  "foreground_fraction", "sw_overlap", "tversky_alpha", "tversky_beta", "focal_gamma", "hdt_alpha",
                  "hybrid_weight")  # fmt: skip
 _CHOICES = {
-    "loss": LOSS_NAMES,
     "augment": BACKENDS,
     "preset": tuple(PRESETS),
     "synthetic_preset": ("small", "full"),
     "zadc_norm": ZADC_NORMS,
-    "arch": ARCHS,
+    "arch": ARCHS,  # the network's own checks (hie_core.model.check_arch, the model's owner) go here
 }
-#: Fields added after runs were first written, with the value every older run had: a
+#: Fields added after runs were first written, each with the value every older run had; a
 #: ``config.json`` without them, and the fingerprint, treat them as at this value (so adding
 #: them changed no existing run's configuration hash).
 ADDED_FIELD_DEFAULTS: dict[str, Any] = {"folds": 0, "fold": 0, "synthetic_test_cases": 0, "arch": "unet3d",
@@ -141,7 +140,8 @@ class TrainConfig:
     """Every setting of one training run (units in the names where they have one).
 
     Attributes:
-        loss: one of :data:`hie_core.losses.LOSS_NAMES`.
+        loss: one of :data:`hie_core.losses.LOSS_NAMES`, or a researcher's own loss class as
+            ``package.module:Name`` (the contract: :mod:`hie_core.losses`).
         data_dir: a BONBID-HIE folder; ``""`` means the embedded synthetic dataset.
         synthetic_preset: which synthetic set (``"small"`` or ``"full"``) when ``data_dir`` is empty.
         output_dir: the run folder.
@@ -256,6 +256,7 @@ class TrainConfig:
         for name, choices in _CHOICES.items():
             if getattr(self, name) not in choices:
                 raise ConfigError(f"{name} must be one of {', '.join(choices)}; got {getattr(self, name)!r}")
+        self._check_loss()
         if self.steps_per_epoch is not None:
             object.__setattr__(self, "steps_per_epoch", _as_int("steps_per_epoch", self.steps_per_epoch))
         object.__setattr__(self, "widths", _int_tuple("widths", self.widths, 4))
@@ -310,6 +311,10 @@ class TrainConfig:
                 "a fixed-spacing grid (target_spacing_mm) needs a patch_shape: its volumes differ in shape"
             )
         window = self.patch_shape or self.target_shape
+        if self.arch != "unet3d":  # the U-Net's rule is the DIVISOR check above; the others' sizes differ
+            from hie_core.model import check_arch
+
+            check_arch(self.arch, window, self.target_spacing_mm, self.norm)
         if self.norm == "instance" and window and math.prod(s // DIVISOR for s in window) < 2:
             raise ConfigError(f"norm 'instance' needs a bottleneck of at least 2 voxels; {window} / {DIVISOR} "
                               "leaves one: use a larger patch_shape, or norm='batch'")  # fmt: skip
@@ -321,6 +326,20 @@ class TrainConfig:
             raise ConfigError(
                 f"patch_shape {self.patch_shape} is larger than target_shape {self.target_shape}"
             )
+
+    def _check_loss(self) -> None:
+        """The loss name (one of the six, or a loadable ``package.module:Name``) and its settings' ranges."""
+        check_loss_name(self.loss)
+        if self.tversky_alpha < 0 or self.tversky_beta < 0 or self.tversky_alpha == self.tversky_beta == 0:
+            raise ConfigError(f"tversky_alpha and tversky_beta must be >= 0 and not both 0, got "
+                              f"{self.tversky_alpha:g} and {self.tversky_beta:g}")  # fmt: skip
+        if self.focal_gamma < 0:
+            raise ConfigError(f"focal_gamma must be >= 0, got {self.focal_gamma:g}")
+        if not self.hdt_alpha > 0:
+            raise ConfigError(f"hdt_alpha must be > 0, got {self.hdt_alpha:g}")
+        if not 0.0 <= self.hybrid_weight <= 1.0:
+            raise ConfigError(f"hybrid_weight must be in [0, 1] (the log(1 + HDT) term's weight), got "
+                              f"{self.hybrid_weight:g}")  # fmt: skip
 
     def _check_design(self) -> None:
         """Cross-validation fold and synthetic test count (see the class docstring)."""
@@ -536,11 +555,14 @@ def run_fingerprint(config: TrainConfig) -> dict[str, Any]:
     The configuration part leaves out where the run is written and on which device (neither
     changes what is trained, within floating point on one device type), and the fields of
     ``ADDED_FIELD_DEFAULTS`` at their default (so runs written before they existed keep
-    their hash).
+    their hash). With a researcher's own loss (``package.module:Name``) it includes its
+    module's source (:func:`hie_core.losses.custom_loss_digest`), which ``hie_core`` does not hold.
     """
     settings = {k: v for k, v in config.to_dict().items() if k not in ("output_dir", "device", "num_workers")
                 and not (k in ADDED_FIELD_DEFAULTS and v == ADDED_FIELD_DEFAULTS[k])}  # fmt: skip
     settings["device_type"] = config.device.split(":")[0]
+    if is_custom_loss(config.loss):  # a researcher's own loss: its module's source, as code_fingerprint's
+        settings["loss_source"] = custom_loss_digest(config.loss)
     blob = json.dumps(settings, sort_keys=True).encode()
     return {"code": code_fingerprint(), "preprocess_version": PREPROCESS_VERSION,
             "config": hashlib.sha256(blob).hexdigest()[:16]}  # fmt: skip

@@ -275,7 +275,9 @@ def check_memory(config: TrainConfig) -> None:
     total = _total_memory_bytes(config.device)
     if window is None or total is None:
         return
-    need = training_memory_bytes(config.widths, window, config.batch_size)
+    need = training_memory_bytes(
+        config.widths, window, config.batch_size, config.arch, config.target_spacing_mm
+    )
     if need > total:
         what = "patch_shape" if config.patch_shape else "target_shape"
         raise ConfigError(f"{what} {window} with batch_size {config.batch_size} needs about {need / 2**30:,.0f} GiB "
@@ -546,6 +548,11 @@ def default_run_folder(config: TrainConfig) -> Path:
     return Path(default_study_name(config)) / config.loss / run
 
 
+def _runs_root() -> Path:
+    """Where runs go by default: ``$HIE_RUNS_DIR``, else ``runs``; a relative path is under the project root."""
+    return project_root() / (os.environ.get("HIE_RUNS_DIR", "").strip() or "runs")
+
+
 def notebook_config(
     loss: str,
     data_dir: str = "",
@@ -558,7 +565,8 @@ def notebook_config(
 
     ``output_dir=""`` means ``runs/<preset>/<loss>/seed<seed>`` under the project root (where
     the study of that preset looks, so a finished notebook run is reused by it; a fold run:
-    ``seed<seed>-fold<fold>`` under ``runs/<preset>-cv<folds>/``); ``None``
+    ``seed<seed>-fold<fold>`` under ``runs/<preset>-cv<folds>/``); the environment variable
+    ``HIE_RUNS_DIR`` replaces ``runs`` (a relative path is under the project root); ``None``
     overrides mean "as the preset says". Every parameter is type-checked
     (:class:`~hie_core.errors.ConfigError` names the one that is wrong). Prints the
     preset used, as the notebook shows it.
@@ -566,7 +574,7 @@ def notebook_config(
     config = make_config(preset=preset, device=device, loss=loss, data_dir=data_dir, **overrides)
     if not isinstance(output_dir, str):
         raise UserError(f"output_dir must be a folder path, got {output_dir!r}")
-    out = Path(output_dir) if output_dir else project_root() / "runs" / default_run_folder(config)
+    out = Path(output_dir) if output_dir else _runs_root() / default_run_folder(config)
     config = dataclasses.replace(config, output_dir=str(out.resolve()))
     if config.synthetic:
         source = "the embedded SYNTHETIC BONBID-like dataset"

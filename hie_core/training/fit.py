@@ -1,8 +1,9 @@
 """Training: the seed protocol, deterministic, resumable, atomically checkpointed.
 
-:func:`fit` trains a :class:`~hie_core.model.UNet3D` with one of the six losses on
-preprocessed cases, with early stopping on a *selection set* carved out of the training
-split (never on reported validation or test cases). One loop serves every augmentation back
+:func:`fit` trains the configuration's network (``arch``: the seed's
+:class:`~hie_core.model.UNet3D` or one of MONAI's, :func:`hie_core.model.build_model`) with
+one of the losses on preprocessed cases, with early stopping on a *selection set* carved out
+of the training split (never on reported validation or test cases). One loop serves every augmentation back
 end and device; only the batch source differs (:mod:`hie_core.training.batches`). Every
 epoch ends with an atomic ``checkpoint_last.pt``; a run killed at any point resumes from it
 and, on a CPU, ends with the same weights and metrics as an uninterrupted run, because each
@@ -22,9 +23,9 @@ from pathlib import Path
 
 import torch
 
+from hie_core import model as networks
 from hie_core.augment.config import derive_seed
-from hie_core.losses import get_loss
-from hie_core.model import DEFAULT_DROPOUT, UNet3D
+from hie_core.losses import loss_from_config
 from hie_core.training.batches import (
     STREAM_AUGMENT,
     STREAM_DROPOUT,
@@ -87,19 +88,19 @@ class TrainState:
         return False
 
 
-def build_model(
-    widths: Sequence[int],
-    in_channels: int = 2,
-    prior_probability: float | None = None,
-    dropout: Sequence[float] = DEFAULT_DROPOUT,
-    norm: str = "batch",
-) -> UNet3D:
-    """The study's U-Net: ``in_channels`` maps in, one lesion logit out."""
-    return UNet3D(in_channels=in_channels, out_channels=1, widths=tuple(widths), dropout=tuple(dropout),
-                  prior_probability=prior_probability, norm=norm)  # fmt: skip
+def _arch_options(config: TrainConfig) -> dict:
+    """The network's settings derived from ``config`` (:func:`hie_core.model.arch_options`)."""
+    window = config.patch_shape or config.target_shape
+    return networks.arch_options(config.arch, config.widths, window, config.target_spacing_mm)
 
 
-def load_best_model(path: str | Path, device: str = "cpu") -> tuple[UNet3D, dict]:
+def build_model(config: TrainConfig, in_channels: int = 2) -> torch.nn.Module:
+    """The run's network (``config.arch``): ``in_channels`` maps in, one lesion logit out."""
+    return networks.build_model(config.arch, in_channels, config.widths, config.dropout, config.norm,
+                                config.prior_probability, options=_arch_options(config))  # fmt: skip
+
+
+def load_best_model(path: str | Path, device: str = "cpu") -> tuple[torch.nn.Module, dict]:
     """Load ``model_best.pt`` -> (model in eval mode, metadata); see :mod:`hie_core.training.checkpoints`."""
     return load_model_file(path, device)
 
@@ -153,6 +154,7 @@ def _batch_source(items: Sequence[TrainItem], config: TrainConfig):
 def _save_best(run_dir: Path, model: torch.nn.Module, config: TrainConfig, epoch: int) -> None:
     save_checkpoint(run_dir / BEST, {
         "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()}, "widths": list(config.widths),
+        "arch": config.arch, "arch_options": _arch_options(config),
         "in_channels": 2, "norm": config.norm, "target_shape": config.target_shape and list(config.target_shape),
         "target_spacing_mm": config.target_spacing_mm and list(config.target_spacing_mm),
         "patch_shape": config.patch_shape and list(config.patch_shape), "sw_overlap": config.sw_overlap,
@@ -195,10 +197,8 @@ def fit(
     run_dir.mkdir(parents=True, exist_ok=True)
     device = torch.device(config.device)
     torch.manual_seed(config.seed)
-    model = build_model(
-        config.widths, prior_probability=config.prior_probability, dropout=config.dropout, norm=config.norm
-    ).to(device)
-    loss_fn = get_loss(config.loss)
+    model = build_model(config).to(device)
+    loss_fn = loss_from_config(config)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     scheduler = torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=config.lr_decay)
     state = TrainState()

@@ -41,7 +41,7 @@ def predict_logits(
         model: a network in eval mode returning logits ``(B, 1, D, H, W)``.
         image: ``(B, C, D, H, W)`` float tensor on the model's device.
         patch_shape: the training patch (D, H, W); None = one forward pass (the spatial
-            sizes must then be multiples of 8).
+            sizes must then suit the network: :func:`hie_core.model.check_arch`).
         overlap: overlap of neighbouring windows, in [0, 1).
         amp: bf16 autocast for the forward passes (logits returned in float32).
         sw_batch_size: windows per forward pass.

@@ -23,6 +23,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from hie_core.losses import hausdorff_distance_field
+
 __all__ = ["FastOptions", "TrainStep", "make_train_step", "train_epoch", "l1_weights", "COMPILE_MODES"]
 
 #: ``torch.compile`` modes accepted by :func:`make_train_step`.
@@ -114,7 +116,11 @@ class TrainStep:
         self.optimizer.zero_grad(set_to_none=True)
         with torch.autocast(image.device.type, dtype=torch.bfloat16, enabled=self.options.amp):
             logits = self.forward(image)
-        loss = self.loss_fn(logits.float(), label)
+        if getattr(self.loss_fn, "needs_distance", False):  # the target's distance field, once per batch
+            target_dt = hausdorff_distance_field(label, getattr(self.loss_fn, "spacing_mm", None))
+            loss = self.loss_fn(logits.float(), label, target_dt)
+        else:
+            loss = self.loss_fn(logits.float(), label)
         loss.backward()
         if self.l1:
             with torch.no_grad():
@@ -143,7 +149,10 @@ def make_train_step(
     Args:
         model: the network, already on its device (converted in place to
             ``channels_last_3d`` when asked; state dicts are unaffected).
-        loss_fn: ``loss(logits, target) -> scalar`` (a :func:`hie_core.losses.get_loss` module).
+        loss_fn: ``loss(logits, target, target_dt=None) -> scalar`` (a :func:`hie_core.losses.get_loss`
+            module); with a true ``needs_distance`` attribute it gets ``target_dt``, the target's
+            :func:`hie_core.losses.hausdorff_distance_field` (in mm where the loss has a
+            ``spacing_mm`` attribute that is not None, else in voxels).
         optimizer: the optimiser over ``model``'s parameters (e.g. AdamW).
         l1: weight of the L1 penalty on the weights with ``ndim > 1`` (0 disables it).
         grad_clip: maximum total gradient norm; ``None`` disables clipping.
