@@ -21,6 +21,7 @@ import plotly.graph_objects as go
 
 from hie_core.io import ImageGeometry
 from hie_core.metrics import case_metrics
+from hie_core.model import ARCH_LABELS
 from hie_core.preprocess import DEFAULT_TARGET_SHAPE, Grid
 from hie_core.report.runs import run_grid
 from hie_core.report.slices import augmentation_viewer, preprocessing_viewer
@@ -344,15 +345,47 @@ def metric_rules_table(
 
 _PROTOCOL = (
     ("epochs", "maximum epochs"), ("patience", "early-stopping patience (epochs)"), ("batch_size", "batch size"),
-    ("steps_per_epoch", "optimiser steps per epoch (None: one pass)"), ("lr", "AdamW learning rate"),
+    ("steps_per_epoch", "optimiser steps per epoch"), ("lr", "AdamW learning rate"),
     ("weight_decay", "AdamW weight decay"), ("lr_decay", "exponential LR decay per epoch"),
     ("l1", "L1 penalty on weights"), ("grad_clip", "gradient-norm clip"), ("target_shape", "grid shape (D, H, W)"),
     ("target_spacing_mm", "grid spacing (D, H, W) mm"), ("patch_shape", "training patch (D, H, W)"),
     ("foreground_fraction", "patches centred on a lesion"), ("augment", "augmentation back end"),
-    ("mirror_axes", "mirrored axes (0 D, 1 H, 2 W)"),
-    ("widths", "U-Net widths"), ("selection_fraction", "training cases held out for early stopping"),
+    ("mirror_axes", "mirrored axes"),
+    ("widths", "U-Net widths"), ("arch", "network"), ("selection_fraction", "training cases held out for early stopping"),
     ("synthetic_preset", "synthetic set when no data_dir"), ("seed", "seed"),
 )  # fmt: skip
+
+
+_AXIS_NAMES = ("D", "H", "W")
+
+
+def setting_text(field: str, value: Any) -> str:
+    """A run setting as a reader reads it: sizes joined by " x ", axes by name, no Python reprs.
+
+    ``None`` is said in words for the fields where it has a meaning (one pass per epoch, whole
+    volumes, the other grid kind), an empty tuple is "none", numbers keep their significant digits.
+    """
+    if value is None:
+        return {"steps_per_epoch": "one pass over the cases", "patch_shape": "whole volume",
+                "target_shape": "(set by spacing)", "target_spacing_mm": "(set by shape)"}.get(field, "-")  # fmt: skip
+    if field == "arch":
+        return ARCH_LABELS.get(str(value), str(value))
+    if field == "mirror_axes":
+        return (
+            " and ".join(f"{_AXIS_NAMES[a]} (left-right)" if a == 2 else _AXIS_NAMES[a] for a in value)
+            or "none"
+        )
+    if field in ("widths", "dropout") and value:
+        return ", ".join(f"{v:g}" for v in value)
+    if isinstance(value, tuple | list):
+        return " x ".join(f"{v:g}" if isinstance(v, float) else str(v) for v in value) if value else "none"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, float):
+        return f"{value:g}"
+    if isinstance(value, int):
+        return f"{value:,}"
+    return str(value)
 
 
 def protocol_table(device: str = "cpu") -> pd.DataFrame:
@@ -367,8 +400,8 @@ def protocol_table(device: str = "cpu") -> pd.DataFrame:
     fields = {f.name for f in dataclasses.fields(TrainConfig)}
     rows = []
     for field, meaning in [(f, m) for f, m in _PROTOCOL if f in fields]:
-        row = {"setting": meaning, "field": field}
-        row.update({name: str(getattr(cfg, field)) for name, cfg in configs.items()})
+        row = {"setting": meaning, "parameter": field}
+        row.update({name: setting_text(field, getattr(cfg, field)) for name, cfg in configs.items()})
         row["from"] = "preset" if any(field in v for v in PRESETS.values()) else "TrainConfig default"
         rows.append(row)
     return pd.DataFrame(rows)
