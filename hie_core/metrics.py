@@ -46,6 +46,10 @@ if TYPE_CHECKING:  # pragma: no cover
 
 __all__ = [
     "BURDEN_STRATA",
+    "METRIC_LABELS",
+    "METRIC_NAMES",
+    "NSD_TOLERANCE_MM",
+    "SCORE_COLUMNS",
     "MetricAccumulator",
     "SurfaceDistances",
     "burden_stratum",
@@ -58,6 +62,26 @@ __all__ = [
 ]
 
 BURDEN_STRATA = ("<1%", "1-5%", ">5%")
+#: The challenge's NSD tolerance in mm.
+NSD_TOLERANCE_MM = 2.0
+#: The three official metrics, in the order of every table.
+METRIC_NAMES: tuple[str, ...] = ("dice", "masd_mm", "nsd")
+#: Each metric's name in tables, legends and prose.
+METRIC_LABELS: dict[str, str] = {
+    "dice": "Dice",
+    "masd_mm": "MASD (mm)",
+    "nsd": f"NSD ({NSD_TOLERANCE_MM:g} mm)",
+}
+#: The per-case columns that every ``metrics.csv`` has (a run writes two volume columns more).
+SCORE_COLUMNS: tuple[str, ...] = (
+    "case_id",
+    "split",
+    "burden_percent",
+    "stratum",
+    *METRIC_NAMES,
+    "n_pred",
+    "n_ref",
+)
 # Codes 0..127, space separated; each code is a run of 3-digit triangles |n_x n_y n_z| * 8.
 _NORMALS_EIGHTHS = (
     "- 111 111 220220 111 202202 111111 400222111 111 111111 202202 400222111 220220 400222111 "
@@ -236,7 +260,9 @@ def surface_distances(pred: Any, ref: Any, spacing_mm: Sequence[float]) -> Surfa
     return _surface_distances(pred, ref, spacing)
 
 
-def case_metrics(pred: Any, ref: Any, spacing_mm: Sequence[float], tolerance_mm: float = 2.0) -> dict:
+def case_metrics(
+    pred: Any, ref: Any, spacing_mm: Sequence[float], tolerance_mm: float = NSD_TOLERANCE_MM
+) -> dict:
     """Dice, MASD and NSD of one case with the official BONBID-HIE semantics.
 
     Args:
@@ -290,7 +316,7 @@ def _metric_values(per_case: Any, metric: str) -> np.ndarray:
 
 def summarize(
     per_case: Iterable[dict] | pd.DataFrame,
-    metrics: Sequence[str] = ("dice", "masd_mm", "nsd"),
+    metrics: Sequence[str] = METRIC_NAMES,
     n_boot: int = 2000,
     seed: int = 0,
     ci: float = 0.95,
@@ -402,7 +428,7 @@ class MetricAccumulator:
         tolerance_mm: NSD tolerance in mm.
     """
 
-    def __init__(self, tolerance_mm: float = 2.0) -> None:
+    def __init__(self, tolerance_mm: float = NSD_TOLERANCE_MM) -> None:
         if not (math.isfinite(tolerance_mm) and tolerance_mm >= 0):
             raise ValueError(f"tolerance_mm must be a finite number >= 0, got {tolerance_mm!r}")
         self.tolerance_mm = float(tolerance_mm)
@@ -424,7 +450,7 @@ class MetricAccumulator:
 
     def summary(
         self,
-        metrics: Sequence[str] = ("dice", "masd_mm", "nsd"),
+        metrics: Sequence[str] = METRIC_NAMES,
         n_boot: int = 2000,
         seed: int = 0,
         ci: float = 0.95,
@@ -433,4 +459,4 @@ class MetricAccumulator:
         return summarize(self.rows, metrics=metrics, n_boot=n_boot, seed=seed, ci=ci)
 
 
-_ROW_KEYS = ("dice", "masd_mm", "nsd", "n_pred", "n_ref", "pred_volume_ml", "ref_volume_ml")
+_ROW_KEYS = (*METRIC_NAMES, "n_pred", "n_ref", "pred_volume_ml", "ref_volume_ml")

@@ -19,6 +19,7 @@ from typing import Any
 
 import pandas as pd
 
+from hie_core.preprocess import DEFAULT_TARGET_SHAPE
 from hie_core.report.display import plural
 
 __all__ = [
@@ -28,7 +29,7 @@ __all__ = [
 
 #: The seed study's settings as it describes them (DESIGN.md section 2); None = not described.
 SEED_PROTOCOL: dict[str, Any] = {
-    "target_shape": (32, 192, 192), "batch_size": 4, "lr": 1e-3, "weight_decay": 1e-3, "lr_decay": 0.9,
+    "target_shape": DEFAULT_TARGET_SHAPE, "batch_size": 4, "lr": 1e-3, "weight_decay": 1e-3, "lr_decay": 0.9,
     "l1": 1e-4, "grad_clip": 1.0, "epochs": 100, "patience": 10, "augment": "torchio", "amp": False, "compile": False, "patch_shape": None,
     "foreground_fraction": None, "steps_per_epoch": None, "target_spacing_mm": None, "norm": "batch",
     "zadc_norm": "volume", "mirror_axes": (),

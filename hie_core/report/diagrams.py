@@ -11,6 +11,7 @@ from typing import Any
 
 from matplotlib.patches import FancyBboxPatch
 
+from hie_core.metrics import NSD_TOLERANCE_MM
 from hie_core.preprocess import DEFAULT_TARGET_SHAPE
 from hie_core.report.display import BookFigure
 from hie_core.report.methods_page import unet_blocks
@@ -56,7 +57,7 @@ def pipeline_figure(config: Mapping[str, Any] | None = None) -> BookFigure:
         (f"3D U-Net\nwidths {'-'.join(map(str, widths))}\nlogits", "#fde0c5"),
         (f"loss\n{len(LOSS_NAMES)} compared", "#fde0c5"),
         ("prediction\nback to the\nnative grid", "#f2e1f2"),
-        ("official metrics\nDice, MASD (mm),\nNSD @ 2 mm", "#f2e1f2"),
+        (f"official metrics\nDice, MASD (mm),\nNSD @ {NSD_TOLERANCE_MM:g} mm", "#f2e1f2"),
     ]
     fig = BookFigure(figsize=(11, 3.6), layout="constrained")
     ax = fig.subplots()

@@ -12,6 +12,7 @@ from pathlib import Path
 import pandas as pd
 
 from hie_core.losses import loss_label
+from hie_core.metrics import METRIC_LABELS, METRIC_NAMES
 from hie_core.model import ARCH_LABELS
 from hie_core.report import display
 from hie_core.report.sources import source_line, source_of_run
@@ -49,7 +50,7 @@ def run_overview(result: RunResult):
         "test Dice": test.get("dice", {}).get("mean"),
     }
     loss = cfg["config"]["loss"]
-    for metric in ("dice", "masd_mm", "nsd"):
+    for metric in METRIC_NAMES:
         value = test.get(metric, {}).get("mean")
         if value is not None:
             display.glue(f"{loss}_test_{metric}", float(value))
@@ -82,19 +83,19 @@ def split_summary(result: RunResult):
         rows.append({
             "split": split,
             "cases": stats["dice"]["n"],
-            "Dice": _fmt(stats["dice"]),
-            "MASD (mm)": _fmt(stats["masd_mm"], 2),
+            METRIC_LABELS["dice"]: _fmt(stats["dice"]),
+            METRIC_LABELS["masd_mm"]: _fmt(stats["masd_mm"], 2),
             "MASD skipped (one mask empty)": stats["masd_mm"]["n_skipped"],
-            "NSD (2 mm)": _fmt(stats["nsd"]),
+            METRIC_LABELS["nsd"]: _fmt(stats["nsd"]),
         })  # fmt: skip
     note = f"Mean [95% bootstrap CI] over cases, on each case's native grid. Source: {source_label(result.config)}."
     return display.table(pd.DataFrame(rows), note=note)
 
 
 def per_case_table(result: RunResult):
-    """The per-case metrics, one row per case (a scrollable table, no index)."""
+    """The per-case metrics, one row per case (the whole table, no index)."""
     heads = {"split": "split", "case_id": "case", "stratum": "lesion-burden stratum",
-             "burden_percent": "lesion burden (%)", "dice": "Dice", "masd_mm": "MASD (mm)", "nsd": "NSD (2 mm)",
+             "burden_percent": "lesion burden (%)", **METRIC_LABELS,
              "n_pred": "predicted voxels", "n_ref": "reference voxels"}  # fmt: skip
     table = result.metrics[[c for c in heads if c in result.metrics]].rename(columns=heads)
     return display.table(table, precision=3, note="Lesion burden: lesion volume / brain volume. MASD is undefined "

@@ -21,7 +21,7 @@ import plotly.graph_objects as go
 
 from hie_core.io import ImageGeometry
 from hie_core.metrics import case_metrics
-from hie_core.model import ARCH_LABELS
+from hie_core.model import ARCH_LABELS, DEFAULT_WIDTHS
 from hie_core.preprocess import DEFAULT_TARGET_SHAPE, Grid
 from hie_core.report.runs import run_grid
 from hie_core.report.slices import augmentation_viewer, preprocessing_viewer
@@ -300,7 +300,7 @@ def architectures_table(config: Mapping[str, Any], study_archs: Sequence[str] = 
     )
 
     window = network_input(config)
-    widths = tuple(int(w) for w in config.get("widths") or (32, 64, 128, 256))
+    widths = tuple(int(w) for w in config.get("widths") or DEFAULT_WIDTHS)
     spacing, norm = config.get("target_spacing_mm"), config.get("norm", "batch")
     trained, rows = set(study_archs) or {config.get("arch", "unet3d")}, []
     for arch in ARCHS:

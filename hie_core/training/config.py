@@ -40,8 +40,8 @@ from typing import Any
 from hie_core.augment.config import BACKENDS
 from hie_core.errors import ConfigError
 from hie_core.losses import check_loss_name, custom_loss_digest, is_custom_loss
-from hie_core.model import ARCHS, DEFAULT_DROPOUT, DIVISOR
-from hie_core.preprocess import PREPROCESS_VERSION, ZADC_NORMS, Grid
+from hie_core.model import ARCHS, DEFAULT_DROPOUT, DEFAULT_WIDTHS, DIVISOR
+from hie_core.preprocess import DEFAULT_TARGET_SHAPE, PREPROCESS_VERSION, ZADC_NORMS, Grid
 
 __all__ = [
     "PRESETS",
@@ -62,8 +62,8 @@ PRESETS: dict[str, dict[str, Any]] = {
         "epochs": 100,
         "patience": 10,
         "batch_size": 4,
-        "target_shape": (32, 192, 192),
-        "widths": (32, 64, 128, 256),
+        "target_shape": DEFAULT_TARGET_SHAPE,
+        "widths": DEFAULT_WIDTHS,
         "synthetic_preset": "full",
     },
     "quick": {
@@ -92,7 +92,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "patch_shape": (32, 128, 128),
         "foreground_fraction": 0.33,
         "steps_per_epoch": 50,
-        "widths": (32, 64, 128, 256),
+        "widths": DEFAULT_WIDTHS,
         "norm": "instance",
         "zadc_norm": "atlas",
         "mirror_axes": (2,),
@@ -216,13 +216,13 @@ class TrainConfig:
     augment: str = "torchio"
     seed: int = 0
     device: str = "cpu"
-    target_shape: tuple[int, int, int] | None = (32, 192, 192)
+    target_shape: tuple[int, int, int] | None = DEFAULT_TARGET_SHAPE
     target_spacing_mm: tuple[float, float, float] | None = None
     patch_shape: tuple[int, int, int] | None = None
     foreground_fraction: float = 0.0
     steps_per_epoch: int | None = None
     sw_overlap: float = 0.5
-    widths: tuple[int, ...] = (32, 64, 128, 256)
+    widths: tuple[int, ...] = DEFAULT_WIDTHS
     dropout: tuple[float, ...] = DEFAULT_DROPOUT
     norm: str = "batch"
     zadc_norm: str = "volume"

@@ -22,7 +22,7 @@ import torch
 
 from hie_core.data import Case
 from hie_core.io import read_image, write_image
-from hie_core.metrics import burden_stratum, case_metrics
+from hie_core.metrics import SCORE_COLUMNS, burden_stratum, case_metrics
 from hie_core.preprocess import Grid, PreprocessedCase, probabilities_to_native_mask, resample_to_geometry
 from hie_core.training.inference import predict_probabilities
 
@@ -39,8 +39,7 @@ __all__ = [
 ]
 
 #: Columns of ``metrics.csv``, one row per evaluated case.
-METRIC_COLUMNS = ("case_id", "split", "burden_percent", "stratum", "dice", "masd_mm", "nsd", "n_pred", "n_ref",
-                  "pred_volume_ml", "ref_volume_ml")  # fmt: skip
+METRIC_COLUMNS = (*SCORE_COLUMNS, "pred_volume_ml", "ref_volume_ml")
 
 
 def predict_native(

@@ -64,7 +64,7 @@ from hie_core.fingerprint import (
     results_checksums,
 )
 from hie_core.io import atomic_write_text
-from hie_core.metrics import summarize
+from hie_core.metrics import METRIC_NAMES, summarize
 from hie_core.synthetic import is_synthetic_dir
 from hie_core.training.checkpoints import TRAINING_CHECKPOINT
 from hie_core.training.config import (
@@ -211,7 +211,7 @@ def summarize_metrics(metrics: pd.DataFrame) -> dict:
     out = {}
     for split, rows in metrics.groupby("split", sort=False):
         if "dice" in rows and rows["dice"].notna().any():
-            out[str(split)] = summarize(rows[["dice", "masd_mm", "nsd"]])
+            out[str(split)] = summarize(rows[list(METRIC_NAMES)])
     return out
 
 
