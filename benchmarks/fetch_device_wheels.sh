@@ -20,6 +20,8 @@
 #
 # Left behind, since the check does not use them: papermill, nbclient, nbformat, jupyter_client,
 # ipykernel (the study calls run_experiment, not the notebooks), plotly (the book), submitit.
+# The study through papermill (benchmarks/device_study.sh) carries them instead as one packed site
+# folder: benchmarks/pack_device_site.sh.
 # The training step, losses, metrics, batched augmentation and model import none of SimpleITK,
 # nibabel or TorchIO (tests/test_device_check.py checks it), so `pytest -m cuda` and the "ours"
 # pipeline would run without them; SimpleITK is carried for the baseline and the study only.

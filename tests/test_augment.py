@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from torch.utils._python_dispatch import TorchDispatchMode
 
 from hie_core.augment import (
     TRANSFORM_NAMES,
@@ -170,6 +171,44 @@ def test_gpu_batch_shape_device_and_per_sample_masks() -> None:
     changed = [not torch.equal(out[b], images[b]) for b in range(6)]
     assert len({tuple(out[b].flatten()[:50].tolist()) for b in range(6)}) == 6  # independent draws
     assert any(changed)
+
+
+class _OneDeviceOnly(TorchDispatchMode):
+    """Raise on any op that mixes tensors of two devices (a host tensor fed to a device op).
+
+    On CUDA such an op copies the host tensor to the device inside the step (a synchronising
+    copy); on the ``meta`` device it would go unnoticed, since 0-d CPU tensors are accepted
+    as scalars. Explicit transfers (``.to``) are allowed: they are the caller's choice.
+    """
+
+    allowed = {torch.ops.aten._to_copy.default, torch.ops.aten.copy_.default}
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        devices = {
+            t.device.type
+            for t in torch.utils._pytree.tree_leaves((args, kwargs))
+            if isinstance(t, torch.Tensor)
+        }
+        if len(devices) > 1 and func not in self.allowed:
+            raise AssertionError(f"{func} mixes tensors on {sorted(devices)}")
+        return func(*args, **kwargs)
+
+
+def test_batch_augmenter_creates_no_host_tensor_and_reads_nothing_back() -> None:
+    """The CPU twin of tests/test_cuda.py's sync-free check: on ``meta`` tensors, any host tensor
+    mixed into a device op raises, and so does any ``.item()`` / ``float(tensor)`` of the batch."""
+    image, label = _sample()
+    images = image.expand(3, -1, -1, -1, -1).to("meta")
+    labels = label.expand(3, -1, -1, -1, -1).to("meta")
+    spacing = torch.tensor([SPACING_MM] * 3)  # on the host, as the DataLoader yields it
+    with _OneDeviceOnly():
+        out, out_label = BatchAugmenter(AugmentConfig(p=1.0))(
+            images, labels, spacing, torch.Generator().manual_seed(0)
+        )
+    assert out.device.type == "meta" and out.shape == images.shape and out_label.shape == labels.shape
+    with pytest.raises(AssertionError, match="mixes tensors"), _OneDeviceOnly():
+        torch.where(images > 0, images, torch.zeros((), dtype=images.dtype))  # the bug it guards
 
 
 # --- the batched twins equal TorchIO's deterministic transforms -----------------------------------

@@ -165,3 +165,181 @@ def test_rehearsal_of_the_study_stage_writes_a_readable_report(tmp_path):
     study_target = report["targets"][2]
     assert study_target["value"] > 0 and study_target["met"] is None  # tiny settings are not judged
     assert report["git_commit"] == "abc1234" and report["study"]["protocol"].startswith("reduced")
+
+
+# -- benchmarks/device_study.sh: the GPU study of issue 20 in one call ------------------------
+
+STUDY_SCRIPT = ROOT / "benchmarks" / "device_study.sh"
+
+
+def _device_study():
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    spec = importlib.util.spec_from_file_location("device_study", ROOT / "benchmarks" / "device_study.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _study(args: list[str], **env: str) -> subprocess.CompletedProcess:
+    return subprocess.run(["bash", str(STUDY_SCRIPT), *args], cwd=ROOT, env={**os.environ, **env},
+                          capture_output=True, text=True, timeout=120)  # fmt: skip
+
+
+def test_device_study_dry_run_lists_stages_carry_and_the_call(tmp_path):
+    archive, work = tmp_path / "site" / "site-cp312.tar.xz", tmp_path / "work"
+    archive.parent.mkdir()
+    archive.write_bytes(b"\0" * 54_321)
+    proc = _study(["--dry-run"], HIE_SITE_ARCHIVE=str(archive), HIE_STUDY_WORK=str(work))
+    assert proc.returncode == 0, proc.stderr
+    out = proc.stdout
+    for stage in ("unpack", "tests", "study", "bench", "seedrun", "profile", "report"):
+        assert f"  {stage}" in out
+    assert "pytest -v -p no:cacheprovider -m cuda tests/test_cuda.py" in out
+    assert "-m hie_core.study --preset seed --device cuda --seeds 1" in out and "--no-book" in out
+    assert "ipykernel install --prefix" in out and "device_study.py profile" in out
+    assert f'carry=["{archive.parent}"], timeout_s=595' in out and out.rstrip().endswith("READY")
+    assert "(site-cp312.tar.xz: 54321)" in out and not work.exists()
+    missing = _study(["--dry-run"], HIE_SITE_ARCHIVE=str(tmp_path / "absent.tar.xz"))
+    assert (
+        missing.returncode == 0 and "NOT READY" in missing.stdout and "pack_device_site.sh" in missing.stdout
+    )
+    with open(archive, "wb") as fh:  # sparse: 65 MiB apparent
+        fh.truncate(65 * 2**20)
+    over = _study(["--dry-run"], HIE_SITE_ARCHIVE=str(archive))
+    assert "NOT READY: over 64 MiB" in over.stdout
+    assert _study(["--device", "tpu"]).returncode == 2 and _study(["--bogus"]).returncode == 2
+
+
+def test_pack_device_site_dry_run_fetches_nothing(tmp_path):
+    dest = tmp_path / "site"
+    proc = subprocess.run(["bash", str(ROOT / "benchmarks" / "pack_device_site.sh"), "--dry-run", "--dest", str(dest)],
+                          cwd=ROOT, capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    out = proc.stdout
+    assert "Python 3.12 (cp312)" in out and "nothing packed yet" in out and not dest.exists()
+    for package in ("SimpleITK==", "monai==", "papermill==", "ipykernel==", "pyzmq==", "submitit=="):
+        assert package in out
+    removed = out.split("removed: ")[1]
+    assert "torch " in removed and "numpy " in removed and "debugpy" in removed and "papermill" not in removed
+
+
+def _notebook(path: Path, duration: float | None, exception: bool = False) -> None:
+    import nbformat
+
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["papermill"] = {"duration": duration, "exception": exception}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    nbformat.write(nb, path)
+
+
+def _work(tmp_path: Path) -> Path:
+    """The files the stages of device_study.sh leave in its work folder, small and made up."""
+    import pandas as pd
+
+    work, runs = tmp_path / "work", tmp_path / "runs"
+    work.mkdir()
+    bench = _bench(106.5, 1.39)
+    bench["device"] = {"name": "NVIDIA H200", "type": "cuda"}
+    (work / "bench.json").write_text(json.dumps(bench))
+    (work / "env.json").write_text(json.dumps({"name": "NVIDIA H200"}))
+    (work / "tests.log").write_text("tests/test_cuda.py::test_a PASSED\ntests/test_cuda.py::test_b FAILED\n")
+    (work / "stages.jsonl").write_text(
+        '{"name": "tests", "rc": 1, "seconds": 50.0, "limit_s": 90, "timed_out": false}\n'
+    )
+    for loss, failed in (("dice", False), ("tversky_hdt", True)):
+        run = runs / "study" / loss / "seed0"
+        _notebook(run / "train.ipynb", 12.5, exception=failed)
+        (run / "summary.json").write_text(
+            json.dumps({"epochs_run": 3, "best_epoch": 2, "train_seconds_this_call": 4.0})
+        )
+        pd.DataFrame({"epoch": [1, 2, 3], "seconds": [9.0, 1.0, 2.0]}).to_csv(
+            run / "history.csv", index=False
+        )
+        pd.DataFrame({"split": ["test", "test", "val"], "dice": [0.5, 0.7, 0.1]}).to_csv(
+            run / "metrics.csv", index=False
+        )
+    (runs / "study" / "results").mkdir()
+    (runs / "study" / "results" / "table1.csv").write_text("x\n")
+    _notebook(tmp_path / "seed" / "seedrun" / "dice" / "seed0" / "train.ipynb", 95.0)
+    ds = _device_study()
+    (work / "study_runs.json").write_text(json.dumps(ds.summarize_runs(runs)))
+    (work / "seed_run.json").write_text(json.dumps(ds.summarize_runs(tmp_path / "seed")))
+    (work / "profile.json").write_text(
+        json.dumps({"losses": {"dice": {"ms_per_step_profiled": 40.0, "top": []}}})
+    )
+    return work
+
+
+def _final_json(tmp_path: Path) -> Path:
+    """``device_study.py finish`` on :func:`_work`'s files, checked; returns the root it wrote into."""
+    ds = _device_study()
+    work = _work(tmp_path)
+    study = json.loads((work / "study_runs.json").read_text())["study"]
+    assert study["finished"] == 1 and study["results_files"] == ["results/table1.csv"]
+    dice = next(r for r in study["runs"] if r["loss"] == "dice")
+    assert (dice["status"], dice["papermill_s"], dice["median_epoch_s"], dice["epochs_run"]) == (
+        "ok",
+        12.5,
+        2.0,
+        3,
+    )
+    assert dice["test_dice_mean"] == pytest.approx(0.6)
+    out, results = tmp_path / "out", tmp_path / "repo" / "benchmarks" / "results"
+    out.mkdir()
+    results.mkdir(parents=True)
+    args = ds.parse_args(["finish", "--work", str(work), "--out-dir", str(results), "--copy-to", str(out)])
+    report = ds.finish(args)
+    assert json.loads((results / "nvidia-h200.json").read_text()) == json.loads(
+        (out / "nvidia-h200.json").read_text()
+    )
+    assert report["seed_run"]["seconds_per_run"] == 95.0 and report["profile"]["losses"]["dice"]
+    assert report["papermill_study"]["study"]["finished"] == 1 and report["tests"]["failed"] == 1
+    assert [t["met"] for t in report["targets"][:2]] == [False, False]
+    assert report["check"]["script"] == "benchmarks/device_study.sh"
+    return results.parent.parent
+
+
+def test_runs_summary_and_the_final_json(tmp_path):
+    _final_json(tmp_path)
+
+
+def test_performance_page_shows_the_device_json_and_says_when_there_is_none(tmp_path, monkeypatch):
+    from hie_core.report import performance_page as page
+
+    shown = []
+    monkeypatch.setattr("IPython.display.display", lambda obj: shown.append(str(getattr(obj, "data", obj))))
+    root = tmp_path / "none"
+    (root / "benchmarks" / "results").mkdir(parents=True)
+    (root / "benchmarks" / "results" / "run_seconds.json").write_text(json.dumps({"cuda": {}}))
+    assert page.benchmark_results(root) == []  # the --plan timings are not a benchmark
+    page.show_benchmarks(root)
+    assert len(shown) == 1 and "No GPU benchmark of the current code is committed" in shown[0]
+
+    root = _final_json(tmp_path)
+    shown.clear()
+    page.show_benchmarks(root)
+    prose = shown[0]
+    assert "`nvidia-h200.json`: measured on NVIDIA H200 on 20" in prose and "not met" in prose
+    assert "Training vol/s with augmentation (seed grid, Dice): 106 vol/s, target >= 115 (not met)" in prose
+    assert "Hausdorff-hybrid step / Dice step: 1.39 x, target <= 1.1 (not met)" in prose
+    assert (
+        "CUDA tests: 1 passed, 1 failed, 0 skipped (tests/test_cuda.py::test_b)" in prose
+        and "1 of 2 runs finished, 1 results files" in prose
+    )
+    assert "to early stopping: 95 s" in prose
+    table = page._device_table(json.loads((root / "benchmarks" / "results" / "nvidia-h200.json").read_text()))
+    assert list(table["loss"]) == ["Dice", "Tversky+HDT", "DiceFocal+HDT"]
+    assert list(table["target"]) == [">= 115 vol/s", "<= 1.10 x Dice", "<= 1.10 x Dice"]
+    assert "No GPU benchmark" not in " ".join(shown)
+
+
+def test_profile_writes_the_top_ops_per_loss(tmp_path):
+    ds = _device_study()
+    path = tmp_path / "profile.json"
+    args = ds.parse_args(["profile", "--device", "cpu", "--shape", "8", "16", "16", "--widths", "2", "4", "8", "16",
+                          "--batch", "2", "--steps", "1", "--warmup", "0", "--json", str(path)])  # fmt: skip
+    ds.run_profile(args)
+    report = json.loads(path.read_text())
+    assert set(report["losses"]) == {"dice", "tversky_hdt"} and report["sort_key"] == "self CPU time"
+    top = report["losses"]["tversky_hdt"]["top"]
+    assert 0 < len(top) <= ds.TOP_OPS and top[0]["self_ms_per_step"] >= top[-1]["self_ms_per_step"] > 0

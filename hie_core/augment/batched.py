@@ -151,7 +151,8 @@ def simulate_anisotropy(image: torch.Tensor, axis: torch.Tensor, factor: torch.T
         g0 = torch.take_along_dim(out, idx0.reshape(view), dim)
         g1 = torch.take_along_dim(out, idx1.reshape(view), dim)
         w = w1.to(out.dtype).reshape(view)
-        resampled = torch.where(inside.reshape(view), g0 + w * (g1 - g0), torch.zeros((), dtype=out.dtype))
+        # A Python 0, not a host tensor: a CPU tensor here would be copied to the device each step.
+        resampled = torch.where(inside.reshape(view), g0 + w * (g1 - g0), 0.0)
         out = torch.where(_per_sample(axis == a, out.dim()), resampled, out)
     return out
 

@@ -53,27 +53,122 @@ def timings_table(study_dir: str | Path):
     )
 
 
-def benchmark_results(root: Path | None = None) -> list[tuple[str, object, pd.DataFrame]]:
-    """Every benchmark JSON kept under ``benchmarks/results/``, as (name, device, table) triples."""
+def _result_files(root: Path | None) -> list[tuple[str, dict]]:
+    """Every JSON under ``benchmarks/results/`` that reads as an object, as (file name, content)."""
     from hie_core.training.experiment import project_root
 
     folder = (root or project_root()) / "benchmarks" / "results"
     out = []
     for path in sorted(folder.glob("*.json")) if folder.is_dir() else []:
-        data = json.loads(path.read_text())
-        rows = data.get("rows") or data.get("results") or []
-        out.append((path.name, data.get("device", {}), pd.DataFrame(rows)))
+        try:
+            data = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+        if isinstance(data, dict):
+            out.append((path.name, data))
     return out
 
 
+def _is_device_check(data: dict) -> bool:
+    """A device check's JSON (``benchmarks/device_check.sh`` or ``device_study.sh``): rows and targets."""
+    return isinstance(data.get("targets"), list) and isinstance(data.get("rows"), list)
+
+
+def benchmark_results(root: Path | None = None) -> list[tuple[str, object, pd.DataFrame]]:
+    """Every benchmark JSON kept under ``benchmarks/results/``, as (name, device, table) triples.
+
+    A benchmark JSON has ``rows`` (``bench_pipeline.py``, ``bench_step.py``, the device checks);
+    other JSON files there (``run_seconds.json``, the study runner's ``--plan`` timings) are not
+    benchmarks and are left out.
+    """
+    return [(name, data.get("device", {}), pd.DataFrame(data["rows"]))
+            for name, data in _result_files(root) if data.get("rows")]  # fmt: skip
+
+
+def _verdict(target: dict) -> str:
+    met = target.get("met")
+    return {True: "met", False: "not met"}.get(
+        met, "not judged" if target.get("value") is not None else "not measured"
+    )
+
+
+def _device_table(data: dict) -> pd.DataFrame:
+    """Per loss of the ``ours`` pipeline: ms/step, volumes/s, ratio to Dice, MFU, and the target it has."""
+    targets = {t.get("unit"): t for t in data.get("targets", [])}
+    vol_t, ratio_t = targets.get("vol/s", {}), targets.get("x", {})
+    rows = []
+    for r in data.get("rows", []):
+        if r.get("pipeline", "ours") != "ours":
+            continue
+        if r.get("loss") == "dice" and vol_t:
+            target = f">= {vol_t['limit']:g} vol/s"
+        elif "hdt" in str(r.get("loss")) and r.get("loss") != "hdt" and ratio_t:
+            target = f"<= {ratio_t['limit']:.2f} x Dice"
+        else:
+            target = ""
+        rows.append({"loss": _display_loss(r.get("loss")), "ms/step": r.get("ms_per_step"),
+                     "vol/s": r.get("vol_per_s"), "x dice": r.get("ratio_to_dice"),
+                     "MFU": r.get("mfu"), "peak GiB": r.get("peak_mem_gib"), "target": target})  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def _display_loss(name: object) -> str:
+    """The display name of a loss (:data:`hie_core.losses.LOSS_LABELS`), the raw name otherwise."""
+    from hie_core.losses import LOSS_LABELS
+
+    return LOSS_LABELS.get(str(name), str(name))
+
+
+def _device_prose(name: str, data: dict) -> str:
+    """One paragraph from a device check's JSON: device, date, commit, targets, tests, study."""
+    device = data.get("device") or {}
+    label = device.get("name", "an unnamed device") if isinstance(device, dict) else str(device)
+    finished = ((data.get("check") or {}).get("finished") or "an unrecorded date")[:10]
+    commit = data.get("git_commit") or "an unrecorded commit"
+    parts = [f"`{name}`: measured on {label} on {finished}, commit `{commit}`."]
+    for t in data.get("targets", []):
+        value = "no value" if t.get("value") is None else f"{t['value']:.3g} {t.get('unit', '')}".strip()
+        what = str(t.get("target", "target"))
+        parts.append(f"{what[:1].upper()}{what[1:]}: {value}, target {t.get('direction', '')} "
+                     f"{t.get('limit', 0):g} ({_verdict(t)}).")  # fmt: skip
+    tests = data.get("tests") or {}
+    if tests:
+        counts = ", ".join(f"{tests.get(k, 0)} {k}" for k in ("passed", "failed", "skipped"))
+        parts.append(f"CUDA tests: {counts}"
+                     + (f" ({', '.join(tests['failures'])})" if tests.get("failures") else "") + ".")  # fmt: skip
+    for study_name, study in (data.get("papermill_study") or {}).items():
+        parts.append(f"Study `{study_name}` through papermill: {study.get('finished', 0)} of "
+                     f"{len(study.get('runs', []))} runs finished, {len(study.get('results_files', []))} results files.")  # fmt: skip
+    seconds = (data.get("seed_run") or {}).get("seconds_per_run")
+    if seconds is not None:
+        parts.append(f"One seed-protocol run to early stopping: {seconds:.0f} s.")
+    return " ".join(parts)
+
+
 def show_benchmarks(root: Path | None = None) -> None:
-    """Display the kept benchmark results, each with its device, or say that there are none."""
+    """Display the GPU device checks (prose and a table against the targets), then other benchmarks.
+
+    Without a device check's JSON under ``benchmarks/results/`` the page says so plainly: no
+    number is typed into the page, every one comes from a committed JSON.
+    """
     from IPython.display import display as show
 
-    results = benchmark_results(root)
-    if not results:
-        show(display.markdown("No benchmark result is kept under `benchmarks/results/` yet: run "
-                              "`python benchmarks/bench_pipeline.py` on a GPU to add one."))  # fmt: skip
-    for name, device, table in results:
+    files = _result_files(root)
+    devices = [(n, d) for n, d in files if _is_device_check(d)]
+    if not devices:
+        show(display.markdown(
+            "No GPU benchmark of the current code is committed: `benchmarks/results/` holds no device "
+            "check JSON. `benchmarks/device_study.sh` writes one in a single call on a GPU machine "
+            "(`benchmarks/README.md`)."))  # fmt: skip
+    for name, data in devices:
+        show(display.markdown(_device_prose(name, data)))
+        show(display.table(_device_table(data), precision=2, note=f"{name}; pipeline: ours", scroll=True))
+    others = [(n, d) for n, d in files if d.get("rows") and not _is_device_check(d)]
+    for name, data in others:
+        device = data.get("device", {})
         label = device.get("name", device) if isinstance(device, dict) else device
-        show(display.table(table, precision=3, note=f"{name}; device: {label}", scroll=True))
+        show(
+            display.table(
+                pd.DataFrame(data["rows"]), precision=3, note=f"{name}; device: {label}", scroll=True
+            )
+        )
