@@ -49,7 +49,7 @@ DEFAULT_DROPOUT = (0.0, 0.1, 0.2, 0.3)
 
 #: The normalisation layers a U-Net can use, the seed's BatchNorm or InstanceNorm (nnU-Net's choice for patches).
 NORMS = ("batch", "instance")
-#: The networks a run can train: the seed's 3D U-Net and three of MONAI's.
+#: The networks a run can train (the seed's 3D U-Net and three of MONAI's).
 ARCHS: tuple[str, ...] = ("unet3d", "segresnet", "dynunet", "swinunetr")
 #: The one name of each network that a reader sees.
 ARCH_LABELS: dict[str, str] = {"unet3d": "3D U-Net", "segresnet": "SegResNet", "dynunet": "DynUNet",

@@ -1,6 +1,6 @@
 """Small study folders for the reporting tests, written as the study runner writes them (no training).
 
-:func:`write_study` lays out ``<root>/<loss>/seed<k>/`` run folders (config.json, summary.json,
+:func:`write_study` lays out ``<root>/<method>/seed<k>/`` run folders (config.json, summary.json,
 history.csv, metrics.csv), ``baseline/`` and ``ceiling/`` from per-case Dice values given by the
 test; MASD and NSD follow from Dice by closed forms, so a test knows every expected number.
 """
@@ -74,6 +74,7 @@ def write_study(
     ids: Mapping[str, Sequence[str]] | None = None,
     empty: Sequence[int] = (),
     best_epochs: Mapping[str, Sequence[int]] | None = None,
+    external: Sequence[str] = (),
 ) -> Path:
     """Write a study folder.
 
@@ -90,7 +91,12 @@ def write_study(
         empty: Indices of test cases with an empty reference label (their Dice value 1 means an
             empty prediction, anything else 28 false-positive voxels).
         best_epochs: Method -> the best epoch of each seed's run (``summary.json``).
+        external: Methods written as outside predictions (``seed0`` only, ``"external": true``,
+            no history); a trained method's id gives its run configuration (``tversky_hdt@segresnet``:
+            loss ``tversky_hdt``, arch ``segresnet``; :func:`hie_core.methods.config_of_id`).
     """
+    from hie_core.methods import config_of_id
+
     data_dir = data_dir or root.parent / "data"
     data_dir.mkdir(parents=True, exist_ok=True)
     if synthetic:
@@ -103,10 +109,20 @@ def write_study(
                 folder / "metrics.csv", index=False
             )
             continue
+        if method in external:
+            folder = root / method / "seed0"
+            folder.mkdir(parents=True)
+            info = {"external": True, "label": method, "loss": "external", "data_dir_resolved": str(data_dir)}
+            (folder / "config.json").write_text(json.dumps(info))
+            (folder / "summary.json").write_text(json.dumps({"external": True}))
+            metrics_frame(per_seed[0], per_seed[0][:n_val], ids, empty).to_csv(
+                folder / "metrics.csv", index=False
+            )
+            continue
         for seed, values in enumerate(per_seed):
             folder = root / method / f"seed{seed}"
             folder.mkdir(parents=True)
-            config = {"loss": method, "seed": seed, "preset": preset, "target_shape": list(target_shape),
+            config = {**config_of_id(method), "seed": seed, "preset": preset, "target_shape": list(target_shape),
                       "widths": [8, 16, 32, 64], "epochs": 15, "patience": 6, "batch_size": 2, "lr": 1e-3,
                       "augment": "torchio", "prior_probability": 0.01, "l1": 1e-4, "selection_fraction": 0.2}  # fmt: skip
             info = {"config": config, "data_dir_resolved": str(data_dir), "synthetic": False,

@@ -16,7 +16,14 @@ from plotly.subplots import make_subplots
 
 from hie_core.report.volumes import PALETTE
 
-__all__ = ["HISTORY_COLUMNS", "METRIC_LABELS", "table1_figure", "training_curves_figure"]
+__all__ = [
+    "HISTORY_COLUMNS",
+    "METRIC_LABELS",
+    "SEED_DASHES",
+    "log_axis_ticks",
+    "table1_figure",
+    "training_curves_figure",
+]
 
 #: Columns :func:`training_curves_figure` needs in each ``history.csv``.
 HISTORY_COLUMNS = ("epoch", "train_loss", "selection_loss", "selection_dice")
@@ -31,46 +38,72 @@ def _check_history(name: str, table: pd.DataFrame) -> None:
         raise ValueError(f"history of {name!r} lacks columns {missing} (needs {', '.join(HISTORY_COLUMNS)})")
 
 
+#: Line styles of a method's seeds, in seed order (one colour per method, one dash per seed).
+SEED_DASHES = ("solid", "dash", "dot", "dashdot", "longdash", "longdashdot")
+
+
+def log_axis_ticks() -> dict:
+    """Settings of a plotly log axis that label only the decades (1e-3, 0.01, 0.1, 1), no "2 5" between."""
+    return dict(type="log", dtick=1, exponentformat="power", minor=dict(ticks="inside", showgrid=False))
+
+
+def _seed_tables(
+    tables: Sequence[pd.DataFrame] | Mapping[int, pd.DataFrame],
+) -> list[tuple[str, pd.DataFrame]]:
+    if isinstance(tables, Mapping):
+        return [(f"seed {seed}", table) for seed, table in tables.items()]
+    return [(f"seed {j}", table) for j, table in enumerate(tables)]
+
+
 def training_curves_figure(
-    histories: Mapping[str, Sequence[pd.DataFrame]], log_loss: bool = True
+    histories: Mapping[str, Sequence[pd.DataFrame] | Mapping[int, pd.DataFrame]], log_loss: bool = True
 ) -> go.Figure:
     """Training curves of every method and seed: losses (left) and selection-set Dice (right).
 
     Args:
-        histories: Method name -> one per-epoch table per seed (``history.csv``), with columns
-            :data:`HISTORY_COLUMNS`. The seeds of a method share its colour and legend entry.
+        histories: Method label -> its seeds' per-epoch tables (``history.csv``, columns
+            :data:`HISTORY_COLUMNS`): a mapping seed -> table, or a list (seeds 0, 1, ...).
         log_loss: Plot the losses on a log axis (their scales differ by orders of magnitude; a
-            loss of exactly 0 is then not drawn).
+            loss of exactly 0 is then not drawn), labelled at the decades only.
 
     Returns:
-        Per method and seed: training loss (dashed), selection loss (solid), selection Dice and
-        a marker at the best selection Dice; one legend click toggles a method.
+        One colour per method and one line style per seed (:data:`SEED_DASHES`), the legend
+        naming both ("Dice, seed 1"); per run its training loss (thin, faint), selection loss,
+        selection Dice and a marker at the best selection Dice. One legend click toggles a run.
     """
     if not histories or not any(len(v) for v in histories.values()):
         raise ValueError("histories is empty")
-    fig = make_subplots(rows=1, cols=2, subplot_titles=("Loss (dashed: training)", "Selection Dice"))
+    fig = make_subplots(rows=1, cols=2, subplot_titles=("Loss (thin, faint: training)", "Selection Dice"))
     for i, (name, tables) in enumerate(histories.items()):
         color = PALETTE[i % len(PALETTE)]
-        for j, table in enumerate(tables):
+        for j, (seed, table) in enumerate(_seed_tables(tables)):
             _check_history(name, table)
-            solid = dict(legendgroup=name, line=dict(color=color), mode="lines", name=name)
-            dashed = dict(solid, line=dict(color=color, dash="dash"))
-            fig.add_scatter(x=table["epoch"], y=table["train_loss"], showlegend=False, row=1, col=1, **dashed)
+            run = f"{name}, {seed}"
+            line = dict(color=color, dash=SEED_DASHES[j % len(SEED_DASHES)], width=2)
+            common = dict(legendgroup=run, line=line, mode="lines", name=run)
             fig.add_scatter(
-                x=table["epoch"], y=table["selection_loss"], showlegend=j == 0, row=1, col=1, **solid
-            )
+                x=table["epoch"], y=table["train_loss"], showlegend=False, row=1, col=1, opacity=0.45,
+                hovertemplate=f"epoch %{{x}}<br>training loss %{{y:.4g}}<extra>{run}</extra>",
+                **{**common, "line": {**line, "width": 1}},
+            )  # fmt: skip
             fig.add_scatter(
-                x=table["epoch"], y=table["selection_dice"], showlegend=False, row=1, col=2, **solid
-            )
+                x=table["epoch"], y=table["selection_loss"], showlegend=True, row=1, col=1,
+                hovertemplate=f"epoch %{{x}}<br>selection loss %{{y:.4g}}<extra>{run}</extra>", **common,
+            )  # fmt: skip
+            fig.add_scatter(
+                x=table["epoch"], y=table["selection_dice"], showlegend=False, row=1, col=2,
+                hovertemplate=f"epoch %{{x}}<br>Dice %{{y:.3f}}<extra>{run}</extra>", **common,
+            )  # fmt: skip
             if table["selection_dice"].notna().any():
                 best = table.loc[table["selection_dice"].idxmax()]
                 fig.add_scatter(
-                    x=[best["epoch"]], y=[best["selection_dice"]], name=name, showlegend=False, row=1, col=2,
-                    legendgroup=name, mode="markers", marker=dict(color=color, size=9),
-                    hovertemplate="best epoch %{x}<br>Dice %{y:.3f}<extra>" + name + "</extra>",
+                    x=[best["epoch"]], y=[best["selection_dice"]], name=run, showlegend=False, row=1, col=2,
+                    legendgroup=run, mode="markers", marker=dict(color=color, size=9),
+                    hovertemplate="best epoch %{x}<br>Dice %{y:.3f}<extra>" + run + "</extra>",
                 )  # fmt: skip
     fig.update_xaxes(title_text="epoch")
-    fig.update_yaxes(type="log" if log_loss else "linear", title_text="loss", row=1, col=1)
+    loss_axis = log_axis_ticks() if log_loss else dict(type="linear")
+    fig.update_yaxes(title_text="loss", row=1, col=1, **loss_axis)
     fig.update_yaxes(range=[0, 1], title_text="Dice", row=1, col=2)
     fig.update_layout(
         height=440, legend=_BOTTOM_LEGEND, hovermode="closest", margin=dict(l=50, r=20, t=40, b=90)

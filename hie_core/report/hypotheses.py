@@ -11,7 +11,10 @@ The hypotheses were fixed before any run (:data:`hie_core.report.seed_study.CLAI
 - **d**: lesions under 1% of the brain are the hardest: per loss, mean Dice of the cases under
   1% minus that of the cases at or above 1% (unpaired: Mann-Whitney U).
 
-Everything after (a) on Dice is one secondary Holm family. Each row has its minimum detectable
+The claims are about the seed's six losses on its network: ``losses`` are the study's seed
+methods (:attr:`hie_core.report.runs.StudyRuns.seed_methods`); a study's other methods (other
+networks, grid values, outside predictions) enter Table 1, P(best) and the exploratory
+comparisons, never these families. Everything after (a) on Dice is one secondary Holm family. Each row has its minimum detectable
 difference (80% power at its family's first Holm step, from the observed SD) and a verdict:
 
 - ``supported``: Holm p < 0.05 and the estimate in the claimed direction;
@@ -155,7 +158,7 @@ def hypotheses(per_case: pd.DataFrame, runs: pd.DataFrame, split: str, losses: S
         per_case: :func:`hie_core.report.tables.seed_average` rows.
         runs: :func:`hie_core.report.tables.run_scores` rows.
         split: The reported split.
-        losses: The losses of the study.
+        losses: The seed's methods of the study (loss names; other methods are ignored).
         epochs: :func:`epochs_frame` of the runs (claim c); None leaves claim c out.
         margins: Equivalence margins per metric.
 

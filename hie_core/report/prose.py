@@ -20,7 +20,7 @@ import math
 import numpy as np
 import pandas as pd
 
-from hie_core.losses import LOSS_LABELS
+from hie_core.methods import label_of_id
 from hie_core.preprocess import DEFAULT_TARGET_SHAPE, Grid
 from hie_core.report.display import format_ci, plural
 from hie_core.report.power import ALPHA, TARGET_DICE
@@ -36,14 +36,18 @@ _DIGITS = {"dice": 3, "masd_mm": 2, "nsd": 3, "best_epoch": 1}
 _REFERENCE_NAMES = {"baseline": "the ZADC < -2 threshold", "ceiling": "the resampling ceiling"}
 
 
-def _name(method: str) -> str:
-    return LOSS_LABELS.get(method, _REFERENCE_NAMES.get(method, method))
+def _name(method: str, results: StudyResults | None = None) -> str:
+    """A method as the prose names it: a reference's words, else its label in ``study.json`` (or its id's)."""
+    if method in _REFERENCE_NAMES:
+        return _REFERENCE_NAMES[method]
+    recorded = results.method_labels.get(method) if results is not None else None
+    return recorded or label_of_id(method)
 
 
 def best_loss(results: StudyResults, split: str = "test") -> pd.Series:
-    """Table 1's row of the loss with the best (lowest) mean rank; ties: the higher mean Dice."""
+    """Table 1's row of the method with the best (lowest) mean rank; ties: the higher mean Dice."""
     t = results.table("table1", split)
-    losses = t[t["method"].isin(results.losses)]
+    losses = t[t["method"].isin(results.methods)]
     return losses.sort_values(["rank_mean", "dice_mean"], ascending=[True, False], kind="stable").iloc[0]
 
 
@@ -100,7 +104,9 @@ def _primary_sentence(results: StudyResults, split: str) -> str:
         words = {"supported": "the hybrid is better", "contradicted": "the hybrid is worse",
                  "equivalent": f"equivalent within +-{r['margin']:g}",
                  "inconclusive": f"not detectable after Holm ({_detect(r)})"}[verdict]  # fmt: skip
-        parts.append(f"{_name(r['method'])} vs {_name(r['reference'])}: {_difference(r)}, {words}")
+        parts.append(
+            f"{_name(r['method'], results)} vs {_name(r['reference'], results)}: {_difference(r)}, {words}"
+        )
     return (
         f"The pre-specified primary contrasts, Dice on cases with a lesion (Holm over {len(primary)}): "
         + "; ".join(parts)
@@ -111,20 +117,20 @@ def _primary_sentence(results: StudyResults, split: str) -> str:
 def _winner_sentence(results: StudyResults, split: str) -> str:
     verdict = results.info.get("best_loss", {}).get(split, {})
     t = results.table("table1", split)
-    losses = t[t["method"].isin(results.losses)]
+    losses = t[t["method"].isin(results.methods)]
     if len(losses) < 2:
         only = losses.iloc[0] if len(losses) else None
         return (
             ""
             if only is None
-            else f"The only loss run, {_name(only['method'])}, scored {_stat(only, 'dice')}."
+            else f"The only loss run, {_name(only['method'], results)}, scored {_stat(only, 'dice')}."
         )
     if verdict.get("named"):
         row = losses.set_index("method").loc[verdict["candidate"]]
-        return (f"**{_name(verdict['candidate'])}** had the best Dice ({format_ci(row['dice_mean'], row['dice_ci_low'], row['dice_ci_high'])}), "
+        return (f"**{_name(verdict['candidate'], results)}** had the best Dice ({format_ci(row['dice_mean'], row['dice_ci_low'], row['dice_ci_high'])}), "
                 f"better than every other loss after the Holm correction; it was picked on the cases it is scored on.")  # fmt: skip
     shares = losses.sort_values("p_rank1_dice", ascending=False, kind="stable")
-    odds = ", ".join(f"{_name(r['method'])} {r['p_rank1_dice']:.0%}" for _, r in shares.iterrows()
+    odds = ", ".join(f"{_name(r['method'], results)} {r['p_rank1_dice']:.0%}" for _, r in shares.iterrows()
                      if math.isfinite(r["p_rank1_dice"]))  # fmt: skip
     text = (
         f"No loss was distinguishable as the best: the tests do not support naming one "
@@ -173,7 +179,7 @@ def _ceiling_sentence(results: StudyResults, split: str) -> str:
     if "ceiling" not in t1.index:
         return ""
     c = float(t1.loc["ceiling", "dice_mean"])
-    best = t1.loc[t1.index.isin(results.losses), "dice_mean"].max()
+    best = t1.loc[t1.index.isin(results.methods), "dice_mean"].max()
     return (f"Sending the reference labels themselves to the training grid and back scores a mean Dice of {c:.3f}, "
             f"an approximate bound for networks trained on that grid (a method scored on the native grid, such as "
             f"the threshold, can beat it on a case); the best loss's mean Dice was {best / c:.0%} of it.")  # fmt: skip
@@ -227,7 +233,7 @@ def _spread(results: StudyResults, split: str) -> str:
     sds = losses["dice_seed_sd"].astype(float)
     widest = losses.loc[sds.idxmax(), "method"]
     return (f"Over {n_seeds} seeds, the between-seed SD of a loss's mean Dice ranged from {sds.min():.3f} to "
-            f"{sds.max():.3f} ({_name(widest)}); the intervals above carry this spread, since they resample runs "
+            f"{sds.max():.3f} ({_name(widest, results)}); the intervals above carry this spread, since they resample runs "
             "within cases.")  # fmt: skip
 
 
@@ -276,7 +282,7 @@ def _masd_sentence(results: StudyResults, split: str) -> str:
     undefined = ranked[ranked["masd_undefined_runs"] > 0]
     if undefined.empty:
         return "MASD was defined for every case with a lesion in every run of every method."
-    runs = ", ".join(f"{_name(r['method'])} ({int(r['masd_undefined'])} cases, {int(r['masd_undefined_runs'])} "
+    runs = ", ".join(f"{_name(r['method'], results)} ({int(r['masd_undefined'])} cases, {int(r['masd_undefined_runs'])} "
                      "case-runs)" for _, r in undefined.iterrows())  # fmt: skip
     n_common = int(ranked["masd_cases"].min())
     changed = (ranked["rank_mean"] != ranked["rank_mean_worst"]).any()
@@ -289,11 +295,11 @@ def _masd_sentence(results: StudyResults, split: str) -> str:
 
 def _empty_sentence(results: StudyResults, split: str) -> str:
     t1 = results.table("table1", split)
-    losses = t1[t1["method"].isin(results.losses)]
+    losses = t1[t1["method"].isin(results.methods)]
     n_empty = int(t1["empty_cases"].max()) if len(t1) else 0
     if n_empty == 0:
         return ""
-    parts = ", ".join(f"{_name(r['method'])} {int(r['fp_cases'])}" for _, r in losses.iterrows())
+    parts = ", ".join(f"{_name(r['method'], results)} {int(r['fp_cases'])}" for _, r in losses.iterrows())
     return (f"{plural(n_empty, 'case')} had an empty reference label; they are left out of the Dice means (a handful "
             f"of voxels would score them 0 or 1) and counted as false positives instead. Cases of these with any "
             f"predicted lesion: {parts}.")  # fmt: skip

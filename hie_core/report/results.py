@@ -7,17 +7,20 @@ out-of-fold predictions of a cross-validated study, ``val``):
 
 - ``hypotheses_<split>.csv``: the seed's claims, one row per claim, contrast and metric, with
   estimate, CI, Holm p, margin, minimum detectable difference and verdict;
-- ``table1_<split>.csv``: one row per method (each loss, ``baseline``, ``ceiling``): n, mean and
+- ``table1_<split>.csv``: one row per method (each loss, network and grid value, outside
+  predictions, ``baseline``, ``ceiling``; :mod:`hie_core.methods`): n, mean and
   95% CI of Dice, MASD (mm) and NSD, undefined MASD counts, challenge ranks, P(best Dice),
   between-seed SD, false positives on the cases with an empty label;
-- ``comparisons_<split>.csv``: each loss against the Dice loss and the baseline, per metric:
+- ``comparisons_<split>.csv``: each method against the Dice loss and the baseline, per metric:
   mean paired difference, CI, Wilcoxon p, equivalence p, both Holm-adjusted, verdict;
 - ``strata_<split>.csv``: the same statistics per lesion-burden stratum, and the empty labels;
 - ``per_case_<split>.csv``: one row per case and method, seeds averaged;
 
 and ``study.json`` (data folder, synthetic, preset, seeds, devices, code fingerprint, the run
-configuration, the design: folds, seeds, cases, the primary family, the margins, and per split
-whether the tests name a best loss). Everything is computed and checked before the first file is written, and each
+configuration, the methods in table order with their display names (``methods``,
+``method_labels``; ``grid``: each grid parameter's values; ``losses``: the trained ones, ``seed_methods``: the seed's six that ran,
+on which the hypotheses are tested; ``external``: outside predictions), the design: folds,
+seeds, cases, the primary family, the margins, and per split whether the tests name a best method). Everything is computed and checked before the first file is written, and each
 file is written atomically. A user can cite these files; :func:`read_results` loads them.
 
 Command line: ``python -m hie_core.report.results runs/<study>``.
@@ -77,10 +80,28 @@ def _code_fingerprint(fingerprint: Any) -> Any:
     return fingerprint
 
 
+def _grid(runs: StudyRuns) -> dict[str, list]:
+    """The study's grid (``--grid``, ``--archs``): each parameter a method id names -> its values in the runs."""
+    from hie_core.methods import grid_keys_of, run_config
+
+    keys = {k for m in runs.losses for k in grid_keys_of(m)}
+    if any("@" in m for m in runs.losses):
+        keys.add("arch")
+    values: dict[str, list] = {k: [] for k in sorted(keys)}
+    for run in runs.runs:
+        if run.method in runs.losses:
+            config = run_config(run.config)
+            for key in values:
+                if config.get(key, "unet3d" if key == "arch" else None) not in values[key]:
+                    values[key].append(config.get(key, "unet3d" if key == "arch" else None))
+    return values
+
+
 def _study_info(runs: StudyRuns, splits: list[str]) -> dict:
     from hie_core.synthetic import is_synthetic_dir
 
-    configs = runs.configs
+    trained = set(runs.losses)
+    configs = [r.config for r in runs.runs if r.config and r.method in trained] or runs.configs
     data_dir = configs[0].get("data_dir_resolved") or configs[0].get("config", {}).get("data_dir", "")
     folder = Path(data_dir)
     synthetic = (
@@ -88,7 +109,7 @@ def _study_info(runs: StudyRuns, splits: list[str]) -> dict:
     )
     run_config = {k: v for k, v in configs[0].get("config", {}).items() if k not in _RUN_KEYS_DROPPED}
     fingerprint = _unique([_code_fingerprint(c.get("fingerprint")) for c in configs])
-    first = runs.runs[0]
+    first = next(r for r in runs.runs if r.method in trained) if trained else runs.runs[0]
     n_cases = {s: int(first.metrics.loc[first.metrics["split"] == s, "case_id"].nunique()) for s in splits}
     if "cv" in splits:  # each fold run holds only its own fold: count the pool over the first seed's folds
         scores = runs.scores()
@@ -99,6 +120,8 @@ def _study_info(runs: StudyRuns, splits: list[str]) -> dict:
     return {
         "study": runs.study_dir.name, "data_dir": str(data_dir), "synthetic": bool(synthetic),
         "preset": run_config.get("preset"), "seeds": runs.seeds, "losses": runs.losses,
+        "methods": runs.methods, "method_labels": runs.labels, "seed_methods": runs.seed_methods,
+        "external": runs.external, "grid": _grid(runs),
         "references": [r for r in REFERENCES if runs.of(r)], "unfinished": runs.unfinished,
         "device": _unique([c.get("device_name") for c in configs]),
         "fingerprint": fingerprint, "fingerprints_differ": isinstance(fingerprint, list),
@@ -109,9 +132,10 @@ def _study_info(runs: StudyRuns, splits: list[str]) -> dict:
                        "test": "Wilcoxon signed-rank, two-sided, on seed-averaged case differences",
                        "equivalence": "two one-sided paired t-tests (TOST) against +-margin",
                        "multiplicity": "Holm, within each family: primary (claim a on Dice), secondary (the other "
-                                       "claims), exploratory (each loss vs the Dice loss and the baseline)",
+                                       "claims, on the seed's six losses), exploratory (each method vs the "
+                                       "Dice loss and the baseline)",
                        "alpha": ALPHA, "power": POWER,
-                       "ranked": "losses and baseline; the ceiling is shown, not ranked"},
+                       "ranked": "methods and baseline; the ceiling is shown, not ranked"},
         "run_config": run_config,
     }  # fmt: skip
 
@@ -180,23 +204,23 @@ def compute_results(
     runs = find_runs(study_dir)
     scored = tables.run_scores(runs.scores())
     per_case = tables.seed_average(scored)
-    methods = [*runs.losses, *REFERENCES]
-    loss_splits = set(scored.loc[scored["method"].isin(runs.losses), "split"])
+    methods = [*runs.methods, *REFERENCES]
+    loss_splits = set(scored.loc[scored["method"].isin(runs.losses or runs.methods), "split"])
     splits = [s for s in SPLITS if s in loss_splits]
     epochs = _epochs(runs)
     out, winners = {}, {}
     for split in splits:
-        hyp = hypotheses.hypotheses(per_case, scored, split, runs.losses, epochs, margins)
+        hyp = hypotheses.hypotheses(per_case, scored, split, runs.seed_methods, epochs, margins)
         out[split] = {
             "hypotheses": hyp,
-            "table1": tables.table1(per_case, scored, split, methods, runs.losses),
+            "table1": tables.table1(per_case, scored, split, methods, runs.methods),
             "comparisons": tables.comparisons(
-                per_case, scored, split, runs.losses, COMPARISON_REFERENCES, margins
+                per_case, scored, split, runs.methods, COMPARISON_REFERENCES, margins
             ),
             "strata": tables.strata(per_case, scored, split, methods),
             "per_case": per_case[per_case["split"] == split].reset_index(drop=True),
         }
-        winners[split] = best_loss_test(per_case, scored, split, runs.losses, hyp)
+        winners[split] = best_loss_test(per_case, scored, split, runs.methods, hyp)
     info = _study_info(runs, splits)
     info["design"] = _design(info, runs, margins)
     info["best_loss"] = winners
@@ -249,7 +273,18 @@ class StudyResults:
 
     @property
     def losses(self) -> list[str]:
+        """The trained methods in table order (every method but outside predictions)."""
         return list(self.info["losses"])
+
+    @property
+    def methods(self) -> list[str]:
+        """Every method in table order, the trained ones then outside predictions (no reference)."""
+        return list(self.info.get("methods", self.info["losses"]))
+
+    @property
+    def method_labels(self) -> dict[str, str]:
+        """Each method's display name (:func:`hie_core.methods.method_label`), as ``study.json`` records it."""
+        return dict(self.info.get("method_labels") or {})
 
     @property
     def synthetic(self) -> bool:

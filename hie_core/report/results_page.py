@@ -14,7 +14,7 @@ import math
 import numpy as np
 import pandas as pd
 
-from hie_core.losses import LOSS_LABELS
+from hie_core.methods import label_of_id
 from hie_core.report import display, prose, seed_study
 from hie_core.report.charts import table1_figure, training_curves_figure
 from hie_core.report.results import StudyResults, read_results
@@ -92,13 +92,17 @@ def design_note(results: StudyResults):
     return display.markdown(prose.design_sentence(results))
 
 
-def method_label(method: str) -> str:
-    """A method's name in the book: the loss's display name, or what a reference row is."""
-    return LOSS_LABELS.get(method, METHOD_LABELS.get(method, method))
+def method_label(method: str, results: StudyResults | None = None) -> str:
+    """A method's name in the book: what ``study.json`` records for it (:func:`hie_core.methods.method_label`
+    of its runs' ``config.json``), what a reference row is, or else the name its id spells."""
+    if method in METHOD_LABELS:
+        return METHOD_LABELS[method]
+    recorded = results.method_labels.get(method) if results is not None else None
+    return recorded or label_of_id(method)
 
 
-def _labels(methods: pd.Series) -> pd.Series:
-    return methods.map(method_label)
+def _labels(methods: pd.Series, results: StudyResults | None = None) -> pd.Series:
+    return methods.map(lambda m: method_label(m, results))
 
 
 def _ci_column(frame: pd.DataFrame, metric: str) -> pd.Series:
@@ -116,7 +120,7 @@ def table1(results: StudyResults, split: str = "test"):
         return display.markdown(f"This study did not report the {split_label(split)}.")
     t = results.table("table1", split)
     shown = pd.DataFrame(
-        {"method": _labels(t["method"]), "cases with a lesion": t["n_cases"], "runs": t["n_runs"]}
+        {"method": _labels(t["method"], results), "cases with a lesion": t["n_cases"], "runs": t["n_runs"]}
     )
     for metric in ("dice", "masd_mm", "nsd"):
         shown[_METRIC_HEAD[metric]] = _ci_column(t, metric)
@@ -139,7 +143,7 @@ def table1(results: StudyResults, split: str = "test"):
             f"Dice and NSD over every case with a lesion; MASD over the {masd_n} cases where it is defined in every run "
             "of every ranked method (undefined: one mask empty in at least one run). Mean rank: the challenge's mean "
             "of the Dice, MASD and NSD ranks (1 = best); the ceiling is not ranked. P(best Dice): share of bootstrap "
-            "resamples in which the loss has the highest mean Dice. Seed SD: SD of the mean Dice over seeds. "
+            "resamples in which the method has the highest mean Dice. Seed SD: SD of the mean Dice over seeds. "
             f"Cases with an empty reference label are left out of every mean and scored by their false positives "
             f"(cases with any predicted voxel, mean predicted volume). {_provenance(results)}.")  # fmt: skip
     return display.table(
@@ -148,16 +152,16 @@ def table1(results: StudyResults, split: str = "test"):
 
 
 def table1_chart(results: StudyResults, split: str = "test", div_id: str = "table1-figure") -> None:
-    """Table 1 as a figure: mean and 95% CI per loss and metric, baseline and ceiling as lines."""
+    """Table 1 as a figure: mean and 95% CI per method and metric, baseline and ceiling as lines."""
     t = results.table("table1", split).copy()
-    t["method"] = t["method"].map(
-        lambda m: LOSS_LABELS.get(m, m)
-    )  # the references keep their keys (line styles)
+    t["method"] = t["method"].map(  # the references keep their keys (line styles)
+        lambda m: m if m in REFERENCES else method_label(m, results)
+    )
     display.show(table1_figure(t), div_id)
 
 
-def _contrast_label(method: str, reference: str) -> str:
-    return f"{method_label(method)} vs {method_label(reference)}"
+def _contrast_label(method: str, reference: str, results: StudyResults | None = None) -> str:
+    return f"{method_label(method, results)} vs {method_label(reference, results)}"
 
 
 def _difference(frame: pd.DataFrame, estimate: str, metric_of) -> pd.Series:
@@ -180,8 +184,12 @@ def hypotheses_table(results: StudyResults, split: str = "test"):
         )
 
     def contrast(r) -> str:
-        first = method_label(r["method"])
-        second = "under 1% vs at least 1%" if r["hypothesis"] == "d" else f"vs {method_label(r['reference'])}"
+        first = method_label(r["method"], results)
+        second = (
+            "under 1% vs at least 1%"
+            if r["hypothesis"] == "d"
+            else f"vs {method_label(r['reference'], results)}"
+        )
         metric = _METRIC_HEAD[r["metric"]]
         return f"{html.escape(first)}<br>{html.escape(second)}<br><small>{html.escape(metric)}</small>"
 
@@ -264,18 +272,18 @@ def _median_best_epochs(results: StudyResults) -> dict[str, str]:
 
 
 def comparisons_table(results: StudyResults, split: str = "test"):
-    """Each loss against the Dice loss and the baseline: paired difference [CI], Holm p, detectable difference, verdict."""
+    """Each method against the Dice loss and the baseline: paired difference [CI], Holm p, detectable difference, verdict."""
     c = results.table("comparisons", split)
     if c.empty:
         return display.markdown("No paired comparison: the study has no Dice-loss or baseline reference.")
     shown = pd.DataFrame({
-        "comparison": [_contrast_label(m, r) for m, r in zip(c["method"], c["reference"], strict=True)],
+        "comparison": [_contrast_label(m, r, results) for m, r in zip(c["method"], c["reference"], strict=True)],
         "metric": c["metric"].map(_METRIC_HEAD), "cases": c["n_pairs"],
         "difference [95% CI]": _difference(c, "mean_difference", lambda r: r["metric"]),
         "p (Holm)": c["p_holm"].map(display.format_p),
         "equivalence p (Holm)": c["p_equivalence_holm"].map(display.format_p),
         "detectable": [_number(v, _DIGITS[m]) for v, m in zip(c["mdd"], c["metric"], strict=True)],
-        "verdict": c["verdict"], "better mean": c["favours"].map(lambda m: method_label(m) if m else "-"),
+        "verdict": c["verdict"], "better mean": c["favours"].map(lambda m: method_label(m, results) if m else "-"),
     })  # fmt: skip
     n_tests = int(c["p_wilcoxon"].notna().sum())
     note = (f"Exploratory family: difference = method minus reference, paired over the cases both scored "
@@ -292,7 +300,9 @@ def comparisons_table(results: StudyResults, split: str = "test"):
 def strata_table(results: StudyResults, split: str = "test"):
     """Per method and stratum: n and mean [95% CI] of each metric (a CI where n >= 5), false positives on empty labels."""
     s = results.table("strata", split)
-    shown = pd.DataFrame({"method": _labels(s["method"]), "stratum": s["stratum"], "cases": s["n_cases"]})
+    shown = pd.DataFrame(
+        {"method": _labels(s["method"], results), "stratum": s["stratum"], "cases": s["n_cases"]}
+    )
     for metric in ("dice", "masd_mm", "nsd"):
         shown[_METRIC_HEAD[metric]] = _ci_column(s, metric)
     shown["false positives"] = [
@@ -312,10 +322,10 @@ def per_case_table(results: StudyResults, split: str = "test", metric: str = "di
     from hie_core.report.tables import per_case_wide
 
     p = results.table("per_case", split)
-    methods = [*results.losses, "baseline", "ceiling"]
+    methods = [*results.methods, "baseline", "ceiling"]
     wide = per_case_wide(p, split, metric, methods)
     wide = wide.rename(columns={"case_id": "case", "burden_percent": "lesion burden (%)",
-                                **{m: method_label(m) for m in methods}})  # fmt: skip
+                                **{m: method_label(m, results) for m in methods}})  # fmt: skip
     note = (f"{_METRIC_HEAD[metric]} per case of the {split_label(split)}, averaged over runs (baseline: ZADC < -2; "
             "ceiling: the label resampled through the training grid); all metrics per case and run-level counts are "
             f"in results/per_case_{split}.csv.")  # fmt: skip
@@ -323,9 +333,9 @@ def per_case_table(results: StudyResults, split: str = "test", metric: str = "di
 
 
 def curves_figure(results: StudyResults, div_id: str = "all-curves") -> None:
-    """Training curves of every loss and seed (read from the run folders' ``history.csv``)."""
+    """Training curves of every trained method and seed (read from the run folders' ``history.csv``)."""
     runs = find_runs(results.study_dir)
-    histories = {loss: [r.history() for r in runs.of(loss)] for loss in runs.losses}
+    histories = {method_label(m, results): {r.seed: r.history() for r in runs.of(m)} for m in runs.losses}
     display.show(training_curves_figure(histories), div_id)
 
 
@@ -365,19 +375,25 @@ def case_arrays(results: StudyResults, case_id: str | None = None, split: str = 
 def figure6(
     results: StudyResults, case_id: str | None = None, split: str = "test", div_id: str = "figure6"
 ) -> None:
-    """The seed's Figure 6, interactive: one case, ADC/ZADC, the reference and every method's mask."""
+    """One case, interactive: ADC/ZADC, each method's mask against the reference, one method at a time.
+
+    :func:`hie_core.report.slices.case_viewer`: a menu picks the method (the losses, then the
+    baseline and the ceiling) whose true positives, misses and false positives are shown.
+    """
     from hie_core.report.slices import case_viewer
 
     v = case_arrays(results, case_id, split)
-    fig = case_viewer(v["adc"], v["zadc"], v["label"], v["geometry"].spacing_mm, v["predictions"],
-                      title=f"{v['case_id']} ({v['split']})")  # fmt: skip
+    predictions = {method_label(m, results): mask for m, mask in v["predictions"].items()}
+    fig = case_viewer(v["adc"], v["zadc"], v["label"], v["geometry"].spacing_mm, predictions,
+                      title=f"{v['case_id']} ({v['split'] or split})")  # fmt: skip
     display.show(fig, div_id)
 
 
 def live_case_viewer(results: StudyResults, case_id: str | None = None, split: str = "test"):
-    """The case of :func:`figure6` in the live ipywidgets viewer (needs a running kernel)."""
+    """The case of :func:`figure6` in the live ipywidgets viewer (needs a running kernel), same coding."""
     from hie_core.report.live import live_viewer
 
     v = case_arrays(results, case_id, split)
-    overlays = {"ground truth": v["label"], **v["predictions"]}
-    return live_viewer({"ADC": v["adc"], "ZADC": v["zadc"]}, overlays, v["geometry"].spacing_mm)
+    predictions = {method_label(m, results): mask for m, mask in v["predictions"].items()}
+    return live_viewer({"ADC": v["adc"], "ZADC": v["zadc"]}, predictions, v["geometry"].spacing_mm,
+                       reference=v["label"])  # fmt: skip

@@ -2,11 +2,15 @@
 
 The layout (written by :mod:`hie_core.study`)::
 
-    runs/<study>/<loss>/seed<k>/   config.json, history.csv, metrics.csv, summary.json, predictions/
-    runs/<study>/<loss>/seed<k>-fold<f>/   the same, for a cross-validation study (split "cv")
+    runs/<study>/<method>/seed<k>/   config.json, history.csv, metrics.csv, summary.json, predictions/
+    runs/<study>/<method>/seed<k>-fold<f>/   the same, for a cross-validation study (split "cv")
+    runs/<study>/<name>/seed0/     config.json ("external": true), metrics.csv, summary.json (outside predictions)
     runs/<study>/baseline/         metrics.csv, predictions/       (ZADC < -2)
     runs/<study>/ceiling/          metrics.csv                     (reference label, grid round trip)
 
+A method (:mod:`hie_core.methods`) is any folder of the study holding ``seed<k>`` folders: a loss
+name, or a loss with a network and grid values (``tversky_hdt@segresnet``,
+``tversky_hdt+hybrid_weight=0.3``), or a folder of outside predictions (one seed, never trained).
 A run folder counts once it holds ``summary.json``; folders without it are listed as
 unfinished, never silently dropped. Everything is checked before a caller writes anything:
 columns, finite scores in range, one row per case, one data folder and one preset per study,
@@ -27,7 +31,7 @@ import pandas as pd
 
 from hie_core.errors import UserError
 from hie_core.fingerprint import edited_results
-from hie_core.losses import LOSS_NAMES
+from hie_core.methods import grid_keys_of, is_external, is_seed_method, method_label, sort_methods
 
 if TYPE_CHECKING:
     from hie_core.data import Case
@@ -41,6 +45,7 @@ __all__ = [
     "StudyRuns",
     "find_runs",
     "load_case",
+    "method_folders",
     "load_prediction",
     "run_grid",
 ]
@@ -65,10 +70,11 @@ class StudyFolderError(UserError, ValueError):
 
 @dataclass(frozen=True)
 class RunFolder:
-    """One finished run folder (a loss, seed and maybe fold), or the baseline / ceiling folder.
+    """One finished run folder (a method, seed and maybe fold), or the baseline / ceiling folder.
 
     Attributes:
-        method: A loss name, ``"baseline"`` or ``"ceiling"``.
+        method: A method id (:mod:`hie_core.methods`; a loss name for the seed's six), ``"baseline"``
+            or ``"ceiling"``.
         seed: The seed ``k`` of ``seed<k>``; None for the references.
         path: The folder.
         config: Its ``config.json`` ({} for the references).
@@ -99,9 +105,39 @@ class StudyRuns:
     unfinished: list[str]
 
     @property
+    def methods(self) -> list[str]:
+        """Methods with at least one finished run, in table order, no reference.
+
+        The order is :func:`hie_core.methods.sort_methods`'s, the six losses, other trained
+        methods, then outside predictions."""
+        return sort_methods([r.method for r in self.runs if r.seed is not None], self.external)
+
+    @property
+    def external(self) -> list[str]:
+        """Methods that are outside predictions, marked ``external`` in their ``config.json``."""
+        return list(
+            dict.fromkeys(r.method for r in self.runs if r.seed is not None and is_external(r.config))
+        )
+
+    @property
     def losses(self) -> list[str]:
-        """Losses with at least one finished run, in :data:`LOSS_NAMES` order."""
-        return [m for m in LOSS_NAMES if any(r.method == m for r in self.runs)]
+        """Trained methods (every method but outside predictions), in table order."""
+        outside = set(self.external)
+        return [m for m in self.methods if m not in outside]
+
+    @property
+    def seed_methods(self) -> list[str]:
+        """The seed's methods that ran, the losses the hypotheses are tested on (its six losses on its network, no grid value)."""
+        return [m for m in self.losses if is_seed_method(m)]
+
+    @property
+    def labels(self) -> dict[str, str]:
+        """Each method's display name (:func:`hie_core.methods.method_label` of its first run's ``config.json``)."""
+        first = {}
+        for run in self.runs:
+            if run.seed is not None:
+                first.setdefault(run.method, run.config)
+        return {m: method_label(first[m], grid_keys_of(m)) for m in self.methods}
 
     @property
     def seeds(self) -> list[int]:
@@ -114,7 +150,7 @@ class StudyRuns:
         return sorted({r.fold for r in self.runs if r.fold is not None})
 
     def of(self, method: str) -> list[RunFolder]:
-        """The runs of one method (a loss's seeds, or the one reference folder)."""
+        """The runs of one method (its seeds, or the one reference folder)."""
         return [r for r in self.runs if r.method == method]
 
     @property
@@ -173,10 +209,30 @@ def _seed_fold(folder: Path) -> tuple[int, int | None]:
     return int(match.group(1)), None if match.group(2) is None else int(match.group(2))
 
 
-def _run_folders(study_dir: Path, loss: str) -> list[Path]:
-    """A loss's run folders (finished or not), by seed then fold."""
-    folders = [p for p in (study_dir / loss).glob("seed*") if _SEED_DIR.match(p.name)]
+def _run_folders(study_dir: Path, method: str) -> list[Path]:
+    """A method's run folders (finished or not), by seed then fold."""
+    folders = [p for p in (study_dir / method).glob("seed*") if _SEED_DIR.match(p.name) and p.is_dir()]
     return sorted(folders, key=lambda p: (_seed_fold(p)[0], _seed_fold(p)[1] or 0))
+
+
+def method_folders(study_dir: Path) -> dict[str, list[Path]]:
+    """Every method folder of a study (a folder holding ``seed<k>`` folders; not a reference) -> its run folders."""
+    found = {}
+    for folder in sorted(p for p in study_dir.iterdir() if p.is_dir()) if study_dir.is_dir() else []:
+        if folder.name in REFERENCES:
+            continue
+        runs = _run_folders(study_dir, folder.name)
+        if runs:
+            found[folder.name] = runs
+    return found
+
+
+def _external_folder(folder: Path) -> bool:
+    """Whether a run folder holds outside predictions (its ``config.json`` says ``"external": true``)."""
+    try:
+        return is_external(json.loads((folder / "config.json").read_text()))
+    except (OSError, ValueError, AttributeError):
+        return False
 
 
 def _check_one_design(folders: list[Path]) -> None:
@@ -231,10 +287,11 @@ def find_runs(study_dir: str | Path) -> StudyRuns:
     if not study_dir.is_dir():
         raise StudyFolderError(f"{study_dir}: no such study folder; run `python -m hie_core.study` first")
     runs, unfinished = [], []
-    folders = {loss: _run_folders(study_dir, loss) for loss in LOSS_NAMES}
-    _check_one_design([p for found in folders.values() for p in found])
-    for loss in LOSS_NAMES:
-        found, pending = _loss_runs(study_dir, loss, folders[loss])
+    folders = method_folders(study_dir)
+    outside = {m for m, found in folders.items() if all(_external_folder(p) for p in found)}
+    _check_one_design([p for m, found in folders.items() if m not in outside for p in found])
+    for method in sort_methods(list(folders), outside):
+        found, pending = _loss_runs(study_dir, method, folders[method])
         runs += found
         unfinished += pending
     if not runs:
@@ -242,8 +299,9 @@ def find_runs(study_dir: str | Path) -> StudyRuns:
             f"{study_dir}: no finished run folder (expected e.g. {study_dir / 'dice' / 'seed0' / 'summary.json'}); "
             "run `python -m hie_core.study` first"
         )
-    _check_same(runs, "data folder", lambda c: c.get("data_dir_resolved"))
-    _check_same(runs, "preset", lambda c: c.get("config", {}).get("preset"))
+    trained = [r for r in runs if not is_external(r.config)]
+    _check_same(trained, "data folder", lambda c: c.get("data_dir_resolved"))
+    _check_same(trained, "preset", lambda c: c.get("config", {}).get("preset"))
     for ref in REFERENCES:
         csv = study_dir / ref / "metrics.csv"
         if csv.is_file():

@@ -1,4 +1,4 @@
-"""The study in one command: a grid of loss x seed, then the baseline, ceiling, results and book.
+"""The study in one command: a grid of method x seed, then the baseline, ceiling, results and book.
 
 ``python -m hie_core.study`` (or ``hie-study``) runs ``notebooks/train.ipynb`` with papermill
 once per grid cell (loss, seed) into ``runs/<study>/<loss>/seed<k>/`` (the executed notebook
@@ -23,7 +23,15 @@ scored on its held-out fold (split ``"cv"``) and on the test split; the fold par
 same for every loss and seed (``hie_core.training.experiment.cv_folds``). ``--design
 powered`` chooses the folds and seeds that detect 0.02 Dice in the primary contrasts on
 BONBID-HIE's sizes (``powered_design``; explicit ``--folds``/``--seeds`` win).
-``--synthetic-test-cases N`` sizes the synthetic test split (its own cached copy). ``--plan``
+``--synthetic-test-cases N`` sizes the synthetic test split (its own cached copy).
+
+Methods (:mod:`hie_core.methods`): ``--grid KEY=V1,V2`` (repeatable, any parameter of
+``notebooks/train.ipynb``) and ``--archs unet3d,segresnet`` (the grid over ``arch``) run every
+combination with every loss and seed, each its own method folder ``runs/<study>/<method>/``
+(``tversky_hdt@segresnet``, ``tversky_hdt+hybrid_weight=0.3``); ``--external NAME=FOLDER``
+(repeatable) scores a folder of outside predictions after the runs
+(:func:`hie_core.external.add_external`) into ``runs/<study>/<NAME>/seed0/``, a method with one
+seed in every table. ``--plan``
 prints the run count, the projected hours on this device and the minimum detectable
 difference of the design, then exits; it runs, generates and writes nothing.
 """
@@ -65,19 +73,23 @@ from hie_core.study.grid import (
     print_outcome,
     run_grid,
 )
+from hie_core.study.options import (
+    GRID_PARAMETERS,
+    STUDY_FOLDERS,
+    grid_combinations,
+    parse_externals,
+    parse_grid,
+)
 
 __all__ = ["DEFAULT_SEEDS", "RunOutcome", "GridRun", "GridJob", "Engine", "StudyPlan", "plan_study", "run_study",
            "finish_study", "redo_notes", "main", "DESIGNS", "PRIMARY_CONTRASTS", "TARGET_DICE", "BONBID_COUNTS", "powered_design",
-           "reported_splits", "print_plan", "unique_losses"]  # fmt: skip
+           "reported_splits", "print_plan", "unique_losses", "parse_grid", "grid_combinations", "parse_externals"]  # fmt: skip
 
 #: Seeds per loss when ``--seeds`` is not given: the seed protocol's 3 on CUDA; on a CPU as
 #: many as fit the main job's time budget (at least 2, for a between-seed spread).
 DEFAULT_SEEDS: dict[str, int] = {"cuda": 3, "cpu": 2}
 #: At most this many runs at a time on a CPU by default (each with its share of the cores).
 CPU_LANES_MAX = 4
-#: The grid owns these notebook parameters (``--losses``, ``--seeds``, the study folder, ...).
-GRID_PARAMETERS = ("loss", "seed", "output_dir", "data_dir", "preset", "device", "folds", "fold",
-                   "synthetic_test_cases")  # fmt: skip
 #: ``--design`` choices: ``default`` (folds 0, :data:`DEFAULT_SEEDS`) and ``powered`` (:func:`powered_design`).
 DESIGNS = ("default", "powered")
 #: BONBID-HIE's case counts (DESIGN.md section 3), the sizes ``--design powered`` is chosen for.
@@ -118,8 +130,12 @@ def _book_notebook(root: Path, study_dir: Path, name: str) -> RunOutcome:
 
 
 def finish_study(root: Path, study_dir: Path, data: Path, config, outcomes: list[RunOutcome],
-                 book: bool = True, margins: dict | None = None) -> list[RunOutcome]:  # fmt: skip
-    """Baseline and ceiling; then, when a run finished, the results files, book notebooks and book.
+                 book: bool = True, margins: dict | None = None,
+                 externals: Sequence[tuple[str, Path]] = ()) -> list[RunOutcome]:  # fmt: skip
+    """Baseline, ceiling and outside predictions; then, when a run finished, the results files, book notebooks and book.
+
+    ``externals``: ``(name, folder)`` of each ``--external``, scored into ``<study>/<name>/seed0/``
+    by :func:`hie_core.external.add_external` (a failure is reported like a failed run).
 
     The book is made only from results written by this call: when the results step fails, the
     book step is skipped (and says so), so the previous book is never presented as this study's.
@@ -131,15 +147,21 @@ def finish_study(root: Path, study_dir: Path, data: Path, config, outcomes: list
 
     try:
         with run_lock(study_dir / "results"):
-            return _finish_locked(root, study_dir, data, config, outcomes, book, margins)
+            return _finish_locked(root, study_dir, data, config, outcomes, book, margins, externals)
     except RunLockedError as exc:
         message = f"another study is finishing this one now ({exc}); it writes the results and the book"
         print(f"[study] {message}", flush=True)
         return [RunOutcome("results", False, 0.0, study_dir / "results", None, message)]
 
 
+def _add_external(study_dir: Path, name: str, folder: Path) -> None:
+    from hie_core.external import add_external  # imported here: only a study with --external needs it
+
+    add_external(study_dir, name, folder)
+
+
 def _finish_locked(root: Path, study_dir: Path, data: Path, config, outcomes: list[RunOutcome], book: bool,
-                   margins: dict | None) -> list[RunOutcome]:  # fmt: skip
+                   margins: dict | None, externals: Sequence[tuple[str, Path]] = ()) -> list[RunOutcome]:  # fmt: skip
     from hie_core.training import experiment
 
     cv = config.folds >= 2  # the references report the runs' splits: the pool as "cv", and test
@@ -155,6 +177,8 @@ def _finish_locked(root: Path, study_dir: Path, data: Path, config, outcomes: li
             lambda: experiment.run_ceiling(data, study_dir / "ceiling", config),
         ),
     ]
+    steps += [_step(f"external {name}", study_dir / name, functools.partial(_add_external, study_dir, name, folder))
+              for name, folder in externals]  # fmt: skip
     if not any(o.ok for o in outcomes):
         print("[study] no training run finished: no results and no book", flush=True)
         return steps
@@ -188,6 +212,7 @@ class StudyPlan:
     device: str  # where the runs train: "cpu", "cuda" or "cuda:N"
     runs: list[GridRun]
     params: dict
+    externals: tuple[tuple[str, Path], ...] = ()  # --external NAME=FOLDER, scored after the runs
 
 
 def notebook_parameters(notebook: Path) -> tuple[str, ...]:
@@ -220,6 +245,21 @@ def parse_overrides(items: Sequence[str], allowed: Sequence[str]) -> dict:
         except (ValueError, SyntaxError):
             values[key] = text.strip()
     return values
+
+
+def _check_combinations(combos: list[dict], preset: str, device: str, data_dir: str, overrides: dict,
+                        remote_cuda: bool, folds: int, synthetic_test_cases: int) -> None:  # fmt: skip
+    """Refuse a grid combination the run configuration rejects, before anything runs (the first one, named)."""
+    if combos == [{}]:
+        return
+    for combo in combos:
+        try:
+            _study_config(
+                preset, device, data_dir, {**overrides, **combo}, remote_cuda, folds, synthetic_test_cases
+            )
+        except ConfigError as exc:
+            named = " ".join(f"{'--archs' if k == 'arch' else '--grid'} {k}={v}" for k, v in combo.items())
+            raise ConfigError(f"{named}: {exc}") from None
 
 
 def _check_writable(folder: Path) -> None:
@@ -259,9 +299,21 @@ def _study_config(preset: str, device: str, data_dir: str, overrides: dict, remo
 
 
 def _check_losses_seeds(losses: Sequence[str], seeds: int | None, seed_start: int) -> None:
-    unknown = [s for s in losses if s not in LOSS_NAMES]
+    unknown = [
+        s for s in losses if s not in LOSS_NAMES and ":" not in s
+    ]  # package.module:Name: a custom loss
     if unknown or not losses:
-        raise ConfigError(f"--losses: unknown loss(es) {unknown}; valid: {', '.join(LOSS_NAMES)}")
+        raise ConfigError(f"--losses: unknown loss(es) {unknown}; valid: {', '.join(LOSS_NAMES)} or "
+                          "package.module:Name (your own loss)")  # fmt: skip
+    custom = [s for s in losses if ":" in s]
+    if custom:
+        from hie_core.losses import check_loss_name
+
+        for name in custom:
+            try:
+                check_loss_name(name)
+            except (ImportError, AttributeError, ValueError, TypeError) as exc:
+                raise ConfigError(f"--losses {name}: {exc}") from None
     if (seeds is not None and seeds < 1) or seed_start < 0:
         raise ConfigError(
             f"--seeds must be at least 1 and --seed-start at least 0, got {seeds} and {seed_start}"
@@ -270,10 +322,15 @@ def _check_losses_seeds(losses: Sequence[str], seeds: int | None, seed_start: in
 
 def _check_same_design(study_dir: Path, folds: int) -> None:
     """Refuse a study folder whose run folders have another design (plain vs ``folds``-fold runs)."""
-    for loss in LOSS_NAMES:
-        for folder in sorted(p for p in (study_dir / loss).glob("seed*") if _RUN_DIR.match(p.name)):
+    methods = sorted(p for p in study_dir.iterdir() if p.is_dir() and p.name not in STUDY_FOLDERS) \
+        if study_dir.is_dir() else []  # fmt: skip
+    for method in methods:
+        for folder in sorted(p for p in method.glob("seed*") if _RUN_DIR.match(p.name)):
             try:
-                theirs = json.loads((folder / "config.json").read_text())["config"].get("folds", 0)
+                info = json.loads((folder / "config.json").read_text())
+                if info.get("external"):
+                    continue  # outside predictions: one seed0 folder whatever the design
+                theirs = info["config"].get("folds", 0)
             except (OSError, ValueError, KeyError, TypeError, AttributeError):
                 theirs = None  # not started yet: its name tells its kind
             fold_run = "-fold" in folder.name
@@ -305,7 +362,8 @@ def _pool_size(counts: dict[str, int]) -> int:
 
 def plan_study(runs_dir: Path, study: str, losses: Sequence[str], seeds: int | None, seed_start: int = 0,
                data_dir: str = "", preset: str = "auto", device: str = "auto", overrides: dict | None = None,
-               remote_cuda: bool = False, folds: int = 0, synthetic_test_cases: int = 0) -> StudyPlan:  # fmt: skip
+               remote_cuda: bool = False, folds: int = 0, synthetic_test_cases: int = 0, grid: dict | None = None,
+               externals: Sequence[str] = ()) -> StudyPlan:  # fmt: skip
     """Check every choice and the data folder (``load_dataset``) before anything is written.
 
     Args:
@@ -318,6 +376,9 @@ def plan_study(runs_dir: Path, study: str, losses: Sequence[str], seeds: int | N
         folds: K >= 2 for K-fold cross-validation over the training and validation cases
             (0 or 1: none).
         synthetic_test_cases: test cases of the synthetic dataset (0: its preset's count).
+        grid: ``{parameter: [values]}`` (:func:`parse_grid`): every combination runs with every
+            loss and seed, each its own method folder.
+        externals: ``--external NAME=FOLDER`` options (:func:`parse_externals`), scored after the runs.
 
     Raises:
         ConfigError: a bad loss, seed or fold count, parameter, runs folder, or a study folder
@@ -331,6 +392,8 @@ def plan_study(runs_dir: Path, study: str, losses: Sequence[str], seeds: int | N
     _check_losses_seeds(losses, seeds, seed_start)
     overrides = dict(overrides or {})
     config = _study_config(preset, device, data_dir, overrides, remote_cuda, folds, synthetic_test_cases)
+    combos = grid_combinations(grid or {})
+    _check_combinations(combos, preset, device, data_dir, overrides, remote_cuda, folds, synthetic_test_cases)
     run_device = "cuda" if remote_cuda else config.device
     study_dir = (Path(runs_dir) / (study or default_study_name(config))).expanduser().resolve()
     _check_writable(study_dir)
@@ -344,9 +407,10 @@ def plan_study(runs_dir: Path, study: str, losses: Sequence[str], seeds: int | N
     params = {"data_dir": data_dir, "preset": config.preset, "device": device, **overrides}
     if config.synthetic_test_cases:
         params["synthetic_test_cases"] = config.synthetic_test_cases
-    runs = plan_grid(study_dir, losses, seeds, seed_start, config.folds)
+    runs = plan_grid(study_dir, losses, seeds, seed_start, config.folds, combos, overrides)
+    outside = parse_externals(externals, [r.method for r in runs])
     return StudyPlan(project_root(Path(__file__).resolve().parent), study_dir, data, is_synthetic_dir(data),
-                     config, run_device, runs, params)  # fmt: skip
+                     config, run_device, runs, params, outside)  # fmt: skip
 
 
 @functools.cache
@@ -443,7 +507,8 @@ def print_plan(plan_args: dict, config, study_dir: Path, lanes: int, root: Path)
     """Print the design's run count, projected hours and minimum detectable differences; write nothing.
 
     Args:
-        plan_args: ``losses``, ``seeds``, ``folds`` of the design.
+        plan_args: ``losses``, ``seeds``, ``folds`` of the design; optionally ``combinations``
+            (grid combinations per loss, 1 without a grid) and ``externals`` (outside methods).
         config: the study's TrainConfig (preset, device, data; nothing is generated).
         study_dir: the study folder (read, when it exists, for measured seconds and noise).
         lanes: runs at a time (``--jobs``, or the engine's default).
@@ -455,12 +520,21 @@ def print_plan(plan_args: dict, config, study_dir: Path, lanes: int, root: Path)
     from hie_core.report.power import ALPHA, POWER, mdd
 
     losses, seeds, folds = plan_args["losses"], plan_args["seeds"], plan_args["folds"]
+    combinations, externals = plan_args.get("combinations", 1), plan_args.get("externals", 0)
     counts, data = _case_counts(config)
-    n_runs = len(losses) * seeds * max(folds, 1)
+    n_runs = len(losses) * combinations * seeds * max(folds, 1)
     pool = f" (cross-validation over {_pool_size(counts)} training + validation cases)" if folds >= 2 else ""
-    print(f"[plan] {plural(n_runs, 'run')}: {plural(len(losses), 'loss', 'losses')} x {plural(seeds, 'seed')} x "
+    grid = f" x {plural(combinations, 'grid combination')}" if combinations > 1 else ""
+    print(f"[plan] {plural(n_runs, 'run')}: {plural(len(losses), 'loss', 'losses')}{grid} x {plural(seeds, 'seed')} x "
           f"{plural(max(folds, 1), 'fold')}{pool}; "
           f"preset {config.preset}, device {config.device}; study folder {study_dir}")  # fmt: skip
+    if combinations > 1 or externals:
+        outside = (
+            f" + {plural(externals, 'folder')} of outside predictions (scored, not trained)"
+            if externals
+            else ""
+        )
+        print(f"[plan] methods: {len(losses) * combinations} trained{outside}")
     print(f"[plan] data: {data}: train {counts['train'] + counts.get(None, 0)} / val {counts['val']} / test "
           f"{plural(counts['test'], 'case')}")  # fmt: skip
     kind = "cuda" if config.device.startswith("cuda") else "cpu"
@@ -540,7 +614,9 @@ def run_study(plan: StudyPlan, engine: Engine = Engine(), book: bool = True, gat
     """
     folds = f" x {plural(plan.config.folds, 'fold')}" if plan.config.folds else ""
     n_losses, n_seeds = len({r.loss for r in plan.runs}), len({r.seed for r in plan.runs})
-    print(f"[study] {plural(len(plan.runs), 'run')}: {plural(n_losses, 'loss', 'losses')} x {plural(n_seeds, 'seed')}"
+    n_methods = len({r.method for r in plan.runs})
+    grid = f" ({plural(n_methods, 'method')})" if n_methods != n_losses else ""
+    print(f"[study] {plural(len(plan.runs), 'run')}: {plural(n_losses, 'loss', 'losses')}{grid} x {plural(n_seeds, 'seed')}"
           f"{folds}; preset {plan.config.preset}, device {plan.device}; "
           f"data {plan.data}{' (SYNTHETIC)' if plan.synthetic else ''}; into {plan.study_dir}", flush=True)  # fmt: skip
     if gather:
@@ -559,7 +635,7 @@ def run_study(plan: StudyPlan, engine: Engine = Engine(), book: bool = True, gat
         if outcomes is None:
             return None
     return outcomes + finish_study(plan.root, plan.study_dir, plan.data, plan.config, outcomes, book=book,
-                                   margins=margins)  # fmt: skip
+                                   margins=margins, externals=plan.externals)  # fmt: skip
 
 
 def _visible_gpus() -> tuple[int, ...]:
@@ -638,6 +714,13 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="another notebooks/train.ipynb parameter for every run, e.g. epochs=1")  # fmt: skip
+    p.add_argument("--grid", action="append", default=[], metavar="KEY=V1,V2",
+                   help="run every value (every combination, with several) as its own method, "
+                        "e.g. hybrid_weight=0.1,0.3")  # fmt: skip
+    p.add_argument("--archs", default="", metavar="A,B",
+                   help="the networks to run, each its own method (the grid over arch), e.g. unet3d,segresnet")  # fmt: skip
+    p.add_argument("--external", action="append", default=[], metavar="NAME=FOLDER",
+                   help="score a folder of outside predicted masks as the method NAME, after the runs")  # fmt: skip
     p.add_argument(
         "--no-book", action="store_true", help="stop after the results files: no book notebooks, no book"
     )
@@ -692,7 +775,7 @@ def _design(args: argparse.Namespace) -> tuple[int, int | None]:
 
 
 def _plan_only(args: argparse.Namespace, losses: list[str], folds: int, seeds: int | None, overrides: dict,
-               remote_cuda: bool) -> int:  # fmt: skip
+               remote_cuda: bool, grid: dict) -> int:  # fmt: skip
     """``--plan``: check the options as a study would, print :func:`print_plan`; write nothing."""
     from hie_core.training.experiment import default_study_name, project_root
 
@@ -703,6 +786,11 @@ def _plan_only(args: argparse.Namespace, losses: list[str], folds: int, seeds: i
     config = dataclasses.replace(config, device=run_device)
     study_dir = (Path(args.runs_dir) / (args.study or default_study_name(config))).expanduser().resolve()
     _check_same_design(study_dir, config.folds)
+    combos = grid_combinations(grid)
+    _check_combinations(combos, args.preset, args.device, args.data_dir, overrides, remote_cuda, folds,
+                        args.synthetic_test_cases)  # fmt: skip
+    runs = plan_grid(study_dir, losses, 1, 0, 0, combos, overrides)
+    externals = parse_externals(args.external, [r.method for r in runs])
     counts, _ = _case_counts(config)
     if config.folds > _pool_size(counts):
         raise ConfigError(
@@ -711,7 +799,8 @@ def _plan_only(args: argparse.Namespace, losses: list[str], folds: int, seeds: i
     seeds = DEFAULT_SEEDS["cuda" if run_device.startswith("cuda") else "cpu"] if seeds is None else seeds
     lanes = make_engine(args, run_device, study_dir.name).jobs
     root = project_root(Path(__file__).resolve().parent)
-    print_plan({"losses": losses, "seeds": seeds, "folds": config.folds}, config, study_dir, lanes, root)
+    print_plan({"losses": losses, "seeds": seeds, "folds": config.folds, "combinations": len(combos),
+                "externals": len(externals)}, config, study_dir, lanes, root)  # fmt: skip
     return 0
 
 
@@ -740,14 +829,17 @@ def _main(argv: list[str] | None) -> int:
     _check_engine_options(args)
     margins = margins_for(args.margin)
     train_notebook = project_root(Path(__file__).resolve().parent) / "notebooks" / "train.ipynb"
-    overrides = parse_overrides(args.set, notebook_parameters(train_notebook))
+    allowed = notebook_parameters(train_notebook)
+    overrides = parse_overrides(args.set, allowed)
+    grid = parse_grid(args.grid, allowed, args.archs, fixed=list(overrides))
     losses = unique_losses(args.losses)
     remote_cuda = args.cluster == "slurm" and _slurm_gpus(args) > 0
     folds, seeds = _design(args)
     if args.plan:
-        return _plan_only(args, losses, folds, seeds, overrides, remote_cuda)
+        return _plan_only(args, losses, folds, seeds, overrides, remote_cuda, grid)
     plan = plan_study(Path(args.runs_dir), args.study, losses, seeds, args.seed_start, args.data_dir,
-                      args.preset, args.device, overrides, remote_cuda, folds, args.synthetic_test_cases)  # fmt: skip
+                      args.preset, args.device, overrides, remote_cuda, folds, args.synthetic_test_cases, grid,
+                      args.external)  # fmt: skip
     engine = Engine() if args.gather else make_engine(args, plan.device, plan.study_dir.name)
     start = time.perf_counter()
     outcomes = run_study(plan, engine, book=not args.no_book, gather=args.gather, margins=margins)

@@ -1,8 +1,9 @@
 """The study's grid engine: one callable runs grid cells; submitit says where it runs.
 
-A grid cell (:class:`GridRun`) is one loss and one seed (and, in cross-validation, one
+A grid cell (:class:`GridRun`) is one method (a loss, with a network and a value of each
+``--grid`` parameter; :mod:`hie_core.methods`) and one seed (and, in cross-validation, one
 fold), run by executing ``notebooks/train.ipynb`` with papermill, in a subprocess, into
-``<study>/<loss>/seed<k>/`` (``seed<k>-fold<f>/`` with folds).
+``<study>/<method>/seed<k>/`` (``seed<k>-fold<f>/`` with folds).
 :class:`GridJob` runs a list of cells one after another. It is the only thing that runs
 cells, whatever ``--cluster`` says (:func:`run_grid`):
 
@@ -29,9 +30,10 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import submitit
 
@@ -67,10 +69,11 @@ def run_folder_name(seed: int, fold: int | None = None) -> str:
 
 @dataclass(frozen=True)
 class GridRun:
-    """One cell of the grid: a loss, a seed, a fold of ``folds`` (or None) and its run folder.
+    """One cell of the grid: a loss, a seed, a fold of ``folds`` (or None), its run folder, and
+    the values of the grid parameters (``settings``) that make its method.
 
-    The folder is ``<study>/<loss>/seed<k>``, or ``<study>/<loss>/seed<k>-fold<f>`` in a
-    cross-validation of ``folds`` folds (``run_folder_name``).
+    The folder is ``<study>/<method>/seed<k>``, or ``<study>/<method>/seed<k>-fold<f>`` in a
+    cross-validation of ``folds`` folds (``run_folder_name``); ``method`` is its parent's name.
     """
 
     loss: str
@@ -78,33 +81,65 @@ class GridRun:
     run_dir: Path
     fold: int | None = None
     folds: int = 0
+    settings: tuple[tuple[str, Any], ...] = ()
+
+    @property
+    def method(self) -> str:
+        """The method id (:func:`hie_core.methods.method_id`), the name of the run folder's parent."""
+        return self.run_dir.parent.name
 
     @property
     def name(self) -> str:
-        return f"{self.loss}/{run_folder_name(self.seed, self.fold)}"
+        return f"{self.method}/{run_folder_name(self.seed, self.fold)}"
 
     @property
     def notebook_parameters(self) -> dict:
-        """The parameters this cell sets (the study's shared ones come first)."""
-        params = {"loss": self.loss, "seed": self.seed, "output_dir": str(self.run_dir)}
+        """The parameters this cell sets, its loss, seed, folder and grid values (the study's shared ones come first)."""
+        params = {
+            **dict(self.settings),
+            "loss": self.loss,
+            "seed": self.seed,
+            "output_dir": str(self.run_dir),
+        }
         if self.fold is not None:
             params.update(folds=self.folds, fold=self.fold)
         return params
 
 
-def plan_grid(study_dir: Path, losses: Sequence[str], seeds: int, seed_start: int = 0,
-              folds: int = 0) -> list[GridRun]:  # fmt: skip
-    """The runs of a study, loss-major in table order: ``seeds`` seeds from ``seed_start``.
+def plan_grid(study_dir: Path, losses: Sequence[str], seeds: int, seed_start: int = 0, folds: int = 0,
+              combos: Sequence[Mapping[str, Any]] = ({},), base: Mapping[str, Any] | None = None) -> list[GridRun]:  # fmt: skip
+    """The runs of a study: loss-major in the order given, then each grid combination, seed and fold.
 
-    With ``folds`` K >= 2 each (loss, seed) is K runs, one per held-out fold (folds 0 or 1:
-    no cross-validation).
+    Args:
+        study_dir: The study folder.
+        losses: The losses; each runs with every combination.
+        seeds, seed_start: ``seeds`` seeds from ``seed_start``.
+        folds: K >= 2: each (method, seed) is K runs, one per held-out fold (0 or 1: none).
+        combos: The grid's combinations, ``{parameter: value}`` each (``--grid``, ``--archs``);
+            ``({},)``: no grid.
+        base: The study's other parameters (``--set``), read for the method id (its ``arch``).
+
+    Returns:
+        One :class:`GridRun` per method, seed and fold, in ``<study>/<method_id>/``.
     """
+    from hie_core.methods import method_id
+
     fold_ids: list[int | None] = list(range(folds)) if folds >= 2 else [None]
+    grid_keys = sorted({k for combo in combos for k in combo})
+    cells = {}
+    for loss in losses:
+        for combo in combos:
+            cells.setdefault(method_id({**(base or {}), **combo, "loss": loss}, grid_keys), (loss, combo))
     return [
         GridRun(
-            loss, seed, study_dir / loss / run_folder_name(seed, fold), fold, folds if fold is not None else 0
-        )
-        for loss in losses
+            loss,
+            seed,
+            study_dir / method / run_folder_name(seed, fold),
+            fold,
+            folds if fold is not None else 0,
+            tuple(combo.items()),
+        )  # fmt: skip
+        for method, (loss, combo) in cells.items()
         for seed in range(seed_start, seed_start + seeds)
         for fold in fold_ids
     ]

@@ -1,0 +1,129 @@
+"""The study's method options, checked before anything runs: ``--grid``, ``--archs``, ``--external``.
+
+:func:`parse_grid` turns ``--grid KEY=V1,V2`` (repeatable) and ``--archs A,B`` into the grid's
+values per parameter, :func:`grid_combinations` into its combinations (each a method with every
+loss, :mod:`hie_core.methods`), and :func:`parse_externals` checks ``--external NAME=FOLDER``.
+Each problem is one :class:`hie_core.errors.ConfigError` naming the option.
+"""
+
+from __future__ import annotations
+
+import ast
+import itertools
+import json
+import re
+from collections.abc import Sequence
+from pathlib import Path
+
+from hie_core.errors import ConfigError
+from hie_core.losses import LOSS_NAMES
+
+__all__ = ["GRID_PARAMETERS", "STUDY_FOLDERS", "grid_combinations", "parse_externals", "parse_grid"]
+
+#: The grid owns these notebook parameters (``--losses``, ``--seeds``, the study folder, ...).
+GRID_PARAMETERS = ("loss", "seed", "output_dir", "data_dir", "preset", "device", "folds", "fold",
+                   "synthetic_test_cases")  # fmt: skip
+#: Folders of a study that are not methods, the references among them; ``--external`` cannot take these names.
+STUDY_FOLDERS = ("baseline", "ceiling", "results", "book", "jobs")
+_EXTERNAL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+
+
+def _split_values(text: str) -> list[str]:
+    """``"0.1,0.3"`` -> ``["0.1", "0.3"]``; commas inside brackets stay (``"[8, 16],[4, 8]"``: two values)."""
+    values, depth, current = [], 0, ""
+    for ch in text:
+        depth += (ch in "[(") - (ch in "])")
+        if ch == "," and depth == 0:
+            values.append(current.strip())
+            current = ""
+        else:
+            current += ch
+    return [*values, current.strip()]
+
+
+def _literal(text: str):
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        return text
+
+
+def parse_grid(
+    items: Sequence[str], allowed: Sequence[str], archs: str = "", fixed: Sequence[str] = ()
+) -> dict:
+    """``--grid KEY=V1,V2`` (repeatable) and ``--archs A,B`` -> ``{key: [values]}``, keys in the order given.
+
+    Args:
+        items: The ``--grid`` options.
+        allowed: The parameters of ``notebooks/train.ipynb``.
+        archs: ``--archs``, the grid over ``arch`` ("" for none).
+        fixed: Keys ``--set`` gives (a key is set once: by ``--set`` or by a grid).
+
+    Raises:
+        ConfigError: A malformed option, a parameter the study sets itself or the notebook lacks,
+            an empty or repeated value, a key given twice.
+    """
+    options = [("--grid", item) for item in items] + ([("--archs", f"arch={archs}")] if archs else [])
+    grid: dict[str, list] = {}
+    for option, item in options:
+        key, sep, text = item.partition("=")
+        key = key.strip()
+        if not sep or not key or not text.strip():
+            raise ConfigError(f"{option} {item!r}: expected KEY=V1,V2,..., e.g. --grid hybrid_weight=0.1,0.3")
+        if key in GRID_PARAMETERS:
+            raise ConfigError(
+                f"{option} {key}: set by the study itself; use its own option (--losses, --seeds, ...)"
+            )
+        if key not in allowed:
+            valid = ", ".join(k for k in allowed if k not in GRID_PARAMETERS)
+            raise ConfigError(f"{option} {key}: not a parameter of notebooks/train.ipynb; valid: {valid}")
+        if key in grid or key in fixed:
+            where = "--set" if key in fixed else ("--archs and --grid" if key == "arch" else "--grid")
+            raise ConfigError(f"{option} {key}: already given by {where}; give each parameter once")
+        values = [_literal(v) for v in _split_values(text)]
+        if any(v == "" for v in values):
+            raise ConfigError(f"{option} {item!r}: an empty value; separate values by single commas")
+        seen = [json.dumps(v, default=str) for v in values]
+        if len(set(seen)) < len(seen):
+            raise ConfigError(f"{option} {item!r}: a value appears twice; give each value once")
+        grid[key] = values
+    return grid
+
+
+def grid_combinations(grid: dict) -> list[dict]:
+    """Every combination of the grid's values, ``{key: value}`` each (``[{}]`` without a grid)."""
+    keys = list(grid)
+    return [dict(zip(keys, values, strict=True)) for values in itertools.product(*(grid[k] for k in keys))]
+
+
+def parse_externals(items: Sequence[str], taken: Sequence[str] = ()) -> tuple[tuple[str, Path], ...]:
+    """``--external NAME=FOLDER`` (repeatable) -> ``((name, folder), ...)``, each checked.
+
+    Args:
+        items: The options.
+        taken: Method ids of the study's runs (an outside method cannot share a folder with one).
+
+    Raises:
+        ConfigError: A malformed option, a name that is not a plain folder name or is taken (a
+            loss, a method of this study, a reference or a study folder), a folder that is missing.
+    """
+    out: dict[str, Path] = {}
+    for item in items:
+        name, sep, folder = item.partition("=")
+        name, folder = name.strip(), folder.strip()
+        if not sep or not name or not folder:
+            raise ConfigError(
+                f"--external {item!r}: expected NAME=FOLDER, e.g. --external nnunet=preds/nnunet"
+            )
+        if not _EXTERNAL_NAME.match(name):
+            raise ConfigError(
+                f"--external {name!r}: a name of letters, digits, '.', '_' and '-' (it names a folder)"
+            )
+        if name in out or name in LOSS_NAMES or name in STUDY_FOLDERS or name in taken:
+            raise ConfigError(f"--external {name}: the name is already a loss, a method or a folder of this study; "
+                              "choose another")  # fmt: skip
+        path = Path(folder).expanduser()
+        if not path.is_dir():
+            raise ConfigError(f"--external {name}={folder}: no such folder of predicted masks")
+        out[name] = path.resolve()
+    return tuple(out.items())
