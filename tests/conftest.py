@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,6 +18,11 @@ import pytest
 from hie_core.io import ImageGeometry, write_image
 
 os.environ.setdefault("HIE_CACHE_DIR", str(Path(__file__).resolve().parent.parent / ".cache"))
+# Runs that a test starts without naming a folder (nbval's notebooks/train.ipynb, whose empty
+# output_dir means "under $HIE_RUNS_DIR") go to a temporary folder, never into the repository's runs/.
+if not os.environ.get("HIE_RUNS_DIR"):
+    os.environ["HIE_RUNS_DIR"] = tempfile.mkdtemp(prefix="hie-test-runs-")
+    atexit.register(shutil.rmtree, os.environ["HIE_RUNS_DIR"], ignore_errors=True)
 
 TINY_GEOMETRY = ImageGeometry(shape=(6, 12, 10), spacing_mm=(3.0, 1.2, 1.1), origin_mm=(-5.0, 3.0, 1.0))
 
@@ -109,18 +117,26 @@ class MainStudy:
 
 
 @pytest.fixture(scope="session")
-def main_study() -> MainStudy:
-    """Run ``python -m hie_core.study`` once per session (quick preset, CPU) into ``runs/quick``.
+def main_study(tmp_path_factory) -> MainStudy:
+    """Run ``python -m hie_core.study`` once per session (quick preset, CPU) into a temporary folder.
 
     As the README's main job: every loss with the default CPU seeds
-    (``hie_core.study.DEFAULT_SEEDS``) into ``runs/quick/<loss>/seed<k>/``, then the
-    baseline, the ceiling, ``results/`` and the book. Finished runs there are reused (when
-    their code fingerprint matches), so a second session costs only the results and the book.
+    (``hie_core.study.DEFAULT_SEEDS``) into ``<runs>/quick/<loss>/seed<k>/``, then the
+    baseline, the ceiling, ``results/`` and the book, which is built outside the project
+    (``HIE_BOOK_DIR``, see :func:`hie_core.report.book.book_dir`) into ``<book>/html``. Nothing
+    is written into the repository. ``HIE_TEST_RUNS_DIR`` names a folder to keep the runs in
+    instead (finished runs there are reused, so a second session costs only the results and
+    the book).
     """
+    kept = os.environ.get("HIE_TEST_RUNS_DIR")
+    runs_dir = Path(kept).resolve() if kept else tmp_path_factory.mktemp("runs")
+    book_dir = tmp_path_factory.mktemp("book")
+    env = {**os.environ, "HIE_BOOK_DIR": str(book_dir)}
     start = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-m", "hie_core.study", "--preset", "quick", "--device", "cpu"],
-                          cwd=ROOT, capture_output=True, text=True, timeout=45 * 60)  # fmt: skip
+    proc = subprocess.run([sys.executable, "-m", "hie_core.study", "--preset", "quick", "--device", "cpu",
+                           "--runs-dir", str(runs_dir)],
+                          cwd=ROOT, capture_output=True, text=True, timeout=45 * 60, env=env)  # fmt: skip
     print(proc.stdout[-4000:])
     print(f"quick study + book: {time.perf_counter() - start:.0f} s")
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    return MainStudy(ROOT / "runs" / "quick", ROOT / "_build" / "html", proc.stdout)
+    return MainStudy(runs_dir / "quick", book_dir / "html", proc.stdout)

@@ -2,24 +2,39 @@
 and its viewers working in a real browser.
 
 Uses the session's ``main_study`` (``conftest.py``): the quick study on the synthetic data and
-its book under ``_build/html``. The browser tests drive Debian's headless Chromium. Unit tests
+its book, both in temporary folders. Screenshots go to ``$HIE_ARTIFACTS`` when it is set (CI
+sets it), else to the test's temporary folder. The browser tests drive Debian's headless Chromium. Unit tests
 of the build itself (on tiny study folders) are in ``test_book_build.py``.
 """
 
 from __future__ import annotations
 
+import contextlib
+import functools
+import http.server
 import os
 import re
 import shutil
+import threading
 import time
 from pathlib import Path
 
 import pytest
 
-from hie_core.report.book import BOOK_NOTEBOOKS, book_size, experiment_notebooks, external_references
+from hie_core.report.book import (
+    API_PAGES,
+    BOOK_NOTEBOOKS,
+    book_size,
+    experiment_notebooks,
+    external_references,
+)
 
-ROOT = Path(__file__).resolve().parent.parent
-ARTIFACTS = Path(os.environ.get("HIE_ARTIFACTS", ROOT / "runs" / "artifacts"))
+
+def artifacts(tmp_path: Path) -> Path:
+    """Where screenshots go: ``$HIE_ARTIFACTS`` when set (CI keeps them), else the test's tmp_path."""
+    folder = Path(os.environ["HIE_ARTIFACTS"]) if os.environ.get("HIE_ARTIFACTS") else tmp_path / "artifacts"
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
 
 
 STUDY_PAGES = [f"book/generated/{name}.html" for name in BOOK_NOTEBOOKS]
@@ -45,6 +60,10 @@ def test_book_is_built_offline_and_light(main_study):
     total, (largest, size) = book_size(main_study.html_dir)
     print(f"book: {total / 1e6:.1f} MB in total, largest page {largest} {size / 1e6:.1f} MB")
     assert size < 10e6
+    for page in book_pages(main_study.html_dir):  # plotly.js (4.8 MB) only where a plotly figure is
+        text = (main_study.html_dir / page).read_text()
+        loads = re.search(r"<script[^>]*\bsrc=\"[^\"]*plotly\.min\.js", text) is not None
+        assert loads == ('class="plotly-graph-div"' in text), page
     results = (main_study.html_dir / "book/generated/results.html").read_text()
     assert "SYNTHETIC" in results and "figure6" in results
     assert "ZADC &lt; -2 (baseline)" in results or "ZADC < -2 (baseline)" in results
@@ -85,7 +104,7 @@ def _driver(tmp_path, width: int = 1400):
     for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--no-first-run", "--disable-sync", f"--window-size={width},1000",
                  f"--user-data-dir={tmp_path / 'profile'}", "--proxy-server=http://127.0.0.1:9",
-                 "--host-resolver-rules=MAP * ~NOTFOUND"):  # fmt: skip
+                 "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1"):  # fmt: skip
         options.add_argument(flag)
     options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
     return webdriver.Chrome(service=Service(driver), options=options)
@@ -131,8 +150,7 @@ def test_results_page_viewer_slider_moves_in_a_real_browser(main_study, tmp_path
         time.sleep(1.0)
         after = driver.execute_script(_STATE, "figure6")
         assert after["checksum"] != before["checksum"], "the slider moved but the image did not change"
-        ARTIFACTS.mkdir(parents=True, exist_ok=True)
-        shot = ARTIFACTS / "results-page-viewer.png"
+        shot = artifacts(tmp_path) / "results-page-viewer.png"
         driver.save_screenshot(str(shot))
         print(f"screenshot of the results page viewer: {shot}")
         errors = [e for e in driver.get_log("browser") if e["level"] == "SEVERE"]
@@ -202,7 +220,201 @@ def test_study_page_outputs_fit_the_text_column(main_study, tmp_path):
             print(f"{page}: {measured['outputs']} outputs, text column {measured['column']} px")
             assert measured["wide"] == [], (page, measured)
             if page.endswith("results.html"):
-                ARTIFACTS.mkdir(parents=True, exist_ok=True)
-                driver.save_screenshot(str(ARTIFACTS / "results-page-1280px.png"))
+                driver.save_screenshot(str(artifacts(tmp_path) / "results-page-1280px.png"))
     finally:
         driver.quit()
+
+
+# --- Every page, as a reader sees it over HTTP: tables whole, captions with content, no console error.
+
+#: Tables hidden by a scroll box or cut by their container, and captions that caption nothing.
+_CLIPPED = """
+const root = document.querySelector('article.bd-article') || document.body;
+const problems = [];
+const clips = (el) => { const s = getComputedStyle(el);
+  return [s.overflowX, s.overflowY].some(v => ['hidden', 'auto', 'scroll', 'clip'].includes(v)); };
+const where = (el) => { const o = el.closest('[id]'); return o ? '#' + o.id : el.tagName.toLowerCase(); };
+const ar = root.getBoundingClientRect();
+for (const table of root.querySelectorAll('table')) {
+  const r = table.getBoundingClientRect();
+  if (r.width === 0 || r.height === 0) continue;  // folded away (a closed <details>)
+  let clipped = false;
+  for (let box = table; box && box !== root.parentElement; box = box.parentElement) {
+    if (!clips(box)) continue;
+    const dy = box.scrollHeight - box.clientHeight, dx = box.scrollWidth - box.clientWidth;
+    if (dy > 1 || dx > 1) {
+      problems.push(`table in ${where(table)} clipped by <${box.tagName.toLowerCase()} class="${box.className}">: `
+                    + `${dx} px hidden across, ${dy} px down`);
+      clipped = true;
+      break;
+    }
+  }
+  if (!clipped && r.right > ar.right + 1) problems.push(`table in ${where(table)} runs ${Math.round(r.right - ar.right)} px past the page`);
+}
+const content = 'table, img, svg, canvas, iframe, video, pre, .plotly-graph-div, .math';
+for (const figure of root.querySelectorAll('figure, div.figure')) {
+  const caption = figure.querySelector('figcaption, .caption');
+  if (!caption) continue;
+  const shown = [...figure.querySelectorAll(content)].filter(el => !caption.contains(el)).filter(el => {
+    const r = el.getBoundingClientRect(); return r.width > 0 && r.height > 0; });
+  if (shown.length === 0) problems.push(`caption without a table or figure in ${where(figure)}: `
+                                        + caption.textContent.trim().slice(0, 60));
+}
+return problems;
+"""
+
+_READY = """
+return document.readyState === 'complete'
+  && [...document.querySelectorAll('.plotly-graph-div')].every(d => d.querySelector('.main-svg'));
+"""
+
+
+@contextlib.contextmanager
+def serve(folder: Path):
+    """A local HTTP server for ``folder`` on a free port, in a thread; yields its base URL."""
+    handler = functools.partial(_QuietHandler, directory=str(folder))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, format, *args):  # noqa: A002 - the base class's signature
+        pass
+
+
+def book_pages(html_dir: Path) -> list[str]:
+    """Every page of a built book, as paths relative to ``html_dir``."""
+    return sorted(
+        p.relative_to(html_dir).as_posix() for p in html_dir.rglob("*.html") if "_static" not in p.parts
+    )
+
+
+def console_errors(driver) -> list[str]:
+    """The browser's SEVERE console entries since the last call (the favicon's 404 aside)."""
+    return [
+        e["message"]
+        for e in driver.get_log("browser")
+        if e["level"] == "SEVERE" and "favicon" not in e["message"]
+    ]
+
+
+def check_pages(
+    driver, base_url: str, pages: list[str], widths=(1280, 800), heights: dict | None = None
+) -> list[str]:
+    """Visit each page at each window width; every clipped table, empty caption and console error.
+
+    ``heights``, when given, receives each page's height in px at the first width.
+    """
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    problems = []
+    for width in widths:
+        driver.set_window_size(width, 1000)
+        for page in pages:
+            driver.get(base_url + page)
+            WebDriverWait(driver, 60).until(lambda d: d.execute_script(_READY))
+            problems += [f"{page} at {width} px: {p}" for p in driver.execute_script(_CLIPPED)]
+            problems += [f"{page} at {width} px: console: {m}" for m in console_errors(driver)]
+            if heights is not None and width == widths[0]:
+                heights[page] = driver.execute_script("return document.documentElement.scrollHeight")
+    return problems
+
+
+# A table in a fixed-height scroll box, a wide table in a sideways-scrolling box, a caption
+# without content, and a console error: the check must report all four.
+_CLIPPED_PAGE = """<html><body><article class="bd-article" style="width:600px">
+<div id="tall" style="max-height:50px;overflow-y:auto"><table><tr><td>1</td></tr><tr><td>2</td></tr>
+<tr><td>3</td></tr><tr><td>4</td></tr></table></div>
+<div id="wide" style="overflow-x:auto"><table style="width:2000px"><tr><td>x</td></tr></table></div>
+<figure id="empty"><div class="cell_output"></div><figcaption>Table 3: augmentations</figcaption></figure>
+<figure id="fine"><table><tr><td>ok</td></tr></table><figcaption>Table 4: fine</figcaption></figure>
+<script>console.error("boom")</script></article></body></html>"""
+
+
+def test_page_check_finds_clipped_tables_and_empty_captions(tmp_path):
+    if _chromium() is None:
+        pytest.skip("chromium/chromedriver not installed")
+    (tmp_path / "site").mkdir()
+    (tmp_path / "site" / "bad.html").write_text(_CLIPPED_PAGE)
+    driver = _driver(tmp_path, width=1280)
+    try:
+        with serve(tmp_path / "site") as url:
+            problems = check_pages(driver, url, ["bad.html"], widths=(1280,))
+    finally:
+        driver.quit()
+    assert len(problems) == 4, problems
+    assert any("#tall" in p and "down" in p for p in problems), problems
+    assert any("#wide" in p and "across" in p for p in problems), problems
+    assert any("caption without" in p and "#empty" in p for p in problems), problems
+    assert any("boom" in p for p in problems), problems
+
+
+def test_every_page_whole_at_1280_and_800_px_over_http(main_study, tmp_path):
+    """No clipped table, no caption without content, no console error; no API page longer than
+    the longest study page."""
+    if _chromium() is None:
+        if os.environ.get("CI"):
+            pytest.fail("chromium and chromedriver are required in CI")
+        pytest.skip("chromium/chromedriver not installed")
+    pages = book_pages(main_study.html_dir)
+    assert len(pages) > 10
+    heights: dict[str, int] = {}
+    driver = _driver(tmp_path, width=1280)
+    try:
+        with serve(main_study.html_dir) as url:
+            problems = check_pages(driver, url, pages, heights=heights)
+    finally:
+        driver.quit()
+    assert problems == [], "\n".join(problems)
+    chapter = max(heights[page] for page in STUDY_PAGES)
+    api = {page: px for page, px in heights.items() if page.startswith("book/api")}
+    assert len(api) == len(API_PAGES) + 1 and max(api.values()) <= chapter, (chapter, api)
+
+
+_SEARCH_RESULTS = """
+const items = [...document.querySelectorAll('#search-results li')];
+return {done: !document.querySelector('#search-progress') || /found|did not match/.test(document.body.innerText),
+        titles: items.map(li => li.querySelector('a').textContent),
+        excerpts: items.map(li => (li.querySelector('p.context') || {}).textContent || ''),
+        note: !!document.querySelector('.hie-search-note')};
+"""
+
+
+def _search(driver, url: str) -> dict:
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    driver.get(url)
+    WebDriverWait(driver, 30).until(
+        lambda d: sum(map(bool, d.execute_script(_SEARCH_RESULTS)["excerpts"])) >= 3
+    )
+    time.sleep(0.5)  # the other excerpts arrive
+    return driver.execute_script(_SEARCH_RESULTS)
+
+
+def test_search_shows_excerpts_over_http_and_from_a_file(main_study, tmp_path):
+    """Excerpts from the pages' text (never a file name) over HTTP and from file://, where a
+    note says the search runs on the copy of the text shipped with the book; no console error."""
+    if _chromium() is None:
+        pytest.skip("chromium/chromedriver not installed")
+    driver = _driver(tmp_path, width=1280)
+    try:
+        with serve(main_study.html_dir) as url:
+            served = _search(driver, url + "search.html?q=Dice")
+            assert console_errors(driver) == []
+        opened = _search(driver, (main_study.html_dir / "search.html").as_uri() + "?q=Dice")
+        errors = console_errors(driver)
+    finally:
+        driver.quit()
+    for result, note in ((served, False), (opened, True)):
+        assert len(result["titles"]) >= 3 and result["note"] is note, result
+        assert not any(re.fullmatch(r"[.\s]*\S*\.ipynb[.\s]*", e) for e in result["excerpts"]), result[
+            "excerpts"
+        ]
+        assert any("dice" in e.lower() for e in result["excerpts"]), result["excerpts"]
+    assert errors == [], errors

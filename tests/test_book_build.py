@@ -8,6 +8,7 @@ on ``PATH`` by scripts that record any call: the build must not need them.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import stat
 import sys
@@ -68,7 +69,7 @@ def write_tiny_study(study_dir: Path, runs: dict[str, list[int]], layout: str = 
             )
             chart = new_code_cell(
                 "page.chart(results)",
-                outputs=[_html("<div>chart</div>")],
+                outputs=[_html('<div id="tiny-chart" class="plotly-graph-div"></div>')],
                 metadata={"mystnb": {"figure": {"caption": "A chart.", "name": "fig-tiny"}}},
             )
             refs = new_markdown_cell("{numref}`tbl-tiny` lists the scores that {numref}`fig-tiny` draws.")
@@ -189,6 +190,13 @@ def test_write_toc_lists_the_study_losses_and_leaves_the_committed_toc_alone(tmp
         "book/generated/experiments/tversky_hdt"
     )
     assert "book/references" in files
+    api = next(e for part in toc["parts"] for e in part["chapters"] if e.get("file") == "book/api")
+    assert "sections" not in api  # no API page under tmp_path/book: the entry as committed
+    for name in ("api-book", "api-data"):
+        (tmp_path / "book" / f"{name}.md").write_text(f"# {name}\n")
+    toc = yaml.safe_load(write_toc(tmp_path, ["dice"]).read_text())
+    api = next(e for part in toc["parts"] for e in part["chapters"] if e.get("file") == "book/api")
+    assert api["sections"] == [{"file": "book/api-data"}, {"file": "book/api-book"}]  # in API_PAGES order
     assert (tmp_path / "_toc.yml").read_bytes() == committed
     (tmp_path / "_toc.yml").write_text("format: jb-book\nroot: intro\n")
     with pytest.raises(BookError, match="glob"):
@@ -229,6 +237,35 @@ def test_mathjax_source_names_the_missing_package(monkeypatch):
         book.mathjax_source()
 
 
+def test_api_pages_are_listed_once_in_book_order():
+    """Every book/api-*.md is a section of the API reference (book.API_PAGES), and the reverse."""
+    pages = sorted(p.stem for p in (ROOT / "book").glob("api-*.md"))
+    assert sorted(book.API_PAGES) == pages and len(set(book.API_PAGES)) == len(pages)
+    documented = [
+        m
+        for name in pages
+        for m in re.findall(r"automodule:: (\S+)", (ROOT / "book" / f"{name}.md").read_text())
+    ]
+    assert len(documented) == len(set(documented))  # each module on one page
+
+
+def test_table_never_scrolls_and_figures_have_no_toolbar():
+    """display.table: no scroll box or fixed height; display.figure_html: no mode bar over titles."""
+    import pandas as pd
+    import plotly.graph_objects as go
+
+    from hie_core.report import display
+
+    frame = pd.DataFrame({"case_id": [f"case {i}" for i in range(40)], "dice": [0.5] * 40})
+    for kwargs in ({}, {"scroll": True}, {"wrap": True}):
+        html_text = display.table(frame, **kwargs)._repr_html_()
+        assert "overflow" not in html_text and "max-height" not in html_text and "nowrap" not in html_text
+        assert html_text.count("<tr>") == 41
+    assert 'class="hie-table hie-table-compact"' in display.table(frame, scroll=True)._repr_html_()
+    fig_html = display.figure_html(go.Figure(go.Scatter(x=[1, 2], y=[3, 4])), "tiny")
+    assert '"displayModeBar": false' in fig_html
+
+
 def test_references_bib_has_every_cited_work_complete():
     from pybtex.database import parse_file
 
@@ -255,10 +292,15 @@ def test_tiny_book_builds_with_only_python(tmp_path, monkeypatch):
                  "book/assets/book.css"):  # fmt: skip
         shutil.copy(ROOT / name, root / name)
     (root / "book" / "api.md").write_text("# API reference\n\nThe docstrings of hie_core.\n")
+    (root / "book" / "api-book.md").write_text("# The book\n\nHow it is built.\n")
     committed_toc = (root / "_toc.yml").read_bytes()
+    before = sorted(p.relative_to(root) for p in root.rglob("*"))
     study = write_tiny_study(tmp_path / "runs" / "tiny", {"dice": [0], "tversky_hdt": [0, 1]})
+    monkeypatch.setenv(book.BOOK_DIR_ENV, str(tmp_path / "out"))
     index = book.build_book(root, study)
     html = index.parent
+    assert html == tmp_path / "out" / "html"
+    assert sorted(p.relative_to(root) for p in root.rglob("*")) == before  # nothing written in the project
     experiments = sorted(p.name for p in (html / "book" / "generated" / "experiments").glob("*.html"))
     assert experiments == ["dice.html", "tversky_hdt.html"]
     assert set(LOSS_NAMES) > {"dice", "tversky_hdt"}
@@ -275,6 +317,13 @@ def test_tiny_book_builds_with_only_python(tmp_path, monkeypatch):
     references = (html / "book" / "references.html").read_text()
     assert all(doi in references for doi in ("10.1038/s41597-024-03986-7", "10.1109/TMI.2019.2930068"))
     assert (html / "_static" / "mathjax" / "tex-svg.js").is_file()
+    assert "plotly.min.js" in results  # the page with a plotly figure loads plotly.js; no other page does
+    assert all("plotly.min.js" not in p.read_text() for p in html.rglob("*.html") if p.name != "results.html")
+    assert (html / "book" / "api-book.html").is_file()
+    assert "api-book.html" in (html / "book" / "api.html").read_text()
+    page_text = (html / "_static" / book.PAGE_TEXT_JS).read_text()  # search excerpts from file://
+    assert page_text.startswith("window.HIE_PAGE_TEXT = ") and "What this page shows." in page_text
+    assert book.PAGE_TEXT_JS in (html / "search.html").read_text()
     assert book.external_references(html) == []
     assert (root / "_toc.yml").read_bytes() == committed_toc
     assert not calls.exists(), calls.read_text()

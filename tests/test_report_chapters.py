@@ -286,11 +286,20 @@ def test_protocol_table_comes_from_presets() -> None:
         for field in table.index:
             expected = methods_page.setting_text(field, getattr(config, field))
             assert table.loc[field, preset] == expected, (preset, field)
-    assert table.loc["target_shape", "seed"] == "32 x 192 x 192" and table.loc["patch_shape", "seed"] == "whole volume"
-    assert table.loc["mirror_axes", "seed"] == "none" and table.loc["mirror_axes", "quick"] == "W (left-right)"
+    assert (
+        table.loc["target_shape", "seed"] == "32 x 192 x 192"
+        and table.loc["patch_shape", "seed"] == "whole volume"
+    )
+    assert (
+        table.loc["mirror_axes", "seed"] == "none" and table.loc["mirror_axes", "quick"] == "W (left-right)"
+    )
     assert table.loc["widths", "quick"] == "8, 16, 32, 64"
-    assert not table.drop(columns="parameter", errors="ignore").map(
-        lambda v: v == "None" or (v.startswith("(") and v.endswith(")") and "set by" not in v)).any().any()
+    assert (
+        not table.drop(columns="parameter", errors="ignore")
+        .map(lambda v: v == "None" or (v.startswith("(") and v.endswith(")") and "set by" not in v))
+        .any()
+        .any()
+    )
     for field in table.index:
         source = "preset" if any(field in v for v in PRESETS.values()) else "TrainConfig default"
         assert table.loc[field, "from"] == source

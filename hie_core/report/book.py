@@ -14,11 +14,14 @@
 4. ``jupyter-book build . -W -n --keep-going --toc book/generated/_toc.yml``, then
    :func:`external_references` checks that no built page loads anything from the network.
 
-The committed ``_toc.yml`` is never rewritten.
+The committed ``_toc.yml`` is never rewritten. The module is also a Sphinx extension (listed in
+``_config.yml``, see :func:`setup`): plotly.js only on the pages with a plotly figure, and a
+search page that works from ``file://``.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -32,9 +35,11 @@ import yaml
 
 from hie_core.errors import UserError
 from hie_core.io import atomic_write_bytes, atomic_write_text
-from hie_core.losses import LOSS_LABELS, LOSS_NAMES
+from hie_core.losses import LOSS_NAMES
+from hie_core.methods import label_of_id
 
 __all__ = [
+    "API_PAGES",
     "BOOK_NOTEBOOKS",
     "BookError",
     "build_book",
@@ -46,19 +51,50 @@ __all__ = [
     "mathjax_source",
     "external_references",
     "book_size",
+    "book_dir",
+    "BOOK_DIR_ENV",
+    "BOOK_SOURCES",
+    "page_scripts",
+    "write_page_text",
+    "setup",
 ]
 
 #: study-level notebooks executed by the study, in book order (each notebooks/<name>.ipynb)
 BOOK_NOTEBOOKS = ("intro", "data", "methods", "results", "performance")
+#: the API reference's pages under book/, one per layer and in book order (write_toc makes each
+#: that exists a section of the committed _toc.yml's ``book/api`` entry)
+API_PAGES = (
+    "api-data",
+    "api-preprocess",
+    "api-augment",
+    "api-model",
+    "api-metrics",
+    "api-config",
+    "api-training",
+    "api-runs",
+    "api-study",
+    "api-results",
+    "api-statistics",
+    "api-tables",
+    "api-book",
+)
+API_ENTRY = "book/api"
 #: the committed _toc.yml's entry that stands for "every experiment page"
 EXPERIMENTS_GLOB = "book/generated/experiments/*"
 #: where build_book writes the study's table of contents (git-ignored, like the pages)
 GENERATED_TOC = "book/generated/_toc.yml"
+#: environment variable naming a folder to build the book in, outside the project (see book_dir)
+BOOK_DIR_ENV = "HIE_BOOK_DIR"
+#: the committed sources of the book, copied when it is built outside the project
+BOOK_SOURCES = ("_config.yml", "_toc.yml", "book")
 MATHJAX_DISTRIBUTION = "sphinx-mathjax-offline"
 MATHJAX_FILE = "tex-svg.js"  # MathJax 3's TeX-to-SVG bundle: one file, no web fonts
 _PARAMETER_TAGS = {"parameters", "injected-parameters"}
 _REMOVED = {"remove-cell", "remove_cell"}
 _NO_INPUT = {"remove-input", "remove_input", "hide-input", "hide_input"}
+PLOTLY_JS = "plotly.min.js"  # vendored into book/assets/, loaded by the pages that draw a plotly figure
+PLOTLY_DIV = 'class="plotly-graph-div"'  # how a page's HTML shows it draws a plotly figure
+PAGE_TEXT_JS = "hie-page-text.js"  # the pages' text, for search excerpts from file:// (see setup)
 _SEED_DIR = re.compile(r"seed(\d+)(?:-fold(\d+))?")  # a run folder: seed<k>, or seed<k>-fold<f>
 
 
@@ -83,17 +119,23 @@ def experiment_notebooks(study_dir: Path) -> dict[str, Path]:
         study_dir: a study folder, ``runs/<study>``.
 
     Returns:
-        ``{loss: path}`` with the losses in :data:`hie_core.losses.LOSS_NAMES` order.
+        ``{method: path}``, a method (:mod:`hie_core.methods`) per folder of the study, in table
+        order (:func:`hie_core.methods.sort_methods`).
     """
+    from hie_core.methods import sort_methods
+
     study_dir = Path(study_dir)
     found: dict[str, Path] = {}
-    for loss in LOSS_NAMES:
+    folders = [p.name for p in study_dir.iterdir() if p.is_dir()] if study_dir.is_dir() else []
+    for loss in sort_methods([*LOSS_NAMES, *folders]):
         candidates = []
         for run in (study_dir / loss).glob("seed*"):
             match = _SEED_DIR.fullmatch(run.name)
             if match and (run / "train.ipynb").is_file():
                 candidates.append((int(match.group(1)), int(match.group(2) or 0), run / "train.ipynb"))
-        if not candidates and (study_dir / loss / "train.ipynb").is_file():  # the old layout
+        if (
+            not candidates and loss in LOSS_NAMES and (study_dir / loss / "train.ipynb").is_file()
+        ):  # old layout
             candidates.append((0, 0, study_dir / loss / "train.ipynb"))
         for *_, path in sorted(candidates):
             if not _papermill_failed(path):
@@ -187,13 +229,13 @@ def collect_notebooks(root: Path, study_dir: Path) -> list[Path]:
         _copy_page(src, written[-1], fold=True)
     for loss, src in experiments.items():
         written.append(generated / "experiments" / f"{loss}.ipynb")
-        _copy_page(src, written[-1], title=f"Experiment: {LOSS_LABELS.get(loss, loss)}", fold=True)
+        _copy_page(src, written[-1], title=f"Experiment: {label_of_id(loss)}", fold=True)
     return written
 
 
 def write_toc(root: Path, losses: list[str]) -> Path:
     """Write ``book/generated/_toc.yml``: the committed ``_toc.yml`` with its experiments glob
-    replaced by one entry per loss, in the given order.
+    replaced by one entry per method (``losses``: method ids, the page names), in the given order.
 
     Raises:
         BookError: ``_toc.yml`` has no ``glob: book/generated/experiments/*`` entry.
@@ -207,6 +249,9 @@ def write_toc(root: Path, losses: list[str]) -> Path:
             if entry.get("glob") == EXPERIMENTS_GLOB:
                 chapters += [{"file": f"book/generated/experiments/{loss}"} for loss in losses]
                 replaced = True
+            elif entry.get("file") == API_ENTRY:
+                pages = [f"book/{name}" for name in API_PAGES if (root / "book" / f"{name}.md").is_file()]
+                chapters.append({**entry, "sections": [{"file": page} for page in pages]} if pages else entry)
             else:
                 chapters.append(entry)
         part["chapters"] = chapters
@@ -249,7 +294,7 @@ def vendor_assets(root: Path) -> None:
     from hie_core.report.display import plotly_js_path
 
     assets = Path(root) / "book" / "assets"
-    _copy_if_changed(Path(plotly_js_path()), assets / "plotly.min.js")
+    _copy_if_changed(Path(plotly_js_path()), assets / PLOTLY_JS)
     _copy_if_changed(mathjax_source(), assets / "mathjax" / MATHJAX_FILE)
 
 
@@ -309,13 +354,41 @@ def _first_problems(log: Path, count: int = 3) -> str:
     return " | ".join(shown) + more
 
 
-def build_book(root: Path, study_dir: Path) -> Path:
+def book_dir(out_dir: Path | str | None = None) -> Path | None:
+    """Where :func:`build_book` puts a book built outside the project: ``out_dir``, else
+    ``$HIE_BOOK_DIR`` (tests set it to a temporary folder), else ``None`` (the project itself)."""
+    chosen = out_dir if out_dir not in (None, "") else os.environ.get(BOOK_DIR_ENV) or None
+    return Path(chosen).expanduser().resolve() if chosen else None
+
+
+def _stage_sources(root: Path, source: Path) -> Path:
+    """Copy the book's committed sources (:data:`BOOK_SOURCES`, not ``book/generated``) to ``source``."""
+    shutil.rmtree(source, ignore_errors=True)
+    source.mkdir(parents=True)
+    for name in BOOK_SOURCES:
+        src = root / name
+        if src.is_dir():
+            shutil.copytree(src, source / name, ignore=shutil.ignore_patterns("generated"))
+        elif src.is_file():
+            shutil.copy2(src, source / name)
+    return source
+
+
+def build_book(root: Path, study_dir: Path, out_dir: Path | str | None = None) -> Path:
     """Collect, write the toc, vendor, build with ``-W -n --keep-going`` and check offline-ness.
 
-    The book is built into a staging folder (``_build/.staging-<pid>``) and replaces ``_build/html``
-    only when the build passed and the pages reference no network: an interrupted or failed
-    build leaves the previous book as it was. The new book holds the pages of this study only
-    (a study of two losses leaves no page of a third behind).
+    The book is built into a staging folder (``.staging-<pid>`` beside the HTML folder) and
+    replaces the HTML folder only when the build passed and the pages reference no network: an
+    interrupted or failed build leaves the previous book as it was. The new book holds the pages
+    of this study only (a study of two losses leaves no page of a third behind).
+
+    Args:
+        root: the project (its ``_config.yml``, ``_toc.yml`` and ``book/``).
+        study_dir: the study folder, ``runs/<study>``.
+        out_dir: build outside the project (default ``$HIE_BOOK_DIR``, see :func:`book_dir`):
+            the sources are copied to ``<out_dir>/source``, the notebooks collected there, and
+            the HTML written to ``<out_dir>/html``; nothing under ``root`` is written. Without
+            it: ``root/book/generated`` and ``root/_build/html``.
 
     Returns:
         The path of the built ``index.html``.
@@ -325,12 +398,17 @@ def build_book(root: Path, study_dir: Path) -> Path:
             ``<study_dir>/book-build.log``, is named), or a page references the network.
     """
     root, study_dir = Path(root).resolve(), Path(study_dir).resolve()
+    outside = book_dir(out_dir)
+    if outside is not None:
+        root, html = _stage_sources(root, outside / "source"), outside / "html"
+    else:
+        html = root / "_build" / "html"
     collect_notebooks(root, study_dir)
     toc = write_toc(root, list(experiment_notebooks(study_dir)))
     vendor_assets(root)
-    staging = root / "_build" / f".staging-{os.getpid()}"  # one per process: two builds never share one
+    staging = html.parent / f".staging-{os.getpid()}"  # one per process: two builds never share one
     shutil.rmtree(staging, ignore_errors=True)
-    shutil.rmtree(root / "_build" / ".doctrees", ignore_errors=True)  # left by builds before staging
+    shutil.rmtree(html.parent / ".doctrees", ignore_errors=True)  # left by builds before staging
     jb = shutil.which("jupyter-book", path=str(Path(sys.executable).parent))
     cmd = [jb] if jb else [sys.executable, "-m", "jupyter_book"]
     cmd += ["build", str(root), "-W", "-n", "--keep-going", "--toc", str(toc), "--path-output", str(staging)]
@@ -345,7 +423,7 @@ def build_book(root: Path, study_dir: Path) -> Path:
     if refs:
         raise BookError(f"{len(refs)} network reference(s) in the built book, e.g. {refs[:3]}; the previous book is "
                         "unchanged")  # fmt: skip
-    html, old = root / "_build" / "html", root / "_build" / ".html-previous"
+    old = html.parent / ".html-previous"
     shutil.rmtree(old, ignore_errors=True)
     if html.exists():
         html.rename(old)
@@ -353,3 +431,67 @@ def build_book(root: Path, study_dir: Path) -> Path:
     shutil.rmtree(old, ignore_errors=True)
     shutil.rmtree(staging, ignore_errors=True)
     return html / "index.html"
+
+
+# --- The Sphinx extension: per-page scripts and an offline search page -------------------------
+
+#: On the search page: from ``file://`` the browser forbids the fetch of each result's page
+#: that Sphinx's search makes for its excerpt, so fetch answers from the text that
+#: :func:`write_page_text` stored (a script, which file:// may load), and a note says so.
+_FILE_SEARCH = """
+if (location.protocol === 'file:') {
+  const pageFetch = window.fetch;
+  window.fetch = (url, ...rest) => {
+    const root = new URL(document.documentElement.dataset.content_root || './', location.href).href;
+    const page = new URL(String(url), location.href).href.split('#')[0];
+    const doc = page.startsWith(root) ? page.slice(root.length).replace(/\\.html$/, '') : null;
+    const text = (window.HIE_PAGE_TEXT || {})[doc];
+    if (text === undefined) return pageFetch(url, ...rest);
+    const main = document.createElement('div');
+    main.setAttribute('role', 'main');
+    main.textContent = text;
+    return Promise.resolve(new Response(main.outerHTML, {headers: {'Content-Type': 'text/html'}}));
+  };
+  document.addEventListener('DOMContentLoaded', () => {
+    const note = document.createElement('p');
+    note.className = 'hie-search-note';
+    note.textContent = 'This book is open from a file: search runs on the copy of each page\\'s text shipped '
+      + 'with the book. Over a local web server (python -m http.server -d _build/html) it reads the pages '
+      + 'themselves.';
+    const form = document.querySelector('#search-results') || document.querySelector('form');
+    if (form) form.parentNode.insertBefore(note, form);
+  });
+}
+"""
+
+
+def page_scripts(app, pagename: str, templatename: str, context: dict, doctree) -> None:
+    """Sphinx ``html-page-context``: plotly.js on the pages that draw a plotly figure only, and
+    the offline search script on the search page; records each page's text for the latter."""
+    if PLOTLY_DIV in context.get("body", ""):  # a figure_html output (escaped in any docstring)
+        app.add_js_file(PLOTLY_JS)
+    if pagename == "search":
+        app.add_js_file(PAGE_TEXT_JS)
+        app.add_js_file(None, body=_FILE_SEARCH)
+    if doctree is not None:
+        from docutils import nodes
+
+        words = (t.astext() for t in doctree.findall(nodes.Text) if not isinstance(t.parent, (nodes.raw,)))
+        texts = app.builder.__dict__.setdefault("hie_page_text", {})
+        texts[pagename] = re.sub(r"\s+", " ", " ".join(words)).strip()
+
+
+def write_page_text(app, exception) -> None:
+    """Sphinx ``build-finished``: ``_static/hie-page-text.js``, each page's text for search excerpts."""
+    texts = getattr(app.builder, "hie_page_text", None)
+    if exception is not None or texts is None:
+        return
+    body = json.dumps(dict(sorted(texts.items())), ensure_ascii=False, separators=(",", ":"))
+    atomic_write_text(Path(app.outdir) / "_static" / PAGE_TEXT_JS, f"window.HIE_PAGE_TEXT = {body};\n")
+
+
+def setup(app) -> dict:
+    """Register :func:`page_scripts` and :func:`write_page_text` (``_config.yml`` lists this module)."""
+    app.connect("html-page-context", page_scripts)
+    app.connect("build-finished", write_page_text)
+    return {"parallel_read_safe": True, "parallel_write_safe": False}

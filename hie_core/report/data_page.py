@@ -19,6 +19,7 @@ from matplotlib.patches import Patch
 
 from hie_core.data import Case, ValidationReport
 from hie_core.metrics import BURDEN_STRATA, burden_stratum
+from hie_core.report.charts import log_axis_ticks
 from hie_core.report.display import BookFigure, plural
 from hie_core.report.slices import slice_viewer
 from hie_core.report.volumes import (
@@ -107,7 +108,7 @@ def burden_figure(table: pd.DataFrame, label: str) -> go.Figure:
             x=np.log10(edge), y=1.0, yref="paper", text=f"{edge:g}%", showarrow=False, yanchor="bottom"
         )
     n_empty = int((table["burden_percent"] == 0).sum())
-    fig.update_xaxes(type="log", title_text="lesion burden (% of brain volume, log scale)")
+    fig.update_xaxes(**log_axis_ticks(), title_text="lesion burden (% of brain volume, log scale)")
     fig.update_layout(
         title=f"Lesion burden per case, {label}; {plural(n_empty, 'empty label')} not shown",
         height=360, showlegend=False, margin=dict(l=60, r=20, t=70, b=50),

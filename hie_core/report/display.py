@@ -1,7 +1,7 @@
 """Putting tables, figures and text into notebooks so that the static book keeps them.
 
-The one place for presentation helpers: :func:`table` (no index column, fits the text column,
-scrolls sideways when wide), :func:`show` / :func:`figure_html` (Plotly figures as HTML that
+The one place for presentation helpers: :func:`table` (no index column, every row and column
+in view, wraps to the text column), :func:`show` / :func:`figure_html` (Plotly figures as HTML that
 loads the vendored plotly.js, no CDN, no autoplay), :class:`BookFigure` (matplotlib without
 pyplot), :func:`markdown` and :func:`admonition` (computed text), :func:`format_ci` (the one
 "mean [95% CI]" formatter) and :func:`glue` (numbers for the book's prose).
@@ -109,18 +109,21 @@ def table(
 ) -> _Html:
     """A table as HTML without the index column, floats at ``precision``, NaN as "-".
 
-    Cells of numbers do not wrap (:func:`format_ci` with ``html_break`` breaks where it should);
-    a table wider than the text column scrolls sideways inside its box.
+    Every row and column stays in view: the table is never put in a scroll box. Cells wrap at
+    spaces (:func:`format_ci` with ``html_break`` puts the interval on its own line) and
+    headers also inside long words ("Dice|Focal+|HDT", "case_|id"), so a wide table wraps to
+    the text column (the book's ``book.css`` sets the type of ``div.hie-table``, smaller the
+    more columns it has).
 
     Args:
         frame: The table; its index is not shown (put what matters in a column).
         precision: Digits after the point for float columns.
         note: A line of small print under the table (source, counts, abbreviations).
-        scroll: Put the table in a box that scrolls sideways and down (wide or long tables),
-            so it never pushes the page wider than the text column.
+        scroll: A wide or long table (the name is historical): set in a smaller type
+            (class ``hie-table-compact``), still whole, never in a box that scrolls.
         html_columns: Columns whose cells are HTML already (e.g. :func:`format_ci` with
             ``html_break``); every other text cell is escaped.
-        wrap: Tables of sentences: cells wrap and align left, so the table fits the column.
+        wrap: Tables of sentences: cells align left (every table wraps).
 
     Returns:
         An object that notebooks render as HTML (and print as text).
@@ -129,18 +132,26 @@ def table(
     for col in escaped.columns:
         if col not in html_columns and not pd.api.types.is_numeric_dtype(escaped[col]):
             escaped[col] = escaped[col].map(lambda v: html.escape(v) if isinstance(v, str) else v)
-    escaped.columns = [html.escape(str(c)) for c in escaped.columns]
+    escaped.columns = [_breakable(html.escape(str(c))) for c in escaped.columns]
     styler = escaped.style.format(precision=precision, na_rep="-").hide(axis="index")
-    cell = "white-space: normal; text-align: left" if wrap else "white-space: nowrap"
+    cell = "white-space: normal" + ("; text-align: left" if wrap else "")
     styler = styler.set_table_styles([{"selector": "td", "props": f"{cell}; vertical-align: top"}])
     body = styler.to_html()
-    style = "overflow-x:auto;max-width:100%"
-    if scroll:
-        style += ";max-height:32em;overflow-y:auto"
-    parts = [f'<div class="hie-table" style="{style}">{body}</div>']
+    classes = "hie-table hie-table-compact" if scroll else "hie-table"
+    parts = [f'<div class="{classes}">{body}</div>']
     if note:
         parts.append(f'<p class="hie-table-note" style="font-size:85%">{html.escape(note)}</p>')
     return _Html("\n".join(parts), frame.to_string(index=False) + (f"\n{note}" if note else ""))
+
+
+_BREAK_AFTER = re.compile(r"(?<=[a-z])(?=[A-Z])|(?<=[+_/])(?=\w)")
+
+
+def _breakable(header: str) -> str:
+    """An escaped header with line-break opportunities (``<wbr>``) inside its long words:
+    "DiceFocal+HDT" may break after "Dice", "Focal" and "+", "case_id" after "_" (never
+    inside an HTML entity, which holds no letter before a capital)."""
+    return _BREAK_AFTER.sub("<wbr>", header)
 
 
 def markdown(text: str) -> Any:
@@ -174,7 +185,8 @@ def figure_html(fig: go.Figure, div_id: str) -> str:
     """The figure as an HTML fragment for the static book: no plotly.js, no CDN, no autoplay.
 
     The figure fills the width of its container (``responsive``); a fixed layout width over
-    :data:`MAX_FIGURE_WIDTH_PX` is refused, so nothing is wider than the text column.
+    :data:`MAX_FIGURE_WIDTH_PX` is refused, so nothing is wider than the text column. Plotly's
+    mode bar (toolbar) is off: it would cover subplot titles; a double click resets the zoom.
 
     Args:
         fig: The figure.
@@ -195,6 +207,7 @@ def figure_html(fig: go.Figure, div_id: str) -> str:
             f"figure {div_id!r} has width {fig.layout.width} px > {MAX_FIGURE_WIDTH_PX}: leave it unset"
         )
     config = {
+        "displayModeBar": False,  # the toolbar would cover subplot titles; zoom resets on double-click
         "displaylogo": False,
         "responsive": True,
         "showSendToCloud": False,

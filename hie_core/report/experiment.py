@@ -62,8 +62,8 @@ def training_curves(result: RunResult) -> None:
     from hie_core.report.charts import training_curves_figure
 
     loss = result.config["config"]["loss"]
-    fig = training_curves_figure({loss: [result.history]})
     label = loss_label(result.config["config"])
+    fig = training_curves_figure({label: {int(result.config["config"].get("seed", 0)): result.history}})
     fig.update_layout(
         title=dict(text=f"{label}, {source_of_run(result.config).short}", x=0.5, xanchor="center")
     )

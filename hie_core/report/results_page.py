@@ -56,6 +56,13 @@ def _provenance(results: StudyResults) -> str:
     return source_line(source_of(results), info.get("preset"), info.get("device"))
 
 
+#: How a study reports a split it did not (the note of that split's empty table).
+_HOW_TO_REPORT = {
+    "cv": "A study run with --folds K reports it.",
+    "val": "A study without cross-validation reports it.",
+}
+
+
 def split_label(split: str) -> str:
     """A split as a reader reads it."""
     return _SPLIT_LABELS.get(split, split)
@@ -116,8 +123,13 @@ def _share(value: float) -> str:
 
 def table1(results: StudyResults, split: str = "test"):
     """Table 1: n, mean [95% CI] of each metric, ranks, P(best Dice), seed SD and false positives, one row per method."""
-    if not results.has(split):
-        return display.markdown(f"This study did not report the {split_label(split)}.")
+    if not results.has(split):  # a row that says so, so the table's caption never stands alone
+        how = _HOW_TO_REPORT.get(split, "")
+        note = f"This study did not report the {split_label(split)}." + (f" {how}" if how else "")
+        row = pd.DataFrame(
+            {"split": [split_label(split)], "reported": ["no: not part of this study's design"]}
+        )
+        return display.table(row, note=note)
     t = results.table("table1", split)
     shown = pd.DataFrame(
         {"method": _labels(t["method"], results), "cases with a lesion": t["n_cases"], "runs": t["n_runs"]}
@@ -349,7 +361,7 @@ def _pick_case(results: StudyResults, split: str) -> str:
 
 
 def case_arrays(results: StudyResults, case_id: str | None = None, split: str = "test") -> dict:
-    """One case's maps, label and each method's mask (first seed of each loss, baseline, ceiling).
+    """One case's maps, label and each method's mask (first seed of each method, outside predictions, baseline, ceiling).
 
     Args:
         results: The study's results.
@@ -364,7 +376,7 @@ def case_arrays(results: StudyResults, case_id: str | None = None, split: str = 
     arrays = load_case(case)
     runs = find_runs(results.study_dir)
     predictions = {}
-    for method in [*runs.losses, *REFERENCES]:
+    for method in [*runs.methods, *REFERENCES]:
         folders = runs.of(method)
         mask = load_prediction(folders[0].path, case) if folders else None
         if mask is not None:

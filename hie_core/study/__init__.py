@@ -188,16 +188,22 @@ def _finish_locked(root: Path, study_dir: Path, data: Path, config, outcomes: li
     if book and not steps[-1].ok:
         print("[study] the results step failed: no book notebooks and no book (the previous book, if any, is "
               "left as it was and is not this study's)", flush=True)  # fmt: skip
-        steps.append(RunOutcome("book", False, 0.0, root / "_build" / "html" / "index.html", None,
+        steps.append(RunOutcome("book", False, 0.0, _book_index(root), None,
                                 "skipped: the results step failed"))  # fmt: skip
     elif book:
         from hie_core.report.book import BOOK_NOTEBOOKS, build_book
 
         steps += [_book_notebook(root, study_dir, name) for name in BOOK_NOTEBOOKS]
-        steps.append(
-            _step("book", root / "_build" / "html" / "index.html", lambda: build_book(root, study_dir))
-        )
+        steps.append(_step("book", _book_index(root), lambda: build_book(root, study_dir)))
     return steps
+
+
+def _book_index(root: Path) -> Path:
+    """The built book's front page: under ``$HIE_BOOK_DIR`` when set, else the project's ``_build``."""
+    from hie_core.report.book import book_dir
+
+    out = book_dir()
+    return (out / "html" if out else root / "_build" / "html") / "index.html"
 
 
 @dataclass(frozen=True)
