@@ -2,7 +2,7 @@
 
 Opens the Results page (its slice viewer, ``#figure6``: one method against the reference, the
 method menu, the colour key) and one experiment page (its example overlay still) at 1400 x 1000
-CSS pixels from ``file://``, and saves PNGs under ``book/assets/screenshots/``:
+CSS pixels from ``file://``, and saves PNGs under ``book/screenshots/ (not under book/assets, which every built book copies)``:
 
 - ``results-viewer.png``: the viewer as it opens (the first method, the key under the panels);
 - ``results-viewer-menu.png``: the same with the method menu open;
@@ -11,7 +11,7 @@ CSS pixels from ``file://``, and saves PNGs under ``book/assets/screenshots/``:
 
 Usage (after building the book)::
 
-    python scripts/screenshots.py [BOOK_HTML_DIR] [--out book/assets/screenshots] [--experiment dice]
+    python scripts/screenshots.py [BOOK_HTML_DIR] [--out book/screenshots] [--experiment dice]
 
 Needs Debian's ``chromium`` and ``chromedriver`` and the ``selenium`` package (as the browser
 tests do); no network.
@@ -123,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
         "html_dir", nargs="?", default="_build/html", help="the built book (default _build/html)"
     )
     parser.add_argument(
-        "--out", default=str(ROOT / "book" / "assets" / "screenshots"), help="folder of the PNGs"
+        "--out", default=str(ROOT / "book" / "screenshots"), help="folder of the PNGs"
     )
     parser.add_argument(
         "--experiment", default=None, help="the experiment page (a loss, e.g. dice); default first"

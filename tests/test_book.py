@@ -69,6 +69,61 @@ def test_book_is_built_offline_and_light(main_study):
     assert "ZADC &lt; -2 (baseline)" in results or "ZADC < -2 (baseline)" in results
 
 
+_TUPLE = re.compile(r"\(\s*-?\d[\d.]*\s*(,\s*-?\d[\d.]*\s*)+,?\)|\(\d+,\)|\(\)")
+_SNAKE = re.compile(r"\b[a-z]+_[a-z0-9_]+\b")
+
+
+def raw_values(page_html: str) -> list[str]:
+    """What a copy editor would strike in a page's tables and prose: ``None``, "(s)" plurals,
+    Python tuples in table cells, raw column names (snake_case) in table headers. Text set as
+    code (``<code>``, ``<pre>``: parameter and file names a reader types) and formulas are left alone."""
+    from bs4 import BeautifulSoup
+
+    soup = BeautifulSoup(page_html, "html.parser")
+    article = soup.find("article") or soup
+    for code in article.find_all(["code", "pre", "script", "style"]):
+        code.decompose()
+    for math in article.select(".math"):  # formulas: a(s) is a function of s there
+        math.decompose()
+    found = [f"'(s)' in {m!r}" for m in re.findall(r"\w+\(s\)", article.get_text(" "))]
+    for cell in article.find_all(["td", "th"]):
+        text = cell.get_text(" ", strip=True)
+        if re.search(r"\bNone\b", text):
+            found.append(f"None in cell {text[:60]!r}")
+        if _TUPLE.search(text):
+            found.append(f"tuple in cell {text[:60]!r}")
+        if cell.name == "th" and _SNAKE.search(text):
+            found.append(f"raw column name {text[:60]!r}")
+    return found
+
+
+def test_raw_values_are_found() -> None:
+    page = (
+        "<article><table><tr><th>case_id</th><th>Dice</th></tr><tr><td>None</td><td>(32, 192, 192)</td>"
+        "</tr><tr><td><code>mirror_axes</code></td><td>(2,)</td></tr></table><p>2 seed(s)</p></article>"
+    )
+    found = raw_values(page)
+    assert len(found) == 5 and not any("mirror_axes" in f for f in found), found
+    assert (
+        raw_values(
+            "<article><table><tr><th>cases (case-runs)</th></tr><tr><td>0 (0)</td></tr></table></article>"
+        )
+        == []
+    )
+
+
+def test_book_pages_have_no_python_reprs_or_raw_column_names(main_study):
+    pages = [
+        p
+        for p in book_pages(main_study.html_dir)
+        if not p.startswith(("book/api", "genindex", "py-modindex"))
+    ]
+    problems = {
+        page: found for page in pages if (found := raw_values((main_study.html_dir / page).read_text()))
+    }
+    assert problems == {}, problems
+
+
 def test_study_pages_fold_their_code(main_study):
     for page in STUDY_PAGES:
         text = (main_study.html_dir / page).read_text()

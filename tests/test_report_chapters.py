@@ -192,8 +192,9 @@ def test_augmentation_table_reads_the_config() -> None:
     table = methods_page.augmentation_table(config).set_index("transform")
     assert list(table.index) == ["noise", "anisotropy", "blur", "gamma", "elastic"]
     assert table.loc["blur", "probability"] == 0.2 and table.loc["noise", "probability"] == 0.5
-    assert table.loc["noise", "parameters"] == "noise_std = 0.05"
-    assert "elastic_max_displacement_mm = 3.0" in table.loc["elastic", "parameters"]
+    assert table.loc["noise", "parameters"] == "<code>noise_std</code> 0.05"
+    assert "<code>elastic_max_displacement_mm</code> 3" in table.loc["elastic", "parameters"]
+    assert table.loc["gamma", "parameters"] == "<code>log_gamma</code> -0.1 to 0.1"  # a range, not a tuple
 
 
 @pytest.fixture(scope="module")
@@ -280,7 +281,9 @@ def test_metric_rules_table_official_semantics() -> None:
 
 
 def test_protocol_table_comes_from_presets() -> None:
-    table = methods_page.protocol_table().set_index("parameter")
+    table = methods_page.protocol_table()
+    assert table["parameter"].str.fullmatch(r"<code>\w+</code>").all()  # names a reader passes with -p
+    table = table.set_index(table["parameter"].str.replace(r"</?code>", "", regex=True))
     for preset in PRESETS:
         config = make_config(preset=preset, device="cpu")
         for field in table.index:

@@ -119,6 +119,7 @@ def test_study_timings_per_loss(results) -> None:
         "device: CPU (test); grid: 16 x 64 x 64 voxels" in shown.text
         and "device" not in shown.text.splitlines()[0]
     )
+    assert ">Tversky</td>" in shown.data and ">tversky<" not in shown.data and "time vs Dice" in shown.data
 
 
 def test_deviations_table_from_a_study_and_from_presets(results) -> None:

@@ -164,14 +164,27 @@ def selection_text(config: Mapping[str, Any], synthetic: bool | None = None) -> 
 
 
 def augmentation_table(config: AugmentConfig) -> pd.DataFrame:
-    """Each transform in the order applied, its TorchIO class, probability and parameters."""
+    """Each transform in the order applied, its TorchIO class, probability and parameters.
+
+    The ``parameters`` column is HTML (``hie_core.augment.AugmentConfig`` field names as code):
+    show it with ``display.table(..., html_columns=["parameters"])``.
+    """
     from hie_core.augment import TRANSFORM_NAMES
 
     return pd.DataFrame(
         [{"transform": name, "TorchIO": _TIO_CLASS[name][0], "probability": config.probability(name),
-          "parameters": "; ".join(f"{f} = {getattr(config, f)}" for f in _TIO_CLASS[name][1])}
+          "parameters": "; ".join(f"<code>{f}</code> {_range_text(getattr(config, f))}" for f in _TIO_CLASS[name][1])}
          for name in TRANSFORM_NAMES]
     )  # fmt: skip
+
+
+def _range_text(value: Any) -> str:
+    """An augmentation parameter for a reader: a (low, high) pair as "low to high", booleans in words."""
+    if isinstance(value, tuple | list) and len(value) == 2:
+        return f"{value[0]:g} to {value[1]:g}"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    return f"{value:g}" if isinstance(value, float) else str(value)
 
 
 def augmentation_examples(
@@ -264,12 +277,12 @@ def unet_summary(
 def _arch_size(arch: str, widths: Sequence[int], options: Mapping[str, Any]) -> str:
     """How the configuration's widths size ``arch`` (see :func:`hie_core.model.build_model`)."""
     if arch == "segresnet":
-        return f"init_filters {widths[0]}, doubling at 3 downsamplings"
+        return f"{widths[0]} initial filters, doubling at 3 downsamplings"
     if arch == "dynunet":
         strides = " ".join("x".join(map(str, st)) for st in options["strides"][1:])
         return f"filters {'-'.join(map(str, widths[: len(options['strides'])]))}; strides {strides}"
     if arch == "swinunetr":
-        return f"feature_size {options['feature_size']}, window 7"
+        return f"feature size {options['feature_size']}, attention window 7"
     return f"widths {'-'.join(map(str, widths))}"
 
 
@@ -400,7 +413,7 @@ def protocol_table(device: str = "cpu") -> pd.DataFrame:
     fields = {f.name for f in dataclasses.fields(TrainConfig)}
     rows = []
     for field, meaning in [(f, m) for f, m in _PROTOCOL if f in fields]:
-        row = {"setting": meaning, "parameter": field}
+        row = {"setting": meaning, "parameter": f"<code>{field}</code>"}
         row.update({name: setting_text(field, getattr(cfg, field)) for name, cfg in configs.items()})
         row["from"] = "preset" if any(field in v for v in PRESETS.values()) else "TrainConfig default"
         rows.append(row)

@@ -46,6 +46,9 @@ def study_timings(study_dir: str | Path) -> pd.DataFrame:
 def timings_table(study_dir: str | Path):
     """:func:`study_timings` for the page: settings shared by every loss go into the note, not the columns."""
     table = study_timings(study_dir)
+    labels = find_runs(study_dir).labels
+    table["loss"] = table["loss"].map(lambda m: labels.get(m, m))
+    table = table.rename(columns={"loss": "method", "x dice": "time vs Dice"})
     shared = [c for c in ("device", "grid", "widths") if table[c].nunique() == 1]
     note = "; ".join(f"{c}: {table[c].iloc[0]}" for c in shared)
     return display.table(
