@@ -105,6 +105,37 @@ def test_missing_case_and_wrong_grid_are_one_error(tiny_release, tmp_path):
     assert _snapshot(preds) == before  # the user's folder is only read
 
 
+def test_the_study_checks_every_mask_before_any_run(tiny_release, tmp_path, monkeypatch):
+    """``--external`` with a missing case and a mask off its grid: one error naming both, nothing written."""
+    from hie_core import study
+
+    monkeypatch.setenv("HIE_CACHE_DIR", str(tmp_path / "cache"))
+    preds = _perfect(tiny_release, tmp_path / "preds")
+    (preds / f"{TEST_IDS[0]}_lesion.mha").unlink()
+    array, geometry = read_image(preds / f"{TEST_IDS[1]}_lesion.mha")
+    write_image(
+        array,
+        ImageGeometry(geometry.shape, (3.0, 1.0, 1.0), geometry.origin_mm),
+        preds / f"{TEST_IDS[1]}_lesion.mha",
+    )
+    with pytest.raises(ExternalPredictionError) as err:
+        study.plan_study(
+            tmp_path / "runs",
+            "s",
+            ["dice"],
+            1,
+            data_dir=str(tiny_release),
+            preset="quick",
+            device="cpu",
+            overrides={"target_shape": (8, 16, 16), "patch_shape": "none"},
+            externals=[f"mine={preds}"],
+        )
+    assert (
+        len(err.value.problems) == 2 and "missing" in str(err.value) and "not on the grid" in str(err.value)
+    )
+    assert not (tmp_path / "runs").exists()
+
+
 @pytest.mark.parametrize(
     ("values", "expected"),
     [

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -171,3 +172,15 @@ def test_experiment_page_reads_the_new_history_columns(results, shown: list) -> 
     assert 'id="curves-dice"' in shown[0]["text/html"]
     with pytest.raises(RuntimeError, match="0 predictions for 14 evaluated cases"):
         experiment.check_run_folder(run)
+
+
+def test_study_archs_are_the_networks_its_runs_trained(results) -> None:
+    from hie_core.report import methods_page
+
+    assert methods_page.study_archs("") == ()
+    assert methods_page.study_archs(str(results.study_dir)) == ("unet3d",)  # runs without ``arch``: the U-Net
+    config = next(results.study_dir.glob("dice/seed*/config.json"))
+    info = json.loads(config.read_text())
+    info["config"]["arch"] = "segresnet"
+    config.write_text(json.dumps(info))
+    assert methods_page.study_archs(str(results.study_dir)) == ("segresnet", "unet3d")

@@ -58,6 +58,18 @@ def study_config(study_dir: str = "", preset: str = "seed") -> dict[str, Any]:
     return make_config(preset=preset, device="cpu").to_dict()
 
 
+def study_archs(study_dir: str = "") -> tuple[str, ...]:
+    """The networks a study trained (``--archs``), from its runs' ``config.json``; ``()`` without a study."""
+    if not study_dir:
+        return ()
+    from hie_core.report.runs import find_runs
+
+    archs = {
+        run.config.get("config", {}).get("arch", "unet3d") for run in find_runs(study_dir).runs if run.config
+    }
+    return tuple(sorted(archs - {None}))
+
+
 def study_grids(config: Mapping[str, Any]) -> dict[str, Grid]:
     """The seed's preprocessing grid, plus the study's own grid where it differs."""
     grids = {"seed protocol": Grid(shape=DEFAULT_TARGET_SHAPE)}

@@ -415,6 +415,12 @@ def plan_study(runs_dir: Path, study: str, losses: Sequence[str], seeds: int | N
         params["synthetic_test_cases"] = config.synthetic_test_cases
     runs = plan_grid(study_dir, losses, seeds, seed_start, config.folds, combos, overrides)
     outside = parse_externals(externals, [r.method for r in runs])
+    if outside:  # every mask checked before any run starts: one error lists every problem of every folder
+        from hie_core.external import check_predictions
+
+        test_cases = [c for c in cases if c.split == "test"]
+        for _, folder in outside:
+            check_predictions(folder, test_cases, {c.case_id for c in cases})
     return StudyPlan(project_root(Path(__file__).resolve().parent), study_dir, data, is_synthetic_dir(data),
                      config, run_device, runs, params, outside)  # fmt: skip
 
