@@ -122,9 +122,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "html_dir", nargs="?", default="_build/html", help="the built book (default _build/html)"
     )
-    parser.add_argument(
-        "--out", default=str(ROOT / "book" / "screenshots"), help="folder of the PNGs"
-    )
+    parser.add_argument("--out", default=str(ROOT / "book" / "screenshots"), help="folder of the PNGs")
     parser.add_argument(
         "--experiment", default=None, help="the experiment page (a loss, e.g. dice); default first"
     )

@@ -14,11 +14,11 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from hie_core.metrics import METRIC_LABELS
 from hie_core.report.volumes import PALETTE
 
 __all__ = [
     "HISTORY_COLUMNS",
-    "METRIC_LABELS",
     "SEED_DASHES",
     "log_axis_ticks",
     "table1_figure",
@@ -27,8 +27,6 @@ __all__ = [
 
 #: Columns :func:`training_curves_figure` needs in each ``history.csv``.
 HISTORY_COLUMNS = ("epoch", "train_loss", "selection_loss", "selection_dice")
-#: Axis label of each metric of Table 1 (column prefix -> label).
-METRIC_LABELS = {"dice": "Dice", "masd_mm": "MASD (mm)", "nsd": "NSD @ 2 mm"}
 _BOTTOM_LEGEND = dict(orientation="h", yanchor="top", y=-0.18, xanchor="left", x=0.0)
 
 
@@ -129,7 +127,7 @@ def table1_figure(table1: pd.DataFrame, references: Sequence[str] = ("baseline",
 
     Args:
         table1: ``table1_<split>.csv`` (columns ``method`` and ``<metric>_mean``,
-            ``<metric>_ci_low``, ``<metric>_ci_high`` for each of :data:`METRIC_LABELS`).
+            ``<metric>_ci_low``, ``<metric>_ci_high`` for each of :data:`hie_core.metrics.METRIC_LABELS`).
         references: Rows drawn as vertical reference lines instead of points (when present).
 
     Returns:

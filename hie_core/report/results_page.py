@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from hie_core.methods import label_of_id
+from hie_core.metrics import METRIC_LABELS
 from hie_core.report import display, prose, seed_study
 from hie_core.report.charts import table1_figure, training_curves_figure
 from hie_core.report.results import StudyResults, read_results
@@ -28,7 +29,7 @@ __all__ = [
     "split_label", "strata_table", "study_banner", "table1", "table1_chart",
 ]  # fmt: skip
 
-_METRIC_HEAD = {"dice": "Dice", "masd_mm": "MASD (mm)", "nsd": "NSD (2 mm)", "best_epoch": "best epoch"}
+_METRIC_HEAD = {**METRIC_LABELS, "best_epoch": "best epoch"}
 #: How the tables name the two reference rows for a reader (the files keep the short keys).
 METHOD_LABELS = {"baseline": "ZADC < -2 (baseline)", "ceiling": "label resampled (ceiling)"}
 _DIGITS = {"dice": 3, "masd_mm": 2, "nsd": 3, "best_epoch": 1}
