@@ -18,9 +18,13 @@ import pytest
 from hie_core.io import ImageGeometry, write_image
 
 os.environ.setdefault("HIE_CACHE_DIR", str(Path(__file__).resolve().parent.parent / ".cache"))
-# Runs that a test starts without naming a folder (nbval's notebooks/train.ipynb, whose empty
-# output_dir means "under $HIE_RUNS_DIR") go to a temporary folder, never into the repository's runs/.
-if not os.environ.get("HIE_RUNS_DIR"):
+# Every study and run that a test starts without naming a folder goes under $HIE_RUNS_DIR: the
+# main study (``main_study``), nbval's notebooks/train.ipynb (empty output_dir) and the study pages
+# that nbval runs (intro, results, performance: empty study_dir reads <runs>/quick). A temporary
+# folder, never the repository's runs/ nor a user's own $HIE_RUNS_DIR; HIE_TEST_RUNS_DIR keeps them.
+if os.environ.get("HIE_TEST_RUNS_DIR"):
+    os.environ["HIE_RUNS_DIR"] = str(Path(os.environ["HIE_TEST_RUNS_DIR"]).expanduser().resolve())
+else:
     os.environ["HIE_RUNS_DIR"] = tempfile.mkdtemp(prefix="hie-test-runs-")
     atexit.register(shutil.rmtree, os.environ["HIE_RUNS_DIR"], ignore_errors=True)
 
@@ -128,8 +132,7 @@ def main_study(tmp_path_factory) -> MainStudy:
     instead (finished runs there are reused, so a second session costs only the results and
     the book).
     """
-    kept = os.environ.get("HIE_TEST_RUNS_DIR")
-    runs_dir = Path(kept).resolve() if kept else tmp_path_factory.mktemp("runs")
+    runs_dir = Path(os.environ["HIE_RUNS_DIR"])  # where the notebooks nbval runs look for it
     book_dir = tmp_path_factory.mktemp("book")
     env = {**os.environ, "HIE_BOOK_DIR": str(book_dir)}
     start = time.perf_counter()

@@ -327,3 +327,11 @@ def test_unet_diagram_names_the_norm_the_runs_used(norm: str, shown: str) -> Non
     fig = diagrams.unet_diagram({"widths": (8, 16, 32, 64), "norm": norm}, (16, 48, 48))
     texts = " ".join(t.get_text() for t in fig.axes[0].texts)
     assert f"conv -> {shown} -> LeakyReLU" in texts and ("InstanceNorm" in texts) == (norm == "instance")
+
+
+def test_the_default_study_folder_follows_hie_runs_dir(tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("HIE_RUNS_DIR", str(tmp_path / "elsewhere"))
+    assert sources.study_dir_for("", "quick") == tmp_path / "elsewhere" / "quick"
+    assert sources.study_dir_for(str(tmp_path / "mine"), "quick") == tmp_path / "mine"
+    monkeypatch.delenv("HIE_RUNS_DIR")
+    assert sources.study_dir_for("", "quick").parts[-2:] == ("runs", "quick")

@@ -76,13 +76,14 @@ def source_line(source: DataSource, preset: str | None = None, device: str | lis
 
 
 def study_dir_for(study_dir: str = "", preset: str = "auto") -> Path:
-    """``study_dir``, or ``runs/<preset>`` under the project root when empty."""
+    """``study_dir``, or ``<runs>/<preset>`` when empty (``runs`` under the project root, or
+    ``$HIE_RUNS_DIR``: :func:`hie_core.training.experiment.runs_root`)."""
     if study_dir:
         return Path(study_dir).expanduser()
     from hie_core.training.config import make_config
-    from hie_core.training.experiment import project_root
+    from hie_core.training.experiment import runs_root
 
-    return project_root() / "runs" / make_config(preset=preset).preset
+    return runs_root() / make_config(preset=preset).preset
 
 
 def data_source(study_dir: str = "", data_dir: str = "") -> DataSource:

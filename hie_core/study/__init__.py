@@ -198,6 +198,13 @@ def _finish_locked(root: Path, study_dir: Path, data: Path, config, outcomes: li
     return steps
 
 
+def _runs_dir(given: str) -> Path:
+    """``--runs-dir``, else :func:`hie_core.training.experiment.runs_root` (``runs/`` or ``$HIE_RUNS_DIR``)."""
+    from hie_core.training.experiment import runs_root
+
+    return Path(given) if given else runs_root()
+
+
 def _book_index(root: Path) -> Path:
     """The built book's front page: under ``$HIE_BOOK_DIR`` when set, else the project's ``_build``."""
     from hie_core.report.book import book_dir
@@ -720,7 +727,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--plan", action="store_true",
                    help="print the run count, projected hours and detectable difference; run nothing")  # fmt: skip
     p.add_argument("--study", default="", help="study name: runs/<study>/ (default: the preset name)")
-    p.add_argument("--runs-dir", default="runs", help="parent folder of the study folders")
+    p.add_argument("--runs-dir", default="", help="parent folder of the study folders (default: runs/ in the "
+                   "project, or $HIE_RUNS_DIR)")  # fmt: skip
     p.add_argument("--data-dir", default="", help="BONBID-HIE folder; empty = the synthetic dataset")
     p.add_argument("--preset", default="auto", help="seed, quick, or auto (seed with CUDA, else quick)")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
@@ -796,7 +804,7 @@ def _plan_only(args: argparse.Namespace, losses: list[str], folds: int, seeds: i
                            args.synthetic_test_cases)  # fmt: skip
     run_device = "cuda" if remote_cuda else config.device
     config = dataclasses.replace(config, device=run_device)
-    study_dir = (Path(args.runs_dir) / (args.study or default_study_name(config))).expanduser().resolve()
+    study_dir = (_runs_dir(args.runs_dir) / (args.study or default_study_name(config))).expanduser().resolve()
     _check_same_design(study_dir, config.folds)
     combos = grid_combinations(grid)
     _check_combinations(combos, args.preset, args.device, args.data_dir, overrides, remote_cuda, folds,
@@ -849,7 +857,7 @@ def _main(argv: list[str] | None) -> int:
     folds, seeds = _design(args)
     if args.plan:
         return _plan_only(args, losses, folds, seeds, overrides, remote_cuda, grid)
-    plan = plan_study(Path(args.runs_dir), args.study, losses, seeds, args.seed_start, args.data_dir,
+    plan = plan_study(_runs_dir(args.runs_dir), args.study, losses, seeds, args.seed_start, args.data_dir,
                       args.preset, args.device, overrides, remote_cuda, folds, args.synthetic_test_cases, grid,
                       args.external)  # fmt: skip
     engine = Engine() if args.gather else make_engine(args, plan.device, plan.study_dir.name)

@@ -87,6 +87,7 @@ __all__ = [
     "RUN_FILES",
     "WEIGHT_FILES",
     "resolve_data_dir",
+    "runs_root",
     "run_experiment",
     "load_run",
     "summarize_metrics",
@@ -548,8 +549,11 @@ def default_run_folder(config: TrainConfig) -> Path:
     return Path(default_study_name(config)) / config.loss / run
 
 
-def _runs_root() -> Path:
-    """Where runs go by default: ``$HIE_RUNS_DIR``, else ``runs``; a relative path is under the project root."""
+def runs_root() -> Path:
+    """Where studies and runs go by default: ``$HIE_RUNS_DIR``, else ``runs``; a relative path is under the project root.
+
+    The study runner, ``notebooks/train.ipynb`` and the book's pages all use it, so a test session
+    that sets ``HIE_RUNS_DIR`` keeps everything out of the repository."""
     return project_root() / (os.environ.get("HIE_RUNS_DIR", "").strip() or "runs")
 
 
@@ -574,7 +578,7 @@ def notebook_config(
     config = make_config(preset=preset, device=device, loss=loss, data_dir=data_dir, **overrides)
     if not isinstance(output_dir, str):
         raise UserError(f"output_dir must be a folder path, got {output_dir!r}")
-    out = Path(output_dir) if output_dir else _runs_root() / default_run_folder(config)
+    out = Path(output_dir) if output_dir else runs_root() / default_run_folder(config)
     config = dataclasses.replace(config, output_dir=str(out.resolve()))
     if config.synthetic:
         source = "the embedded SYNTHETIC BONBID-like dataset"
