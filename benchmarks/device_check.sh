@@ -107,24 +107,8 @@ mkdir -p "$WORK"
 export PYTHONPATH="$SITE:$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1 TQDM_DISABLE=1
 export HIE_CACHE_DIR="$WORK/cache"
 
-run_stage() { # name: run CMD[name] in its time box, log to $WORK/<name>.log and stdout, record the outcome
-    local name="$1" left limit t0 rc
-    left=$((START + BUDGET - 25 - $(date +%s)))  # kept: a killed stage's 10 s and the report's 15 s
-    limit=$((BOX[$name] < left ? BOX[$name] : left))
-    if [ "$limit" -lt 15 ]; then
-        echo "{\"name\": \"$name\", \"rc\": null, \"seconds\": 0, \"limit_s\": $limit, \"timed_out\": false, \"skipped\": true}" >>"$WORK/stages.jsonl"
-        echo "== $name: skipped, $left s left" && return
-    fi
-    echo "== $name (time box $limit s)"
-    t0=$(date +%s.%N)
-    timeout --kill-after=10 "$limit" bash -c "${CMD[$name]//DEADLINE/$((limit - 20))}" 2>&1 | tee "$WORK/$name.log"
-    rc=${PIPESTATUS[0]}
-    local secs timed=false
-    secs=$(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }')
-    { [ "$rc" = 124 ] || [ "$rc" = 137 ]; } && timed=true
-    echo "{\"name\": \"$name\", \"rc\": $rc, \"seconds\": $secs, \"limit_s\": $limit, \"timed_out\": $timed}" >>"$WORK/stages.jsonl"
-    echo "== $name: rc $rc in $secs s"
-}
+. benchmarks/_stages.sh  # run_stage
+RESERVE_S=25  # kept: a killed stage's 10 s and the report's 15 s
 
 for s in $ALL_STAGES; do
     [[ ",$STAGES," == *",$s,"* ]] && run_stage "$s"

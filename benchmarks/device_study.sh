@@ -103,23 +103,8 @@ export JUPYTER_RUNTIME_DIR="$JUP/runtime" JUPYTER_CONFIG_DIR="$JUP/config" JUPYT
 export IPYTHONDIR="$WORK/ipython" MPLCONFIGDIR="$WORK/mpl" TORCHINDUCTOR_CACHE_DIR="$WORK/inductor"
 [ "$DEVICE" = cpu ] && export CUDA_VISIBLE_DEVICES=""  # the rehearsal must not find a GPU
 
-run_stage() { # name: run CMD[name] in its time box, log to $WORK/<name>.log and stdout, record the outcome
-    local name="$1" left limit t0 rc secs timed=false
-    left=$((START + BUDGET - 40 - $(date +%s)))  # kept: a killed stage's 10 s, the report and packing
-    limit=$((BOX[$name] < left ? BOX[$name] : left))
-    if [ "$limit" -lt 15 ]; then
-        echo "{\"name\": \"$name\", \"rc\": null, \"seconds\": 0, \"limit_s\": $limit, \"timed_out\": false, \"skipped\": true}" >>"$WORK/stages.jsonl"
-        echo "== $name: skipped, $left s left" && return
-    fi
-    echo "== $name (time box $limit s)"
-    t0=$(date +%s.%N)
-    timeout --kill-after=10 "$limit" bash -c "${CMD[$name]}" 2>&1 | tee "$WORK/$name.log"
-    rc=${PIPESTATUS[0]}
-    secs=$(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }')
-    { [ "$rc" = 124 ] || [ "$rc" = 137 ]; } && timed=true
-    echo "{\"name\": \"$name\", \"rc\": $rc, \"seconds\": $secs, \"limit_s\": $limit, \"timed_out\": $timed}" >>"$WORK/stages.jsonl"
-    echo "== $name: rc $rc in $secs s"
-}
+. benchmarks/_stages.sh  # run_stage
+RESERVE_S=40  # kept: a killed stage's 10 s, the report and packing
 
 for s in $ALL_STAGES; do
     [[ ",$STAGES," == *",$s,"* ]] && run_stage "$s"

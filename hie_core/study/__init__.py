@@ -76,6 +76,7 @@ from hie_core.study.grid import (
 from hie_core.study.options import (
     GRID_PARAMETERS,
     STUDY_FOLDERS,
+    check_parameter_key,
     grid_combinations,
     parse_externals,
     parse_grid,
@@ -83,7 +84,8 @@ from hie_core.study.options import (
 
 __all__ = ["DEFAULT_SEEDS", "RunOutcome", "GridRun", "GridJob", "Engine", "StudyPlan", "plan_study", "run_study",
            "finish_study", "redo_notes", "main", "DESIGNS", "PRIMARY_CONTRASTS", "TARGET_DICE", "BONBID_COUNTS", "powered_design",
-           "reported_splits", "print_plan", "unique_losses", "parse_grid", "grid_combinations", "parse_externals"]  # fmt: skip
+           "reported_splits", "print_plan", "unique_losses", "parse_grid", "grid_combinations", "parse_externals",
+           "GRID_PARAMETERS", "STUDY_FOLDERS"]  # fmt: skip
 
 #: Seeds per loss when ``--seeds`` is not given: the seed protocol's 3 on CUDA; on a CPU as
 #: many as fit the main job's time budget (at least 2, for a between-seed spread).
@@ -246,13 +248,7 @@ def parse_overrides(items: Sequence[str], allowed: Sequence[str]) -> dict:
         key = key.strip()
         if not sep or not key:
             raise ConfigError(f"--set {item!r}: expected key=value, e.g. --set epochs=1")
-        if key in GRID_PARAMETERS:
-            raise ConfigError(
-                f"--set {key}: set by the study itself; use its own option (--losses, --seeds, ...)"
-            )
-        if key not in allowed:
-            valid = ", ".join(k for k in allowed if k not in GRID_PARAMETERS)
-            raise ConfigError(f"--set {key}: not a parameter of notebooks/train.ipynb; valid: {valid}")
+        check_parameter_key("--set", key, allowed)
         try:
             values[key] = ast.literal_eval(text.strip())
         except (ValueError, SyntaxError):

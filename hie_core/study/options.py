@@ -48,6 +48,21 @@ def _literal(text: str):
         return text
 
 
+def check_parameter_key(option: str, key: str, allowed: Sequence[str]) -> None:
+    """A ``--set`` or ``--grid`` key must be a train.ipynb parameter the study does not set itself.
+
+    Raises:
+        ConfigError: one line naming the option and the key, and what to use instead.
+    """
+    if key in GRID_PARAMETERS:
+        raise ConfigError(
+            f"{option} {key}: set by the study itself; use its own option (--losses, --seeds, ...)"
+        )
+    if key not in allowed:
+        valid = ", ".join(k for k in allowed if k not in GRID_PARAMETERS)
+        raise ConfigError(f"{option} {key}: not a parameter of notebooks/train.ipynb; valid: {valid}")
+
+
 def parse_grid(
     items: Sequence[str], allowed: Sequence[str], archs: str = "", fixed: Sequence[str] = ()
 ) -> dict:
@@ -70,13 +85,7 @@ def parse_grid(
         key = key.strip()
         if not sep or not key or not text.strip():
             raise ConfigError(f"{option} {item!r}: expected KEY=V1,V2,..., e.g. --grid hybrid_weight=0.1,0.3")
-        if key in GRID_PARAMETERS:
-            raise ConfigError(
-                f"{option} {key}: set by the study itself; use its own option (--losses, --seeds, ...)"
-            )
-        if key not in allowed:
-            valid = ", ".join(k for k in allowed if k not in GRID_PARAMETERS)
-            raise ConfigError(f"{option} {key}: not a parameter of notebooks/train.ipynb; valid: {valid}")
+        check_parameter_key(option, key, allowed)
         if key in grid or key in fixed:
             where = "--set" if key in fixed else ("--archs and --grid" if key == "arch" else "--grid")
             raise ConfigError(f"{option} {key}: already given by {where}; give each parameter once")
