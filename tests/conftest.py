@@ -28,6 +28,19 @@ else:
     os.environ["HIE_RUNS_DIR"] = tempfile.mkdtemp(prefix="hie-test-runs-")
     atexit.register(shutil.rmtree, os.environ["HIE_RUNS_DIR"], ignore_errors=True)
 
+
+def pytest_collection_modifyitems(config, items) -> None:
+    """The test tiers: ``slow`` marks what needs the trained study or runs a notebook.
+
+    ``pytest -m "not slow"`` is the unit tier (a few minutes on 2 cores); CI runs everything.
+    Slow are: every test that uses the :func:`main_study` fixture (it trains the README's
+    12-run study), every notebook nbval executes, and tests marked ``slow`` by hand.
+    """
+    slow = pytest.mark.slow
+    for item in items:
+        if "main_study" in getattr(item, "fixturenames", ()) or item.nodeid.split("::")[0].endswith(".ipynb"):
+            item.add_marker(slow)
+
 TINY_GEOMETRY = ImageGeometry(shape=(6, 12, 10), spacing_mm=(3.0, 1.2, 1.1), origin_mm=(-5.0, 3.0, 1.0))
 
 
