@@ -98,6 +98,7 @@ def _grid(runs: StudyRuns) -> dict[str, list]:
 
 
 def _study_info(runs: StudyRuns, splits: list[str]) -> dict:
+    from hie_core.report.plan import plan_info
     from hie_core.synthetic import is_synthetic_dir
 
     trained = set(runs.losses)
@@ -136,6 +137,7 @@ def _study_info(runs: StudyRuns, splits: list[str]) -> dict:
                                        "Dice loss and the baseline)",
                        "alpha": ALPHA, "power": POWER,
                        "ranked": "methods and baseline; the ceiling is shown, not ranked"},
+        "analysis_plan": plan_info(),  # the plan's version, date and page hash (book/analysis-plan.md)
         "run_config": run_config,
     }  # fmt: skip
 
