@@ -247,10 +247,13 @@ def _check_one_design(folders: list[Path]) -> None:
 
 
 def _loss_runs(study_dir: Path, loss: str, folders: list[Path]) -> tuple[list[RunFolder], list[str]]:
+    from hie_core.training.failure import read_failure  # a failed run (diverged) is listed, never scored
+
     runs, unfinished = [], []
     for folder in folders:
-        if not (folder / "summary.json").is_file():
-            unfinished.append(f"{loss}/{folder.name}")
+        failed = read_failure(folder)
+        if failed is not None or not (folder / "summary.json").is_file():
+            unfinished.append(f"{loss}/{folder.name}" + (" (failed)" if failed is not None else ""))
             continue
         seed, fold = _seed_fold(folder)
         config, summary = _read_json(folder / "config.json"), _read_json(folder / "summary.json")

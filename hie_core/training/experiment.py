@@ -10,7 +10,10 @@ folder (every file atomically):
 - ``history.csv``: per epoch train loss, selection loss and Dice, learning rate, seconds;
 - ``model_best.pt`` (weights only) and ``checkpoint_last.pt`` (for resuming);
 - ``predictions/<split>/<id>_lesion.mha`` on each case's native grid;
-- ``metrics.csv`` (per case) and ``summary.json`` (per split, with bootstrap CIs).
+- ``metrics.csv`` (per case) and ``summary.json`` (per split, with bootstrap CIs);
+- ``failed.json`` instead, when training stopped on a non-finite loss or gradient or the loss
+  broke its contract (:mod:`hie_core.training.failure`): the run is failed, not finished, and
+  is trained again from scratch when started again.
 
 Which cases train and which are reported follows the configuration's design
 (``design_cases``): without folds, the training split trains (its selection set carved
@@ -55,7 +58,7 @@ from hie_core.data import (
     kfold,
     load_dataset,
 )
-from hie_core.errors import UserError
+from hie_core.errors import ConfigError, UserError
 from hie_core.fingerprint import (
     DataFingerprint,
     data_fingerprint,
@@ -75,6 +78,7 @@ from hie_core.training.config import (
     run_fingerprint,
 )
 from hie_core.training.evaluate import METRIC_COLUMNS, evaluate_baseline, evaluate_ceiling, evaluate_model
+from hie_core.training.failure import FAILED_FILE, TrainingDivergedError, read_failure, write_failure
 from hie_core.training.fit import BEST, HISTORY_COLUMNS, TrainItem, fit, load_best_model
 
 __all__ = [
@@ -219,11 +223,15 @@ def summarize_metrics(metrics: pd.DataFrame) -> dict:
 def _run_state(run_dir: Path, config: TrainConfig, data: DataFingerprint | None = None) -> str:
     """'new', 'resume', 'finished', 'stale' (other code), 'data' (other data: ``data`` differs from
     the recorded fingerprint, or none is recorded), 'incomplete' (a ``summary.json`` without
-    another results file) or 'edited' (a results file differs from the checksum the run recorded
-    in ``summary.json``); raises when the folder holds another configuration.
+    another results file), 'edited' (a results file differs from the checksum the run recorded
+    in ``summary.json``) or 'failed' (the folder records a failed run, :data:`FAILED_FILE`: it is
+    trained again from scratch, whatever its configuration was); raises when the folder holds
+    another configuration.
 
     ``data`` None: the data are not compared.
     """
+    if read_failure(run_dir) is not None:
+        return "failed"
     info = _read_info(run_dir)
     if info is None:
         return "new"
@@ -269,7 +277,6 @@ def check_memory(config: TrainConfig) -> None:
         hie_core.errors.ConfigError: the estimate (:func:`hie_core.model.training_memory_bytes`)
             exceeds the device's whole memory; the message gives both and what to change.
     """
-    from hie_core.errors import ConfigError
     from hie_core.model import training_memory_bytes
 
     window = config.patch_shape or config.target_shape
@@ -324,7 +331,7 @@ def _current_data(data_dir: Path) -> DataFingerprint:
 
 
 def _clear(run_dir: Path) -> None:
-    for name in RUN_FILES + WEIGHT_FILES:
+    for name in RUN_FILES + WEIGHT_FILES + (FAILED_FILE,):
         (run_dir / name).unlink(missing_ok=True)
     shutil.rmtree(run_dir / "predictions", ignore_errors=True)
 
@@ -468,6 +475,9 @@ def _run_locked(config: TrainConfig, run_dir: Path, data_dir: Path, data: DataFi
         why = describe_change(_read_info(run_dir).get("data_fingerprint"), data)
         print(f"{run_dir}: {why}; training it again")
         _clear(run_dir)
+    elif state == "failed":
+        print(f"{run_dir}: this run failed before ({read_failure(run_dir)['message']}) - training it again")
+        _clear(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     info = {"config": config.to_dict(), "data_dir_resolved": str(data_dir), "synthetic": is_synthetic_dir(data_dir),
             "n_cases": {s: sum(c.split == s for c in cases) for s in ("train", "val", "test")},
@@ -479,8 +489,16 @@ def _run_locked(config: TrainConfig, run_dir: Path, data_dir: Path, data: DataFi
     train_cases, reported = design_cases(cases, report, config)
     fit_cases, selection_cases = carve_validation(train_cases, config.selection_fraction, config.seed)
     t0 = time.perf_counter()
-    result = fit(config, _items(_preprocess(fit_cases, config)), _items(_preprocess(selection_cases, config)),
-                 run_dir, stop_after_epochs=stop_after_epochs)  # fmt: skip
+    try:
+        result = fit(config, _items(_preprocess(fit_cases, config)), _items(_preprocess(selection_cases, config)),
+                     run_dir, stop_after_epochs=stop_after_epochs)  # fmt: skip
+    except (TrainingDivergedError, ConfigError) as exc:  # a failed status, never a finished run
+        if isinstance(exc, TrainingDivergedError):
+            _write_table(
+                pd.DataFrame(exc.state.history, columns=list(HISTORY_COLUMNS)), run_dir / "history.csv"
+            )
+        write_failure(run_dir, exc)
+        raise
     _write_table(pd.DataFrame(result.history, columns=list(HISTORY_COLUMNS)), run_dir / "history.csv")
     if not result.finished(config):
         return None  # interrupted on purpose (stop_after_epochs)

@@ -9,8 +9,14 @@ epoch ends with an atomic ``checkpoint_last.pt``; a run killed at any point resu
 and, on a CPU, ends with the same weights and metrics as an uninterrupted run, because each
 epoch re-seeds its plan (cases, patches), dropout and augmentation from ``(seed, epoch)``.
 
-Protocol (DESIGN section 2): AdamW, exponential learning-rate decay per epoch, L1 penalty
+Protocol (the seed study's, arXiv:2502.09148): AdamW, exponential learning-rate decay per epoch, L1 penalty
 on the convolution weights, gradient clipping, early stopping on the selection Dice.
+
+A run that fails says so: the loss is checked against its contract on a tiny batch before the
+first step (:func:`hie_core.training.failure.check_loss_contract`), and a non-finite training
+loss, gradient norm or selection loss stops training with a
+:class:`~hie_core.training.failure.TrainingDivergedError` naming the epoch, the step and the value
+(the epochs before it stay in ``state.history`` and in ``checkpoint_last.pt``).
 """
 
 from __future__ import annotations
@@ -44,8 +50,9 @@ from hie_core.training.checkpoints import (
     save_checkpoint,
 )
 from hie_core.training.config import TrainConfig
+from hie_core.training.failure import TrainingDivergedError, check_loss_contract
 from hie_core.training.inference import predict_logits
-from hie_core.training.step import FastOptions, make_train_step, train_epoch
+from hie_core.training.step import FastOptions, NonFiniteStep, make_train_step, train_epoch
 
 __all__ = ["TrainItem", "TrainState", "fit", "build_model", "load_best_model", "HISTORY_COLUMNS"]
 
@@ -168,6 +175,14 @@ def _progress(config: TrainConfig, initial: int):
     return tqdm(total=config.epochs, initial=initial, desc=f"train {config.loss}", unit="epoch", leave=True)
 
 
+def _diverged(state: TrainState, epoch: int, step: int | None, what: str, value: float, lr: float,
+              config: TrainConfig) -> TrainingDivergedError:  # fmt: skip
+    """The error that stops a diverged run, carrying the state of the epochs before it."""
+    error = TrainingDivergedError(epoch, step, what, value, lr, config.loss)
+    error.state = state
+    return error
+
+
 def fit(
     config: TrainConfig,
     fit_items: Sequence[TrainItem],
@@ -192,6 +207,9 @@ def fit(
     Raises:
         hie_core.training.checkpoints.CheckpointError: ``checkpoint_last.pt`` is damaged
             (the message names it and says how to restart).
+        hie_core.errors.ConfigError: the loss breaks its contract (before any training).
+        hie_core.training.failure.TrainingDivergedError: a non-finite loss or gradient; the
+            ``state`` reached so far is its ``state`` attribute.
     """
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -199,6 +217,7 @@ def fit(
     torch.manual_seed(config.seed)
     model = build_model(config).to(device)
     loss_fn = loss_from_config(config)
+    check_loss_contract(loss_fn, config.loss)  # a broken loss is refused before the first step
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     scheduler = torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=config.lr_decay)
     state = TrainState()
@@ -222,8 +241,15 @@ def fit(
                           config.foreground_fraction, config.steps_per_epoch, lesions, config.mirror_axes)  # fmt: skip
         torch.manual_seed(derive_seed(config.seed, epoch, STREAM_DROPOUT))
         lr = optimizer.param_groups[0]["lr"]
-        train_loss = train_epoch(step, source(plan, derive_seed(config.seed, epoch, STREAM_AUGMENT)))
+        try:
+            train_loss = train_epoch(step, source(plan, derive_seed(config.seed, epoch, STREAM_AUGMENT)))
+        except NonFiniteStep as bad:
+            bar.close()
+            raise _diverged(state, epoch, bad.step, bad.what, bad.value, lr, config) from None
         selection_loss, selection_dice = selection.scores(model, loss_fn)
+        if not math.isfinite(selection_loss) and selection.volumes:
+            bar.close()
+            raise _diverged(state, epoch, None, "selection loss", selection_loss, lr, config)
         scheduler.step()
         row = {"epoch": epoch, "train_loss": train_loss, "selection_loss": selection_loss,
                "selection_dice": selection_dice, "lr": lr, "seconds": time.perf_counter() - start}  # fmt: skip

@@ -9,6 +9,14 @@
   :class:`~hie_core.training.batches.DeviceBatches`), with a single host synchronisation,
   at its end, to read the mean loss.
 
+Finiteness: every step checks its loss and its gradient norm (the norm clipping computes
+anyway). On the CPU the check reads the flag at once (a host read costs nothing there), so a
+non-finite step raises :class:`NonFiniteStep` *before* the optimiser step touches the weights.
+On CUDA, where a read per step would stall the queue, the first non-finite step of the epoch
+(its index, loss and norm) is recorded on the device with ``torch.where`` and read back in the
+epoch's one synchronisation; the epoch's remaining steps run on, and :func:`train_epoch` then
+raises. Either way the run stops within the epoch it diverged in.
+
 In float32, without compilation and in the default memory format, the step is deterministic
 on the CPU (the resume-after-kill tests rely on it). bf16 autocast, ``channels_last_3d``
 (other convolution kernels) and ``torch.compile`` (fused kernels, its own dropout stream)
@@ -17,6 +25,7 @@ change the results within floating-point tolerance.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
@@ -25,7 +34,15 @@ from torch import nn
 
 from hie_core.losses import hausdorff_distance_field
 
-__all__ = ["FastOptions", "TrainStep", "make_train_step", "train_epoch", "l1_weights", "COMPILE_MODES"]
+__all__ = [
+    "FastOptions",
+    "NonFiniteStep",
+    "TrainStep",
+    "make_train_step",
+    "train_epoch",
+    "l1_weights",
+    "COMPILE_MODES",
+]
 
 #: ``torch.compile`` modes accepted by :func:`make_train_step`.
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
@@ -56,6 +73,26 @@ class FastOptions:
         """
         cuda = torch.device(device).type == "cuda"
         return cls(amp=cuda, channels_last=True, compile=cuda)
+
+
+class NonFiniteStep(ArithmeticError):
+    """A training step's loss or gradient norm was not finite.
+
+    Attributes:
+        step: the step of the epoch (1-based).
+        what: ``"training loss"`` or ``"gradient norm"``.
+        value: the value (nan or +-inf).
+    """
+
+    def __init__(self, step: int, what: str, value: float) -> None:
+        super().__init__(f"step {step}: the {what} is {value}")
+        self.step, self.what, self.value = step, what, value
+
+
+def _nonfinite(step: int, loss: float, norm: float) -> NonFiniteStep:
+    if not math.isfinite(loss):
+        return NonFiniteStep(step, "training loss", loss)
+    return NonFiniteStep(step, "gradient norm", norm)
 
 
 def l1_weights(model: nn.Module) -> list[nn.Parameter]:
@@ -98,6 +135,33 @@ class TrainStep:
             self.forward = torch.compile(model, mode=mode, dynamic=False)
         self._penalised = l1_weights(model)
         self._params = [p for p in model.parameters() if p.requires_grad]
+        #: Read each step's finiteness at once (the CPU), or record it on the device (CUDA).
+        self.check_every_step = next(iter(self._params), torch.empty(0)).device.type == "cpu"
+        self.begin_epoch()
+
+    def begin_epoch(self) -> None:
+        """Reset the step count and the record of the first non-finite step (at each epoch's start)."""
+        self.steps = 0
+        self._first_bad: torch.Tensor | None = None  # (step, loss, norm) of the first bad step, on the device
+
+    def first_nonfinite(self) -> torch.Tensor | None:
+        """``(step, loss, norm)`` of the epoch's first non-finite step as a float64 device tensor
+        (step 0: none), or None when no step ran; reading it is the caller's synchronisation."""
+        return self._first_bad
+
+    def _record(self, loss: torch.Tensor, norm: torch.Tensor) -> None:
+        """Check (CPU) or record (CUDA) whether this step's loss and gradient norm are finite."""
+        loss, norm = loss.detach().double(), norm.detach().double()
+        finite = torch.isfinite(loss) & torch.isfinite(norm)
+        if self.check_every_step:
+            if not bool(finite):
+                raise _nonfinite(self.steps, float(loss), float(norm))
+            return
+        here = torch.stack([torch.full_like(loss, self.steps), loss, norm])
+        if self._first_bad is None:
+            self._first_bad = torch.where(finite, torch.zeros_like(here), here)
+        else:  # keep the first: replace only while none is recorded
+            self._first_bad = torch.where(~finite & (self._first_bad[0] == 0), here, self._first_bad)
 
     def __call__(self, image: torch.Tensor, label: torch.Tensor) -> torch.Tensor:
         """Train on one batch and return its loss (without the L1 term) as a 0-d device tensor.
@@ -127,8 +191,17 @@ class TrainStep:
                 weights = [p for p in self._penalised if p.grad is not None]
                 grads = [p.grad for p in weights]
                 torch._foreach_add_(grads, torch._foreach_mul(torch._foreach_sign(weights), self.l1))
+        self.steps += 1
         if self.grad_clip is not None:
-            nn.utils.clip_grad_norm_(self._params, self.grad_clip)
+            norm = nn.utils.clip_grad_norm_(self._params, self.grad_clip)
+        else:
+            grads = [p.grad for p in self._params if p.grad is not None]
+            norm = (
+                torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads)))
+                if grads
+                else loss.new_zeros(())
+            )
+        self._record(loss, norm)  # before the optimiser step: on the CPU, bad weights are never written
         self.optimizer.step()
         return loss.detach()
 
@@ -184,11 +257,22 @@ def train_epoch(step: TrainStep, batches: Iterable[tuple[torch.Tensor, torch.Ten
     Returns:
         The mean over samples of the batch losses (each weighted by its batch size),
         accumulated in float64 on the device.
+
+    Raises:
+        NonFiniteStep: a step's loss or gradient norm was not finite (the first such step;
+            see the module docstring for when it is noticed).
     """
     step.model.train()
+    step.begin_epoch()
     total, count = None, 0
     for image, label in batches:
         loss = step(image, label).double() * image.shape[0]
         total = loss if total is None else total + loss
         count += image.shape[0]
-    return float(total) / count if count else float("nan")
+    if not count:
+        return float("nan")
+    bad = step.first_nonfinite()
+    mean, *first = torch.cat([total.reshape(1), bad if bad is not None else total.new_zeros(3)]).tolist()
+    if first[0]:  # a step was recorded (CUDA): the one read of this epoch told us
+        raise _nonfinite(int(first[0]), first[1], first[2])
+    return mean / count
