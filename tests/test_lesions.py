@@ -216,3 +216,20 @@ def test_bad_inputs():
         lesion_metrics(_empty((2, 2, 2)), _empty((2, 2, 2)), (1.0, 0.0, 1.0))
     with pytest.raises(ValueError, match="min_volume_ml"):
         lesion_metrics(_empty((2, 2, 2)), _empty((2, 2, 2)), MM1, min_volume_ml=-1.0)
+
+
+def test_evaluation_writes_lesion_columns_and_rows_that_agree(tiny_release, tmp_path):
+    from hie_core.data import discover_cases
+    from hie_core.training.evaluate import LESIONS_FILE, METRIC_COLUMNS, evaluate_baseline
+
+    cases = discover_cases(tiny_release, splits=["train", "test"])
+    metrics = pd.DataFrame(evaluate_baseline(cases, tmp_path)).reindex(columns=list(METRIC_COLUMNS))
+    lesions = pd.read_csv(tmp_path / LESIONS_FILE)
+    assert list(lesions.columns) == list(LESION_ROW_COLUMNS)
+    assert set(lesions["kind"]) <= {"reference", "predicted"}
+    again = columns_from_rows(lesions, metrics)
+    for key in LESION_COLUMNS:
+        np.testing.assert_allclose(again[key].to_numpy(float), metrics[key].to_numpy(float), equal_nan=True)
+    empty = metrics[metrics["n_ref"] == 0]  # the empty label of the tiny release: its false positives
+    assert len(empty) == 1 and np.isnan(empty["lesion_sensitivity"].iloc[0])
+    assert empty["n_fp_lesions"].iloc[0] == empty["n_pred_lesions"].iloc[0]

@@ -3,13 +3,18 @@
 A prediction is made on the preprocessing grid (one pass, or a sliding window for a network
 trained on patches: :mod:`hie_core.training.inference`), its probabilities are resampled
 back onto the case's native grid (linear) and thresholded at 0.5, and the metrics are
-computed there, in mm, from the native spacing (DESIGN section 4). Two reference methods
+computed there, in mm, from the native spacing, as the challenge's evaluation does. Two reference methods
 are evaluated the same way, so every table has them as rows:
 
 - the organisers' demo baseline, ``ZADC < -2`` inside the brain (:func:`evaluate_baseline`);
 - the *resampling ceiling* (:func:`evaluate_ceiling`): the reference label itself sent
   through the training grid and back, exactly as a prediction travels. No network on that
   grid can beat it; it tells how much Dice the grid alone costs.
+
+Every scored case also gets the lesion-wise columns of :mod:`hie_core.lesions` (connected
+components, detection, lesion-wise Dice, volume error in mL), and each evaluation that writes
+its masks writes one row per reference and predicted lesion to ``<out_dir>/lesions.csv``
+(:data:`hie_core.lesions.LESION_ROW_COLUMNS`), from which the study's lesion tables are made.
 """
 
 from __future__ import annotations
@@ -21,12 +26,14 @@ import numpy as np
 import torch
 
 from hie_core.data import Case
-from hie_core.io import read_image, write_image
+from hie_core.io import atomic_write_text, read_image, write_image
+from hie_core.lesions import LESION_COLUMNS, LESION_ROW_COLUMNS, lesion_metrics
 from hie_core.metrics import SCORE_COLUMNS, burden_stratum, case_metrics
 from hie_core.preprocess import Grid, PreprocessedCase, probabilities_to_native_mask, resample_to_geometry
 from hie_core.training.inference import predict_probabilities
 
 __all__ = [
+    "LESIONS_FILE",
     "METRIC_COLUMNS",
     "predict_probabilities",
     "predict_native",
@@ -36,10 +43,14 @@ __all__ = [
     "evaluate_baseline",
     "evaluate_ceiling",
     "prediction_path",
+    "score_case",
+    "write_lesions",
 ]
 
-#: Columns of ``metrics.csv``, one row per evaluated case.
-METRIC_COLUMNS = (*SCORE_COLUMNS, "pred_volume_ml", "ref_volume_ml")
+#: Columns of ``metrics.csv``, one row per evaluated case: the scores, the volumes, the lesion-wise columns.
+METRIC_COLUMNS = (*SCORE_COLUMNS, "pred_volume_ml", "ref_volume_ml", *LESION_COLUMNS)
+#: A run's (or reference's) per-lesion rows, next to its ``metrics.csv``.
+LESIONS_FILE = "lesions.csv"
 
 
 def predict_native(
@@ -78,18 +89,44 @@ def prediction_path(out_dir: Path, case: Case) -> Path:
     return Path(out_dir) / "predictions" / (case.split or "cases") / f"{case.case_id}_lesion.mha"
 
 
-def _score(case: Case, pred: np.ndarray, out_dir: Path | None, adc_image: tuple | None = None) -> dict:
-    adc, geometry = adc_image if adc_image is not None else read_image(case.adc)
-    if out_dir is not None:
-        write_image(pred.astype(np.uint8), geometry, prediction_path(out_dir, case))
+def score_case(case: Case, pred: np.ndarray, adc: np.ndarray, spacing_mm) -> tuple[dict, list[dict]]:
+    """One case's ``metrics.csv`` row (:data:`METRIC_COLUMNS`) and its ``lesions.csv`` rows.
+
+    Args:
+        case: The case (its label is read; without one only ``case_id`` and ``split`` are set).
+        pred: Predicted boolean mask (D, H, W) on the case's native grid.
+        adc: The case's ADC map (D, H, W); the brain (ADC > 0) gives the lesion burden.
+        spacing_mm: Native voxel size in array axis order (mm).
+    """
     row: dict = {"case_id": case.case_id, "split": case.split}
     if case.label is None:
-        return row
+        return row, []
     ref = read_image(case.label)[0] > 0
     brain = int(np.count_nonzero(adc > 0))
     burden = 100.0 * np.count_nonzero(ref) / brain if brain else float("nan")
     row.update(burden_percent=burden, stratum=burden_stratum(burden) if brain else None)
-    row.update(case_metrics(pred.astype(bool), ref, geometry.spacing_mm))
+    row.update(case_metrics(pred.astype(bool), ref, spacing_mm))
+    lesions = lesion_metrics(pred.astype(bool), ref, spacing_mm)
+    row.update(lesions.columns)
+    return row, lesions.rows(case.case_id, case.split)
+
+
+def write_lesions(rows: Iterable[dict], out_dir: Path) -> Path:
+    """Write per-lesion rows to ``<out_dir>/lesions.csv`` (:data:`hie_core.lesions.LESION_ROW_COLUMNS`), atomically."""
+    import pandas as pd
+
+    frame = pd.DataFrame(list(rows)).reindex(columns=list(LESION_ROW_COLUMNS))
+    return atomic_write_text(Path(out_dir) / LESIONS_FILE, frame.to_csv(index=False))
+
+
+def _score(case: Case, pred: np.ndarray, out_dir: Path | None, adc_image: tuple | None = None,
+           lesions: list[dict] | None = None) -> dict:  # fmt: skip
+    adc, geometry = adc_image if adc_image is not None else read_image(case.adc)
+    if out_dir is not None:
+        write_image(pred.astype(np.uint8), geometry, prediction_path(out_dir, case))
+    row, lesion_rows = score_case(case, pred, adc, geometry.spacing_mm)
+    if lesions is not None:
+        lesions += lesion_rows
     return row
 
 
@@ -104,20 +141,22 @@ def evaluate_model(
     overlap: float = 0.5,
     mirror_axes: Sequence[int] = (),
 ) -> list[dict]:
-    """Predict each case, write the native-grid mask, and score it.
+    """Predict each case, write the native-grid mask, and score it (with ``out_dir``: masks and ``lesions.csv``).
 
     Returns:
         One dict per case with :data:`METRIC_COLUMNS` (metrics only where a label exists).
     """
     from tqdm.auto import tqdm
 
-    rows = []
+    rows, lesions = [], []
     bar = tqdm(list(cases), desc="evaluate", unit="case", disable=not progress)
     for case, pre in bar:
         pred = predict_native(model, pre, device, amp, patch_shape, overlap, mirror_axes)
-        rows.append(_score(case, pred, out_dir))
+        rows.append(_score(case, pred, out_dir, lesions=lesions))
         if "dice" in rows[-1]:
             bar.set_postfix(dice=f"{rows[-1]['dice']:.3f}")
+    if out_dir is not None:
+        write_lesions(lesions, out_dir)
     return rows
 
 
@@ -125,20 +164,25 @@ def evaluate_baseline(
     cases: Iterable[Case], out_dir: Path | None = None, threshold: float = -2.0
 ) -> list[dict]:
     """Score the ``ZADC < threshold`` baseline on each case's native grid."""
-    rows = []
+    rows, lesions = [], []
     for case in cases:
         adc_image = read_image(case.adc)
         zadc = read_image(case.zadc)[0]
-        rows.append(_score(case, threshold_baseline(zadc, adc_image[0], threshold), out_dir, adc_image))
+        pred = threshold_baseline(zadc, adc_image[0], threshold)
+        rows.append(_score(case, pred, out_dir, adc_image, lesions))
+    if out_dir is not None:
+        write_lesions(lesions, out_dir)
     return rows
 
 
 def evaluate_ceiling(cases: Iterable[Case], grid: Grid, out_dir: Path | None = None) -> list[dict]:
     """Score the resampling ceiling (:func:`ceiling_mask`) of ``grid`` on each labelled case."""
-    rows = []
+    rows, lesions = [], []
     for case in cases:
         if case.label is None:
             continue
         label, native = read_image(case.label)
-        rows.append(_score(case, ceiling_mask(label, native, grid), out_dir))
+        rows.append(_score(case, ceiling_mask(label, native, grid), out_dir, lesions=lesions))
+    if out_dir is not None:
+        write_lesions(lesions, out_dir)
     return rows
