@@ -32,6 +32,7 @@ splits cover every stratum and an empty label. Case ``i`` of a split depends onl
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import math
 import os
@@ -63,6 +64,8 @@ __all__ = [
     "ensure_synthetic_dataset",
     "synthetic_cache_dir",
     "is_synthetic_dir",
+    "file_digests",
+    "dataset_digest",
     "main",
 ]
 
@@ -565,6 +568,28 @@ def make_synthetic_dataset(
     return out
 
 
+def file_digests(root: str | os.PathLike) -> dict[str, str]:
+    """The sha256 (hex) of every file under ``root``, keyed by its relative POSIX path, sorted.
+
+    A release's identity, file for file: the same seed and counts give the same dictionary on
+    every machine (``tests/test_synthetic_digest.py`` regenerates cases and checks them against
+    the committed digests of the default set).
+    """
+    root = Path(root)
+    files = sorted(p for p in root.rglob("*") if p.is_file())
+    return {p.relative_to(root).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest() for p in files}
+
+
+def dataset_digest(digests: dict[str, str]) -> str:
+    """One sha256 (hex) over every file's relative path and content: the lines ``<path> <sha256>``, sorted.
+
+    Args:
+        digests: :func:`file_digests` of a release.
+    """
+    text = "".join(f"{path} {digest}\n" for path, digest in sorted(digests.items()))
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
 def is_synthetic_dir(folder: str | os.PathLike) -> bool:
     """True when ``folder`` (a release root, or one of its split folders) was written by this
     generator: it, or its parent, holds the generator's manifest (``SYNTHETIC.json``).
@@ -649,7 +674,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0, help="dataset seed (default 0)")
     parser.add_argument("--workers", type=int, default=None, help="processes (default: available cores)")
     parser.add_argument("--max-size", type=int, default=None, help="cap in-plane size and slices (tests)")
+    parser.add_argument("--digest", action="store_true",
+                        help="print the sha256 digest of the existing release OUT_DIR (every file's path and "
+                             "content) instead of writing one")  # fmt: skip
     args = parser.parse_args(argv)
+    if args.digest:
+        if not args.out_dir.is_dir():
+            parser.exit(2, f"error: {args.out_dir}: no such folder\n")
+        digests = file_digests(args.out_dir)
+        print(f"{dataset_digest(digests)}  {args.out_dir} ({len(digests)} files)")
+        return 0
     counts = {s: getattr(args, s) for s in _ID_RANGE if getattr(args, s) is not None}
     start = time.perf_counter()
     try:
