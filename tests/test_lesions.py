@@ -233,3 +233,144 @@ def test_evaluation_writes_lesion_columns_and_rows_that_agree(tiny_release, tmp_
     empty = metrics[metrics["n_ref"] == 0]  # the empty label of the tiny release: its false positives
     assert len(empty) == 1 and np.isnan(empty["lesion_sensitivity"].iloc[0])
     assert empty["n_fp_lesions"].iloc[0] == empty["n_pred_lesions"].iloc[0]
+
+
+# ---- the study's lesion tables (hie_core.report.lesion_tables) ----
+
+
+def _lesion_rows(method: str, seed: int, case: str, rows: list[tuple[str, float, bool]]) -> list[dict]:
+    return [{"method": method, "seed": seed, "fold": None, "case_id": case, "split": "test", "kind": kind,
+             "lesion": i + 1, "n_voxels": 1, "volume_ml": v, "size_band": size_band(v), "matched": m,
+             "dice": math.nan} for i, (kind, v, m) in enumerate(rows)]  # fmt: skip
+
+
+def _runs_frame(cases: list[str], seeds: list[int], method: str = "dice") -> pd.DataFrame:
+    return pd.DataFrame([{"method": method, "split": "test", "case_id": c, "seed": s, "n_ref": 10, "n_models": 1}
+                         for c in cases for s in seeds])  # fmt: skip
+
+
+def test_ratio_ci_resamples_numerator_and_denominator_together(monkeypatch):
+    from hie_core.report.lesion_tables import ratio_ci
+
+    monkeypatch.setenv("HIE_BOOTSTRAP_RESAMPLES", "199")
+    total = np.array([[4.0, 4.0], [2.0, 2.0], [6.0, 6.0]])
+    assert ratio_ci(total / 2, total) == (0.5, 0.5)  # the same draws: every resample's ratio is 0.5
+    low, high = ratio_ci(np.array([[4.0, 4.0], [0.0, 0.0], [6.0, 6.0]]), total)
+    assert 0 <= low < 10 / 12 < high <= 1
+    assert all(math.isnan(v) for v in ratio_ci(np.ones((1, 2)), np.ones((1, 2))))
+
+
+def test_lesion_bands_pool_the_lesions_of_every_case_and_run(monkeypatch):
+    from hie_core.report.lesion_tables import ALL_SIZES, band_counts, lesion_bands
+
+    monkeypatch.setenv("HIE_BOOTSTRAP_RESAMPLES", "199")
+    rows = (_lesion_rows("dice", 0, "A", [("reference", 0.05, True), ("reference", 0.5, True),
+                                          ("predicted", 0.02, False)])
+            + _lesion_rows("dice", 1, "A", [("reference", 0.05, False), ("reference", 0.5, True)])
+            + _lesion_rows("dice", 0, "B", [("reference", 0.05, False), ("reference", 2.0, True)])
+            + _lesion_rows("dice", 1, "B", [("reference", 0.05, False), ("reference", 2.0, True)]))  # fmt: skip
+    counts = band_counts(pd.DataFrame(rows), _runs_frame(["A", "B"], [0, 1]))
+    table = lesion_bands(counts, "test", ["dice", "tversky"]).set_index("size_band")
+    assert table.loc[SIZE_BANDS[0], "sensitivity"] == 0.25  # 1 of 4 small lesion-runs detected
+    assert table.loc[SIZE_BANDS[0], ["n_cases", "n_lesions", "n_runs"]].tolist() == [2, 2, 2]
+    assert table.loc[SIZE_BANDS[0], "fp_lesions_per_case"] == 0.25  # one in 2 cases x 2 runs
+    assert (
+        table.loc[SIZE_BANDS[1], "sensitivity"] == 1.0
+        and table.loc[SIZE_BANDS[1], "note"] == "one case: no interval"
+    )
+    assert table.loc[ALL_SIZES, "sensitivity"] == 5 / 8 and table.loc[ALL_SIZES, "detected_mean"] == 2.5
+    assert table.loc[ALL_SIZES, "ci_low"] <= 5 / 8 <= table.loc[ALL_SIZES, "ci_high"]
+
+
+def test_table1b_means_over_cases_with_a_lesion_and_the_empty_label_endpoint(monkeypatch):
+    from hie_core.report.lesion_tables import TABLE1B_COLUMNS, lesion_run_scores, table1b
+
+    monkeypatch.setenv("HIE_BOOTSTRAP_RESAMPLES", "199")
+    base = {"method": "dice", "split": "test", "fold": None, "n_pred": 5, "pred_volume_ml": 0.1,
+            "ref_volume_ml": 0.2, "lesion_f1": 0.5, "lesion_dice": 0.4, "volume_error_ml": -0.1,
+            "abs_volume_error_ml": 0.1, "n_pred_lesions": 2}  # fmt: skip
+    scores = pd.DataFrame([
+        {**base, "case_id": "A", "seed": 0, "n_ref": 9, "n_ref_lesions": 2, "lesion_sensitivity": 0.5,
+         "n_fp_lesions": 1, "fp_lesion_volume_ml": 0.01},
+        {**base, "case_id": "A", "seed": 1, "n_ref": 9, "n_ref_lesions": 2, "lesion_sensitivity": 1.0,
+         "n_fp_lesions": 0, "fp_lesion_volume_ml": 0.0},
+        {**base, "case_id": "B", "seed": 0, "n_ref": 4, "n_ref_lesions": 1, "lesion_sensitivity": 0.0,
+         "n_fp_lesions": 3, "fp_lesion_volume_ml": 0.03},
+        {**base, "case_id": "B", "seed": 1, "n_ref": 4, "n_ref_lesions": 1, "lesion_sensitivity": 1.0,
+         "n_fp_lesions": 1, "fp_lesion_volume_ml": 0.01},
+        {**base, "case_id": "E", "seed": 0, "n_ref": 0, "n_ref_lesions": 0, "lesion_sensitivity": math.nan,
+         "n_fp_lesions": 2, "fp_lesion_volume_ml": 0.2},
+        {**base, "case_id": "E", "seed": 1, "n_ref": 0, "n_ref_lesions": 0, "lesion_sensitivity": math.nan,
+         "n_fp_lesions": 4, "fp_lesion_volume_ml": 0.4},
+    ])  # fmt: skip
+    row = table1b(lesion_run_scores(scores), "test", ["dice", "baseline"]).iloc[0]
+    assert list(table1b(lesion_run_scores(scores), "test", ["dice"]).columns) == list(TABLE1B_COLUMNS)
+    assert (row["n_cases"], row["n_runs"], row["n_ref_lesions"]) == (2, 2, 3)
+    assert row["lesion_sensitivity_mean"] == pytest.approx((0.75 + 0.5) / 2)
+    assert row["n_fp_lesions_mean"] == pytest.approx((0.5 + 2) / 2)
+    assert row["lesion_sensitivity_ci_low"] <= 0.625 <= row["lesion_sensitivity_ci_high"]
+    assert (row["empty_cases"], row["empty_fp_lesions_mean"]) == (1, 3.0)
+    assert row["empty_fp_lesion_volume_ml_mean"] == pytest.approx(0.3)
+
+
+def test_claim_d_on_lesions_pairs_small_and_larger_lesions_within_cases(monkeypatch):
+    from hie_core.report.lesion_tables import band_counts, lesion_claims
+
+    monkeypatch.setenv("HIE_BOOTSTRAP_RESAMPLES", "199")
+    rows, cases = [], [f"c{i}" for i in range(6)]
+    for i, case in enumerate(cases):
+        for seed in (0, 1):  # small lesions: detected in case i >= 3 and seed 0 only; larger ones always
+            small = i >= 3 and seed == 0
+            rows += _lesion_rows("dice", seed, case, [("reference", 0.01, small), ("reference", 0.02, False),
+                                                      ("reference", 0.3, True), ("reference", 3.0, True)])  # fmt: skip
+    counts = band_counts(pd.DataFrame(rows), _runs_frame(cases, [0, 1]))
+    claims = lesion_claims(counts, "test", ["dice", "tversky"])
+    assert len(claims) == 1
+    row = claims.iloc[0]
+    # small share: 0.5 in 3 cases x seed 0, else 0; larger share 1: mean difference 1.5 / 12 - 1
+    assert row["estimate"] == pytest.approx(1.5 / 12 - 1)
+    assert (row["hypothesis"], row["family"], row["direction"], row["n_cases"], row["n_seeds"]) == (
+        "d", "lesion-wise", -1, 6, 2)  # fmt: skip
+    assert row["p_holm"] == pytest.approx(row["p"]) and row["mdd"] > 0  # a family of one test
+    assert row["verdict"] == ("supported" if row["p_holm"] < 0.05 else "inconclusive")
+
+
+def test_lesion_files_for_a_run_folder_from_before_the_lesion_metrics(tiny_release, tmp_path, capsys):
+    import json
+
+    from hie_core.data import discover_cases
+    from hie_core.io import read_image, write_image
+    from hie_core.report.lesion_tables import add_lesion_files, main
+    from hie_core.report.runs import StudyFolderError, find_runs
+    from hie_core.training.evaluate import prediction_path
+
+    run = tmp_path / "study" / "dice" / "seed0"
+    run.mkdir(parents=True)
+    (run / "config.json").write_text(json.dumps({"data_dir_resolved": str(tiny_release), "config": {}}))
+    (run / "summary.json").write_text("{}")
+    cases = discover_cases(tiny_release, splits=["test"])
+    lines = ["case_id,split,burden_percent,stratum,dice,masd_mm,nsd,n_pred,n_ref"]  # an old metrics.csv
+    for case in cases:
+        label, geometry = read_image(case.label)
+        pred = label.copy()
+        pred[0, 0, 0] = 1  # one false-positive voxel, away from the label
+        write_image(pred, geometry, prediction_path(run, case))
+        lines.append(f"{case.case_id},test,1.0,1-5%,0.9,0.5,0.9,{int(pred.sum())},{int(label.sum())}")
+    (run / "metrics.csv").write_text("\n".join(lines) + "\n")
+    before = find_runs(tmp_path / "study").scores()
+    assert before["lesion_sensitivity"].isna().all()  # the old folder still loads, with NaN
+    assert add_lesion_files(tmp_path / "study") == {
+        "folders": 1,
+        "cases": 2,
+        "seconds": pytest.approx(0, abs=60),
+    }
+    after = find_runs(tmp_path / "study").scores()
+    assert after["lesion_sensitivity"].tolist() == [1.0, 1.0] and after["n_fp_lesions"].tolist() == [1, 1]
+    assert add_lesion_files(tmp_path / "study")["folders"] == 0  # written once
+    assert main([str(tmp_path / "study"), "--force"]) == 0
+    assert "1 run folder(s): 2 case(s)" in capsys.readouterr().out
+    prediction_path(run, cases[0]).unlink()
+    with pytest.raises(StudyFolderError, match="_lesion.mha: missing"):
+        add_lesion_files(tmp_path / "study", force=True)
+    assert main([str(tmp_path / "study"), "--force"]) == 2  # one line, exit 2
+    assert "hie-lesions: error:" in capsys.readouterr().err

@@ -2,7 +2,7 @@
 
 The layout (written by :mod:`hie_core.study`)::
 
-    runs/<study>/<method>/seed<k>/   config.json, history.csv, metrics.csv, summary.json, predictions/
+    runs/<study>/<method>/seed<k>/   config.json, history.csv, metrics.csv, summary.json, lesions.csv, predictions/
     runs/<study>/<method>/seed<k>-fold<f>/   the same, for a cross-validation study (split "cv")
     runs/<study>/<name>/seed0/     config.json ("external": true), metrics.csv, summary.json (outside predictions)
     runs/<study>/baseline/         metrics.csv, predictions/       (ZADC < -2)
@@ -15,6 +15,10 @@ A run folder counts once it holds ``summary.json``; folders without it are liste
 unfinished, never silently dropped. Everything is checked before a caller writes anything:
 columns, finite scores in range, one row per case, one data folder and one preset per study,
 and either cross-validation runs (``seed<k>-fold<f>``) or plain ones (``seed<k>``), never both.
+
+The lesion-wise columns (:data:`LESION_SCORE_COLUMNS`, :mod:`hie_core.lesions`) are optional: a run
+folder written before them gets them from its ``lesions.csv`` (one row per lesion, which
+:func:`hie_core.report.lesion_tables.add_lesion_files` computes from its saved masks), else NaN.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ import pandas as pd
 
 from hie_core.errors import UserError
 from hie_core.fingerprint import edited_results
+from hie_core.lesions import LESION_COLUMNS, LESION_ROW_COLUMNS, columns_from_rows
 from hie_core.methods import grid_keys_of, is_external, is_seed_method, method_label, sort_methods
 
 if TYPE_CHECKING:
@@ -38,6 +43,8 @@ if TYPE_CHECKING:
     from hie_core.preprocess import Grid
 
 __all__ = [
+    "LESIONS_CSV",
+    "LESION_SCORE_COLUMNS",
     "REFERENCES",
     "SCORE_COLUMNS",
     "RunFolder",
@@ -47,6 +54,7 @@ __all__ = [
     "load_case",
     "method_folders",
     "load_prediction",
+    "read_lesions",
     "run_grid",
 ]
 
@@ -54,6 +62,11 @@ __all__ = [
 REFERENCES = ("baseline", "ceiling")
 #: The per-case scores every ``metrics.csv`` must have (a subset of ``METRIC_COLUMNS``).
 SCORE_COLUMNS = ("case_id", "split", "burden_percent", "stratum", "dice", "masd_mm", "nsd", "n_pred", "n_ref")
+#: The lesion-wise per-case columns (optional: from ``lesions.csv`` for older run folders, else NaN).
+LESION_SCORE_COLUMNS = LESION_COLUMNS
+#: A run folder's per-lesion rows (:data:`hie_core.lesions.LESION_ROW_COLUMNS`).
+LESIONS_CSV = "lesions.csv"
+_UNIT_INTERVAL = ("dice", "nsd", "lesion_sensitivity", "lesion_f1", "lesion_dice")  # scores in [0, 1]
 _SEED_DIR = re.compile(r"^seed(\d+)(?:-fold(\d+))?$")
 
 
@@ -94,6 +107,10 @@ class RunFolder:
     def history(self) -> pd.DataFrame:
         """The run's ``history.csv`` (per epoch)."""
         return pd.read_csv(self.path / "history.csv")
+
+    def lesions(self) -> pd.DataFrame:
+        """The run's ``lesions.csv`` (one row per reference and predicted lesion); no rows when absent."""
+        return read_lesions(self.path / LESIONS_CSV)
 
 
 @dataclass
@@ -166,6 +183,11 @@ class StudyRuns:
         frames = [r.metrics.assign(method=r.method, seed=r.seed, fold=r.fold) for r in self.runs]
         return pd.concat(frames, ignore_index=True)
 
+    def lesions(self) -> pd.DataFrame:
+        """Every run's per-lesion rows (``lesions.csv``) with ``method``, ``seed`` and ``fold`` columns."""
+        frames = [r.lesions().assign(method=r.method, seed=r.seed, fold=r.fold) for r in self.runs]
+        return pd.concat(frames, ignore_index=True)
+
 
 def _fail(path: Path, problem: str, fix: str) -> StudyFolderError:
     return StudyFolderError(f"{path}: {problem}; {fix}")
@@ -182,18 +204,50 @@ def _read_metrics(path: Path) -> pd.DataFrame:
     if missing:
         raise _fail(path, f"missing columns {missing}", redo)
     frame = frame[frame["dice"].notna()].copy()  # rows without a label carry no score
-    for col in ("dice", "masd_mm", "nsd", "n_pred", "n_ref"):
+    frame = _with_lesion_columns(frame, path)
+    for col in ("dice", "masd_mm", "nsd", "n_pred", "n_ref", *LESION_SCORE_COLUMNS):
         values = pd.to_numeric(frame[col], errors="coerce").to_numpy(float)
         if np.isinf(values).any() or (np.isnan(values) & frame[col].notna().to_numpy()).any():
             raise _fail(path, f"column {col!r} holds a non-numeric or infinite value", redo)
         frame[col] = values
-    for col in ("dice", "nsd"):
-        if not frame[col].between(0, 1).all():
+    for col in _UNIT_INTERVAL:  # dice and nsd always defined; a lesion sensitivity is NaN on an empty label
+        values = frame[col] if col in ("dice", "nsd") else frame[col].dropna()
+        if not values.between(0, 1).all():
             raise _fail(path, f"column {col!r} has values outside [0, 1]", redo)
     dup = frame.duplicated(["split", "case_id"])
     if dup.any():
         raise _fail(path, f"case {frame.loc[dup, 'case_id'].iloc[0]!r} appears twice", redo)
     return frame.reset_index(drop=True)
+
+
+def read_lesions(path: Path) -> pd.DataFrame:
+    """A ``lesions.csv`` (:data:`hie_core.lesions.LESION_ROW_COLUMNS`), checked; no rows when the file is absent."""
+    if not path.is_file():
+        return pd.DataFrame(columns=list(LESION_ROW_COLUMNS))
+    try:
+        frame = pd.read_csv(path)
+    except (OSError, ValueError) as exc:
+        raise _fail(path, f"unreadable ({exc.__class__.__name__}: {exc})", _LESION_FIX) from exc
+    missing = [c for c in LESION_ROW_COLUMNS if c not in frame.columns]
+    if missing:
+        raise _fail(path, f"missing columns {missing}", _LESION_FIX)
+    frame["matched"] = frame["matched"].astype(str).str.lower().eq("true")
+    return frame
+
+
+_LESION_FIX = "delete it and rewrite it with `python -m hie_core.report.lesion_tables <study folder>`"
+
+
+def _with_lesion_columns(frame: pd.DataFrame, path: Path) -> pd.DataFrame:
+    """``frame`` with the lesion columns: its own, else from ``lesions.csv`` beside it, else NaN."""
+    if all(c in frame.columns for c in LESION_SCORE_COLUMNS):
+        return frame
+    frame = frame.drop(columns=[c for c in LESION_SCORE_COLUMNS if c in frame.columns])
+    lesions_csv = path.parent / LESIONS_CSV
+    if not lesions_csv.is_file():
+        return frame.assign(**dict.fromkeys(LESION_SCORE_COLUMNS, np.nan))
+    columns = columns_from_rows(read_lesions(lesions_csv), frame)
+    return pd.concat([frame.reset_index(drop=True), columns[list(LESION_SCORE_COLUMNS)]], axis=1)
 
 
 def _read_json(path: Path) -> dict:
