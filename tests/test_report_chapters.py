@@ -249,7 +249,7 @@ def test_unet_table_summary_and_diagram_follow_the_model() -> None:
 def test_seed_unet_size() -> None:
     summary = methods_page.unet_summary().iloc[0]
     assert summary["input (C x D x H x W)"] == "2x32x192x192"
-    assert 500 < summary["forward GFLOP / volume"] < 512  # DESIGN §5: about 506 GFLOP
+    assert 500 < summary["forward GFLOP / volume"] < 512  # the seed's U-Net on one 2 x 32 x 192 x 192 volume: about 506 GFLOP
 
 
 def test_pipeline_figure_reads_the_constants_and_the_study() -> None:

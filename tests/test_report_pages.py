@@ -167,7 +167,7 @@ def test_experiment_page_reads_the_new_history_columns(results, shown: list) -> 
     (run_dir / "checkpoint_last.pt").write_bytes(b"")
     run = load_run(run_dir)
     assert "CPU (test)" in experiment.run_overview(run)._repr_html_()
-    assert "SYNTHETIC" in experiment.split_summary(run)._repr_html_()
+    assert "SYNTHETIC" in experiment.endpoint_table(run)._repr_html_()
     experiment.training_curves(run)
     assert 'id="curves-dice"' in shown[0]["text/html"]
     with pytest.raises(RuntimeError, match="0 predictions for 14 evaluated cases"):

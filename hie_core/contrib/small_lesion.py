@@ -19,7 +19,7 @@ favour them:
 
 The same three terms are the loss of SPARSeg (MICCAI 2025; a 2D UNet++ with Tversky +
 log-Hausdorff + Focal), the best published result on the BONBID-HIE 2023 test set (Dice 0.606,
-MASD 2.65 mm, NSD 0.748; DESIGN.md section 4). The weights here are this project's (the region
+MASD 2.65 mm, NSD 0.748, on the 44 test cases). The weights here are this project's (the region
 terms 1:1, like the seed's DiceFocal, and the seed's hybrid weight), not SPARSeg's, and the
 network is the run's, not a 2D UNet++: a result of this loss is not a reproduction of SPARSeg.
 

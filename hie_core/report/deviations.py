@@ -2,7 +2,7 @@
 
 :func:`deviations_table` compares a run configuration (``TrainConfig`` fields, as in
 ``config.json`` or ``results/study.json``) and the code's constants with :data:`SEED_PROTOCOL`,
-the seed's own description (DESIGN.md section 2). Rows come from the comparison, so a preset
+the seed's own description (Usman et al. 2025, arXiv:2502.09148, and its code, hase3b/BONBID-HIE-Segmentation). Rows come from the comparison, so a preset
 that changes a setting gets its row, and a configuration field this module has no reason for
 still gets one ("differs from the seed preset"): nothing that changes results is left out.
 Reasons that depend on the configuration (what early stopping can do with the preset's epochs
@@ -27,7 +27,7 @@ __all__ = [
     "study_deviations",
 ]  # fmt: skip
 
-#: The seed study's settings as it describes them (DESIGN.md section 2); None = not described.
+#: The seed study's settings as it describes them (arXiv:2502.09148 and its code); None = not described.
 SEED_PROTOCOL: dict[str, Any] = {
     "target_shape": DEFAULT_TARGET_SHAPE, "batch_size": 4, "lr": 1e-3, "weight_decay": 1e-3, "lr_decay": 0.9,
     "l1": 1e-4, "grad_clip": 1.0, "epochs": 100, "patience": 10, "augment": "torchio", "amp": False, "compile": False, "patch_shape": None,

@@ -2,27 +2,39 @@
 
 Every table says where its numbers come from (synthetic or BONBID-HIE data, which split,
 which device), so an executed notebook cannot be mistaken for a result on patients.
+
+The page's numbers are the study's endpoint, computed by the functions that make Table 1
+(:mod:`hie_core.report.tables`), so a loss has one number everywhere: Dice and NSD over the
+cases **with a lesion**, MASD over the cases where it is defined (with their count), the
+cases with an empty reference label beside them as their own endpoint (false positives),
+per seed and, when the study folder holds the loss's other seeds, their mean
+(:func:`seed_endpoints`). The all-case summary of ``summary.json`` (the empty case scored 0 or
+1) is not shown.
 """
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
 import pandas as pd
 
 from hie_core.losses import loss_label
-from hie_core.metrics import METRIC_LABELS, METRIC_NAMES
+from hie_core.metrics import METRIC_LABELS
 from hie_core.model import ARCH_LABELS
-from hie_core.report import display
+from hie_core.report import display, tables
 from hie_core.report.sources import source_line, source_of_run
 from hie_core.training.experiment import RUN_FILES, RunResult
 
 __all__ = [
     "source_label",
+    "ENDPOINT_COLUMNS",
     "run_overview",
+    "study_run_scores",
+    "seed_endpoints",
+    "endpoint_table",
     "training_curves",
-    "split_summary",
     "per_case_table",
     "example_overlay",
     "check_run_folder",
@@ -34,26 +46,126 @@ def source_label(config_json: dict) -> str:
     return source_line(source_of_run(config_json), device=config_json.get("device_name", "unknown device"))
 
 
+#: Columns of :func:`seed_endpoints` (Table 1's, by seed).
+ENDPOINT_COLUMNS = ("split", "seed", "n_cases", "dice_mean", "dice_ci_low", "dice_ci_high", "masd_mm_mean",
+                    "masd_mm_ci_low", "masd_mm_ci_high", "masd_cases", "nsd_mean", "nsd_ci_low", "nsd_ci_high",
+                    "empty_cases", "fp_cases", "fp_volume_ml_mean")  # fmt: skip
+#: Settings that may differ between the seeds of one method (they do not change what is compared).
+_PER_RUN = ("seed", "fold", "output_dir", "device", "num_workers")
+_RUN_DIR = re.compile(r"^seed(\d+)(?:-fold(\d+))?$")
+#: Reported splits, in the order the page shows them.
+_SPLITS = ("test", "cv", "val")
+
+
+def _method(result: RunResult) -> str:
+    """The method id: the run folder's parent (``runs/<study>/<method>/seed<k>``)."""
+    return Path(result.run_dir).parent.name
+
+
+def _same_design(config: dict, other: dict) -> bool:
+    """Whether two runs' configurations differ only in :data:`_PER_RUN` settings."""
+    a, b = config.get("config", {}), other.get("config", {})
+    return {k: v for k, v in a.items() if k not in _PER_RUN} == {
+        k: v for k, v in b.items() if k not in _PER_RUN
+    }
+
+
+def _sibling_runs(result: RunResult) -> list[tuple[int, int | None, pd.DataFrame]]:
+    """``(seed, fold, metrics)`` of every finished run of this method in the study folder, this one included.
+
+    A sibling counts when its folder is ``seed<k>`` or ``seed<k>-fold<f>``, holds ``summary.json``,
+    ``config.json`` and ``metrics.csv``, and its configuration differs from this run's only in
+    seed, fold, folder and device; this run itself always counts.
+    """
+    run_dir = Path(result.run_dir).resolve()
+    cfg = result.config["config"]
+    found = [
+        (int(cfg.get("seed", 0)), cfg.get("fold") if int(cfg.get("folds") or 0) > 1 else None, result.metrics)
+    ]
+    parent = run_dir.parent
+    for folder in sorted(parent.iterdir()) if parent.is_dir() else []:
+        match = _RUN_DIR.match(folder.name)
+        if match is None or folder.resolve() == run_dir or not (folder / "summary.json").is_file():
+            continue
+        try:
+            config = json.loads((folder / "config.json").read_text())
+            metrics = pd.read_csv(folder / "metrics.csv")
+        except (OSError, ValueError):
+            continue
+        if _same_design(result.config, config):
+            fold = int(match.group(2)) if match.group(2) is not None else None
+            found.append((int(match.group(1)), fold, metrics))
+    return sorted(found, key=lambda item: (item[0], -1 if item[1] is None else item[1]))
+
+
+def study_run_scores(result: RunResult) -> pd.DataFrame:
+    """:func:`hie_core.report.tables.run_scores` rows of this method: every seed found in its study folder.
+
+    Returns:
+        One row per split, case and seed (a case scored by several fold models averaged), with
+        ``method`` the run folder's parent's name.
+    """
+    method = _method(result)
+    frames = [m.assign(method=method, seed=seed, fold=fold) for seed, fold, m in _sibling_runs(result)]
+    return tables.run_scores(pd.concat(frames, ignore_index=True))
+
+
+def _endpoint_row(runs: pd.DataFrame, split: str, method: str, seed: str) -> dict | None:
+    """Table 1's row of ``method`` on ``split`` from ``runs`` (one seed, or all), as :data:`ENDPOINT_COLUMNS`."""
+    table = tables.table1(tables.seed_average(runs), runs, split, [method])
+    if table.empty:
+        return None
+    row = table.iloc[0]
+    return {"split": split, "seed": seed, **{k: row[k] for k in ENDPOINT_COLUMNS[2:]}}
+
+
+def seed_endpoints(result: RunResult) -> pd.DataFrame:
+    """The Table 1 endpoint of this method per reported split: each seed found, then their mean.
+
+    Every number is :func:`hie_core.report.tables.table1`'s for the same run folders, so the
+    page's Dice of a seed is Table 1's Dice of that seed, and the mean row is Table 1's row
+    when the study folder holds every seed the study ran.
+
+    Returns:
+        :data:`ENDPOINT_COLUMNS`; ``seed`` is ``"0"``, ``"1"``, ... and, with two seeds or more,
+        ``"mean of N seeds"``. Splits in the order test, cv, val.
+    """
+    runs = study_run_scores(result)
+    method = _method(result)
+    seeds = sorted(int(s) for s in runs["seed"].unique())
+    rows = []
+    for split in [s for s in _SPLITS if (runs["split"] == s).any()]:
+        for seed in seeds:
+            rows.append(_endpoint_row(runs[runs["seed"] == seed], split, method, str(seed)))
+        if len(seeds) > 1:
+            rows.append(_endpoint_row(runs, split, method, f"mean of {len(seeds)} seeds"))
+    return pd.DataFrame([r for r in rows if r is not None], columns=list(ENDPOINT_COLUMNS))
+
+
+def _this_seed(result: RunResult, split: str = "test") -> pd.Series | None:
+    """This run's row of :func:`seed_endpoints` on ``split`` (None without that split)."""
+    table = seed_endpoints(result)
+    rows = table[(table["split"] == split) & (table["seed"] == str(result.config["config"].get("seed", 0)))]
+    return rows.iloc[0] if len(rows) else None
+
+
 def run_overview(result: RunResult):
-    """One-row table (no index): loss, preset, data source, device, epochs, best epoch, test Dice."""
+    """One-row table (no index): loss, preset, data source, device, epochs, best epoch, and this seed's
+    test Dice over the cases with a lesion (Table 1's endpoint)."""
     cfg = result.config
-    test = result.summary.get("splits", {}).get("test", {})
+    this = _this_seed(result)
     row = {
         "loss": loss_label(cfg["config"]),
         "network": ARCH_LABELS.get(cfg["config"].get("arch", "unet3d"), cfg["config"].get("arch")),
         "preset": cfg["config"]["preset"],
+        "seed": cfg["config"].get("seed", 0),
         "data": source_of_run(cfg).short,
         "device": cfg.get("device_name"),
         "epochs run": result.summary.get("epochs_run"),
         "best epoch": result.summary.get("best_epoch"),
         "train s (this call)": round(result.summary.get("train_seconds_this_call", float("nan")), 1),
-        "test Dice": test.get("dice", {}).get("mean"),
+        "test Dice (cases with a lesion)": None if this is None else round(float(this["dice_mean"]), 3),
     }
-    loss = cfg["config"]["loss"]
-    for metric in METRIC_NAMES:
-        value = test.get(metric, {}).get("mean")
-        if value is not None:
-            display.glue(f"{loss}_test_{metric}", float(value))
     return display.table(pd.DataFrame([row]), note=f"Source: {source_label(cfg)}.")
 
 
@@ -70,26 +182,38 @@ def training_curves(result: RunResult) -> None:
     display.show(fig, div_id=f"curves-{re.sub(r'[^A-Za-z0-9_-]', '-', loss)}")
 
 
-def _fmt(stats: dict, digits: int = 3) -> str:
-    if not stats or stats.get("n", 0) == 0:
-        return "n/a"
-    return display.format_ci(stats.get("mean"), stats.get("ci_low"), stats.get("ci_high"), digits)
+def _count(value) -> str:
+    return "-" if pd.isna(value) else str(int(value))
 
 
-def split_summary(result: RunResult):
-    """Mean [95% bootstrap CI] of Dice, MASD (mm) and NSD per reported split (a table, no index)."""
-    rows = []
-    for split, stats in result.summary.get("splits", {}).items():
-        rows.append({
-            "split": split,
-            "cases": stats["dice"]["n"],
-            METRIC_LABELS["dice"]: _fmt(stats["dice"]),
-            METRIC_LABELS["masd_mm"]: _fmt(stats["masd_mm"], 2),
-            "MASD skipped (one mask empty)": stats["masd_mm"]["n_skipped"],
-            METRIC_LABELS["nsd"]: _fmt(stats["nsd"]),
-        })  # fmt: skip
-    note = f"Mean [95% bootstrap CI] over cases, on each case's native grid. Source: {source_label(result.config)}."
+def endpoint_table(result: RunResult):
+    """Table 1's endpoint per split and seed (a table, no index): Dice, MASD (mm, with its count) and NSD
+    over the cases with a lesion, mean [95% CI]; the empty-label cases beside them."""
+    table = seed_endpoints(result)
+    rows = [{
+        "split": r["split"], "seed": r["seed"], "cases with a lesion": _count(r["n_cases"]),
+        METRIC_LABELS["dice"]: _fmt_row(r, "dice", 3),
+        METRIC_LABELS["masd_mm"]: _fmt_row(r, "masd_mm", 2),
+        "cases with a MASD": f"{_count(r['masd_cases'])} of {_count(r['n_cases'])}",
+        METRIC_LABELS["nsd"]: _fmt_row(r, "nsd", 3),
+        "empty-label cases with a false positive": (f"{_count(r['fp_cases'])} of {_count(r['empty_cases'])}"
+                                                    if r["empty_cases"] else "none in this split"),
+    } for _, r in table.iterrows()]  # fmt: skip
+    seeds = sorted({s for s in table["seed"] if s.isdigit()}, key=int)
+    found = (f"seeds {', '.join(seeds)} of this loss were finished in the study folder when this page ran"
+             if len(seeds) > 1 else "only this seed of the loss was finished in the study folder when this page ran")  # fmt: skip
+    note = ("Table 1's endpoint, computed by the same code: Dice and NSD over the cases with a lesion, MASD over "
+            "those of them where it is defined (undefined where exactly one of prediction and reference is empty; "
+            "for the mean of seeds, defined in every seed), mean [95% bootstrap CI] on each case's native grid. "
+            "Cases with an empty reference label are their own endpoint: a predicted lesion there is a false "
+            f"positive. {found[0].upper() + found[1:]}. Source: {source_label(result.config)}.")  # fmt: skip
     return display.table(pd.DataFrame(rows), note=note)
+
+
+def _fmt_row(row: pd.Series, metric: str, digits: int) -> str:
+    if pd.isna(row[f"{metric}_mean"]):
+        return "n/a"
+    return display.format_ci(row[f"{metric}_mean"], row[f"{metric}_ci_low"], row[f"{metric}_ci_high"], digits)
 
 
 def per_case_table(result: RunResult):

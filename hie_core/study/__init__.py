@@ -47,7 +47,6 @@ import os
 import re
 import shlex
 import shutil
-import statistics
 import subprocess
 import sys
 import time
@@ -60,6 +59,7 @@ from hie_core.losses import LOSS_NAMES
 from hie_core.report.display import plural
 from hie_core.report.power import TARGET_DICE, margins_for
 from hie_core.report.seed_study import PRIMARY_CONTRASTS
+from hie_core.study.checks import check_runs, study_lock
 from hie_core.study.grid import (
     SLURM_DEFAULT_TIME_MIN,
     Engine,
@@ -76,11 +76,14 @@ from hie_core.study.grid import (
 from hie_core.study.options import (
     GRID_PARAMETERS,
     STUDY_FOLDERS,
-    check_parameter_key,
+    check_settings_read,
     grid_combinations,
+    loss_settings_to_grid,
+    method_settings,
     parse_externals,
     parse_grid,
 )
+from hie_core.study.options import parse_overrides as _parse_overrides
 
 __all__ = ["DEFAULT_SEEDS", "RunOutcome", "GridRun", "GridJob", "Engine", "StudyPlan", "plan_study", "run_study",
            "finish_study", "redo_notes", "main", "DESIGNS", "PRIMARY_CONTRASTS", "TARGET_DICE", "BONBID_COUNTS", "powered_design",
@@ -94,13 +97,13 @@ DEFAULT_SEEDS: dict[str, int] = {"cuda": 3, "cpu": 2}
 CPU_LANES_MAX = 4
 #: ``--design`` choices: ``default`` (folds 0, :data:`DEFAULT_SEEDS`) and ``powered`` (:func:`powered_design`).
 DESIGNS = ("default", "powered")
-#: BONBID-HIE's case counts (DESIGN.md section 3), the sizes ``--design powered`` is chosen for.
+#: BONBID-HIE's case counts (Part I, Zenodo record 10602767), the sizes ``--design powered`` is chosen for.
 BONBID_COUNTS = {"train": 85, "val": 4, "test": 44}
 #: Folds of the powered design, and its fewest seeds; an effect of one training run, shared by
-#: all its cases, does not shrink with more cases, only with more runs (DESIGN.md).
+#: all its cases, does not shrink with more cases, only with more runs (the Analysis plan, ``book/analysis-plan.md``).
 POWERED_FOLDS, POWERED_MIN_SEEDS = 5, 5
-#: Seconds per run by device kind and preset, each with its source (``--plan``'s fallback).
-RUN_SECONDS_JSON = Path("benchmarks") / "results" / "run_seconds.json"
+#: Seconds per whole run by device kind and preset, each with its source (``--plan``'s fallback).
+RUN_SECONDS_JSON = Path("benchmarks") / "results" / "run_seconds.json"  # = hie_core.report.forecast.RUN_SECONDS_JSON
 _RUN_DIR = re.compile(r"^seed\d+(-fold\d+)?$")
 
 
@@ -241,19 +244,25 @@ def notebook_parameters(notebook: Path) -> tuple[str, ...]:
 
 
 def parse_overrides(items: Sequence[str], allowed: Sequence[str]) -> dict:
-    """``["epochs=1", "patch_shape=[8, 16, 16]"]`` -> values (Python literals, else strings)."""
-    values = {}
-    for item in items:
-        key, sep, text = item.partition("=")
-        key = key.strip()
-        if not sep or not key:
-            raise ConfigError(f"--set {item!r}: expected key=value, e.g. --set epochs=1")
-        check_parameter_key("--set", key, allowed)
-        try:
-            values[key] = ast.literal_eval(text.strip())
-        except (ValueError, SyntaxError):
-            values[key] = text.strip()
-    return values
+    """``["epochs=1", "patch_shape=[8, 16, 16]"]`` -> values (:func:`hie_core.study.options.parse_overrides`:
+    Python literals, else strings; a key given twice is refused, as for ``--grid``)."""
+    return _parse_overrides(items, allowed)
+
+
+def _configure(preset: str, device: str, data_dir: str, overrides: dict, remote_cuda: bool, folds: int,
+               synthetic_test_cases: int) -> Callable[[dict], object]:  # fmt: skip
+    """``configure(values)``: the TrainConfig of a run of this study with ``values`` set over ``overrides``."""
+    return lambda values: _study_config(preset, device, data_dir, {**overrides, **values}, remote_cuda, folds,
+                                        synthetic_test_cases)  # fmt: skip
+
+
+def _method_grid(losses: Sequence[str], grid: dict, overrides: dict) -> tuple[list[dict], dict]:
+    """(grid combinations, the other ``--set`` values): ``--set`` loss settings become one-value grid
+    keys, applied to the losses that read them only; a setting no loss reads is refused
+    (:mod:`hie_core.study.options`)."""
+    merged, others = loss_settings_to_grid(dict(grid or {}), dict(overrides or {}))
+    check_settings_read(losses, merged, given_by=[k for k in overrides or {} if k not in others])
+    return grid_combinations(merged), others
 
 
 def _check_combinations(combos: list[dict], preset: str, device: str, data_dir: str, overrides: dict,
@@ -399,10 +408,10 @@ def plan_study(runs_dir: Path, study: str, losses: Sequence[str], seeds: int | N
     from hie_core.training.experiment import default_study_name, project_root, resolve_data_dir
 
     _check_losses_seeds(losses, seeds, seed_start)
-    overrides = dict(overrides or {})
+    combos, overrides = _method_grid(losses, grid or {}, overrides or {})
     config = _study_config(preset, device, data_dir, overrides, remote_cuda, folds, synthetic_test_cases)
-    combos = grid_combinations(grid or {})
     _check_combinations(combos, preset, device, data_dir, overrides, remote_cuda, folds, synthetic_test_cases)
+    configure = _configure(preset, device, data_dir, overrides, remote_cuda, folds, synthetic_test_cases)
     run_device = "cuda" if remote_cuda else config.device
     study_dir = (Path(runs_dir) / (study or default_study_name(config))).expanduser().resolve()
     _check_writable(study_dir)
@@ -416,7 +425,9 @@ def plan_study(runs_dir: Path, study: str, losses: Sequence[str], seeds: int | N
     params = {"data_dir": data_dir, "preset": config.preset, "device": device, **overrides}
     if config.synthetic_test_cases:
         params["synthetic_test_cases"] = config.synthetic_test_cases
-    runs = plan_grid(study_dir, losses, seeds, seed_start, config.folds, combos, overrides)
+    runs = plan_grid(study_dir, losses, seeds, seed_start, config.folds, combos, overrides,
+                     reduce=functools.partial(method_settings, configure=configure))  # fmt: skip
+    check_runs(runs, configure, memory=not remote_cuda)  # every run's values and loss, before the first run
     outside = parse_externals(externals, [r.method for r in runs])
     if outside:  # every mask checked before any run starts: one error lists every problem of every folder
         from hie_core.external import check_predictions
@@ -432,16 +443,17 @@ def plan_study(runs_dir: Path, study: str, losses: Sequence[str], seeds: int | N
 def powered_design() -> tuple[int, int]:
     """(folds, seeds) of ``--design powered``: :data:`POWERED_FOLDS` folds and the fewest seeds,
     at least :data:`POWERED_MIN_SEEDS`, whose minimum detectable difference on BONBID-HIE's sizes
-    (:data:`BONBID_COUNTS`), with :func:`hie_core.report.power.default_noise`, is at most
-    :data:`hie_core.report.power.TARGET_DICE` in both the ``cv`` and the ``test`` split (Holm over :data:`hie_core.report.seed_study.PRIMARY_CONTRASTS`)."""
-    from hie_core.report.power import default_noise, mdd
+    (:data:`BONBID_COUNTS`), with :func:`hie_core.report.power.default_noise` (the crossed model, t
+    quantiles; :func:`hie_core.report.forecast.split_mdd`), is at most
+    :data:`hie_core.report.power.TARGET_DICE` in both the ``cv`` and the ``test`` split (Holm over
+    :data:`hie_core.report.seed_study.PRIMARY_CONTRASTS`)."""
+    from hie_core.report.forecast import split_mdd
+    from hie_core.report.power import default_noise
 
     splits = reported_splits(BONBID_COUNTS, POWERED_FOLDS)
     for seeds in range(POWERED_MIN_SEEDS, 1000):
-        if all(
-            mdd(default_noise(), n, seeds, n_tests=len(PRIMARY_CONTRASTS)) <= TARGET_DICE
-            for n in splits.values()
-        ):
+        if all(split_mdd(default_noise(), split, n, seeds, POWERED_FOLDS, len(PRIMARY_CONTRASTS)) <= TARGET_DICE
+               for split, n in splits.items()):  # fmt: skip
             return POWERED_FOLDS, seeds
     raise RuntimeError("no seed count reaches the powered design's target")  # pragma: no cover
 
@@ -472,54 +484,9 @@ def _case_counts(config) -> tuple[dict, str]:
     return counts, f"the SYNTHETIC '{config.synthetic_preset}' set"
 
 
-def _run_seconds(root: Path, study_dir: Path, kind: str, preset: str) -> tuple[float | None, str]:
-    """Seconds per run: the median of the study's finished runs, else :data:`RUN_SECONDS_JSON`."""
-    measured = []
-    for path in study_dir.glob("*/seed*/summary.json"):
-        try:
-            value = json.loads(path.read_text()).get("train_seconds_this_call")
-        except (OSError, ValueError):
-            continue
-        if isinstance(value, (int, float)):
-            measured.append(float(value))
-    if measured:
-        source = f"median training time of {plural(len(measured), 'finished run')}, measured in {study_dir}"
-        return statistics.median(measured), source
-    try:
-        entry = json.loads((root / RUN_SECONDS_JSON).read_text())[kind][preset]
-        return float(entry["seconds_per_run"]), f"{RUN_SECONDS_JSON} [{kind}][{preset}]: {entry['source']}"
-    except (OSError, ValueError, KeyError, TypeError):
-        return None, f"no finished run in {study_dir} and no {kind}/{preset} entry in {RUN_SECONDS_JSON}"
-
-
-def _study_noise(study_dir: Path, seeds: int):
-    """The noise of the primary contrasts measured in the study folder (the noisier one), else the default."""
-    from hie_core.report.power import default_noise, noise_from_differences
-
-    if not any(study_dir.glob("*/seed*/summary.json")):
-        return default_noise()
-    from hie_core.report.runs import find_runs
-
-    scores = find_runs(study_dir).scores()
-    found = []
-    for a, b in PRIMARY_CONTRASTS:
-        pair = scores[scores["method"] == a].merge(
-            scores[scores["method"] == b], on=["seed", "split", "case_id"], suffixes=("_a", "_b")
-        )
-        pair = pair[pair["n_ref_a"] > 0]  # empty references stay out of Dice means
-        if pair["case_id"].nunique() < 2:
-            continue
-        differences = pair.assign(
-            case_id=pair["split"] + "/" + pair["case_id"], difference=pair["dice_a"] - pair["dice_b"]
-        )
-        shape = f"{plural(differences['case_id'].nunique(), 'case')} x {plural(differences['seed'].nunique(), 'seed')}"
-        source = f"measured in {study_dir}: {a} - {b}, {shape}"
-        found.append(noise_from_differences(differences[["case_id", "seed", "difference"]], source))
-    return max(found, key=lambda n: n.paired_sd(seeds)) if found else default_noise()
-
-
 def print_plan(plan_args: dict, config, study_dir: Path, lanes: int, root: Path) -> bool:
-    """Print the design's run count, projected hours and minimum detectable differences; write nothing.
+    """Print the design's run count, projected hours (whole-run seconds), the noise, each split's minimum
+    detectable difference and its case floor (:mod:`hie_core.report.forecast`); write nothing.
 
     Args:
         plan_args: ``losses``, ``seeds``, ``folds`` of the design; optionally ``combinations``
@@ -532,14 +499,18 @@ def print_plan(plan_args: dict, config, study_dir: Path, lanes: int, root: Path)
     Returns:
         Whether every judged split (``cv`` and ``test``) reaches :data:`hie_core.report.power.TARGET_DICE`.
     """
-    from hie_core.report.power import ALPHA, POWER, mdd
+    from hie_core.report.forecast import run_seconds, split_mdd, study_noise
+    from hie_core.report.power import ALPHA, POWER, case_floor
 
     losses, seeds, folds = plan_args["losses"], plan_args["seeds"], plan_args["folds"]
     combinations, externals = plan_args.get("combinations", 1), plan_args.get("externals", 0)
     counts, data = _case_counts(config)
-    n_runs = len(losses) * combinations * seeds * max(folds, 1)
+    methods = plan_args.get("methods", len(losses) * combinations)  # a grid point equal to the plain run is that method
+    n_runs = methods * seeds * max(folds, 1)
     pool = f" (cross-validation over {_pool_size(counts)} training + validation cases)" if folds >= 2 else ""
     grid = f" x {plural(combinations, 'grid combination')}" if combinations > 1 else ""
+    if methods != len(losses) * combinations:  # settings a loss does not read, grid points at the plain values
+        grid += f" ({plural(methods, 'distinct method')})"
     print(f"[plan] {plural(n_runs, 'run')}: {plural(len(losses), 'loss', 'losses')}{grid} x {plural(seeds, 'seed')} x "
           f"{plural(max(folds, 1), 'fold')}{pool}; "
           f"preset {config.preset}, device {config.device}; study folder {study_dir}")  # fmt: skip
@@ -549,37 +520,47 @@ def print_plan(plan_args: dict, config, study_dir: Path, lanes: int, root: Path)
             if externals
             else ""
         )
-        print(f"[plan] methods: {len(losses) * combinations} trained{outside}")
+        print(f"[plan] methods: {methods} trained{outside}")
     print(f"[plan] data: {data}: train {counts['train'] + counts.get(None, 0)} / val {counts['val']} / test "
           f"{plural(counts['test'], 'case')}")  # fmt: skip
     kind = "cuda" if config.device.startswith("cuda") else "cpu"
-    seconds, source = _run_seconds(root, study_dir, kind, config.preset)
-    print(f"[plan] seconds per run: {'unknown' if seconds is None else f'{seconds:.0f}'} ({source})")
+    seconds, source = run_seconds(root, study_dir, kind, config.preset)
+    print(f"[plan] seconds per whole run: {'unknown' if seconds is None else f'{seconds:.0f}'} ({source})")
     if seconds is not None:
         hours = n_runs * seconds / lanes / 3600
         print(
             f"[plan] projected: {plural(n_runs, 'run')} x {seconds:.0f} s / {plural(lanes, 'lane')} = "
             f"{hours:.2f} h on this device"
         )
-    noise = _study_noise(study_dir, seeds)
-    print(f"[plan] noise: {noise.source} (case SD {noise.case_sd:.4f}, seed SD {noise.seed_sd:.4f} Dice)")
+    splits = reported_splits(counts, folds)
+    n_tests = len(PRIMARY_CONTRASTS)
+    noise = study_noise(study_dir, splits.get("test", 0), seeds, n_tests)
+    print(f"[plan] noise: {noise.source} (SDs of a paired Dice difference: case {noise.sd_case:.4f}, run "
+          f"{noise.sd_run:.4f}, case x run {noise.sd_case_run:.4f})")  # fmt: skip
     contrasts = ", ".join(f"{a} vs {b}" for a, b in PRIMARY_CONTRASTS)
-    print(f"[plan] minimum detectable difference in mean Dice ({POWER:.0%} power, Holm at {ALPHA:g} over the "
-          f"{len(PRIMARY_CONTRASTS)} primary contrasts: {contrasts}):")  # fmt: skip
+    print(f"[plan] minimum detectable difference in mean Dice ({POWER:.0%} power, t quantiles on Satterthwaite df, "
+          f"Holm at {ALPHA:g} over the {n_tests} primary contrasts: {contrasts}):")  # fmt: skip
     reached = True
-    for split, n in reported_splits(counts, folds).items():
-        value = mdd(noise, n, seeds, n_tests=len(PRIMARY_CONTRASTS))
+    for split, n in splits.items():
+        value = split_mdd(noise, split, n, seeds, folds, n_tests)
+        floor = case_floor(noise, n, n_tests)
         judged = split != "val"  # the official validation split (4 cases) is reported, not powered
         reached &= (value <= TARGET_DICE) or not judged
         note = "" if judged else "  (not judged: the official validation split)"
-        print(f"[plan]   {split:<5} {plural(n, 'case'):>9} x {plural(seeds, 'seed')}: {value:.4f}{note}")
-    judged = " and ".join(s for s in reported_splits(counts, folds) if s != "val")
+        how = f"{plural(seeds * folds, 'fold model')} out of fold" if split == "cv" and folds >= 2 else (
+            f"{plural(seeds, 'seed')}" + (f", each {folds} fold models averaged" if folds >= 2 else ""))
+        print(f"[plan]   {split:<5} {plural(n, 'case'):>9} x {how}: {value:.4f}; case floor (any number of seeds) "
+              f"{floor:.4f}{note}")  # fmt: skip
+        if judged and floor > TARGET_DICE:
+            print(f"[plan]   {plural(n, 'case')} cannot reach {TARGET_DICE} whatever the seeds (case SD "
+                  f"{noise.sd_case:.3f})")  # fmt: skip
+    judged = " and ".join(s for s in splits if s != "val")
     print(f"[plan] reaches {TARGET_DICE} Dice in {judged}: {'yes' if reached else 'no'}")
     if not reached:
         powered_folds, powered_seeds = powered_design()
         train, val, test = (BONBID_COUNTS[s] for s in ("train", "val", "test"))
         print(f"[plan] (--design powered, {powered_folds} folds x {powered_seeds} seeds, reaches it on "
-              f"BONBID-HIE's {train} + {val} pool and {test} test cases)")  # fmt: skip
+              f"BONBID-HIE's {train} + {val} pool and {test} test cases with the default noise)")  # fmt: skip
     return reached
 
 
@@ -796,16 +777,20 @@ def _plan_only(args: argparse.Namespace, losses: list[str], folds: int, seeds: i
     from hie_core.training.experiment import default_study_name, project_root
 
     _check_losses_seeds(losses, seeds, args.seed_start)
+    combos, overrides = _method_grid(losses, grid, overrides)
     config = _study_config(args.preset, args.device, args.data_dir, overrides, remote_cuda, folds,
                            args.synthetic_test_cases)  # fmt: skip
     run_device = "cuda" if remote_cuda else config.device
     config = dataclasses.replace(config, device=run_device)
     study_dir = (_runs_dir(args.runs_dir) / (args.study or default_study_name(config))).expanduser().resolve()
     _check_same_design(study_dir, config.folds)
-    combos = grid_combinations(grid)
     _check_combinations(combos, args.preset, args.device, args.data_dir, overrides, remote_cuda, folds,
                         args.synthetic_test_cases)  # fmt: skip
-    runs = plan_grid(study_dir, losses, 1, 0, 0, combos, overrides)
+    configure = _configure(args.preset, args.device, args.data_dir, overrides, remote_cuda, folds,
+                           args.synthetic_test_cases)  # fmt: skip
+    runs = plan_grid(study_dir, losses, 1, 0, 0, combos, overrides,
+                     reduce=functools.partial(method_settings, configure=configure))  # fmt: skip
+    check_runs(runs, configure, memory=not remote_cuda)
     externals = parse_externals(args.external, [r.method for r in runs])
     counts, _ = _case_counts(config)
     if config.folds > _pool_size(counts):
@@ -816,7 +801,8 @@ def _plan_only(args: argparse.Namespace, losses: list[str], folds: int, seeds: i
     lanes = make_engine(args, run_device, study_dir.name).jobs
     root = project_root(Path(__file__).resolve().parent)
     print_plan({"losses": losses, "seeds": seeds, "folds": config.folds, "combinations": len(combos),
-                "externals": len(externals)}, config, study_dir, lanes, root)  # fmt: skip
+                "methods": len({r.method for r in runs}), "externals": len(externals)}, config, study_dir, lanes,
+               root)  # fmt: skip
     return 0
 
 
@@ -838,10 +824,13 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _main(argv: list[str] | None) -> int:
+    from hie_core.outputs import resolve_option
     from hie_core.training.experiment import project_root
 
     argv = list(sys.argv[1:] if argv is None else argv)
     args = _parser().parse_args(argv)
+    # resolved once (links, "..", a trailing slash, relative to here) before anything compares or passes them on
+    args.data_dir, args.runs_dir = resolve_option(args.data_dir), resolve_option(args.runs_dir)
     _check_engine_options(args)
     margins = margins_for(args.margin)
     train_notebook = project_root(Path(__file__).resolve().parent) / "notebooks" / "train.ipynb"
@@ -858,7 +847,8 @@ def _main(argv: list[str] | None) -> int:
                       args.external)  # fmt: skip
     engine = Engine() if args.gather else make_engine(args, plan.device, plan.study_dir.name)
     start = time.perf_counter()
-    outcomes = run_study(plan, engine, book=not args.no_book, gather=args.gather, margins=margins)
+    with study_lock(plan.study_dir):  # one study per folder at a time: a second one stops here, naming the first
+        outcomes = run_study(plan, engine, book=not args.no_book, gather=args.gather, margins=margins)
     if outcomes is None:
         again = [a for a in argv if a != "--no-wait"] + ["--gather"]
         print("[study] submitted without waiting. When every job has finished (squeue --me), gather with:\n"

@@ -9,7 +9,7 @@ when the configuration is built, so a wrong notebook parameter (``-p lr abc``,
 
 Presets (:data:`PRESETS`):
 
-- ``seed``: the seed study's protocol (DESIGN section 2): whole 32 x 192 x 192 volumes,
+- ``seed``: the seed study's protocol (Usman et al. 2025, arXiv:2502.09148): whole 32 x 192 x 192 volumes,
   batch 4, at most 100 epochs of one pass over the training cases, patience 10.
 - ``quick``: a CPU run of about a minute and a half per loss and seed, on one core: patches
   of 16 x 48 x 48 voxels of the scans resampled to a fixed 4 x 2 x 2 mm grid, two thirds of
@@ -56,7 +56,7 @@ __all__ = [
     "ADDED_FIELD_DEFAULTS",
 ]
 
-#: The seed study's protocol (DESIGN section 2), a CPU-sized preset and a native-resolution one.
+#: The seed study's protocol (arXiv:2502.09148), a CPU-sized preset and a native-resolution one.
 PRESETS: dict[str, dict[str, Any]] = {
     "seed": {
         "epochs": 100,
@@ -553,13 +553,14 @@ def run_fingerprint(config: TrainConfig) -> dict[str, Any]:
     """What must match for a finished run to be reused: code, preprocessing version, configuration.
 
     The configuration part leaves out where the run is written and on which device (neither
-    changes what is trained, within floating point on one device type), and the fields of
+    changes what is trained, within floating point on one device type), the data folder's path
+    (the data are compared by their fingerprint, ``config.json``'s ``data_fingerprint``), and the fields of
     ``ADDED_FIELD_DEFAULTS`` at their default (so runs written before they existed keep
     their hash). With a researcher's own loss (``package.module:Name``) it includes its
     module's source (:func:`hie_core.losses.custom_loss_digest`), which ``hie_core`` does not hold.
     """
-    settings = {k: v for k, v in config.to_dict().items() if k not in ("output_dir", "device", "num_workers")
-                and not (k in ADDED_FIELD_DEFAULTS and v == ADDED_FIELD_DEFAULTS[k])}  # fmt: skip
+    settings = {k: v for k, v in config.to_dict().items() if k not in ("output_dir", "device", "num_workers", "data_dir")
+                and not (k in ADDED_FIELD_DEFAULTS and v == ADDED_FIELD_DEFAULTS[k])}  # fmt: skip  # data: by fingerprint
     settings["device_type"] = config.device.split(":")[0]
     if is_custom_loss(config.loss):  # a researcher's own loss: its module's source, as code_fingerprint's
         settings["loss_source"] = custom_loss_digest(config.loss)
