@@ -27,6 +27,7 @@ import numpy as np
 
 from hie_core.errors import ProblemsError
 from hie_core.io import ImageGeometry, ImageReadError, read_image
+from hie_core.ranges import range_problem
 
 __all__ = [
     "SPLIT_FOLDERS",
@@ -287,6 +288,9 @@ def _check_map(path: Path, name: str, problems: list[str]) -> tuple[np.ndarray, 
     bad = int(np.size(array) - np.count_nonzero(np.isfinite(array)))
     if bad:
         problems.append(f"{path}: {name} has {bad} non-finite voxel(s) (NaN or inf)")
+    out_of_range = range_problem(name, array, path)  # an ADC map given as ZADC, or the reverse
+    if out_of_range:
+        problems.append(out_of_range)
     return array, geometry
 
 
@@ -355,7 +359,8 @@ def validate_cases(cases: Sequence[Case], require_labels: bool = False) -> Valid
     """Read every case and check it; raise one error listing every problem.
 
     Checks: each file readable and 3D; ADC, ZADC and label on the same grid (size,
-    spacing, origin, direction); finite voxels; label values in {0, 1}. Empty labels are
+    spacing, origin, direction); finite voxels; ADC and ZADC values in their ranges
+    (:func:`hie_core.ranges.range_problem`: swapped maps are refused); label values in {0, 1}. Empty labels are
     valid (the real release has some) and are listed in ``report.notes``.
 
     Args:
@@ -388,7 +393,8 @@ def load_dataset(
     The usual entry point. Unlike :func:`discover_cases` followed by :func:`validate_cases`,
     problems of both kinds are collected before anything is raised: misnamed or unpaired
     files, empty split folders, and the contents of every file (unreadable, truncated, not
-    3D, off the case's grid, NaN/inf voxels, label values other than 0/1), including the
+    3D, off the case's grid, NaN/inf voxels, ADC or ZADC values out of their
+    ranges (swapped maps), label values other than 0/1), including the
     files whose partner is missing. Nothing is written.
 
     Args:

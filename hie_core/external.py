@@ -2,7 +2,8 @@
 
 A folder of predicted masks in the challenge layout (one mask per case, named like the
 release's labels, ``<case_id>_lesion.mha``; ``.nii.gz``, ``.nii`` and ``.nrrd`` are read too;
-the masks may sit in the folder itself or in its ``3LABEL/`` subfolder) is checked against the
+the masks may sit in the folder itself, in its ``3LABEL/`` subfolder, or, as in a run's
+``predictions/`` folder, in one subfolder per split, ``<split>/``) is checked against the
 reference data of one split, then scored with the metrics of our runs (:mod:`hie_core.metrics`:
 Dice, MASD in mm and NSD at 2 mm on each case's native grid, with the official empty-mask
 semantics). This is how nnU-Net, MedSAM-2 or a challenge container joins a study without our
@@ -22,12 +23,13 @@ shipping its weights.
   that :func:`hie_core.report.runs.find_runs` reads as one more method. The user's folder is only
   read, never written.
 - ``hie-score PRED_FOLDER [--data-dir DIR] [--split test] [--out metrics.csv]`` (also
-  ``python -m hie_core.external``) prints the per-case scores and their means.
+  ``python -m hie_core.external``; the command is :mod:`hie_core.score`) prints the per-case
+  scores and the study's endpoint (Table 1's: the means over the cases with a lesion, the empty
+  labels apart).
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import re
@@ -43,9 +45,9 @@ import numpy as np
 import pandas as pd
 
 from hie_core.data import SPLIT_FOLDERS, Case, load_dataset
-from hie_core.errors import ProblemsError, exit_on_user_error
+from hie_core.errors import ProblemsError
 from hie_core.io import ImageReadError, atomic_write_text, read_geometry, read_image, write_image
-from hie_core.metrics import burden_stratum, case_metrics
+from hie_core.outputs import resolve_path
 
 __all__ = [
     "MASK_SUFFIXES",
@@ -100,28 +102,55 @@ class ExternalMask:
     path: Path
 
 
-def _mask_dir(folder: Path) -> Path:
-    """The folder holding the masks: ``folder`` itself, or its ``3LABEL/`` when only that holds masks."""
+def _masks_in(folder: Path) -> list[Path]:
+    if not folder.is_dir():
+        return []
+    return sorted(p for p in folder.iterdir() if p.is_file() and _MASK_NAME.match(p.name))
+
+
+def _mask_dirs(folder: Path, splits: Sequence[str]) -> list[Path]:
+    """The folders holding the masks to score, in this order of preference: ``folder`` itself, its ``3LABEL/``,
+    or (a run's ``predictions/``) its subfolders named after the scored splits.
+
+    A folder holding masks in more than one of these places gets a notice
+    (:class:`ExternalPredictionWarning`) saying which were scored and how to score the others.
+    """
     if not folder.is_dir():
         raise ExternalPredictionError(f"{folder}: no such folder of predicted masks; give the folder that holds "
                                       "<case_id>_lesion.mha files")  # fmt: skip
-    here = [p for p in folder.iterdir() if p.is_file() and _MASK_NAME.match(p.name)]
-    return folder / "3LABEL" if not here and (folder / "3LABEL").is_dir() else folder
+    places = {"": folder, "3LABEL/": folder / "3LABEL",
+              **{f"{s}/": folder / s for s in (*SPLIT_FOLDERS, "cv")}}  # fmt: skip
+    found = {name: len(_masks_in(path)) for name, path in places.items()}
+    held = [name for name, n in found.items() if n]
+    if not held:
+        return [folder]
+    chosen = held[0] if held[0] in ("", "3LABEL/") else None
+    dirs = [places[chosen]] if chosen is not None else [places[f"{s}/"] for s in splits if found.get(f"{s}/")]
+    dirs = dirs or [folder]
+    skipped = [name for name in held if places[name] not in dirs]
+    if chosen is not None and skipped:
+        where = "the folder itself" if chosen == "" else chosen
+        others = ", ".join(f"{name} ({found[name]})" for name in skipped)
+        warnings.warn(f"{folder}: scoring the {found[chosen]} mask(s) in {where}, the first place masks are "
+                      f"looked for; not read: {others}; to score those, give {folder / skipped[0].rstrip('/')}",
+                      ExternalPredictionWarning, stacklevel=3)  # fmt: skip
+    return dirs
 
 
-def _find_masks(mask_dir: Path, problems: list[str]) -> dict[str, Path]:
+def _find_masks(mask_dirs: Sequence[Path], problems: list[str]) -> dict[str, Path]:
     """Case id -> mask file; misnamed image files and two masks of one case are problems."""
     found: dict[str, list[Path]] = {}
-    for path in sorted(p for p in mask_dir.iterdir() if p.is_file() and not p.name.startswith(".")):
-        match = _MASK_NAME.match(path.name)
-        if match:
-            found.setdefault(match["id"], []).append(path)
-        elif path.name.lower().endswith(MASK_SUFFIXES + (".mhd", ".nhdr")):
-            problems.append(f"{path}: not named like a predicted mask; name it <case_id>_lesion.mha, e.g. "
-                            "MGHNICU_010-VISIT_01_lesion.mha (the name of the case's label in the release)")  # fmt: skip
+    for mask_dir in mask_dirs:
+        for path in sorted(p for p in mask_dir.iterdir() if p.is_file() and not p.name.startswith(".")):
+            match = _MASK_NAME.match(path.name)
+            if match:
+                found.setdefault(match["id"], []).append(path)
+            elif path.name.lower().endswith(MASK_SUFFIXES + (".mhd", ".nhdr")):
+                problems.append(f"{path}: not named like a predicted mask; name it <case_id>_lesion.mha, e.g. "
+                                "MGHNICU_010-VISIT_01_lesion.mha (the name of the case's label in the release)")  # fmt: skip
     for case_id, paths in found.items():
         if len(paths) > 1:
-            problems.append(f"{paths[0]}: case {case_id} has {len(paths)} masks ({', '.join(p.name for p in paths)}); "
+            problems.append(f"{paths[0]}: case {case_id} has {len(paths)} masks ({', '.join(str(p) for p in paths)}); "
                             "keep one")  # fmt: skip
     return {case_id: paths[0] for case_id, paths in found.items()}
 
@@ -179,7 +208,8 @@ def check_predictions(
 
     Args:
         folder: the masks, ``<case_id>_lesion.mha`` (or ``.nii.gz``, ``.nii``, ``.nrrd``), in the
-            folder or its ``3LABEL/`` subfolder. Only read.
+            folder, its ``3LABEL/`` subfolder, or its ``<split>/`` subfolders (a run's
+            ``predictions/``), looked for in that order (a notice names the places not read). Only read.
         cases: the reference cases to score (each with a label), e.g. one split of
             :func:`hie_core.data.load_dataset`.
         known_ids: case ids of the data that are not scored (other splits): their masks are skipped
@@ -191,10 +221,11 @@ def check_predictions(
     Raises:
         ExternalPredictionError: every problem found, one per line, each naming its file and what to do.
     """
-    folder = Path(folder).expanduser()
-    mask_dir = _mask_dir(folder)
+    folder = resolve_path(folder)
+    mask_dirs = _mask_dirs(folder, list(dict.fromkeys(c.split for c in cases if c.split)))
+    mask_dir = mask_dirs[0]
     problems: list[str] = []
-    masks = _find_masks(mask_dir, problems)
+    masks = _find_masks(mask_dirs, problems)
     wanted = {c.case_id for c in cases}
     unknown = sorted(set(masks) - wanted - set(known_ids))
     out = []
@@ -204,7 +235,8 @@ def check_predictions(
             problems.append(f"{case.adc}: case {case.case_id} has no reference label in 3LABEL/, so it cannot be "
                             "scored; score against data with labels")  # fmt: skip
         elif path is None:
-            problems.append(f"{mask_dir / (case.case_id + '_lesion.mha')}: missing: case {case.case_id} of the "
+            where = next((d for d in mask_dirs if d.name == case.split), mask_dir)
+            problems.append(f"{where / (case.case_id + '_lesion.mha')}: missing: case {case.case_id} of the "
                             f"{case.split or 'scored'} cases has no predicted mask; predict it (an empty mask is "
                             "a valid prediction)")  # fmt: skip
         elif _check_mask(case, path, problems):
@@ -222,30 +254,28 @@ def check_predictions(
     return out
 
 
-def score_predictions(masks: Sequence[ExternalMask]) -> pd.DataFrame:
-    """Score checked masks as a run's evaluation does (:func:`hie_core.metrics.case_metrics` on the native grid).
+def score_predictions(masks: Sequence[ExternalMask], lesions: list[dict] | None = None) -> pd.DataFrame:
+    """Score checked masks as a run's evaluation does (:func:`hie_core.training.evaluate.score_case` on the native grid).
 
     Args:
         masks: from :func:`check_predictions`.
+        lesions: when given, one row per reference and predicted lesion is appended to it
+            (:data:`hie_core.lesions.LESION_ROW_COLUMNS`, a run's ``lesions.csv``).
 
     Returns:
         Columns :data:`hie_core.training.evaluate.METRIC_COLUMNS`: the case, its split, the lesion
-        burden (% of the brain, ADC > 0) and stratum, Dice, MASD (mm), NSD, voxel counts and volumes (ml).
+        burden (% of the brain, ADC > 0) and stratum, Dice, MASD (mm), NSD, voxel counts and volumes (ml),
+        and the lesion-wise columns (:data:`hie_core.lesions.LESION_COLUMNS`).
     """
-    from hie_core.training.evaluate import METRIC_COLUMNS
+    from hie_core.training.evaluate import METRIC_COLUMNS, score_case
 
     rows = []
     for mask in masks:
-        case = mask.case
-        adc, geometry = read_image(case.adc)
-        ref = read_image(case.label)[0] > 0
-        pred = read_image(mask.path)[0] != 0
-        brain = int(np.count_nonzero(adc > 0))
-        burden = 100.0 * np.count_nonzero(ref) / brain if brain else float("nan")
-        row = {"case_id": case.case_id, "split": case.split, "burden_percent": burden,
-               "stratum": burden_stratum(burden) if brain else None}  # fmt: skip
-        row.update(case_metrics(pred, ref, geometry.spacing_mm))  # the NSD tolerance of our runs
-        rows.append(row)
+        adc, geometry = read_image(mask.case.adc)
+        row, lesion_rows = score_case(mask.case, read_image(mask.path)[0] != 0, adc, geometry.spacing_mm)
+        rows.append(row)  # the NSD tolerance of our runs
+        if lesions is not None:
+            lesions += lesion_rows
     return pd.DataFrame(rows).reindex(columns=list(METRIC_COLUMNS))
 
 
@@ -326,13 +356,19 @@ def _study_data(study_dir: Path, facts: dict, data_dir: str | Path):
             f"{study_dir}: its runs do not record their data folder; run the study again"
         )
     folder = Path(facts["data_dir_resolved"])
-    if data_dir and Path(data_dir).expanduser().resolve() != folder.resolve():
-        raise ExternalPredictionError(f"data_dir {str(data_dir)!r}: the study's runs were scored on {folder}; "
-                                      "outside predictions are scored on the same data (give that folder, or none)")  # fmt: skip
+    given = resolve_path(data_dir) if data_dir else None
+    if given is not None and given != resolve_path(folder):  # elsewhere: the same data if the same files
+        recorded = facts["data_fingerprint"]
+        same = given.is_dir() and recorded is not None and not describe_change(
+            recorded, data_fingerprint(given, discover_cases(given)))  # fmt: skip
+        if not same:
+            raise ExternalPredictionError(f"data_dir {str(data_dir)!r}: the study's runs were scored on {folder}, and "
+                                          "this folder does not hold the same files; outside predictions are scored "
+                                          "on the same data (give that folder or a copy of it, or none)")  # fmt: skip
+        folder = given
     if not folder.is_dir():
-        raise ExternalPredictionError(
-            f"{folder}: the study's data folder is gone; restore it to score against it"
-        )
+        raise ExternalPredictionError(f"{folder}: the study's data folder is gone; restore it, or give its new place "
+                                      "as the data folder")  # fmt: skip
     current = data_fingerprint(folder, discover_cases(folder))
     if facts["data_fingerprint"] is not None:
         why = describe_change(facts["data_fingerprint"], current)
@@ -384,6 +420,7 @@ def add_external(study_dir: str | Path, name: str, folder: str | Path, data_dir:
             problem of the masks (one message).
     """
     from hie_core.preprocess import file_sha256
+    from hie_core.training.evaluate import write_lesions
     from hie_core.training.experiment import summarize_metrics
 
     study_dir = Path(study_dir).expanduser()
@@ -408,7 +445,8 @@ def add_external(study_dir: str | Path, name: str, folder: str | Path, data_dir:
             raise ExternalPredictionError(f"{target}: outside predictions named {name!r} (from "
                                           f"{old.get('source_folder')}) are already in this study; choose another "
                                           "name, or delete that folder to replace them")  # fmt: skip
-    metrics = score_predictions(masks)
+    lesions: list[dict] = []
+    metrics = score_predictions(masks, lesions)
     n_cases = {s: int((metrics["split"] == s).sum()) for s in splits}
     info = {"external": True, "label": name, "loss": "external", "source_folder": str(source),
             "source_files": files, "data_dir": str(data_dir), "data_dir_resolved": facts["data_dir_resolved"],
@@ -423,6 +461,7 @@ def add_external(study_dir: str | Path, name: str, folder: str | Path, data_dir:
     tmp = Path(tempfile.mkdtemp(prefix=".external-", dir=study_dir))
     try:
         _write_run(tmp / name / "seed0", metrics, masks, info, summary)
+        write_lesions(lesions, tmp / name / "seed0")  # lesions.csv, as a run's evaluation writes it
         for path in (tmp / name, tmp / name / "seed0"):
             path.chmod(0o777 & ~_umask())
         if target.exists():  # overwrite: the old folder leaves by one rename, the new one arrives by another
@@ -436,57 +475,11 @@ def add_external(study_dir: str | Path, name: str, folder: str | Path, data_dir:
     return target / "seed0"
 
 
-def _print_scores(metrics: pd.DataFrame) -> None:
-    from hie_core.training.experiment import summarize_metrics
-
-    shown = metrics[["case_id", "split", "stratum", "dice", "masd_mm", "nsd", "n_pred", "n_ref"]]
-    print(shown.to_string(index=False, float_format=lambda v: f"{v:.3f}", na_rep="n/a"))
-    for split, stats in summarize_metrics(metrics).items():
-        parts = []
-        for metric, label in (("dice", "Dice"), ("masd_mm", "MASD (mm)"), ("nsd", "NSD")):
-            s = stats[metric]
-            skipped = f", {s['n_skipped']} undefined (skipped)" if s["n_skipped"] else ""
-            parts.append(f"{label} {s['mean']:.3f} [{s['ci_low']:.3f}, {s['ci_high']:.3f}]{skipped}")
-        n = int((metrics["split"] == split).sum())
-        print(f"{split} ({n} cases), mean [95% bootstrap CI]: " + "; ".join(parts))
-
-
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="hie-score",
-        description="Score a folder of predicted lesion masks (<case_id>_lesion.mha, 0/1 on each case's native "
-        "grid) against BONBID-HIE reference labels with the official metrics (Dice, MASD, NSD at 2 mm).",
-    )
-    parser.add_argument("pred_folder", help="the masks, in the folder or its 3LABEL/ subfolder (only read)")
-    parser.add_argument("--data-dir", default="", help="the BONBID-HIE release root or a split folder "
-                        "(default: the embedded synthetic dataset of the quick preset)")  # fmt: skip
-    parser.add_argument(
-        "--split", default="test", help="the split(s) to score, comma-separated (default test)"
-    )
-    parser.add_argument("--out", default=None, help="also write the per-case scores to this CSV (a run's "
-                        "metrics.csv columns)")  # fmt: skip
-    return parser
-
-
-def _default_data_dir() -> Path:
-    from hie_core.training.config import make_config
-    from hie_core.training.experiment import resolve_data_dir
-
-    return resolve_data_dir(make_config(preset="quick", device="cpu"))
-
-
-@exit_on_user_error("hie-score")
 def main(argv: list[str] | None = None) -> int:
-    """Run ``hie-score``; 0 when scored, 2 (one message, nothing written) on a user error."""
-    args = _parser().parse_args(argv)
-    data_dir = Path(args.data_dir).expanduser() if args.data_dir else _default_data_dir()
-    masks, _ = load_and_check(args.pred_folder, data_dir, args.split)
-    metrics = score_predictions(masks)
-    _print_scores(metrics)
-    if args.out:  # a disk or permission problem is a WriteError: one line, like every other user error
-        atomic_write_text(args.out, metrics.to_csv(index=False))
-        print(f"per-case scores written to {args.out}")
-    return 0
+    """``hie-score`` (its module: :mod:`hie_core.score`); 0 when scored, 2 on a user error."""
+    from hie_core.score import main as score_main
+
+    return score_main(argv)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -30,6 +30,8 @@ __all__ = [
     "read_image",
     "read_geometry",
     "write_image",
+    "read_writer",
+    "WRITER_KEY",
     "atomic_write_bytes",
     "atomic_write_text",
 ]
@@ -275,9 +277,14 @@ def _read_nifti(path: Path, header_only: bool = False) -> tuple[np.ndarray | Non
     return np.ascontiguousarray(np.transpose(data, (2, 1, 0))), geometry
 
 
+#: The header field naming the command that wrote an image (MetaImage/NRRD key; NIfTI: ``descrip``).
+WRITER_KEY = "HIE_Writer"
+
+
 def write_image(
-    array: np.ndarray, geometry: ImageGeometry, path: str | os.PathLike, compress: bool = True
-) -> Path:
+    array: np.ndarray, geometry: ImageGeometry, path: str | os.PathLike, compress: bool = True,
+    writer: str | None = None,
+) -> Path:  # fmt: skip
     """Write a (D, H, W) array with its geometry, atomically.
 
     The file appears complete or not at all: it is written to a temporary name in the
@@ -288,6 +295,8 @@ def write_image(
         geometry: its geometry; ``geometry.shape`` must equal ``array.shape``.
         path: destination (.mha/.nrrd/.nii/.nii.gz; .mhd is refused as it is two files).
         compress: compress the voxel data.
+        writer: the command that writes it (e.g. ``"hie-predict"``), recorded in the header
+            (:data:`WRITER_KEY`; NIfTI: ``descrip``) and read back by :func:`read_writer`.
     """
     path = Path(path)
     _check_suffix(path)
@@ -300,10 +309,29 @@ def write_image(
         raise ValueError(f"{path}: array shape {array.shape} does not match geometry shape {geometry.shape}")
     with _atomic_target(path) as tmp:
         if _is_nifti(path):
-            _write_nifti(array, geometry, tmp)
+            _write_nifti(array, geometry, tmp, writer)
         else:
-            _write_itk(array, geometry, tmp, compress)
+            _write_itk(array, geometry, tmp, compress, writer)
     return path
+
+
+def read_writer(path: str | os.PathLike) -> str | None:
+    """The command recorded by ``write_image(..., writer=...)`` in an image's header; None when none (or unreadable)."""
+    path = Path(path)
+    try:
+        if _is_nifti(path):
+            import nibabel as nib
+
+            text = nib.load(str(path)).header["descrip"].item().decode("ascii", "replace").strip()
+            return text.removeprefix(WRITER_KEY + "=") if text.startswith(WRITER_KEY + "=") else None
+        import SimpleITK as sitk
+
+        reader = sitk.ImageFileReader()
+        reader.SetFileName(str(path))
+        reader.ReadImageInformation()
+        return reader.GetMetaData(WRITER_KEY) if reader.HasMetaDataKey(WRITER_KEY) else None
+    except Exception:  # not an image we can read: certainly not ours
+        return None
 
 
 class WriteError(UserError, OSError):
@@ -355,13 +383,17 @@ def _atomic_target(path: Path):
         raise
 
 
-def _write_itk(array: np.ndarray, geometry: ImageGeometry, path: Path, compress: bool) -> None:
+def _write_itk(
+    array: np.ndarray, geometry: ImageGeometry, path: Path, compress: bool, writer: str | None
+) -> None:
     import SimpleITK as sitk
 
     image = sitk.GetImageFromArray(np.ascontiguousarray(array))
     image.SetSpacing(tuple(reversed(geometry.spacing_mm)))
     image.SetOrigin(geometry.origin_mm)
     image.SetDirection(geometry.direction)
+    if writer:
+        image.SetMetaData(WRITER_KEY, writer)
     writer = sitk.ImageFileWriter()
     writer.SetFileName(str(path))
     writer.SetUseCompression(compress)
@@ -369,7 +401,7 @@ def _write_itk(array: np.ndarray, geometry: ImageGeometry, path: Path, compress:
     writer.Execute(image)
 
 
-def _write_nifti(array: np.ndarray, geometry: ImageGeometry, path: Path) -> None:
+def _write_nifti(array: np.ndarray, geometry: ImageGeometry, path: Path, writer: str | None) -> None:
     import nibabel as nib
 
     spacing_xyz = np.asarray(list(reversed(geometry.spacing_mm)))
@@ -380,6 +412,8 @@ def _write_nifti(array: np.ndarray, geometry: ImageGeometry, path: Path) -> None
     img = nib.Nifti1Image(np.transpose(array, (2, 1, 0)), affine)
     img.set_qform(affine, code=1)
     img.set_sform(affine, code=1)
+    if writer:
+        img.header["descrip"] = f"{WRITER_KEY}={writer}"[:79]
     nib.save(img, str(path))
 
 

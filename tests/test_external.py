@@ -261,23 +261,102 @@ def test_cli_prints_scores_and_writes_csv(tiny_release, tmp_path, capsys):
     out = tmp_path / "scores.csv"
     assert main([str(preds), "--data-dir", str(tiny_release), "--out", str(out)]) == 0
     printed = capsys.readouterr().out
-    assert TEST_IDS[0] in printed and "test (2 cases), mean [95% bootstrap CI]: Dice 1.000" in printed
+    assert (
+        TEST_IDS[0] in printed
+        and "test: 2 case(s) with a lesion, mean [95% bootstrap CI]: Dice 1.000" in printed
+    )
     assert pd.read_csv(out)["dice"].tolist() == [1.0, 1.0]
+    record = json.loads((tmp_path / "scores.csv.hie-score.json").read_text())
+    assert record["command"] == "hie-score" and record["cases"] == 2 and record["pred_folder"] == str(preds)
 
 
-def test_cli_user_errors_exit_2_with_one_message(tiny_release, tmp_path, capsys):
+def _release_with_an_empty_label(tmp_path: Path) -> Path:
+    """A test split of three cases, the last one with an empty label."""
+    from tests.conftest import TINY_GEOMETRY, write_tiny_case
+
+    root = tmp_path / "release"
+    for i in range(3):
+        label = np.zeros(TINY_GEOMETRY.shape, np.uint8) if i == 2 else True
+        write_tiny_case(root / "BONBID2023_Test", f"MGHNICU_2{i:02d}-VISIT_01", seed=200 + i, label=label)
+    return root
+
+
+def test_the_endpoint_is_table_1s_empty_labels_apart(tmp_path, capsys):
+    """Perfect masks on the two lesion cases, a 1-voxel false positive on the empty one: Dice 1 over 2 cases
+    (as Table 1), not 0.667 over 3; the empty case is in the stratum "empty label", as in per_case_<split>.csv."""
+    from hie_core.report.tables import EMPTY_STRATUM
+    from hie_core.score import endpoint
+
+    release = _release_with_an_empty_label(tmp_path)
+    preds = _perfect(release, tmp_path / "preds")
+    empty = preds / "MGHNICU_202-VISIT_01_lesion.mha"
+    array, geometry = read_image(empty)
+    array[0, 5, 5] = 1
+    write_image(array, geometry, empty)
+    masks, _ = load_and_check(preds, release)
+    row = endpoint(score_predictions(masks)).iloc[0]
+    assert (row["split"], row["n_cases"], row["dice_mean"], row["nsd_mean"]) == ("test", 2, 1.0, 1.0)
+    assert (row["empty_cases"], row["fp_cases"]) == (1, 1)
+    assert row["fp_volume_ml_mean"] == pytest.approx(geometry.voxel_volume_ml)
+    out = tmp_path / "scores.csv"
+    assert main([str(preds), "--data-dir", str(release), "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "test: 2 case(s) with a lesion, mean [95% bootstrap CI]: Dice 1.000 [1.000, 1.000]" in printed
+    assert (
+        "1 case(s) with an empty label, reported apart (not in the means, as in Table 1): 1 with a false positive"
+        in printed
+    )
+    assert "<1%" not in printed and f"test {EMPTY_STRATUM}" in printed
+    assert pd.read_csv(out)["stratum"].tolist()[2] == EMPTY_STRATUM
+
+
+def test_top_level_masks_and_3label_give_a_notice(tiny_release, tmp_path, capsys):
     preds = _perfect(tiny_release, tmp_path / "preds")
-    (preds / f"{TEST_IDS[0]}_lesion.mha").unlink()
-    assert main([str(preds), "--data-dir", str(tiny_release), "--out", str(tmp_path / "x.csv")]) == 2
+    _perfect(tiny_release, preds / "3LABEL")
+    with pytest.warns(
+        ExternalPredictionWarning, match=r"scoring the 2 mask\(s\) in the folder itself.*3LABEL/ \(2\)"
+    ):
+        load_and_check(preds, tiny_release)
+    assert main([str(preds), "--data-dir", str(tiny_release)]) == 0
     err = capsys.readouterr().err
-    assert err.startswith("hie-score: error: ") and "missing" in err and "Traceback" not in err
-    assert not (tmp_path / "x.csv").exists()
-    assert main([str(preds), "--data-dir", str(tiny_release), "--split", "tset"]) == 2
-    assert "split 'tset'" in capsys.readouterr().err
+    assert f"hie-score: note: {preds}: scoring the 2 mask(s) in the folder itself" in err
+    assert f"give {preds / '3LABEL'}" in err
 
 
-def test_python_m_entry_point(tmp_path):
-    proc = subprocess.run([sys.executable, "-m", "hie_core.external", str(tmp_path / "nowhere"), "--data-dir",
-                           str(tmp_path)], capture_output=True, text=True, timeout=120)  # fmt: skip
-    assert proc.returncode == 2
-    assert proc.stderr.startswith("hie-score: error: ") and "Traceback" not in proc.stderr
+def test_a_runs_predictions_folder_is_scored_by_split(tiny_release, tmp_path, capsys):
+    """``hie-score <run>/predictions`` reads predictions/<split>/ (the run's layout) for the split scored."""
+    preds = tmp_path / "run" / "predictions"
+    _perfect(tiny_release, preds / "test")
+    (preds / "val").mkdir()
+    shutil.copy(next(iter(_labels(tiny_release).values())), preds / "val" / "MGHNICU_100-VISIT_01_lesion.mha")
+    assert main([str(preds), "--data-dir", str(tiny_release)]) == 0
+    captured = capsys.readouterr()
+    assert "test: 2 case(s) with a lesion" in captured.out and "note" not in captured.err
+    (preds / "test" / f"{TEST_IDS[0]}_lesion.mha").unlink()
+    assert main([str(preds), "--data-dir", str(tiny_release)]) == 2
+    assert f"{preds / 'test' / TEST_IDS[0]}_lesion.mha: missing" in capsys.readouterr().err
+
+
+def test_progress_lines_on_stderr(tiny_release, tmp_path, capsys):
+    preds = _perfect(tiny_release, tmp_path / "preds")
+    assert main([str(preds), "--data-dir", str(tiny_release)]) == 0
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("hie-score: [")]
+    assert [line.split(";")[0] for line in lines] == [
+        f"hie-score: [1/2] {TEST_IDS[0]}",
+        f"hie-score: [2/2] {TEST_IDS[1]}",
+    ]
+    assert "elapsed, about" in lines[0] and "left" not in lines[1]
+
+
+def test_a_closed_pipe_ends_quietly(tiny_release, tmp_path):
+    """``hie-score ... | head -1``: the reader is gone before the table is printed (closed here at once, so
+    that the test does not depend on timing); no BrokenPipeError, exit 0, and --out is still written."""
+    preds = _perfect(tiny_release, tmp_path / "preds")
+    out = tmp_path / "scores.csv"
+    proc = subprocess.Popen([sys.executable, "-m", "hie_core.external", str(preds), "--data-dir", str(tiny_release),
+                             "--out", str(out)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    proc.stdout.close()
+    err = proc.stderr.read()
+    assert proc.wait(timeout=120) == 0, err
+    assert "BrokenPipe" not in err and "Traceback" not in err and "Exception ignored" not in err
+    assert pd.read_csv(out)["dice"].tolist() == [1.0, 1.0]

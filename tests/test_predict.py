@@ -139,12 +139,21 @@ def test_predict_folder_and_container_layouts(tiny_release, checkpoint, tmp_path
 
 
 def test_predict_ignores_broken_labels_of_the_data_folder(tmp_path, checkpoint):
-    (paths,) = _split_with_cases(tmp_path / "BONBID2023_Test", 1)
+    (paths,) = _split_with_cases(tmp_path / "data" / "BONBID2023_Test", 1)
     broken = paths["adc"].parent.parent / "3LABEL" / "MGHNICU_000-VISIT_01_lesion.mha"
     broken.parent.mkdir()
     broken.write_bytes(b"not needed for prediction")
     out = tmp_path / "preds"
-    argv = ["--checkpoint", checkpoint, "--data-dir", tmp_path, "--output-dir", out, "--device", "cpu"]
+    argv = [
+        "--checkpoint",
+        checkpoint,
+        "--data-dir",
+        tmp_path / "data",
+        "--output-dir",
+        out,
+        "--device",
+        "cpu",
+    ]
     assert predict.main(list(map(str, argv))) == 0
     assert (out / "test" / "MGHNICU_000-VISIT_01_lesion.mha").is_file()
 

@@ -113,8 +113,10 @@ RUN_FILES = ("config.json", "history.csv", "metrics.csv", "summary.json")
 #: A run's weights, needed to resume it and to predict with it (``hie-predict``), not for its
 #: results, so they may be deleted to save space.
 WEIGHT_FILES = (BEST, TRAINING_CHECKPOINT)
-#: Settings that may differ when a run folder is reused (they do not change what is trained).
-_NOT_COMPARED = ("output_dir", "device", "num_workers")
+#: Settings that may differ when a run folder is reused (they do not change what is trained). The data
+#: folder's path is one: its files are compared by the data fingerprint instead, so a link, a trailing slash
+#: or a moved copy of the same files is the same dataset, and changed files retrain the run with the reason.
+_NOT_COMPARED = ("output_dir", "device", "num_workers", "data_dir")
 #: Seed of the cross-validation partition, one partition for every loss and seed, so that the
 #: losses are compared case by case (each case scored by models that never saw it).
 FOLD_SEED = 0

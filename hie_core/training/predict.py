@@ -13,10 +13,16 @@ writes ``/output/images/hie-lesion-segmentation/<adc file name>``. Every mask ke
 input's size, spacing, origin and direction.
 
 Nothing is written until everything has been checked: the model file, every input image
-(readable, 3D, ADC and ZADC on one grid, finite voxels) and every output folder (can be
-created and written, no output overwrites an input). All problems found are reported
-together in one ``hie-predict: error: ...`` message, each naming its file, with exit
-status 2 and no traceback.
+(readable, 3D, ADC and ZADC on one grid, finite voxels, each map's values in its range, so
+that swapped ``--adc`` and ``--zadc`` are refused: :mod:`hie_core.ranges`) and every output
+(its folder can be created and written; no output on an input, inside the data folder, the
+container's input folder or the model's run folder, or on an existing file that ``hie-predict``
+did not write: :mod:`hie_core.outputs`; every path is resolved first, links and ``..``
+included). A mask records ``hie-predict`` as its writer in its header, so that predicting
+again into the same folder replaces the earlier masks and nothing else. All problems found are
+reported together in one ``hie-predict: error: ...`` message, each naming its file, with exit
+status 2 and no traceback. While it predicts, a progress line gives masks done/total, the time
+elapsed and an estimate of the time left (:class:`hie_core.progress.Progress`).
 """
 
 from __future__ import annotations
@@ -35,6 +41,9 @@ import numpy as np
 from hie_core.data import MODALITY_FOLDERS, Case, DatasetError, load_dataset, validate_cases
 from hie_core.errors import ProblemsError, UserError, exit_on_user_error
 from hie_core.io import read_image, write_image
+from hie_core.outputs import Read, output_problems, resolve_path, run_folder_of, written_by
+from hie_core.progress import Progress, say
+from hie_core.ranges import range_problem
 
 __all__ = ["PredictError", "Job", "predict_pair", "container_pairs", "plan", "main"]
 
@@ -69,9 +78,12 @@ def predict_pair(
     diffs = geometry.grid_differences(zgeometry)
     if diffs:
         raise PredictError(f"{zadc_path}: not on the grid of {adc_path} ({'; '.join(diffs)})")
-    for array, path in ((adc, adc_path), (zadc, zadc_path)):
+    for array, path, kind in ((adc, adc_path, "ADC"), (zadc, zadc_path, "ZADC")):
         if not np.isfinite(array).all():
             raise PredictError(f"{path}: contains non-finite voxels (NaN or inf)")
+        problem = range_problem(kind, array, path)
+        if problem:
+            raise PredictError(problem)
     grid = Grid(
         shape=None if meta["target_spacing_mm"] else tuple(meta["target_shape"]),
         spacing_mm=meta["target_spacing_mm"],
@@ -140,7 +152,7 @@ def _single_jobs(args, problems: list[str]) -> list[Job]:
     out = Path(args.output)
     if not out.name.lower().endswith(_MASK_SUFFIXES):
         problems.append(f"{out}: the --output mask file must end in one of {', '.join(_MASK_SUFFIXES)}")
-    return [Job(Path(args.adc), Path(args.zadc), out)]
+    return [Job(resolve_path(args.adc), resolve_path(args.zadc), out)]
 
 
 def _jobs(args, problems: list[str]) -> tuple[list[Job], bool]:
@@ -157,13 +169,13 @@ def _jobs(args, problems: list[str]) -> tuple[list[Job], bool]:
             raise PredictError("--data-dir needs --output-dir")
         out = Path(args.output_dir)
         try:
-            cases, _ = load_dataset(args.data_dir, require_labels=False, labels=False)
+            cases, _ = load_dataset(resolve_path(args.data_dir), require_labels=False, labels=False)
         except DatasetError as exc:
             problems.extend(_problems_of(exc))
             return [], True
         return [Job(c.adc, c.zadc, out / (c.split or "") / f"{c.case_id}_lesion.mha") for c in cases], True
     out = Path(args.output) / CONTAINER_OUT
-    return [Job(a, z, out / a.name) for a, z in _container_pairs(Path(args.input), problems)], False
+    return [Job(a, z, out / a.name) for a, z in _container_pairs(resolve_path(args.input), problems)], False
 
 
 def _check_inputs(jobs: Sequence[Job], problems: list[str]) -> None:
@@ -214,8 +226,35 @@ def _inside_data_folders(jobs: Sequence[Job], problems: list[str], inputs: set[P
     return {o for outputs in refused.values() for o in outputs}
 
 
-def _check_outputs(jobs: Sequence[Job], problems: list[str]) -> None:
-    """Every output folder writable and outside the data folders, no output a folder or an input."""
+def _reads(args: argparse.Namespace) -> list[Read]:
+    """The folders and files ``hie-predict`` reads besides the input maps: no output may land in or on them."""
+    model = resolve_path(args.checkpoint)
+    reads = [Read(model, "model file")]
+    run = run_folder_of(model.parent, levels=0)
+    if run is not None:
+        reads.append(Read(run, "run folder"))
+    if args.data_dir:
+        reads.append(Read(resolve_path(args.data_dir), "data folder"))
+    if args.container:
+        reads.append(Read(resolve_path(args.input), "container input folder"))
+    return reads
+
+
+def _not_ours(jobs: Sequence[Job], problems: list[str]) -> None:
+    """Existing files an output would replace that ``hie-predict`` did not write: one line per folder."""
+    found: dict[Path, list[Path]] = {}
+    for job in jobs:
+        if job.output.is_file() and not written_by(job.output, "hie-predict"):
+            found.setdefault(job.output.parent, []).append(job.output)
+    for folder, files in sorted(found.items()):
+        shown = ", ".join(f.name for f in files[:3]) + (" ..." if len(files) > 3 else "")
+        problems.append(f"{folder}: {len(files)} existing file(s) that hie-predict did not write would be replaced "
+                        f"({shown}); choose an empty output folder, or delete them first if they are yours to "
+                        "replace")  # fmt: skip
+
+
+def _check_outputs(jobs: Sequence[Job], problems: list[str], reads: Sequence[Read] = ()) -> None:
+    """Every output folder writable and outside what is read, no output a folder, an input or another's file."""
     inputs = {p.resolve() for j in jobs for p in (j.adc, j.zadc)}
     refused = _inside_data_folders(jobs, problems, inputs)
     for job in jobs:
@@ -223,8 +262,16 @@ def _check_outputs(jobs: Sequence[Job], problems: list[str]) -> None:
             continue
         if job.output.resolve() in inputs:
             problems.append(f"{job.output}: output would overwrite an input image; choose another output")
+            refused.add(job.output)
         elif job.output.is_dir():
             problems.append(f"{job.output}: is a folder; give a mask file name such as mask.mha")
+            refused.add(job.output)
+    for folder in sorted({j.output.parent for j in jobs if j.output not in refused}):
+        inside = output_problems("hie-predict", [folder], reads, own=lambda path: True)  # where, not what
+        if inside:
+            problems.extend(inside)
+            refused.update(j.output for j in jobs if j.output.parent == folder)
+    _not_ours([j for j in jobs if j.output not in refused], problems)
     for folder in sorted({j.output.parent for j in jobs if j.output not in refused}):
         reason = _cannot_write(folder)
         if reason:
@@ -258,7 +305,7 @@ def plan(args: argparse.Namespace) -> tuple[object, dict, list[Job], str]:
         problems.append(str(exc))
     if not inputs_checked:
         _check_inputs(jobs, problems)
-    _check_outputs(jobs, problems)
+    _check_outputs(jobs, problems, _reads(args))
     if len(problems) == 1:
         raise PredictError(f"{problems[0]} (nothing was written)")
     if problems:
@@ -287,20 +334,20 @@ def main(argv: list[str] | None = None) -> int:
     if args.container and args.output is None:
         args.output = "/output"
     model, meta, jobs, device = plan(args)
-    print(f"hie-predict: {len(jobs)} mask(s) to predict on {device}; each is written as soon as it is done",
-          flush=True)  # fmt: skip
+    say(f"hie-predict: {len(jobs)} mask(s) to predict on {device}; each is written as soon as it is done")
+    progress = Progress(len(jobs), "hie-predict")
     for done, job in enumerate(jobs):
         mask, geometry = predict_pair(model, meta, job.adc, job.zadc, device)
         try:
-            write_image(mask, geometry, job.output)
+            write_image(mask, geometry, job.output, writer="hie-predict")
         except OSError as exc:
+            progress.close()
             raise PredictError(
                 f"{job.output}: cannot write the mask ({exc.strerror or exc}); "
                 f"{done} of {len(jobs)} mask(s) were written before it"
             ) from None
         volume_ml = mask.sum() * geometry.voxel_volume_ml
-        print(f"[{done + 1}/{len(jobs)}] {job.output}: {int(mask.sum())} lesion voxels ({volume_ml:.2f} ml)",
-              flush=True)  # fmt: skip
+        progress.step(f"{job.output}: {int(mask.sum())} lesion voxels ({volume_ml:.2f} ml)")
     return 0
 
 
