@@ -9,24 +9,40 @@ corrected, the digest changes and the run is trained again instead of being reus
 Hashing reads every byte once: the hashes are cached by (path, size, mtime_ns) in one small
 JSON file under the hie_core cache folder (:func:`hash_cache_path`), never next to the data,
 so an unchanged dataset costs one ``stat`` per file.
+
+Two more fingerprints keep a run honest about what produced it and what it left:
+
+- :func:`user_code_digest`: the source of a researcher's own loss module *and of every module it
+  imports, directly or not, that is the user's code* (not the standard library, not an installed
+  package, not ``hie_core``, whose own fingerprint covers it), so a changed constant in a helper
+  module retrains the run;
+- :func:`results_checksums`: the SHA-256 of a run's result files and of every mask under its
+  ``predictions/``, recorded in ``summary.json``; :func:`edited_results` names a changed, missing
+  or added file (``predictions/test/<id>_lesion.mha`` as ``metrics.csv``).
 """
 
 from __future__ import annotations
 
+import ast
 import hashlib
+import importlib.util
 import json
 import os
+import site
+import sys
+import sysconfig
 import warnings
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 
 from hie_core.data import Case
 from hie_core.io import atomic_write_text
 from hie_core.preprocess import default_cache_dir, file_sha256
 
-__all__ = ["DataFingerprint", "FileHashCache", "RESULT_FILES", "data_fingerprint", "edited_results", "hash_cache_path",
-           "describe_change", "results_checksums"]  # fmt: skip
+__all__ = ["DataFingerprint", "FileHashCache", "PREDICTIONS", "RESULT_FILES", "data_fingerprint", "edited_results",
+           "hash_cache_path", "describe_change", "results_checksums", "user_code_digest", "user_modules"]  # fmt: skip
 
 #: Layout version of the hash cache file; another version is ignored (rebuilt).
 CACHE_VERSION = 1
@@ -161,22 +177,133 @@ def describe_change(recorded: object, current: DataFingerprint) -> str | None:
 
 #: The result files of a run whose SHA-256 its ``summary.json`` records (``"checksums"``).
 RESULT_FILES = ("config.json", "history.csv", "metrics.csv")
+#: The folder of a run's predicted masks (``predictions/<split>/<id>_lesion.mha``); each mask's
+#: SHA-256 is recorded too, keyed by its path relative to the run folder.
+PREDICTIONS = "predictions"
+
+
+def _prediction_files(run_dir: Path) -> list[str]:
+    folder = run_dir / PREDICTIONS
+    if not folder.is_dir():
+        return []
+    return sorted(p.relative_to(run_dir).as_posix() for p in folder.rglob("*") if p.is_file())
 
 
 def results_checksums(run_dir: str | os.PathLike) -> dict[str, str]:
-    """SHA-256 of each of :data:`RESULT_FILES` in ``run_dir``, as the run wrote them."""
-    return {name: file_sha256(Path(run_dir) / name) for name in RESULT_FILES}
+    """SHA-256 of each of :data:`RESULT_FILES` and of every file under ``predictions/`` in ``run_dir``."""
+    run_dir = Path(run_dir)
+    return {name: file_sha256(run_dir / name) for name in (*RESULT_FILES, *_prediction_files(run_dir))}
 
 
 def edited_results(run_dir: str | os.PathLike, summary: Mapping) -> list[str]:
     """The result files of a finished run that changed since it recorded their checksums.
 
-    A file edited by hand, truncated or replaced is listed (a missing one too); a run from
-    before checksums were recorded lists nothing (it cannot be checked).
+    A file edited by hand, truncated or replaced is listed (a missing one too), and so is a file
+    added under ``predictions/`` when the run recorded its predictions (e.g. ``hie-predict``
+    writing into it); a run from before checksums were recorded lists nothing (it cannot be
+    checked), and one from before predictions were recorded has only its other files checked.
     """
     recorded = summary.get("checksums") if isinstance(summary, Mapping) else None
     if not isinstance(recorded, Mapping):
         return []
     run_dir = Path(run_dir)
-    return [name for name, digest in recorded.items()
-            if not (run_dir / name).is_file() or file_sha256(run_dir / name) != digest]  # fmt: skip
+    changed = [name for name, digest in recorded.items()
+               if not (run_dir / name).is_file() or file_sha256(run_dir / name) != digest]  # fmt: skip
+    if any(str(name).startswith(PREDICTIONS + "/") for name in recorded):
+        changed += [name for name in _prediction_files(run_dir) if name not in recorded]
+    return changed
+
+
+def _installed_roots() -> list[Path]:
+    """Folders of the standard library and of installed packages (their modules are not the user's)."""
+    paths = sysconfig.get_paths()
+    roots = [paths.get(k) for k in ("stdlib", "platstdlib", "purelib", "platlib")]
+    roots += list(getattr(site, "getsitepackages", list)()) + [getattr(site, "getusersitepackages", str)()]
+    return [Path(r).resolve() for r in roots if r]
+
+
+def _is_user_file(path: Path, roots: list[Path]) -> bool:
+    package = Path(__file__).resolve().parent  # hie_core: in its own code fingerprint
+    resolved = path.resolve()
+    return not any(resolved.is_relative_to(root) for root in [*roots, package])
+
+
+def _imported_names(module: ModuleType, source: str) -> list[str]:
+    """Absolute names of the modules ``source`` imports (``a.b`` also gives ``a``; ``from a import b`` gives ``a.b``)."""
+    names: list[str] = []
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:
+        return names
+    package = module.__package__ or ""
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            targets = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            try:
+                base = importlib.util.resolve_name("." * node.level + (node.module or ""), package) \
+                    if node.level else (node.module or "")  # fmt: skip
+            except (ImportError, ValueError):
+                continue
+            targets = [base] + [f"{base}.{alias.name}" for alias in node.names if alias.name != "*"]
+        else:
+            continue
+        for target in targets:
+            parts = target.split(".")
+            names += [".".join(parts[: i + 1]) for i in range(len(parts)) if parts[0]]
+    return names
+
+
+def _module_file(name: str) -> Path | None:
+    module = sys.modules.get(name)
+    origin = getattr(module, "__file__", None) if module is not None else None
+    if origin is None and module is None:
+        try:
+            spec = importlib.util.find_spec(name)
+        except (ImportError, ValueError, AttributeError):
+            return None
+        origin = spec.origin if spec is not None and spec.has_location else None
+    return Path(origin) if origin else None
+
+
+def user_modules(module: ModuleType) -> dict[str, Path]:
+    """``module`` and every module it imports, transitively, that is the user's code (see the module docstring).
+
+    Returns:
+        module name -> source file, for the modules outside the standard library, the installed
+        packages and ``hie_core`` (``module`` itself always, whatever its place).
+    """
+    roots = _installed_roots()
+    found: dict[str, Path] = {}
+    first = getattr(module, "__file__", None)
+    pending = [(module.__name__, Path(first))] if first else []
+    while pending:
+        name, path = pending.pop()
+        if name in found:
+            continue
+        found[name] = path
+        try:
+            source = path.read_text(errors="replace") if path.suffix == ".py" else ""
+        except OSError:
+            continue
+        here = sys.modules.get(name) or module
+        for imported in _imported_names(here, source):
+            file = _module_file(imported)
+            if imported not in found and file is not None and file.is_file() and _is_user_file(file, roots):
+                pending.append((imported, file))
+    return found
+
+
+def user_code_digest(module: ModuleType) -> str:
+    """SHA-256 (16 hex digits) of :func:`user_modules` of ``module``: each module's name and bytes.
+
+    Keyed by module name, not path, so a moved checkout keeps its digest.
+    """
+    digest = hashlib.sha256()
+    for name, path in sorted(user_modules(module).items()):
+        try:
+            data = path.read_bytes()
+        except OSError:
+            data = b""
+        digest.update(name.encode() + b"\0" + data + b"\0")
+    return digest.hexdigest()[:16]

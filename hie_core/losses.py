@@ -151,20 +151,22 @@ def load_loss_class(name: str) -> type[nn.Module]:
 
 
 def custom_loss_digest(name: str) -> str | None:
-    """SHA-256 (16 hex digits) of the source file of a researcher's own loss; None for the six.
+    """SHA-256 (16 hex digits) of a researcher's own loss's code; None for the six.
 
-    A run's fingerprint (:func:`hie_core.training.config.run_fingerprint`) includes it, so a
-    finished run of an edited loss module is trained again, as for an edit of ``hie_core``.
+    The code is the loss's module and every module it imports, directly or through others, that
+    is the user's own (not the standard library, an installed package or ``hie_core``):
+    :func:`hie_core.fingerprint.user_code_digest`. A run's fingerprint
+    (:func:`hie_core.training.config.run_fingerprint`) includes it, so a finished run is trained
+    again when the loss or a helper module it imports changed, as for an edit of ``hie_core``.
     """
     if not is_custom_loss(name):
         return None
+    from hie_core.fingerprint import user_code_digest
+
     module = inspect.getmodule(load_loss_class(name))
-    try:
-        source = inspect.getsourcefile(module) if module else None
-        data = open(source, "rb").read() if source else b""
-    except (OSError, TypeError):
-        data = b""
-    return hashlib.sha256(data).hexdigest()[:16]
+    if module is None:
+        return hashlib.sha256(b"").hexdigest()[:16]
+    return user_code_digest(module)
 
 
 def check_loss_name(name: str) -> None:
