@@ -45,7 +45,7 @@ from hie_core.outputs import (
 )
 from hie_core.progress import Progress, Tracked, say
 
-__all__ = ["endpoint", "main", "with_report_strata"]
+__all__ = ["endpoint", "endpoint_lines", "main", "with_report_strata"]
 
 PROG = "hie-score"
 #: The method name of the scored masks in :func:`endpoint`'s Table 1 row.
