@@ -5,7 +5,8 @@ Every command resolves each path it is given once (:func:`resolve_path`: ``~``, 
 (:func:`check_outputs`) against what it reads, before anything is written:
 
 - an output equal to, or inside, a folder the command reads (the data folder, the folder of
-  predicted masks, a run folder) is refused: that folder is only ever read;
+  predicted masks, a run folder) is refused: that folder is only ever read; so is an output
+  inside any run folder (a run's files are its results, under its checksums);
 - an output equal to a file the command reads is refused;
 - an existing file is replaced only when it is a previous output of the same command. A command
   recognises its own files so: an image (``hie-predict``'s masks) names its writer in its header
@@ -122,7 +123,8 @@ def output_problems(command: str, outputs: Iterable[str | os.PathLike], reads: I
     Args:
         command: the command's name, as in its messages (``"hie-score"``).
         outputs: the paths the command would write, files or folders (resolved here).
-        reads: what it reads; a folder protects everything under it, a file itself.
+        reads: what it reads; a folder protects everything under it, a file itself. Any run folder
+            (:func:`run_folder_of`) is protected too: its files are a run's results.
         own: for an existing output file, whether the command may replace it (its own previous
             output); default :func:`written_by` with ``command``. An existing folder is not judged.
     """
@@ -131,11 +133,14 @@ def output_problems(command: str, outputs: Iterable[str | os.PathLike], reads: I
     problems = []
     for given in outputs:
         out = resolve_path(given)
-        hit = next(((p, r) for p, r in protected if _inside(out, p)), None)
+        hit = next(((p, f"the {r.role} {p}, which {command} only reads") for p, r in protected if _inside(out, p)),
+                   None)  # fmt: skip
+        run = run_folder_of(out.parent) if hit is None else None
+        if run is not None:  # not read by this command, but a run's files are its results (checksummed)
+            hit = (run, f"the run folder {run}, whose files are that run's results")
         if hit is not None:
             where = "is" if out == hit[0] else "is inside"
-            problems.append(f"{given}: {where} the {hit[1].role} {hit[0]}, which {command} only reads; "
-                            "choose an output outside it")  # fmt: skip
+            problems.append(f"{given}: {where} {hit[1]}; choose an output outside it")
         elif out.is_file() and not own(out):
             problems.append(f"{given}: exists and was not written by {command} (or was changed since); "
                             "choose a new file name, or delete it first if it is yours to replace")  # fmt: skip

@@ -75,7 +75,9 @@ def test_out_onto_a_runs_metrics_is_refused(scored, capsys):
     _refused(capsys, [masks, "--data-dir", data, "--out", run / "metrics.csv"], data, preds, run,
              named=f"the run folder {run}")  # fmt: skip
     err = _refused(capsys, [preds, "--data-dir", data, "--out", run / "metrics.csv"], data, preds, run)
-    assert "exists and was not written by hie-score" in err  # masks from elsewhere: still not its file
+    assert (
+        f"is inside the run folder {run}, whose files are that run's results" in err
+    )  # masks from elsewhere
 
 
 def test_out_through_a_link_or_dotdot_is_refused(scored, capsys, tmp_path, monkeypatch):
@@ -205,3 +207,18 @@ def test_resolve_path_and_option(tmp_path, monkeypatch):
     (real / "config.json").write_text("{}")
     (real / "summary.json").write_text("{}")
     assert run_folder_of("link/sub/deeper") == real
+
+
+def test_no_output_inside_any_run_folder(scored, capsys, tmp_path):
+    """Not only the run whose masks are scored: no run folder takes a file it did not write."""
+    data, preds, run = scored
+    err = _refused(capsys, [preds, "--data-dir", data, "--out", run / "predictions" / "scores.csv"], run)
+    assert f"is inside the run folder {run}, whose files are that run's results" in err
+
+
+def test_predict_into_another_runs_predictions_is_refused(scored, tmp_path, capsys):
+    """The probe: masks of another model in a finished run's predictions/ would no longer match its metrics."""
+    data, _, run = scored
+    model = write_model_file(tmp_path / "other" / "model_best.pt")
+    _predict_refused(capsys, ["--checkpoint", model, "--data-dir", data / "BONBID2023_Test", "--output-dir",
+                              run / "predictions"], run, data, named=f"is inside the run folder {run}")  # fmt: skip
