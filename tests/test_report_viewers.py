@@ -14,6 +14,7 @@ import pytest
 from matplotlib.colors import to_rgb
 from matplotlib.figure import Figure
 
+from hie_core.lesions import label_lesions
 from hie_core.report import charts, display, live, slices, stills, volumes
 
 SPACING_MM = (3.0, 0.8, 0.6)
@@ -94,8 +95,11 @@ def test_traces_are_uint8_with_transparent_overlays(case: dict[str, np.ndarray])
         assert last.startswith("rgba(") and not last.endswith(",0)")
         assert overlay.legendgroup == overlay.name and overlay.showlegend is False
     legend = [t for t in fig.data if t.type == "scatter"]
-    assert [t.name for t in legend] == [*volumes.AGREEMENT_LABELS.values(), ref + ", shown alone"]
-    assert [t.marker.color for t in legend] == [*volumes.AGREEMENT_COLOURS.values(), volumes.REFERENCE_COLOUR]
+    rings = list(slices.LESION_RING_CODES.values())
+    assert [t.name for t in legend] == [*volumes.AGREEMENT_LABELS.values(), *rings, ref + ", shown alone"]
+    colours = volumes.AGREEMENT_COLOURS
+    assert [t.marker.color for t in legend] == [*colours.values(), colours[2], colours[3], volumes.REFERENCE_COLOUR]
+    assert [t.marker.symbol for t in legend][3:5] == ["square-open", "square-open"]  # rings, not fills
     assert fig.layout.legend.itemclick is False  # a key, not toggles: the menu picks the overlay
 
 
@@ -139,11 +143,19 @@ def test_agreement_coding_of_a_hand_made_case() -> None:
     # Plotly: the overlay's codes and its colour scale map each voxel to its colour.
     fig = slices.case_viewer(adc, adc, ref, (1.0, 1.0, 1.0), {"m": pred})
     overlay = next(t for t in fig.data if t.name == "m")
-    patch = fig.frames[1].data[1]
-    assert patch.x0 == pytest.approx(4.0) and patch.y0 == pytest.approx(4.0)
-    np.testing.assert_array_equal(patch.z, [[1, 0, 2], [0, 0, 0], [0, 0, 3]])
+    patch = fig.frames[1].data[1]  # the missed one-voxel lesion (4, 6) and the false-positive one (6, 6): ringed
+    assert patch.x0 == pytest.approx(4.0) and patch.y0 == pytest.approx(2.0)  # rows from 2, columns from 4
+    # rows 2-8, columns 4-8: true positive 1, miss 2, false positive 3; the missed lesion's ring (4) two
+    # voxels out, the false-positive lesion's (5) where the other is not; a one-voxel gap inside each ring
+    np.testing.assert_array_equal(patch.z, [[4, 4, 4, 4, 4], [4, 0, 0, 0, 4], [1, 5, 2, 5, 4], [4, 0, 0, 0, 4],
+                                            [4, 4, 3, 4, 4], [5, 0, 0, 0, 5], [5, 5, 5, 5, 5]])  # fmt: skip
     for code in (1, 2, 3):
         assert _scale_colour(overlay.colorscale, code / overlay.zmax) == _rgb(colours[code])
+    for code, colour in ((4, colours[2]), (5, colours[3])):
+        assert _scale_colour(overlay.colorscale, code / overlay.zmax) == _rgb(colour)
+    menu = next(m for m in fig.layout.updatemenus if m.type == "dropdown")
+    assert menu.buttons[0].label == "m: 1 of 2 lesions missed, 1 false-positive"
+    assert menu.buttons[1].label == f"{volumes.REFERENCE_LABEL}: 2 lesions"
     assert _scale_colour(overlay.colorscale, 0.0) is None  # code 0 is transparent
     legend = [t.name for t in fig.data if t.type == "scatter"]
     assert legend[:3] == ["true positive (prediction and reference)", "miss (reference only)",
@@ -179,12 +191,14 @@ def test_one_method_at_a_time_with_a_selector(case: dict[str, np.ndarray]) -> No
     per_panel = [("Dice", True), ("Tversky", False), ("baseline", False), (volumes.REFERENCE_LABEL, False)]
     assert [(n, v) for _, n, v in overlays] == per_panel * 2  # ADC and ZADC panels
     selector = next(m for m in fig.layout.updatemenus if m.type == "dropdown")
-    assert [b.label for b in selector.buttons] == ["Dice", "Tversky", "baseline", volumes.REFERENCE_LABEL,
-                                                   "no overlay"]  # fmt: skip
-    for button in selector.buttons:
+    names = ["Dice", "Tversky", "baseline", volumes.REFERENCE_LABEL, "no overlay"]
+    assert [b.label.split(":")[0] for b in selector.buttons] == names  # each method's entry counts its lesions
+    n_lesions = label_lesions(case["label"])[1]
+    assert selector.buttons[1].label == f"Tversky: 0 of {n_lesions} lesions missed, 0 false-positive"  # the label
+    for name, button in zip(names, selector.buttons, strict=True):
         visible, indices = button.args
         assert button.method == "restyle" and list(indices) == [i for i, _, _ in overlays]
-        assert visible["visible"] == [n == button.label for _, n, _ in overlays]
+        assert visible["visible"] == [n == name for _, n, _ in overlays]
     assert all("visible" not in t.to_plotly_json() for f in fig.frames for t in f.data)  # slider keeps it
 
 
@@ -452,7 +466,7 @@ def test_method_menu_and_slider_in_chromium(case: dict[str, np.ndarray], tmp_pat
         figure = driver.find_element(By.ID, "viewer")
         figure.find_element(By.CSS_SELECTOR, ".updatemenu-header").click()
         options_shown = figure.find_elements(By.CSS_SELECTOR, ".updatemenu-dropdown-button")
-        next(b for b in options_shown if b.text == "Tversky").click()
+        next(b for b in options_shown if b.text.startswith("Tversky:")).click()
         WebDriverWait(driver, 10).until(lambda d: "Tversky" in d.execute_script(_VISIBLE, "viewer")["shown"])
         rail = figure.find_element(By.CSS_SELECTOR, ".slider-rail-rect")
         ActionChains(driver).move_to_element_with_offset(

@@ -203,10 +203,11 @@ def _slider(labels: Sequence[str], active: int, prefix: str) -> dict:
     return dict(active=active, steps=steps, currentvalue=dict(prefix=prefix), pad=dict(t=30), len=1.0, x=0.0)
 
 
-def _legend_entry(name: str, colour: str, group: str) -> go.Scatter:
-    """A legend-only square marker (no data)."""
+def _legend_entry(name: str, colour: str, group: str, symbol: str = "square") -> go.Scatter:
+    """A legend-only marker (no data): a filled square, or another plotly symbol (``square-open``: a ring)."""
     return go.Scatter(x=[None], y=[None], mode="markers", name=name, legendgroup=group, showlegend=True,
-                      marker=dict(symbol="square", size=12, color=colour), hoverinfo="skip")  # fmt: skip
+                      marker=dict(symbol=symbol, size=12, color=colour, line=dict(color=colour, width=2)),
+                      hoverinfo="skip")  # fmt: skip
 
 
 def build_figure(
@@ -217,7 +218,7 @@ def build_figure(
     title: str,
     height_px: int,
     *,
-    key: Sequence[tuple[str, str]] | None = None,
+    key: Sequence[tuple[str, ...]] | None = None,
     key_title: str = "",
     visible: Mapping[str, bool] | None = None,
     menus: Sequence[dict] = (),
@@ -226,8 +227,9 @@ def build_figure(
     """Assembles traces, frames (changing data only), slider, map buttons, menus and legend.
 
     Args:
-        key: (label, colour) legend entries that only explain colours (the agreement coding);
-            default one clickable entry per overlay that toggles it.
+        key: (label, colour) or (label, colour, symbol) legend entries that only explain colours
+            (the agreement coding; symbol ``square-open`` for a ring); default one clickable entry per
+            overlay that toggles it.
         key_title: Title of the key, drawn above its entries.
         visible: Overlay name -> its visibility on first draw (default True).
         menus: Further ``updatemenus`` (e.g. the method selector).
@@ -248,7 +250,7 @@ def build_figure(
             title=dict(text="Overlays (click to toggle)"), itemclick="toggle", groupclick="togglegroup"
         )
     else:
-        data += [_legend_entry(label, colour, f"key {i}") for i, (label, colour) in enumerate(key)]
+        data += [_legend_entry(entry[0], entry[1], f"key {i}", *entry[2:]) for i, entry in enumerate(key)]
         legend = dict(
             orientation="h", x=0.0, xanchor="left", yanchor="top", itemclick=False, itemdoubleclick=False
         )

@@ -8,7 +8,10 @@ machinery (panels, traces, crops, page weight) is :mod:`hie_core.report.slice_fr
 Every view is cropped to the brain (:func:`hie_core.report.volumes.brain_box`), one crop for all
 panels of a figure. A prediction is shown only against the reference, in the one agreement coding
 of :data:`hie_core.report.volumes.AGREEMENT_COLOURS`, one method at a time; the reference alone is
-:data:`hie_core.report.volumes.REFERENCE_COLOUR`. A 256x256x32 case with two maps and seven
+:data:`hie_core.report.volumes.REFERENCE_COLOUR`. Lesions as objects (:mod:`hie_core.lesions`): a
+reference lesion the prediction misses entirely, and a predicted lesion that touches no reference
+lesion, are ringed in their colour (one voxel out, so a lesion of one voxel stands out), and the
+method menu counts them (:func:`lesion_ring_codes`). A 256x256x32 case with two maps and seven
 lesion-sized overlays is about 6 MB of HTML when the content fills the field of view.
 
 Display convention (radiological): row 0 at the top, column 0 at the left; for an LPS image with
@@ -39,8 +42,10 @@ from hie_core.report.volumes import (
 )
 
 __all__ = [
+    "LESION_RING_CODES",
     "augmentation_viewer",
     "case_viewer",
+    "lesion_ring_codes",
     "preprocessing_viewer",
     "slice_viewer",
 ]
@@ -95,6 +100,57 @@ def _rgba(colour: str, alpha: float) -> str:
     return overlay_colors(["c"], {"c": colour}, alpha)["c"]
 
 
+#: Codes added to :func:`hie_core.report.volumes.agreement_codes`: the ring around a missed reference
+#: lesion (4) and around a false-positive lesion (5), drawn in the miss and false-positive colours.
+LESION_RING_CODES = {4: "missed lesion (ringed)", 5: "false-positive lesion (ringed)"}
+_RING_COLOURS = {4: AGREEMENT_COLOURS[2], 5: AGREEMENT_COLOURS[3]}
+
+
+def _ring(mask: np.ndarray) -> np.ndarray:
+    """A one-voxel ring one voxel outside ``mask`` in each axial slice (8-neighbour in-plane dilations)."""
+    from scipy import ndimage
+
+    plane = np.zeros((3, 3, 3), bool)
+    plane[1] = True
+    near = ndimage.binary_dilation(mask, plane)
+    return ndimage.binary_dilation(near, plane) & ~near
+
+
+def lesion_ring_codes(prediction: np.ndarray, reference: np.ndarray) -> tuple[np.ndarray, dict[str, int]]:
+    """The agreement codes of a prediction (1-3, :func:`hie_core.report.volumes.agreement_codes`) plus rings.
+
+    Args:
+        prediction: Predicted boolean mask (D, H, W).
+        reference: Reference boolean mask (D, H, W).
+
+    Returns:
+        uint8 codes: 1-3 as ``agreement_codes``; on voxels that are otherwise 0, 4 on the ring around
+        each reference lesion the prediction misses entirely and 5 on the ring around each
+        predicted lesion that overlaps no reference lesion (:data:`LESION_RING_CODES`; lesions and
+        matching as :func:`hie_core.lesions.lesion_status`), and the counts ``reference``,
+        ``missed`` and ``false_positive``.
+    """
+    from hie_core.lesions import lesion_status
+
+    codes = agreement_codes(prediction, reference)
+    status = lesion_status(np.asarray(prediction, bool), np.asarray(reference, bool))
+    free = codes == 0
+    codes[free & _ring(status.false_positive)] = 5
+    codes[free & _ring(status.missed)] = 4
+    counts = {
+        "reference": status.n_reference,
+        "missed": status.n_missed,
+        "false_positive": status.n_false_positive,
+    }
+    return codes, counts
+
+
+def _menu_label(name: str, counts: dict[str, int]) -> str:
+    """A method's menu entry with its lesion counts."""
+    return (f"{name}: {counts['missed']} of {counts['reference']} lesions missed, "
+            f"{counts['false_positive']} false-positive")  # fmt: skip
+
+
 def case_viewer(
     adc: np.ndarray,
     zadc: np.ndarray,
@@ -107,8 +163,10 @@ def case_viewer(
     """One case, every method's mask against the reference: one method at a time, chosen in a menu.
 
     ADC (left) and ZADC (right), both with the chosen method's agreement with the reference
-    (:data:`hie_core.report.volumes.AGREEMENT_COLOURS`: true positive, miss, false positive), the
-    reference alone, or no overlay; a key under the panels names the colours. Both panels share
+    (:data:`hie_core.report.volumes.AGREEMENT_COLOURS`: true positive, miss, false positive; missed
+    and false-positive lesions ringed, :func:`lesion_ring_codes`), the reference alone, or no
+    overlay; a key under the panels names the colours, and each method's menu entry counts its
+    missed and false-positive lesions. Both panels share
     one crop (:func:`hie_core.report.volumes.brain_box` of the ADC and the reference) and their
     zoom. The menu changes only which overlay is visible; slider moves never change it.
 
@@ -133,13 +191,21 @@ def case_viewer(
         if label is None
         else check_volumes(maps, {"r": label}, spacing)[1]["r"]
     )
-    overlays = {name: agreement_codes(mask, reference) for name, mask in masks.items()}
-    scales = {name: [_rgba(AGREEMENT_COLOURS[k], _AGREEMENT_ALPHA) for k in (1, 2, 3)] for name in overlays}
+    coded = {name: lesion_ring_codes(mask, reference) for name, mask in masks.items()}
+    overlays = {name: codes for name, (codes, _) in coded.items()}
+    colours = [*(AGREEMENT_COLOURS[k] for k in (1, 2, 3)), *_RING_COLOURS.values()]
+    scales = {name: [_rgba(c, _AGREEMENT_ALPHA) for c in colours] for name in overlays}
     key = [(AGREEMENT_LABELS[k], AGREEMENT_COLOURS[k]) for k in (1, 2, 3)]
+    key += [(LESION_RING_CODES[k], _RING_COLOURS[k], "square-open") for k in LESION_RING_CODES]
+    labels = {name: _menu_label(name, counts) for name, (_, counts) in coded.items()}
     if label is not None:
         overlays[REFERENCE_LABEL] = reference
         scales[REFERENCE_LABEL] = [_rgba(REFERENCE_COLOUR, _AGREEMENT_ALPHA)]
         key.append((REFERENCE_LABEL + ", shown alone", REFERENCE_COLOUR))
+        n_reference = next(iter(coded.values()))[1]["reference"] if coded else None
+        labels[REFERENCE_LABEL] = REFERENCE_LABEL + (
+            "" if n_reference is None else f": {n_reference} lesions"
+        )
     depth = reference.shape[0]
     start = busiest_slice({"r": reference} if reference.any() else masks, depth)
     box = brain_box([maps["ADC"]], [reference])
@@ -153,8 +219,8 @@ def case_viewer(
     shown = choices[0]
     _, overlay_traces = trace_indices([left, right])
     indices = [i for i, _ in overlay_traces]
-    buttons = [dict(label=c, method="restyle", args=[{"visible": [n == c for _, n in overlay_traces]}, indices])
-               for c in choices]  # fmt: skip
+    buttons = [dict(label=labels.get(c, c), method="restyle",
+                    args=[{"visible": [n == c for _, n in overlay_traces]}, indices]) for c in choices]  # fmt: skip
     selector = dict(type="dropdown", buttons=buttons, active=0, showactive=True, x=0.0, xanchor="left",
                     y=1.06, yanchor="bottom", pad=dict(l=60, t=0))  # fmt: skip
     visible = {n: n == shown for n in overlays}
