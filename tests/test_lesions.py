@@ -374,3 +374,25 @@ def test_lesion_files_for_a_run_folder_from_before_the_lesion_metrics(tiny_relea
         add_lesion_files(tmp_path / "study", force=True)
     assert main([str(tmp_path / "study"), "--force"]) == 2  # one line, exit 2
     assert "hie-lesions: error:" in capsys.readouterr().err
+
+
+def test_bland_altman_and_detection_charts():
+    from hie_core.report.lesion_figures import bland_altman_chart, bland_altman_stats, detection_chart
+
+    s = bland_altman_stats([1.0, 2.0, 3.0], [2.0, 2.0, 5.0])  # differences 1, 0, 2: mean 1, SD 1
+    assert (s["bias"], s["sd"], s["n"]) == (1.0, 1.0, 3)
+    assert (s["low"], s["high"]) == pytest.approx((1 - 1.96, 1 + 1.96))
+    per_case = pd.DataFrame({"method": ["dice"] * 3 + ["baseline"] * 3, "case_id": list("abc") * 2,
+                             "n_ref": [5, 5, 0] * 2, "ref_volume_ml": [1.0, 2.0, 0.0] * 2,
+                             "pred_volume_ml": [2.0, 2.0, 0.4, 1.0, 1.0, 0.0]})  # fmt: skip
+    fig = bland_altman_chart(per_case, {"dice": "Dice", "baseline": "ZADC < -2", "absent": "x"})
+    points = [t for t in fig.data if t.mode == "markers"]
+    assert [len(t.x) for t in points] == [2, 2]  # the empty label (c) is not a volume pair
+    np.testing.assert_allclose(points[0].y, [1.0, 0.0])
+    assert [a.text for a in fig.layout.annotations][:2] == ["Dice", "ZADC < -2"]
+    bands = pd.DataFrame({"method": ["dice"] * 3, "size_band": list(SIZE_BANDS), "sensitivity": [0.2, 0.5, 1.0],
+                          "ci_low": [0.1, 0.4, 1.0], "ci_high": [0.3, 0.6, 1.0], "n_lesions": [10, 5, 2]})  # fmt: skip
+    chart = detection_chart(bands, {"dice": "Dice", "baseline": "ZADC < -2"})
+    assert len(chart.data) == 1 and list(chart.data[0].y) == [0.2, 0.5, 1.0]  # no band rows, no line
+    np.testing.assert_allclose(chart.data[0].error_y.arrayminus, [0.1, 0.1, 0.0])
+    assert list(chart.layout.xaxis.ticktext) == list(SIZE_BANDS)

@@ -128,6 +128,10 @@ def detection_chart(bands: pd.DataFrame, labels: Mapping[str, str], title: str =
     """
     fig = go.Figure()
     shown = list(SIZE_BANDS)
+    width = (
+        0.3  # the methods' points of one band spread over this much of the axis, so intervals do not overlap
+    )
+    offsets = np.linspace(-width / 2, width / 2, len(labels)) if len(labels) > 1 else np.zeros(1)
     for i, (method, label) in enumerate(labels.items()):
         rows = bands[(bands["method"] == method) & bands["size_band"].isin(shown)].set_index("size_band")
         rows = rows.reindex(shown)
@@ -136,16 +140,18 @@ def detection_chart(bands: pd.DataFrame, labels: Mapping[str, str], title: str =
         y = rows["sensitivity"].astype(float)
         style = _REFERENCE_STYLE.get(method, dict(color=PALETTE[i % len(PALETTE)], dash="solid"))
         fig.add_scatter(
-            x=shown, y=y, name=label, mode="lines+markers", line=dict(width=2, **style),
+            x=np.arange(len(shown)) + offsets[i], y=y, name=label, mode="lines+markers", line=dict(width=2, **style),
             marker=dict(size=8, color=style["color"]),
             error_y=dict(type="data", symmetric=False, array=rows["ci_high"].astype(float) - y,
                          arrayminus=y - rows["ci_low"].astype(float), thickness=1.2, width=4),
-            customdata=np.stack([rows["n_lesions"].fillna(0).astype(int), rows["ci_low"], rows["ci_high"]], axis=1),
-            hovertemplate="%{x}: %{y:.2f} [%{customdata[1]:.2f}, %{customdata[2]:.2f}] of %{customdata[0]} lesions"
+            customdata=np.stack([shown, rows["n_lesions"].fillna(0).astype(int), rows["ci_low"], rows["ci_high"]],
+                                axis=1),
+            hovertemplate="%{customdata[0]}: %{y:.2f} [%{customdata[2]:.2f}, %{customdata[3]:.2f}] of "
+                          "%{customdata[1]} lesions"
                           f"<extra>{label}</extra>",
         )  # fmt: skip
-    fig.update_xaxes(title_text="reference lesion volume", type="category", categoryorder="array",
-                     categoryarray=shown)  # fmt: skip
+    fig.update_xaxes(title_text="reference lesion volume", tickvals=list(range(len(shown))), ticktext=shown,
+                     range=[-0.5, len(shown) - 0.5], zeroline=False)  # fmt: skip
     fig.update_yaxes(title_text="share of lesions detected", range=[-0.02, 1.05])
     fig.update_layout(height=440, title=dict(text=title, x=0.5, xanchor="center") if title else None,
                       legend=dict(orientation="h", yanchor="top", y=-0.2, xanchor="left", x=0.0),
@@ -216,9 +222,9 @@ def bland_altman_chart(per_case: pd.DataFrame, labels: Mapping[str, str], title:
                 fig.add_scatter(x=[lo, hi], y=[value, value], mode="lines", line=dict(color="black", dash=dash, width=1),
                                 showlegend=False, row=r, col=c, hoverinfo="skip")  # fmt: skip
         if math.isfinite(s["bias"]):
-            fig.add_annotation(text=f"bias {s['bias']:+.2f} mL", x=0.02, y=0.98, xref="x domain" if i == 0 else f"x{i + 1} domain",
+            fig.add_annotation(text=f"bias {s['bias']:+.2f} mL", x=0.02, y=0.02, xref="x domain" if i == 0 else f"x{i + 1} domain",
                                yref="y domain" if i == 0 else f"y{i + 1} domain", showarrow=False, xanchor="left",
-                               yanchor="top", font=dict(size=11))  # fmt: skip
+                               yanchor="bottom", font=dict(size=11))  # fmt: skip
     fig.update_xaxes(type="log", dtick=1, exponentformat="power")
     for c in range(1, cols + 1):
         fig.update_xaxes(title_text="mean of the volumes (mL)", row=n_rows, col=c)
