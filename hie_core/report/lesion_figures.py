@@ -19,7 +19,7 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from hie_core.lesions import CONNECTIVITY, SIZE_BANDS
+from hie_core.lesions import CONNECTIVITY, MIN_LESION_ML, SIZE_BANDS
 from hie_core.report import display
 from hie_core.report.lesion_tables import SMALL_LESION_ML
 from hie_core.report.results import StudyResults
@@ -41,7 +41,13 @@ __all__ = [
 #: What a lesion is and how it is matched, for every note of this section.
 LESION_RULES = (
     f"Lesions: {CONNECTIVITY}-connected components (face, edge or corner neighbours) of the reference label and of "
-    "the prediction on each scan's native grid, every component counted (no minimum size). A reference lesion is "
+    "the prediction on each scan's native grid, "
+    + (
+        "every component counted (no minimum size). "
+        if MIN_LESION_ML is None
+        else f"components under {MIN_LESION_ML:g} mL left out. "
+    )  # fmt: skip
+    + "A reference lesion is "
     "detected when any predicted voxel overlaps it; a predicted lesion that overlaps no reference lesion is a "
     "false-positive lesion. Lesion-wise Dice (BraTS 2023): each reference lesion's Dice against the predicted "
     "lesions that overlap it, missed and false-positive lesions scoring 0, averaged per case."
