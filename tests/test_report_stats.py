@@ -1,4 +1,4 @@
-"""Tests of hie_core.report.stats: bootstrap intervals, paired comparisons, Holm, challenge ranks."""
+"""Tests of hie_core.report.stats and hie_core.report.variance: the crossed test, the trend test, Holm, ranks."""
 
 from __future__ import annotations
 
@@ -9,64 +9,62 @@ import pandas as pd
 import pytest
 from scipy import stats as scipy_stats
 
-from hie_core.report import stats
+from hie_core.report import stats, variance
 
 
-def test_mean_ci_skips_undefined_values_and_brackets_the_mean() -> None:
-    res = stats.mean_ci([0.2, 0.4, np.nan, 0.6, 0.8])
-    assert (
-        res["mean"] == pytest.approx(0.5)
-        and res["n"] == 4
-        and res["n_undefined"] == 1
-        and res["reason"] == ""
+@pytest.fixture(autouse=True)
+def _few_resamples(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(stats.RESAMPLES_ENV, "499")
+
+
+def test_crossed_test_of_one_run_is_the_paired_t_test_and_wilcoxon_is_kept_aside() -> None:
+    a = np.array([0.5, 0.6, 0.7, 0.9, 0.4, 0.55, 0.8])
+    b = np.array([0.4, 0.4, 0.6, 0.5, 0.45, 0.3, 0.7])
+    res = variance.paired_contrast(a[:, None], b[:, None], margin=0.3)
+    assert res["n_cases"] == 7 and res["n_seeds"] == 1 and res["reason"] == ""
+    assert res["estimate"] == pytest.approx(np.mean(a - b)) and res["df"] == 6
+    assert res["p"] == pytest.approx(scipy_stats.ttest_rel(a, b).pvalue)
+    # ties (three differences of 0.1): the normal approximation with the tie correction
+    assert res["p_wilcoxon"] == pytest.approx(scipy_stats.wilcoxon(a, b, method="asymptotic").pvalue)
+    # TOST: the larger of the two one-sided t tests against -0.3 and +0.3
+    d, se = a - b, np.std(a - b, ddof=1) / np.sqrt(7)
+    lower = scipy_stats.t.sf((d.mean() + 0.3) / se, 6)
+    upper = scipy_stats.t.cdf((d.mean() - 0.3) / se, 6)
+    assert res["p_equivalence"] == pytest.approx(max(lower, upper))
+    assert res["ci_low"] < res["estimate"] < res["ci_high"]
+    assert variance.paired_contrast(a[:, None], b[:, None]) == variance.paired_contrast(
+        a[:, None], b[:, None]
     )
-    assert 0.2 <= res["ci_low"] < 0.5 < res["ci_high"] <= 0.8
-    assert stats.mean_ci([0.2, 0.4, 0.6, 0.8]) == stats.mean_ci([0.2, 0.4, 0.6, 0.8])  # seeded
 
 
-def test_mean_ci_degenerate_inputs() -> None:
-    const = stats.mean_ci([0.3, 0.3, 0.3])
-    assert const["ci_low"] == pytest.approx(0.3) and const["ci_high"] == pytest.approx(0.3)
-    one = stats.mean_ci([0.7, np.nan])
-    assert one["mean"] == 0.7 and math.isnan(one["ci_low"]) and "one value" in one["reason"]
-    none = stats.mean_ci([np.nan])
-    assert math.isnan(none["mean"]) and none["n"] == 0 and none["reason"] == "no defined value"
-    with pytest.raises(ValueError, match="inf"):
-        stats.mean_ci([0.1, np.inf])
-
-
-def test_paired_difference_matches_scipy_and_drops_incomplete_pairs() -> None:
-    a = np.array([0.5, 0.6, 0.7, 0.9, 0.4, np.nan, 0.8])
-    b = np.array([0.4, 0.4, 0.6, 0.5, 0.45, 0.3, np.nan])
-    res = stats.paired_difference(a, b)
-    keep = slice(0, 5)
-    assert res["n_pairs"] == 5 and res["reason"] == ""
-    assert res["mean_difference"] == pytest.approx(np.mean(a[keep] - b[keep]))
-    assert res["p_wilcoxon"] == pytest.approx(scipy_stats.wilcoxon(a[keep], b[keep]).pvalue)
-    assert res["ci_low"] < res["mean_difference"] < res["ci_high"]
-
-
-def test_paired_difference_constant_shift_has_a_point_interval_and_the_exact_p() -> None:
-    b = np.linspace(0.1, 0.6, 8)
-    res = stats.paired_difference(b + 0.1, b)
-    assert res["ci_low"] == pytest.approx(0.1) and res["ci_high"] == pytest.approx(0.1)
-    assert res["p_wilcoxon"] == pytest.approx(2 / 2**8)  # all 8 signs positive: the exact two-sided minimum
-
-
-def test_paired_difference_when_no_test_can_run() -> None:
-    zero = stats.paired_difference([0.5, 0.6, 0.7], [0.5, 0.6, 0.7])
-    assert zero["mean_difference"] == 0 and math.isnan(zero["p_wilcoxon"]) and "zero" in zero["reason"]
+def test_crossed_test_when_no_test_can_run() -> None:
+    same = np.array([[0.5, 0.6], [0.6, 0.7], [0.7, 0.8]])
+    zero = variance.paired_contrast(same, same)
+    assert zero["estimate"] == 0 and math.isnan(zero["p"]) and "do not vary" in zero["reason"]
     assert zero["ci_low"] == 0 and zero["ci_high"] == 0
-    one = stats.paired_difference([0.5, np.nan], [0.4, 0.3])
-    assert (
-        one["n_pairs"] == 1 and one["mean_difference"] == pytest.approx(0.1) and "one pair" in one["reason"]
+    one = variance.paired_contrast(np.array([[0.5], [np.nan]]), np.array([[0.4], [0.3]]))  # NaN case dropped
+    assert one["n_cases"] == 1 and one["estimate"] == pytest.approx(0.1) and "one case" in one["reason"]
+    assert variance.untestable_reason(one).startswith("split too small: 1 case(s)")
+    with pytest.raises(ValueError, match="same cases"):
+        variance.paired_contrast(np.zeros((2, 1)), np.zeros((3, 1)))
+
+
+def test_stratum_trend_is_the_least_squares_slope_with_its_contrast_t_test() -> None:
+    levels = np.array([0, 0, 0, 1, 1, 2, 2, 2])
+    y = np.array([0.3, 0.4, 0.35, 0.5, 0.55, 0.7, 0.6, 0.65])
+    m = np.stack([y - 0.01, y + 0.01], axis=1)  # a run shift shared by every case cancels in the trend
+    res = variance.stratum_trend(m, levels)
+    assert res["estimate"] == pytest.approx(np.polyfit(levels, y, 1)[0]) and res["df"] == 8 - 3
+    means = {g: y[levels == g].mean() for g in range(3)}
+    pooled = sum(((y[levels == g] - means[g]) ** 2).sum() for g in range(3)) / 5
+    se = np.sqrt(pooled / ((levels - levels.mean()) ** 2).sum())
+    assert res["se"] == pytest.approx(se) and res["p"] == pytest.approx(
+        2 * scipy_stats.t.sf(res["estimate"] / se, 5)
     )
-    none = stats.paired_difference([np.nan], [0.3])
-    assert (
-        none["n_pairs"] == 0 and math.isnan(none["mean_difference"]) and none["reason"] == "no complete pairs"
-    )
-    with pytest.raises(ValueError, match="paired"):
-        stats.paired_difference([0.1, 0.2], [0.1])
+    assert res["means"] == pytest.approx(means) and res["counts"] == {0: 3, 1: 2, 2: 3}
+    assert res["ci_low"] < res["estimate"] < res["ci_high"]
+    short = variance.stratum_trend(m[:6], levels[:6])  # one case in the last stratum
+    assert math.isnan(short["p"]) and "at least 2 cases" in short["reason"]
 
 
 def test_holm_by_hand_and_nan_outside_the_family() -> None:

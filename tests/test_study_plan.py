@@ -18,7 +18,8 @@ import pytest
 
 from hie_core import study
 from hie_core.errors import ConfigError
-from hie_core.report.power import default_noise, mdd
+from hie_core.report.forecast import split_mdd
+from hie_core.report.power import case_floor, default_noise
 from hie_core.synthetic import PRESETS
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -51,8 +52,7 @@ def _numbers(out: str) -> dict:
     runs = int(re.search(r"\[plan\] (\d+) runs", out).group(1))
     hours = float(re.search(r"= ([\d.]+) h on this device", out).group(1))
     mdds = {
-        m[0]: float(m[1])
-        for m in re.findall(r"\[plan\]\s+(cv|test|val)\s+\d+ cases? x \d+ seeds?: ([\d.]+)", out)
+        m[0]: float(m[1]) for m in re.findall(r"\[plan\]\s+(cv|test|val)\s+\d+ cases? x [^:]+: ([\d.]+)", out)
     }
     return {"runs": runs, "hours": hours, "mdd": mdds}
 
@@ -68,9 +68,10 @@ def test_plan_prints_runs_hours_and_detectable_difference_and_writes_nothing(tmp
     assert "benchmarks/results/run_seconds.json" in out and "noise: default" in out
     pool, test = PRESETS["small"]["train"] + PRESETS["small"]["val"], PRESETS["small"]["test"]
     assert found["mdd"] == {
-        "cv": pytest.approx(mdd(default_noise(), pool, 3, n_tests=2), abs=1e-4),
-        "test": pytest.approx(mdd(default_noise(), test, 3, n_tests=2), abs=1e-4),
+        "cv": pytest.approx(split_mdd(default_noise(), "cv", pool, 3, 5, n_tests=2), abs=1e-4),
+        "test": pytest.approx(split_mdd(default_noise(), "test", test, 3, 5, n_tests=2), abs=1e-4),
     }
+    assert f"cv     {pool} cases x 15 fold models out of fold" in out and "each 5 fold models averaged" in out
     assert "reaches 0.02 Dice in cv and test: no" in out
     assert not runs_dir.exists() and not cache.exists()
 
@@ -100,9 +101,13 @@ def test_plan_without_folds_reports_val_and_test_and_judges_test(tmp_path, cache
     assert _numbers(out)["runs"] == 12
     assert "(not judged: the official validation split)" in out and "reaches 0.02 Dice in test: no" in out
     assert "--design powered, 5 folds x" in out
+    test = PRESETS["small"]["test"]
+    floor = case_floor(default_noise(), test, n_tests=2)
+    assert floor > 0.02 and f"case floor (any number of seeds) {floor:.4f}" in out
+    assert f"{test} cases cannot reach 0.02 whatever the seeds (case SD 0.026)" in out
 
 
-def _write_run(folder: Path, dice: dict[str, float], seconds: float) -> None:
+def _write_run(folder: Path, dice: dict[str, float], seconds: float, whole: float | None = None) -> None:
     folder.mkdir(parents=True)
     rows = [{"case_id": c, "split": "test", "burden_percent": 1.0, "stratum": "1-5%", "dice": d, "masd_mm": 1.0,
              "nsd": 0.5, "n_pred": 10, "n_ref": 10} for c, d in dice.items()]  # fmt: skip
@@ -111,6 +116,11 @@ def _write_run(folder: Path, dice: dict[str, float], seconds: float) -> None:
         json.dumps({"config": {"preset": "quick"}, "data_dir_resolved": "/d"})
     )
     (folder / "summary.json").write_text(json.dumps({"best_epoch": 2, "train_seconds_this_call": seconds}))
+    notebook = {
+        "metadata": {"papermill": {"duration": seconds + 20 if whole is None else whole}},
+        "cells": [],
+    }
+    (folder / "train.ipynb").write_text(json.dumps(notebook))  # papermill's record of the whole run
 
 
 def test_plan_measures_seconds_and_noise_in_the_study_folder(tmp_path, cache, capsys):
@@ -120,13 +130,19 @@ def test_plan_measures_seconds_and_noise_in_the_study_folder(tmp_path, cache, ca
         _write_run(study_dir / "dice_focal" / f"seed{seed}", dict.fromkeys(cases, 0.5), 100.0)
         _write_run(study_dir / "dice_focal_hdt" / f"seed{seed}",
                    {c: 0.5 + 0.05 * ((i + seed) % 3 - 1) for i, c in enumerate(cases)}, 300.0)  # fmt: skip
+    _write_run(
+        study_dir / "tversky" / "seed0", dict.fromkeys(cases, 0.5), 90.0, whole=5.0
+    )  # a reload: not counted
     before = snapshot(study_dir)
     out = _plan(
         capsys, "--seeds", "2", "--runs-dir", str(tmp_path / "runs"), "--study", "mine", "--jobs", "1"
     )
-    assert f"median training time of 4 finished runs, measured in {study_dir}" in out
-    assert _numbers(out)["hours"] == pytest.approx(12 * 200 / 3600, abs=0.01)
-    assert f"noise: measured in {study_dir}: dice_focal_hdt - dice_focal, 6 cases x 2 seeds" in out
+    assert (
+        f"median whole-run time (notebook start, training, evaluation) of 4 trained run(s) in {study_dir}"
+        in out
+    )
+    assert _numbers(out)["hours"] == pytest.approx(12 * 220 / 3600, abs=0.01)  # median of 120, 120, 320, 320
+    assert f"noise: measured in {study_dir}: dice_focal_hdt - dice_focal on test, 6 cases x 2 runs" in out
     assert "noise: default" not in out
     assert snapshot(study_dir) == before
 
@@ -136,10 +152,14 @@ def test_the_powered_design_detects_the_target_on_bonbid_sizes():
     assert folds == study.POWERED_FOLDS and seeds >= study.POWERED_MIN_SEEDS
     splits = study.reported_splits(study.BONBID_COUNTS, folds)
     assert splits == {"cv": 89, "test": 44}
-    for n in splits.values():
-        assert mdd(default_noise(), n, seeds, n_tests=len(study.PRIMARY_CONTRASTS)) <= study.TARGET_DICE
+    for split, n in splits.items():
+        assert (
+            split_mdd(default_noise(), split, n, seeds, folds, n_tests=len(study.PRIMARY_CONTRASTS)) <= 0.02
+        )
     if seeds > study.POWERED_MIN_SEEDS:  # the fewest seeds that reach it
-        assert max(mdd(default_noise(), n, seeds - 1, n_tests=2) for n in splits.values()) > study.TARGET_DICE
+        assert max(split_mdd(default_noise(), s, n, seeds - 1, folds, 2) for s, n in splits.items()) > 0.02
+    # the crossed model with t quantiles (Satterthwaite df), default noise: 89 cases x 25 fold models out of fold
+    assert split_mdd(default_noise(), "cv", 89, 5, 5, 2) == pytest.approx(0.0149, abs=5e-4)
 
 
 def test_design_powered_sets_folds_and_seeds_unless_given(tmp_path, cache, capsys):
@@ -153,7 +173,12 @@ def test_design_powered_sets_folds_and_seeds_unless_given(tmp_path, cache, capsy
     out = _plan(
         capsys, "--design", "powered", "--synthetic-test-cases", "44", "--runs-dir", str(tmp_path / "r")
     )
-    assert "test 44 cases" in out and "reaches 0.02 Dice in cv and test: yes" in out
+    assert re.search(r"test\s+44 cases x 5 seeds, each 5 fold models averaged", out)
+    pool = (
+        PRESETS["small"]["train"] + PRESETS["small"]["val"]
+    )  # the synthetic pool is smaller than BONBID-HIE's 89
+    reached = split_mdd(default_noise(), "cv", pool, seeds, folds, 2) <= 0.02
+    assert f"reaches 0.02 Dice in cv and test: {'yes' if reached else 'no'}" in out
     assert "quick-cv5-test44" in out  # its own study folder by default
     assert not (tmp_path / "r").exists() and not cache.exists()
 

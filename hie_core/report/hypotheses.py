@@ -1,27 +1,33 @@
 """The seed's claims tested: one row per claim, contrast and metric, each with a verdict.
 
-The hypotheses were fixed before any run (:data:`hie_core.report.seed_study.CLAIMS`):
+The claims are :data:`hie_core.report.seed_study.CLAIMS`:
 
 - **a** (primary): each hybrid beats its standalone base on Dice with a lesion
   (DiceFocal+HDT vs DiceFocal, Tversky+HDT vs Tversky), Holm over these two tests; the same
   contrasts on MASD and NSD are secondary;
 - **b**: Tversky+HDT has the best Dice and NSD: Tversky+HDT against each other loss;
 - **c**: the hybrids take longer to converge: the epoch of the best checkpoint, hybrid minus
-  base, paired by run (seed, fold);
-- **d**: lesions under 1% of the brain are the hardest: per loss, mean Dice of the cases under
-  1% minus that of the cases at or above 1% (unpaired: Mann-Whitney U).
+  base, paired by run (seed, fold); testable only where early stopping can act (patience below
+  the epoch cap) and no run's best epoch sits at the cap (a capped endpoint is censored);
+- **d**: lesions under 1% of the brain are the hardest: per loss, the trend of Dice over the
+  challenge's burden strata (<1%, 1-5%, >5%; :data:`hie_core.metrics.BURDEN_STRATA`), the slope
+  per stratum step (:func:`hie_core.report.variance.stratum_trend`), claimed positive.
 
-The claims are about the seed's six losses on its network: ``losses`` are the study's seed
-methods (:attr:`hie_core.report.runs.StudyRuns.seed_methods`); a study's other methods (other
-networks, grid values, outside predictions) enter Table 1, P(best) and the exploratory
-comparisons, never these families. Everything after (a) on Dice is one secondary Holm family. Each row has its minimum detectable
-difference (80% power at its family's first Holm step, from the observed SD) and a verdict:
+Case contrasts use the crossed noise model of :mod:`hie_core.report.variance`: the estimate is
+the mean paired difference, its 95% interval the pigeonhole bootstrap's (cases and runs
+resampled independently), ``p`` the t test of that mean with the SE from the variance components
+and Satterthwaite df, ``p_equivalence`` its two one-sided tests against ``margin``; ``p_wilcoxon``
+is a sensitivity column only. The claims are about the seed's six losses: ``losses`` are the
+study's seed methods; other methods never enter these families. Everything after (a) on Dice is
+one secondary Holm family. Each row has its minimum detectable difference (80% power at its
+family's first Holm step, from the row's SE and df) and a verdict (:data:`VERDICTS`):
 
-- ``supported``: Holm p < 0.05 and the estimate in the claimed direction;
-- ``contradicted``: Holm p < 0.05 and the estimate against it;
-- ``equivalent``: not different, and the two one-sided tests put the difference inside
-  +-``margin`` (Holm-adjusted within the family);
-- ``inconclusive``: none of these: the design could not tell (look at ``mdd``).
+- ``supported`` / ``contradicted``: Holm p < 0.05, the estimate in / against the claimed direction;
+- ``equivalent``: not different, and the Holm-adjusted TOST puts the difference inside +-``margin``;
+- ``inconclusive``: none of these: the design could not tell (look at ``mdd``);
+- ``not testable here``: the design cannot reach a verdict; ``reason`` says why (a capped
+  endpoint, a split with fewer than :data:`hie_core.report.variance.MIN_VERDICT_CASES` cases, a
+  test whose smallest attainable p exceeds its level). Such rows stay out of the Holm families.
 """
 
 from __future__ import annotations
@@ -32,26 +38,43 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import pandas as pd
 
+from hie_core.metrics import BURDEN_STRATA
 from hie_core.report import tables
-from hie_core.report.display import plural
 from hie_core.report.seed_study import PRIMARY_CONTRASTS, SEED_TABLE
-from hie_core.report.stats import holm, paired_contrast, unpaired_difference_ci
+from hie_core.report.stats import holm
+from hie_core.report.variance import (
+    MIN_VERDICT_CASES,
+    NOT_TESTABLE,
+    detectable,
+    paired_contrast,
+    stratum_trend,
+    untestable_reason,
+)
 
-__all__ = ["HYPOTHESIS_COLUMNS", "VERDICTS", "claim_verdicts", "epochs_frame", "hypotheses", "verdict"]
+__all__ = ["HYPOTHESIS_COLUMNS", "NOT_TESTABLE", "VERDICTS", "claim_verdicts", "epochs_frame", "hypotheses",
+           "verdict"]  # fmt: skip
 
-#: Columns of ``hypotheses_<split>.csv`` (issue 16's, then the family, the claim's direction,
-#: the raw and equivalence p-values, the seed's own difference and why a test did not run).
+#: Columns of ``hypotheses_<split>.csv``: the claim, the contrast, the estimate and its test, the
+#: variance components of the contrast (SDs) with the SE and df of the mean, the Wilcoxon
+#: sensitivity p, ``detail`` (claim d: each stratum's mean and case count) and ``reason``.
 HYPOTHESIS_COLUMNS = ("hypothesis", "contrast", "metric", "n_cases", "n_seeds", "estimate", "ci_low", "ci_high",
                       "p_holm", "margin", "mdd", "verdict", "family", "method", "reference", "direction", "p",
-                      "p_equivalence", "p_equivalence_holm", "seed_estimate", "reason")  # fmt: skip
-VERDICTS = ("supported", "contradicted", "equivalent", "inconclusive")
+                      "p_equivalence", "p_equivalence_holm", "seed_estimate", "reason", "p_wilcoxon", "se", "df",
+                      "sd_case", "sd_run", "sd_case_run", "detail")  # fmt: skip
+VERDICTS = ("supported", "contradicted", "equivalent", "inconclusive", NOT_TESTABLE)
 #: Equivalence margin of the best epoch (epochs).
 EPOCH_MARGIN = 2.0
 _SEED_COLUMN = {"dice": 0, "masd_mm": 1, "nsd": 2, "best_epoch": 3}
+_STAT_KEYS = ("n_cases", "n_seeds", "estimate", "ci_low", "ci_high", "p", "p_equivalence", "p_wilcoxon", "se", "df",
+              "sd_case", "sd_run", "sd_case_run", "reason")  # fmt: skip
 
 
-def verdict(p_holm: float, p_equivalence_holm: float, estimate: float, direction: int) -> str:
+def verdict(
+    p_holm: float, p_equivalence_holm: float, estimate: float, direction: int, testable: bool = True
+) -> str:
     """The verdict of one directional claim (``direction`` +1: the estimate should be positive, -1: negative)."""
+    if not testable:
+        return NOT_TESTABLE
     if p_holm < tables.ALPHA and math.isfinite(estimate) and estimate != 0:
         return "supported" if np.sign(estimate) == direction else "contradicted"
     if p_equivalence_holm < tables.ALPHA:
@@ -72,13 +95,13 @@ def _direction(metric: str) -> int:
 
 
 def _paired_row(key: str, family: str, method: str, reference: str, metric: str, a: np.ndarray, b: np.ndarray,
-                margin: float) -> dict:  # fmt: skip
+                margin: float, min_cases: int = MIN_VERDICT_CASES, unit: str = "case") -> dict:  # fmt: skip
     res = paired_contrast(a, b, margin)
+    why = untestable_reason(res, min_cases, unit)
     return {"hypothesis": key, "family": family, "contrast": f"{method} - {reference}", "method": method,
-            "reference": reference, "metric": metric, "direction": _direction(metric), "n_cases": res["n_cases"],
-            "n_seeds": res["n_seeds"], "estimate": res["estimate"], "ci_low": res["ci_low"], "ci_high": res["ci_high"],
-            "p": res["p"], "p_equivalence": res["p_equivalence"], "margin": margin, "_sd": res["sd"],
-            "seed_estimate": _seed_difference(method, reference, metric), "reason": res["reason"]}  # fmt: skip
+            "reference": reference, "metric": metric, "direction": _direction(metric), "margin": margin,
+            **{k: res[k] for k in _STAT_KEYS}, "reason": why, "_testable": not why, "detail": "",
+            "seed_estimate": _seed_difference(method, reference, metric)}  # fmt: skip
 
 
 def _metric_contrast(key: str, family: str, method: str, reference: str, metric: str, per_case: pd.DataFrame,
@@ -90,63 +113,84 @@ def _metric_contrast(key: str, family: str, method: str, reference: str, metric:
 
 
 def epochs_frame(summaries: Sequence[Mapping]) -> pd.DataFrame:
-    """``method``, ``seed``, ``fold``, ``best_epoch`` of each run (``summary.json`` plus its method and seed)."""
-    rows = [{"method": s["method"], "seed": s["seed"], "fold": s.get("fold"), "best_epoch": s.get("best_epoch")}
-            for s in summaries]  # fmt: skip
-    return pd.DataFrame(rows, columns=["method", "seed", "fold", "best_epoch"])
+    """``method``, ``seed``, ``fold``, ``best_epoch``, ``epochs`` (the cap), ``patience`` of each run.
+
+    ``summaries``: each run's ``summary.json`` plus its ``method`` and ``seed`` (and, when known,
+    ``epochs`` and ``patience`` from its configuration).
+    """
+    columns = ["method", "seed", "fold", "best_epoch", "epochs", "patience"]
+    rows = [{k: s.get(k) for k in columns} for s in summaries]
+    return pd.DataFrame(rows, columns=columns)
+
+
+def _cap_reason(runs: pd.DataFrame) -> str:
+    """Why the best epoch is censored in these runs ("" when it is not)."""
+    e = runs.dropna(subset=["epochs"])
+    early = e.dropna(subset=["patience"])
+    if len(early) and (early["patience"] >= early["epochs"]).any():
+        r = early[early["patience"] >= early["epochs"]].iloc[0]
+        return (f"early stopping cannot act: patience {int(r['patience'])} >= {int(r['epochs'])} epochs, so every "
+                "run trains to the cap")  # fmt: skip
+    capped = e[e["best_epoch"] >= e["epochs"]]
+    if len(capped):
+        return (f"best epoch at the {int(capped['epochs'].iloc[0])}-epoch cap in {len(capped)} of {len(e)} runs: "
+                "the endpoint is censored")  # fmt: skip
+    return ""
 
 
 def _epoch_contrast(method: str, reference: str, epochs: pd.DataFrame) -> dict:
     e = epochs.dropna(subset=["best_epoch"]).assign(fold=lambda f: f["fold"].fillna(-1))
+    e = e[e["method"].isin([method, reference])]
     wide = e.pivot_table(index=["seed", "fold"], columns="method", values="best_epoch", aggfunc="first")
     both = (
         wide[[method, reference]].dropna() if {method, reference} <= set(wide.columns) else wide.iloc[:0, :0]
     )
     a = both[method].to_numpy(float)[:, None] if len(both) else np.zeros((0, 1))
     b = both[reference].to_numpy(float)[:, None] if len(both) else np.zeros((0, 1))
-    row = _paired_row("c", "secondary", method, reference, "best_epoch", a, b, EPOCH_MARGIN)
-    return {**row, "n_cases": len(both), "n_seeds": int(both.index.get_level_values("seed").nunique())}
-
-
-def _small_lesion_contrast(loss: str, per_case: pd.DataFrame, split: str) -> dict:
-    from scipy.stats import mannwhitneyu
-
-    rows = per_case[(per_case["method"] == loss) & (per_case["split"] == split)]
-    rows = rows[rows["stratum"] != tables.EMPTY_STRATUM]
-    small = rows.loc[rows["stratum"] == "<1%", "dice"].to_numpy(float)
-    large = rows.loc[rows["stratum"] != "<1%", "dice"].to_numpy(float)
-    row = {"hypothesis": "d", "family": "secondary", "contrast": f"{loss}: <1% - >=1%", "method": loss,
-           "reference": loss, "metric": "dice", "direction": -1, "n_cases": len(small) + len(large),
-           "n_seeds": int(rows["n_runs"].max()) if len(rows) else 0, "estimate": math.nan, "ci_low": math.nan,
-           "ci_high": math.nan, "p": math.nan, "p_equivalence": math.nan, "margin": math.nan, "_sd": math.nan,
-           "seed_estimate": math.nan, "reason": ""}  # fmt: skip
-    if len(small) < 2 or len(large) < 2:
-        return {
-            **row,
-            "reason": f"{plural(len(small), 'case')} under 1% and {len(large)} at or above: no test",
-        }
-    row["estimate"] = float(small.mean() - large.mean())
-    row["ci_low"], row["ci_high"] = unpaired_difference_ci(small, large)
-    row["p"] = float(mannwhitneyu(small, large, alternative="two-sided").pvalue)
-    # an unpaired contrast: the SD that enters the detectable difference is that of the difference of two means
-    row["_sd"] = math.sqrt(small.var(ddof=1) / len(small) + large.var(ddof=1) / len(large)) * math.sqrt(
-        row["n_cases"]
+    row = _paired_row("c", "secondary", method, reference, "best_epoch", a, b, EPOCH_MARGIN, 2, "run pair")
+    # one value per run pair: its spread is between runs
+    row.update(
+        sd_run=row["sd_case"], sd_case=math.nan, n_seeds=int(both.index.get_level_values("seed").nunique())
     )
-    return row
+    why = _cap_reason(e) or row["reason"]
+    return {**row, "reason": why, "_testable": not why}
+
+
+def _stratum_detail(means: Mapping[int, float], counts: Mapping[int, int]) -> str:
+    return ", ".join(f"{BURDEN_STRATA[g]} {means[g]:.3f} ({counts[g]})" for g in sorted(means))
+
+
+def _trend_contrast(loss: str, per_case: pd.DataFrame, runs: pd.DataFrame, split: str) -> dict:
+    rows = per_case[(per_case["method"] == loss) & (per_case["split"] == split)]
+    rows = rows[rows["stratum"].isin(BURDEN_STRATA)]
+    cases = rows["case_id"].tolist()
+    levels = rows["stratum"].map({s: i for i, s in enumerate(BURDEN_STRATA)}).to_numpy(int)
+    m = tables.matrix(runs, loss, split, "dice", cases)
+    res = stratum_trend(m, levels) if len(cases) else {
+        "n_cases": 0, "n_seeds": 0, "estimate": math.nan, "ci_low": math.nan, "ci_high": math.nan, "se": math.nan,
+        "df": math.nan, "p": math.nan, "means": {}, "counts": {}, "reason": "no case with a lesion"}  # fmt: skip
+    why = untestable_reason(res)
+    return {"hypothesis": "d", "family": "secondary", "contrast": f"{loss}: trend over {', '.join(BURDEN_STRATA)}",
+            "method": loss, "reference": loss, "metric": "dice", "direction": 1, "margin": math.nan,
+            **{k: res.get(k, math.nan) for k in _STAT_KEYS if k != "reason"}, "p_equivalence": math.nan,
+            "p_wilcoxon": math.nan, "sd_case": math.nan, "sd_run": math.nan, "sd_case_run": math.nan,
+            "seed_estimate": math.nan, "detail": _stratum_detail(res["means"], res["counts"]), "reason": why,
+            "_testable": not why}  # fmt: skip
 
 
 def _adjust(rows: list[dict]) -> pd.DataFrame:
     table = pd.DataFrame(rows)
-    for family, idx in table.groupby("family", sort=False).groups.items():
-        del family
+    table["p_holm"], table["p_equivalence_holm"], table["mdd"] = math.nan, math.nan, math.nan
+    testable = table["_testable"].astype(bool)
+    for _, idx in table[testable].groupby("family", sort=False).groups.items():
         table.loc[idx, "p_holm"] = holm(table.loc[idx, "p"].to_numpy(float))
         table.loc[idx, "p_equivalence_holm"] = holm(table.loc[idx, "p_equivalence"].to_numpy(float))
         n_tests = int(table.loc[idx, "p"].notna().sum())
-        table.loc[idx, "mdd"] = [tables.observed_mdd(sd, n, n_tests)
-                                 for sd, n in zip(table.loc[idx, "_sd"], table.loc[idx, "n_cases"], strict=True)]  # fmt: skip
-    table["verdict"] = [verdict(p, q, e, d) for p, q, e, d in
+        table.loc[idx, "mdd"] = [detectable(se, df, n_tests, tables.ALPHA)
+                                 for se, df in zip(table.loc[idx, "se"], table.loc[idx, "df"], strict=True)]  # fmt: skip
+    table["verdict"] = [verdict(p, q, e, d, t) for p, q, e, d, t in
                         zip(table["p_holm"], table["p_equivalence_holm"], table["estimate"], table["direction"],
-                            strict=True)]  # fmt: skip
+                            testable, strict=True)]  # fmt: skip
     return table.reindex(columns=list(HYPOTHESIS_COLUMNS))
 
 
@@ -175,7 +219,7 @@ def hypotheses(per_case: pd.DataFrame, runs: pd.DataFrame, split: str, losses: S
                  for metric in ("dice", "nsd") for other in losses if other in present and other != "tversky_hdt"]  # fmt: skip
     if epochs is not None and len(epochs):
         rows += [_epoch_contrast(m, r, epochs) for m, r in pairs]
-    rows += [_small_lesion_contrast(loss, per_case, split) for loss in losses if loss in present]
+    rows += [_trend_contrast(loss, per_case, runs, split) for loss in losses if loss in present]
     if not rows:
         return pd.DataFrame(columns=list(HYPOTHESIS_COLUMNS))
     return _adjust(rows)
@@ -184,9 +228,9 @@ def hypotheses(per_case: pd.DataFrame, runs: pd.DataFrame, split: str, losses: S
 def claim_verdicts(table: pd.DataFrame) -> dict[str, str]:
     """One verdict per claim from its rows (claim a: its primary rows only).
 
-    A claim is ``supported`` when every one of its rows is, ``contradicted`` when any row is,
-    ``equivalent`` when every row is, and otherwise ``inconclusive``; a claim without rows is
-    ``not tested``.
+    A claim is ``contradicted`` when any testable row is, ``supported`` / ``equivalent`` when every
+    row is, ``not testable here`` when no row is testable, ``inconclusive`` otherwise; a claim
+    without rows is ``not tested``.
     """
     out = {}
     for key in ("a", "b", "c", "d"):
@@ -196,6 +240,8 @@ def claim_verdicts(table: pd.DataFrame) -> dict[str, str]:
         v = set(rows["verdict"])
         if rows.empty:
             out[key] = "not tested"
+        elif v == {NOT_TESTABLE}:
+            out[key] = NOT_TESTABLE
         elif "contradicted" in v:
             out[key] = "contradicted"
         elif v == {"supported"}:

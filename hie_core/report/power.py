@@ -1,24 +1,27 @@
 """What a study design can detect: the minimum detectable difference of a paired contrast.
 
-Two losses are compared on the same cases, each case scored once per seed (and, in
-cross-validation, once per seed by the fold model that did not see it). The per-case paired
-difference of two losses then has two sources of spread (DESIGN.md, "Statistics we use"):
+Two losses are compared on the same cases, every case scored by every trained model (run) of
+each, so cases and runs are crossed (:mod:`hie_core.report.variance`). The spread of the mean
+paired difference over ``n`` cases and ``r`` runs per case has three parts::
 
-- ``case_sd``: how much the true difference varies from case to case; it does not shrink
-  with more seeds;
-- ``seed_sd``: how much one case's difference moves from one training run (seed) to the next;
-  averaged over ``seeds`` runs it shrinks as ``1 / sqrt(seeds)``.
+    Var(mean) = sd_case**2 / n + sd_run**2 / n_models + sd_case_run**2 / (n r)
 
-So the SD of a case's seed-averaged difference is ``sqrt(case_sd**2 + seed_sd**2 / seeds)``
-(:meth:`NoiseModel.paired_sd`), and with ``n_cases`` cases the minimum detectable difference
-(two-sided level ``alpha / n_tests``, the first Holm step of a family of ``n_tests``; power
-``power``; normal approximation of the paired test) is::
+with ``n_models = r`` when every run scores every case, and ``n_models = folds * r`` for the
+out-of-fold predictions of a cross-validated study (each fold model scores ``n / folds`` of the
+cases, so its shift is shared by those only). ``sd_case`` sets a floor that more seeds cannot
+pass: with infinitely many runs ``Var(mean) = sd_case**2 / n`` (:func:`case_floor`).
 
-    mdd = (z(1 - alpha / (2 * n_tests)) + z(power)) * paired_sd(seeds) / sqrt(n_cases)
+The minimum detectable difference (:func:`mdd`; two-sided level ``alpha / n_tests``, the first
+Holm step of a family of ``n_tests``; power ``power``) uses t quantiles on the Satterthwaite df of
+that variance, computed from the expected mean squares of the design
+(:func:`hie_core.report.variance.satterthwaite`), the same df the study's t test will have::
 
-Before any run, :func:`default_noise` uses the quick CPU study's measurement (paired SD 0.045
-Dice at 2 seeds, almost all of it training noise). :func:`noise_from_differences` estimates both
-parts from a study's per-run scores.
+    mdd = (t(1 - alpha / (2 n_tests), df) + t(power, df)) * sqrt(Var(mean))
+
+Before any run, :func:`default_noise` uses the components measured on the quick CPU study (five
+Dice-family losses, 15 synthetic test cases x 2 runs; SDs of a paired Dice difference: case
+0.026, run 0.011, case x run 0.065). :func:`noise_from_matrix` estimates them from a study's
+per-case, per-run differences.
 """
 
 from __future__ import annotations
@@ -27,138 +30,130 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-import pandas as pd
+
+from hie_core.report.variance import detectable, satterthwaite, variance_components
 
 __all__ = [
     "ALPHA",
-    "DEFAULT_PAIRED_SD",
-    "DEFAULT_SD_SEEDS",
+    "DEFAULT_NOISE",
     "POWER",
     "TARGET_DICE",
-    "margins_for",
     "NoiseModel",
+    "case_floor",
     "default_noise",
+    "margins_for",
     "mdd",
-    "noise_from_differences",
-    "required_case_runs",
+    "noise_from_matrix",
+    "se_df",
 ]
 
 #: Family-wise error rate of every test family.
 ALPHA = 0.05
 #: Power at which the minimum detectable difference is quoted.
 POWER = 0.8
-#: The difference in mean Dice a design should detect to tell these losses apart (they differed
-#: by 0.006-0.013 in the quick CPU study; DESIGN.md).
+#: The difference in mean Dice a design should detect to tell these losses apart.
 TARGET_DICE = 0.02
-#: Paired SD of per-case Dice differences between Dice-family losses, cases averaged over
-#: :data:`DEFAULT_SD_SEEDS` seeds (the quick CPU study, 16 synthetic test cases; DESIGN.md).
-DEFAULT_PAIRED_SD = 0.045
-#: Seeds averaged per case in :data:`DEFAULT_PAIRED_SD`.
-DEFAULT_SD_SEEDS = 2
+#: SDs of a paired Dice difference (case, run, case x run) measured on the quick CPU study: five
+#: Dice-family losses, 15 synthetic test cases with a lesion x 2 runs, method of moments.
+DEFAULT_NOISE = (0.026, 0.011, 0.065)
 
 
 @dataclass(frozen=True)
 class NoiseModel:
-    """Spread of a paired per-case difference: between cases and between seeds (see the module).
+    """The variance components of a paired per-case, per-run difference (SDs, in the metric's unit).
 
     Attributes:
-        case_sd: SD of the true per-case difference between cases (does not shrink with seeds).
-        seed_sd: SD of one run's per-case difference around its case mean.
-        source: Where the numbers come from, for a reader.
+        sd_case: between cases (does not shrink with more runs).
+        sd_run: between trained models, shared by all the cases a model scores.
+        sd_case_run: the rest (a model's case-by-case deviation).
+        source: where the numbers come from, for a reader.
     """
 
-    case_sd: float
-    seed_sd: float
+    sd_case: float
+    sd_run: float
+    sd_case_run: float
     source: str
 
     def __post_init__(self) -> None:
-        for name in ("case_sd", "seed_sd"):
+        for name in ("sd_case", "sd_run", "sd_case_run"):
             value = getattr(self, name)
             if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
                 raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
 
-    def paired_sd(self, seeds: int) -> float:
-        """SD of one case's difference averaged over ``seeds`` runs."""
-        if seeds < 1:
-            raise ValueError(f"seeds must be at least 1, got {seeds}")
-        return math.sqrt(self.case_sd**2 + self.seed_sd**2 / seeds)
-
 
 def default_noise() -> NoiseModel:
-    """The noise before any run: :data:`DEFAULT_PAIRED_SD` at 2 seeds, taken as all seed noise."""
-    return NoiseModel(
-        case_sd=0.0,
-        seed_sd=DEFAULT_PAIRED_SD * math.sqrt(DEFAULT_SD_SEEDS),
-        source=f"default: paired SD {DEFAULT_PAIRED_SD} Dice at {DEFAULT_SD_SEEDS} seeds (quick CPU study, "
-        "synthetic), taken as training noise",
-    )
+    """The noise before any run: :data:`DEFAULT_NOISE`."""
+    case, run, case_run = DEFAULT_NOISE
+    return NoiseModel(case, run, case_run, source="default: measured on the quick CPU study (synthetic; five Dice-family "
+                      "losses, 15 cases x 2 runs)")  # fmt: skip
 
 
-def _z_sum(n_tests: int, alpha: float, power: float) -> float:
-    from scipy.stats import norm
+def se_df(noise: NoiseModel, n_cases: int, n_runs: int, folds: int = 0) -> tuple[float, float]:
+    """SE of the mean paired difference and its Satterthwaite df at a design (see the module docstring).
 
+    Args:
+        noise: The components.
+        n_cases: Cases the contrast is paired over.
+        n_runs: Runs (seeds) scoring each case.
+        folds: 0 when every run scores every case; K >= 2 for out-of-fold predictions (K models per seed).
+    """
+    if n_cases < 2 or n_runs < 1:
+        return math.nan, math.nan
+    n, r = n_cases, n_runs
+    models = r * folds if folds >= 2 else r
+    ms_case = r * noise.sd_case**2 + noise.sd_case_run**2  # expected mean squares of the design
+    ms_run = (n * r / models) * noise.sd_run**2 + noise.sd_case_run**2
+    ms_res = noise.sd_case_run**2
+    scale = 1.0 / (n * r)
+    terms = [(scale, ms_case, n - 1)]
+    if models > 1:
+        terms += [(scale, ms_run, models - 1), (-scale, ms_res, (n - 1) * (r - 1) if r > 1 else n - 1)]
+    else:  # one model: its shift is a constant the data cannot see; the test conditions on it
+        terms = [(scale, ms_case, n - 1)]
+    var, df = satterthwaite(terms)
+    return math.sqrt(var), df
+
+
+def mdd(noise: NoiseModel, n_cases: int, seeds: int, n_tests: int = 1, alpha: float = ALPHA, power: float = POWER,
+        folds: int = 0) -> float:  # fmt: skip
+    """Minimum detectable mean paired difference at a design (t quantiles; NaN under 2 cases).
+
+    Args:
+        noise: The components.
+        n_cases: Cases the contrast is paired over.
+        seeds: Runs per case.
+        n_tests: Size of the Holm family (its first step is the strictest: ``alpha / n_tests``).
+        alpha, power: Family-wise level and power.
+        folds: See :func:`se_df`.
+    """
     if n_tests < 1:
         raise ValueError(f"n_tests must be at least 1, got {n_tests}")
     if not (0 < alpha < 1 and 0 < power < 1):
         raise ValueError(f"alpha and power must be in (0, 1), got {alpha} and {power}")
-    return float(norm.ppf(1 - alpha / (2 * n_tests)) + norm.ppf(power))
+    se, df = se_df(noise, n_cases, seeds, folds)
+    return detectable(se, df, n_tests, alpha, power)
 
 
-def mdd(noise: NoiseModel, n_cases: int, seeds: int, n_tests: int = 1, alpha: float = ALPHA,
-        power: float = POWER) -> float:  # fmt: skip
-    """Minimum detectable mean paired difference (see the module docstring); NaN without cases.
-
-    Args:
-        noise: The spread of the per-case difference.
-        n_cases: Cases the contrast is paired over.
-        seeds: Runs averaged per case.
-        n_tests: Size of the Holm family (its first step is the strictest: ``alpha / n_tests``).
-        alpha, power: Family-wise level and power.
-    """
-    if n_cases < 1:
+def case_floor(
+    noise: NoiseModel, n_cases: int, n_tests: int = 1, alpha: float = ALPHA, power: float = POWER
+) -> float:
+    """The detectable difference with infinitely many runs: ``sd_case / sqrt(n)`` on ``n - 1`` df (NaN under 2 cases)."""
+    if n_cases < 2:
         return math.nan
-    return _z_sum(n_tests, alpha, power) * noise.paired_sd(seeds) / math.sqrt(n_cases)
+    return detectable(noise.sd_case / math.sqrt(n_cases), n_cases - 1, n_tests, alpha, power)
 
 
-def required_case_runs(noise: NoiseModel, difference: float, n_tests: int = 1, alpha: float = ALPHA,
-                       power: float = POWER) -> float:  # fmt: skip
-    """Cases x seeds needed to detect ``difference`` when the noise is all seed noise (``case_sd`` 0).
-
-    With a between-case part, more seeds stop helping once ``seed_sd**2 / seeds`` is small
-    against ``case_sd**2``; this is the count of the seed-noise part alone.
-    """
-    if difference <= 0:
-        raise ValueError(f"difference must be positive, got {difference}")
-    return (_z_sum(n_tests, alpha, power) * noise.seed_sd / difference) ** 2
-
-
-def noise_from_differences(differences: pd.DataFrame, source: str) -> NoiseModel:
-    """Estimate ``case_sd`` and ``seed_sd`` from per-run paired differences (one-way random effects).
-
-    Args:
-        differences: Columns ``case_id``, ``seed`` and ``difference`` (one row per case and
-            seed; NaN rows are dropped).
-        source: Where the differences come from, for :attr:`NoiseModel.source`.
-
-    Returns:
-        ``seed_sd`` from the pooled within-case variance over seeds (0 with one seed per case,
-        where it cannot be told apart from the case part), ``case_sd`` from the variance of
-        the case means less its seed part (at least 0).
+def noise_from_matrix(diff: np.ndarray, source: str) -> NoiseModel:
+    """The components of a ``(cases, runs)`` difference matrix (:func:`hie_core.report.variance.variance_components`).
 
     Raises:
-        ValueError: Fewer than 2 cases with a defined difference.
+        ValueError: fewer than 2 cases or fewer than 2 runs (the run part cannot be estimated).
     """
-    d = differences.dropna(subset=["difference"])
-    groups = d.groupby("case_id")["difference"]
-    means, counts = groups.mean(), groups.size()
-    if len(means) < 2:
-        raise ValueError(f"need differences on at least 2 cases to estimate their spread, got {len(means)}")
-    within = groups.var(ddof=1).dropna()
-    df_within = (counts[within.index] - 1).sum()
-    seed_var = float((within * (counts[within.index] - 1)).sum() / df_within) if df_within > 0 else 0.0
-    harmonic = float(len(counts) / np.sum(1.0 / counts))
-    case_var = max(float(means.var(ddof=1)) - seed_var / harmonic, 0.0)
-    return NoiseModel(case_sd=math.sqrt(case_var), seed_sd=math.sqrt(seed_var), source=source)
+    d = np.asarray(diff, dtype=float)
+    if d.ndim != 2 or d.shape[0] < 2 or d.shape[1] < 2:
+        raise ValueError(f"need at least 2 cases x 2 runs to estimate the components, got shape {d.shape}")
+    c = variance_components(d)
+    return NoiseModel(c.sd_case, c.sd_run, c.sd_case_run, source)
 
 
 def margins_for(margin: float | None) -> dict[str, float] | None:

@@ -1,135 +1,166 @@
-"""The study's statistics: bootstrap intervals, paired comparisons, Holm, the challenge ranking.
+"""The study's resampling and ranking: one bootstrap (the pigeonhole bootstrap), Holm, the challenge ranks.
 
-Every method is scored on the same cases, so methods are compared by their paired per-case
-differences (DESIGN.md, "Statistics we use"):
+A study scores every case with every trained model (a run) of a method, so runs and cases are
+**crossed**: a run's shift is shared by all the cases it scored. The noise model and the tests
+built on it are in :mod:`hie_core.report.variance`; this module resamples:
 
-- :func:`mean_ci`: mean and percentile-bootstrap 95% CI over cases (``scipy.stats.bootstrap``);
-- :func:`paired_difference`: mean paired difference, its paired bootstrap 95% CI (cases
-  resampled, ``paired=True``) and the Wilcoxon signed-rank p (``scipy.stats.wilcoxon``);
-- :func:`holm`: Holm-adjusted p-values over a family of tests
-  (``statsmodels.stats.multitest.multipletests``);
-- :func:`challenge_ranks`: BONBID-HIE's ranking, the mean of per-metric ranks of the means;
-- :func:`hierarchical_ci`, :func:`paired_contrast`, :func:`p_rank_first`: the study's
-  two-level bootstrap (Efron & Tibshirani 1993) over a ``(cases, seeds)`` matrix: cases are
-  resampled with replacement and, within each drawn case, its seeds (training runs) too, so the
-  interval carries both the case-to-case and the run-to-run spread; the paired contrast adds
-  the Wilcoxon signed-rank p (superiority) and the two one-sided tests of equivalence
-  (Schuirmann 1987; ``statsmodels.stats.weightstats.ttost_paired``) on the seed-averaged cases.
+- :func:`pigeonhole_means`: the pigeonhole bootstrap for crossed designs (Owen 2007, "The
+  pigeonhole bootstrap", Ann. Appl. Stat. 1(2)): cases and runs are drawn with replacement
+  **independently**, and a resample's statistic is the mean of the cells (case, run) the two
+  draws pick (a case drawn twice and a run drawn twice give that cell four times). Its variance
+  of the grand mean is that of the crossed model plus a small excess in the case x run part
+  (Owen: conservative by about ``2 sd_case_run**2 / (n r)``); with few runs the run part is
+  narrow (a percentile interval cannot see a t quantile), so verdicts use the t test of
+  :mod:`hie_core.report.variance`, not these intervals;
+- :func:`crossed_ci`: the percentile 95% interval of a ``(cases, runs)`` matrix's grand mean;
+- :func:`p_rank_first`: how often each method has the best mean over pigeonhole resamples of the
+  same cases (and the same run draws for methods with as many runs);
+- :func:`holm`: Holm-adjusted p-values (``statsmodels``);
+- :func:`challenge_ranks`: BONBID-HIE's ranking, the mean of per-metric ranks of the means.
 
-Undefined values (NaN: an MASD with exactly one empty mask) are dropped, pairwise for the
-paired statistics, and every result says how many values remained and, when no statistic
-could be computed, why.
+The number of resamples is :func:`resamples`: an argument, else the environment variable
+``HIE_BOOTSTRAP_RESAMPLES``, else 9999. A matrix cell that is NaN (an MASD with one mask empty) is
+skipped: a resample's mean is then the mean of its defined cells.
 """
 
 from __future__ import annotations
 
 import math
-import warnings
+import os
 from collections.abc import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
 
-__all__ = ["CONFIDENCE", "N_RESAMPLES", "challenge_ranks", "hierarchical_ci", "holm", "mean_ci", "p_rank_first",
-           "paired_contrast", "paired_difference", "unpaired_difference_ci"]  # fmt: skip
+__all__ = ["CONFIDENCE", "DEFAULT_RESAMPLES", "RESAMPLES_ENV", "challenge_ranks", "crossed_ci", "holm",
+           "p_rank_first", "pigeonhole_means", "resamples"]  # fmt: skip
 
 CONFIDENCE = 0.95
-N_RESAMPLES = 9999
+#: Bootstrap resamples when neither an argument nor :data:`RESAMPLES_ENV` says otherwise.
+DEFAULT_RESAMPLES = 9999
+#: Environment variable that sets the number of bootstrap resamples (tests use a few hundred).
+RESAMPLES_ENV = "HIE_BOOTSTRAP_RESAMPLES"
+_CHUNK = 2000  # resamples drawn at a time (bounds memory)
 
 
-def _bootstrap(samples: tuple[np.ndarray, ...], statistic, paired: bool, seed: int) -> tuple[float, float]:
-    from scipy.stats import bootstrap
-
-    res = bootstrap(samples, statistic, paired=paired, vectorized=True, confidence_level=CONFIDENCE,
-                    n_resamples=N_RESAMPLES, method="percentile", rng=np.random.default_rng(seed))  # fmt: skip
-    return float(res.confidence_interval.low), float(res.confidence_interval.high)
-
-
-def _mean(x: np.ndarray, axis: int = -1) -> np.ndarray:
-    return np.mean(x, axis=axis)
-
-
-def mean_ci(values: Sequence[float], seed: int = 0) -> dict[str, float | int | str]:
-    """Mean of the defined values and its percentile-bootstrap 95% CI over them.
-
-    Args:
-        values: One value per case; NaN means undefined (skipped and counted).
-        seed: Seed of the resampling.
-
-    Returns:
-        ``mean``, ``ci_low``, ``ci_high``, ``n`` (defined values), ``n_undefined`` and
-        ``reason`` ("" or why there is no mean / no interval: fewer than 2 defined values).
+def resamples(n: int | None = None) -> int:
+    """The number of bootstrap resamples: ``n``, else ``$HIE_BOOTSTRAP_RESAMPLES``, else 9999.
 
     Raises:
-        ValueError: An infinite value (an Inf must never be averaged).
+        ValueError: a count below 99 (a percentile 95% interval needs at least that many), or an
+            environment value that is not an integer (the message names the variable).
     """
-    x = np.asarray(values, dtype=float)
-    if np.isinf(x).any():
-        raise ValueError("values contain inf; an infinite score must never be averaged")
-    kept = x[~np.isnan(x)]
-    out = {"mean": math.nan, "ci_low": math.nan, "ci_high": math.nan, "n": int(kept.size),
-           "n_undefined": int(x.size - kept.size), "reason": ""}  # fmt: skip
-    if kept.size == 0:
-        return {**out, "reason": "no defined value"}
-    out["mean"] = float(kept.mean())
-    if kept.size < 2:
-        return {**out, "reason": "one value: no interval"}
-    out["ci_low"], out["ci_high"] = _bootstrap((kept,), _mean, paired=False, seed=seed)
-    return out
+    if n is None:
+        text = os.environ.get(RESAMPLES_ENV, "").strip()
+        if not text:
+            return DEFAULT_RESAMPLES
+        try:
+            n = int(text)
+        except ValueError:
+            raise ValueError(
+                f"{RESAMPLES_ENV}={text!r} is not an integer; set it to e.g. 999 or unset it"
+            ) from None
+    if n < 99:
+        raise ValueError(
+            f"bootstrap resamples must be at least 99, got {n} (set {RESAMPLES_ENV} or the argument)"
+        )
+    return int(n)
 
 
-def _mean_difference(a: np.ndarray, b: np.ndarray, axis: int = -1) -> np.ndarray:
-    return np.mean(a - b, axis=axis)
+def _check_matrix(name: str, matrix: np.ndarray) -> np.ndarray:
+    m = np.asarray(matrix, dtype=float)
+    if m.ndim != 2 or m.shape[1] < 1:
+        raise ValueError(f"{name} must be a (cases, runs) matrix, got shape {m.shape}")
+    if np.isinf(m).any():
+        raise ValueError(f"{name} holds an infinite value; an infinite score must never be averaged")
+    return m
 
 
-def _difference_of_means(a: np.ndarray, b: np.ndarray, axis: int = -1) -> np.ndarray:
-    return np.mean(a, axis=axis) - np.mean(b, axis=axis)
+def _case_weights(n_cases: int, size: int, rng: np.random.Generator, groups: np.ndarray | None) -> np.ndarray:
+    """``(size, n_cases)`` draw counts: cases drawn with replacement (within each group when given)."""
+    if groups is None:
+        return rng.multinomial(n_cases, np.full(n_cases, 1.0 / n_cases), size=size).astype(float)
+    weights = np.zeros((size, n_cases))
+    for g in np.unique(groups):
+        members = np.flatnonzero(groups == g)
+        weights[:, members] = rng.multinomial(
+            members.size, np.full(members.size, 1.0 / members.size), size=size
+        )
+    return weights
 
 
-def unpaired_difference_ci(a: Sequence[float], b: Sequence[float], seed: int = 0) -> tuple[float, float]:
-    """Percentile 95% CI of ``mean(a) - mean(b)`` for two independent groups (each resampled on its own)."""
-    return _bootstrap((np.asarray(a, dtype=float), np.asarray(b, dtype=float)), _difference_of_means,
-                      paired=False, seed=seed)  # fmt: skip
+def _run_weights(n_runs: int, size: int, rng: np.random.Generator) -> np.ndarray:
+    """``(size, n_runs)`` draw counts of runs (all ones with one run: nothing to resample)."""
+    if n_runs == 1:
+        return np.ones((size, 1))
+    return rng.multinomial(n_runs, np.full(n_runs, 1.0 / n_runs), size=size).astype(float)
 
 
-def paired_difference(a: Sequence[float], b: Sequence[float], seed: int = 0) -> dict[str, float | int | str]:
-    """Paired comparison of two methods on the same cases: ``a - b``.
+def _weighted_means(m: np.ndarray, case_w: np.ndarray, run_w: np.ndarray) -> np.ndarray:
+    """Mean of the defined cells of ``m`` (cases, runs) under each resample's weights: ``(size,)``."""
+    defined = ~np.isnan(m)
+    total = ((case_w @ np.where(defined, m, 0.0)) * run_w).sum(axis=1)
+    count = ((case_w @ defined.astype(float)) * run_w).sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(count > 0, total / np.where(count > 0, count, 1.0), np.nan)
+
+
+def pigeonhole_means(matrix: np.ndarray, n_resamples: int | None = None, seed: int = 0,
+                     groups: Sequence | np.ndarray | None = None) -> np.ndarray:  # fmt: skip
+    """Grand means of pigeonhole resamples of a ``(cases, runs)`` matrix (see the module docstring).
 
     Args:
-        a, b: Per-case scores of the two methods, in the same case order; a pair with a NaN on
-            either side is dropped.
-        seed: Seed of the bootstrap.
+        matrix: Scores or paired differences, one row per case, one column per run; NaN cells are
+            skipped.
+        n_resamples: Resamples (:func:`resamples`).
+        seed: Seed of the draws (the result is a function of it).
+        groups: Optional label per case (length ``cases``): cases are then drawn within their
+            group (group sizes fixed) and the mean of each group is returned.
 
     Returns:
-        ``n_pairs``, ``mean_difference`` (mean of a - b), ``ci_low``/``ci_high`` (paired
-        percentile bootstrap over cases), ``p_wilcoxon`` (two-sided signed-rank test; zero
-        differences dropped, SciPy's default) and ``reason``: "" or why the test did not run
-        (no pairs, one pair, or every difference zero; then ``p_wilcoxon`` is NaN).
+        ``(B,)`` resampled grand means, or ``(B, G)`` per group in sorted label order.
     """
-    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
-    if a.shape != b.shape or a.ndim != 1:
-        raise ValueError(f"a and b must be paired 1D arrays, got shapes {a.shape} and {b.shape}")
-    if np.isinf(a).any() or np.isinf(b).any():
-        raise ValueError("a and b must not contain inf")
-    keep = ~(np.isnan(a) | np.isnan(b))
-    a, b = a[keep], b[keep]
-    out = {"n_pairs": int(a.size), "mean_difference": math.nan, "ci_low": math.nan, "ci_high": math.nan,
-           "p_wilcoxon": math.nan, "reason": ""}  # fmt: skip
-    if a.size == 0:
-        return {**out, "reason": "no complete pairs"}
-    diff = a - b
-    out["mean_difference"] = float(diff.mean())
-    if a.size < 2:
-        return {**out, "reason": "one pair: no interval, no test"}
-    out["ci_low"], out["ci_high"] = _bootstrap((a, b), _mean_difference, paired=True, seed=seed)
-    if not diff.any():
-        return {**out, "reason": "every paired difference is zero: no test"}
-    from scipy.stats import wilcoxon
+    m = _check_matrix("matrix", matrix)
+    n_cases, n_runs = m.shape
+    if n_cases == 0:
+        raise ValueError("the matrix has no case")
+    labels = None if groups is None else np.asarray(groups)
+    if labels is not None and labels.shape != (n_cases,):
+        raise ValueError(f"groups must hold one label per case ({n_cases}), got shape {labels.shape}")
+    rng = np.random.default_rng(seed)
+    total, out = resamples(n_resamples), []
+    for start in range(0, total, _CHUNK):
+        size = min(_CHUNK, total - start)
+        case_w, run_w = _case_weights(n_cases, size, rng, labels), _run_weights(n_runs, size, rng)
+        if labels is None:
+            out.append(_weighted_means(m, case_w, run_w))
+        else:
+            out.append(
+                np.stack([_weighted_means(m, case_w * (labels == g), run_w) for g in np.unique(labels)], 1)
+            )
+    return np.concatenate(out)
 
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # ties and zeros: SciPy switches method itself
-        out["p_wilcoxon"] = float(wilcoxon(a, b).pvalue)
-    return out
+
+def percentile_interval(values: np.ndarray) -> tuple[float, float]:
+    """The :data:`CONFIDENCE` percentile interval of resampled values (NaN resamples dropped)."""
+    v = np.asarray(values, dtype=float)
+    v = v[~np.isnan(v)]
+    if v.size == 0:
+        return math.nan, math.nan
+    tail = (1 - CONFIDENCE) / 2
+    low, high = np.quantile(v, [tail, 1 - tail])
+    return float(low), float(high)
+
+
+def crossed_ci(matrix: np.ndarray, n_resamples: int | None = None, seed: int = 0) -> tuple[float, float]:
+    """Percentile 95% CI of the grand mean of a ``(cases, runs)`` matrix, cases and runs resampled independently.
+
+    With one run this is the ordinary case bootstrap. NaN for fewer than 2 cases with a defined cell.
+    """
+    m = _check_matrix("matrix", matrix)
+    if int((~np.isnan(m)).any(axis=1).sum()) < 2:
+        return math.nan, math.nan
+    return percentile_interval(pigeonhole_means(m, n_resamples, seed))
 
 
 def holm(p_values: Sequence[float]) -> np.ndarray:
@@ -164,125 +195,36 @@ def challenge_ranks(means: pd.DataFrame, higher_is_better: Mapping[str, bool]) -
     return ranks
 
 
-_CHUNK = 1000  # resamples drawn at a time (bounds the memory of the two-level bootstrap)
+def p_rank_first(matrices: Mapping[str, np.ndarray], higher_is_better: bool = True, seed: int = 0,
+                 n_resamples: int | None = None) -> dict[str, float]:  # fmt: skip
+    """How often each method has the best mean over pigeonhole resamples of the same cases.
 
-
-def _check_matrix(name: str, matrix: np.ndarray) -> np.ndarray:
-    m = np.asarray(matrix, dtype=float)
-    if m.ndim != 2 or m.shape[1] < 1:
-        raise ValueError(f"{name} must be a (cases, seeds) matrix, got shape {m.shape}")
-    if not np.isfinite(m).all():
-        raise ValueError(f"{name} must hold finite values only (leave undefined cases out first)")
-    return m
-
-
-def _resampled_means(matrix: np.ndarray, case_idx: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """Means of ``matrix`` over drawn cases (``case_idx`` (B, n)) and, within each, drawn seeds."""
-    n_seeds = matrix.shape[1]
-    if n_seeds == 1:
-        return matrix[case_idx, 0].mean(axis=1)
-    seed_idx = rng.integers(0, n_seeds, size=(*case_idx.shape, n_seeds))
-    return matrix[case_idx[..., None], seed_idx].mean(axis=(1, 2))
-
-
-def _draws(n_cases: int, rng: np.random.Generator):
-    done = 0
-    while done < N_RESAMPLES:
-        size = min(_CHUNK, N_RESAMPLES - done)
-        yield rng.integers(0, n_cases, size=(size, n_cases))
-        done += size
-
-
-def hierarchical_ci(matrix: np.ndarray, seed: int = 0) -> tuple[float, float]:
-    """Percentile 95% CI of the grand mean of a ``(cases, seeds)`` matrix, cases then seeds resampled.
-
-    With one seed this is the ordinary case bootstrap. NaN for fewer than 2 cases.
-    """
-    m = _check_matrix("matrix", matrix)
-    if m.shape[0] < 2:
-        return math.nan, math.nan
-    rng = np.random.default_rng(seed)
-    means = np.concatenate([_resampled_means(m, idx, rng) for idx in _draws(m.shape[0], rng)])
-    tail = (1 - CONFIDENCE) / 2
-    low, high = np.quantile(means, [tail, 1 - tail])
-    return float(low), float(high)
-
-
-def _pair(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Per case and seed ``a - b``; a one-run side (a reference) is broadcast over the other's seeds."""
-    if a.shape[0] != b.shape[0]:
-        raise ValueError(f"a and b must hold the same cases, got {a.shape[0]} and {b.shape[0]} rows")
-    if a.shape[1] == b.shape[1] or 1 in (a.shape[1], b.shape[1]):
-        return a - b
-    seeds = min(a.shape[1], b.shape[1])  # seeds are independent runs: pair the first ones of each
-    return a[:, :seeds] - b[:, :seeds]
-
-
-def paired_contrast(a: np.ndarray, b: np.ndarray, margin: float = math.nan, seed: int = 0) -> dict:
-    """Paired comparison ``a - b`` of two methods scored on the same cases, each over its seeds.
+    Every method's matrix is resampled with the same case draws; methods with the same number of
+    runs share the run draws too (runs are paired by seed), a method with another count (a
+    one-run reference) gets its own.
 
     Args:
-        a, b: ``(cases, seeds)`` matrices in the same case order (a reference with one run may
-            have one column).
-        margin: Equivalence margin (same unit as the scores); NaN: no equivalence test.
-        seed: Seed of the bootstrap.
-
-    Returns:
-        ``n_cases``, ``n_seeds``, ``estimate`` (mean difference), ``ci_low``/``ci_high``
-        (two-level bootstrap, :func:`hierarchical_ci`), ``sd`` (SD of the seed-averaged case
-        differences), ``p`` (two-sided Wilcoxon signed-rank on the seed-averaged case
-        differences, ``scipy.stats.wilcoxon``), ``p_equivalence`` (TOST against
-        ``[-margin, margin]``, ``statsmodels``' ``ttost_paired``) and ``reason`` ("" or why a
-        test did not run).
-    """
-    a, b = _check_matrix("a", a), _check_matrix("b", b)
-    diff = _pair(a, b)
-    case_diff = diff.mean(axis=1)
-    out = {"n_cases": int(diff.shape[0]), "n_seeds": int(diff.shape[1]), "estimate": math.nan, "ci_low": math.nan,
-           "ci_high": math.nan, "sd": math.nan, "p": math.nan, "p_equivalence": math.nan, "reason": ""}  # fmt: skip
-    if diff.shape[0] == 0:
-        return {**out, "reason": "no case"}
-    out["estimate"] = float(diff.mean())
-    if diff.shape[0] < 2:
-        return {**out, "reason": "one case: no interval, no test"}
-    out["ci_low"], out["ci_high"] = hierarchical_ci(diff, seed)
-    out["sd"] = float(case_diff.std(ddof=1))
-    if not case_diff.any():
-        return {**out, "reason": "every paired difference is zero: no test"}
-    from scipy.stats import wilcoxon
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # ties and zeros: SciPy switches method itself
-        out["p"] = float(wilcoxon(case_diff).pvalue)
-    if math.isfinite(margin) and margin > 0 and out["sd"] > 0:
-        from statsmodels.stats.weightstats import ttost_paired
-
-        out["p_equivalence"] = float(ttost_paired(a.mean(axis=1), b.mean(axis=1), -margin, margin)[0])
-    return out
-
-
-def p_rank_first(
-    matrices: Mapping[str, np.ndarray], higher_is_better: bool = True, seed: int = 0
-) -> dict[str, float]:
-    """How often each method has the best mean over two-level bootstrap resamples of the same cases.
-
-    Args:
-        matrices: Method -> ``(cases, seeds)`` matrix, every one over the same cases in the same order.
+        matrices: Method -> ``(cases, runs)`` matrix, every one over the same cases in the same order.
         higher_is_better: Direction of the score.
         seed: Seed of the bootstrap.
+        n_resamples: Resamples (:func:`resamples`).
 
     Returns:
         Method -> share of resamples in which it ranked first (ties share the resample).
     """
     names = list(matrices)
     ms = [_check_matrix(n, matrices[n]) for n in names]
-    if not ms or len({m.shape[0] for m in ms}) != 1:
-        raise ValueError("every method needs a matrix over the same cases")
+    if not ms or len({m.shape[0] for m in ms}) != 1 or ms[0].shape[0] == 0:
+        raise ValueError("every method needs a matrix over the same (at least one) cases")
     rng = np.random.default_rng(seed)
-    wins = np.zeros(len(names))
-    for idx in _draws(ms[0].shape[0], rng):
-        means = np.stack([_resampled_means(m, idx, rng) for m in ms], axis=1)
+    total, wins = resamples(n_resamples), np.zeros(len(names))
+    for start in range(0, total, _CHUNK):
+        size = min(_CHUNK, total - start)
+        case_w = _case_weights(ms[0].shape[0], size, rng, None)
+        run_w = {r: _run_weights(r, size, rng) for r in sorted({m.shape[1] for m in ms})}
+        means = np.stack([_weighted_means(m, case_w, run_w[m.shape[1]]) for m in ms], axis=1)
+        means = np.where(np.isnan(means), -np.inf if higher_is_better else np.inf, means)
         best = means.max(axis=1, keepdims=True) if higher_is_better else means.min(axis=1, keepdims=True)
         first = np.isclose(means, best, rtol=0, atol=1e-12)
         wins += (first / first.sum(axis=1, keepdims=True)).sum(axis=0)
-    return {n: float(w / N_RESAMPLES) for n, w in zip(names, wins, strict=True)}
+    return {n: float(w / total) for n, w in zip(names, wins, strict=True)}

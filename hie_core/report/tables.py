@@ -7,17 +7,23 @@ folders and writes what they return. Two frames carry the scores:
   fold model of a cross-validated seed is averaged over its folds first);
 - :func:`seed_average`: one row per method, split and case, the seeds averaged.
 
-The endpoints follow DESIGN.md, "Statistics we use":
+The endpoints (the book's Analysis plan page states them):
 
 - the primary endpoint is Dice on cases **with a lesion**; cases whose reference label is empty
   are their own stratum (:data:`EMPTY_STRATUM`) and their own endpoint, the false-positive
   volume in mL, and stay out of every metric mean;
-- a case's MASD is undefined when it is undefined in **any** of the method's runs (one mask
-  empty); Table 1 counts such cases and such case-runs; MASD means, ranks and MASD comparisons
-  use the cases defined for every ranked method, and a worst-case imputation (each undefined
-  case-run given the largest MASD of the split) is reported beside them as a sensitivity column;
-- intervals come from the two-level bootstrap of :mod:`hie_core.report.stats` (cases, then seeds
-  within cases); strata get an interval only with at least :data:`MIN_STRATUM_CI` values.
+- MASD follows the challenge's evaluation (each method's mean over the cases where **its** MASD
+  is defined, NaN skipped): a case's MASD is undefined for a method when it is undefined in any
+  of that method's runs (one mask empty); Table 1 gives each method's own count of defined cases
+  (``masd_cases``), so no method's failures change another's numbers, and its ranks
+  (``rank_masd``, ``rank_mean``) use these means. A worst-case imputation (each undefined
+  case-run given the split's largest MASD) is a sensitivity column (``masd_mm_worst_*``,
+  ``rank_masd_worst``, ``rank_mean_worst``). A paired MASD comparison of two methods uses the cases
+  defined in every run of both;
+- intervals come from the pigeonhole bootstrap of :mod:`hie_core.report.stats` (cases and runs
+  resampled independently: runs are crossed with cases); paired comparisons are tested with the
+  crossed t test of :mod:`hie_core.report.variance`; strata get an interval only with at least
+  :data:`MIN_STRATUM_CI` values.
 """
 
 from __future__ import annotations
@@ -30,7 +36,8 @@ import pandas as pd
 
 from hie_core.metrics import BURDEN_STRATA
 from hie_core.report import power
-from hie_core.report.stats import challenge_ranks, hierarchical_ci, holm, p_rank_first, paired_contrast
+from hie_core.report.stats import challenge_ranks, crossed_ci, holm, p_rank_first
+from hie_core.report.variance import NOT_TESTABLE, detectable, paired_contrast, untestable_reason
 
 __all__ = [
     "COMPARISON_COLUMNS",
@@ -50,7 +57,6 @@ __all__ = [
     "lesion_cases",
     "masd_common_cases",
     "matrix",
-    "observed_mdd",
     "per_case_wide",
     "run_scores",
     "seed_average",
@@ -79,14 +85,16 @@ _REFERENCE_SEED = -1  # the seed column of a reference row (baseline, ceiling: o
 _CI_COLUMNS = tuple(f"{m}_{s}" for m in METRICS for s in ("mean", "ci_low", "ci_high"))
 #: Columns of ``table1_<split>.csv``.
 TABLE1_COLUMNS = ("method", "n_cases", "n_runs", *_CI_COLUMNS[:6], "masd_cases", "masd_undefined",
-                  "masd_undefined_runs", *_CI_COLUMNS[6:], "masd_mm_worst_mean",
-                  "rank_dice", "rank_masd", "rank_nsd", "rank_mean", "rank_mean_worst", "p_rank1_dice",
+                  "masd_undefined_runs", *_CI_COLUMNS[6:], "masd_mm_worst_mean", "masd_mm_worst_ci_low",
+                  "masd_mm_worst_ci_high", "rank_dice", "rank_masd", "rank_nsd", "rank_mean", "rank_masd_worst",
+                  "rank_mean_worst", "p_rank1_dice",
                   "dice_seed_sd", "masd_mm_seed_sd", "nsd_seed_sd", "empty_cases", "fp_cases",
                   "fp_volume_ml_mean")  # fmt: skip
 #: Columns of ``comparisons_<split>.csv``.
 COMPARISON_COLUMNS = ("method", "reference", "metric", "n_pairs", "mean_difference", "ci_low", "ci_high",
                       "p_wilcoxon", "p_holm", "n_seeds", "margin", "p_equivalence", "p_equivalence_holm", "mdd", "verdict",
-                      "favours", "reason")  # fmt: skip
+                      "favours", "reason", "p", "se", "df", "sd_case", "sd_run", "sd_case_run")  # fmt: skip
+
 #: Columns of ``strata_<split>.csv``.
 STRATA_COLUMNS = ("method", "stratum", "n_cases", *_CI_COLUMNS[:6], "masd_undefined", *_CI_COLUMNS[6:],
                   "fp_cases", "fp_volume_ml_mean", "note")  # fmt: skip
@@ -177,11 +185,12 @@ def matrix(runs: pd.DataFrame, method: str, split: str, metric: str, cases: Sequ
 
 
 def _mean_ci(m: np.ndarray, min_cases: int = 2) -> tuple[float, float, float]:
-    if m.size == 0:
+    """Mean of the defined cells of a ``(cases, runs)`` matrix and its pigeonhole 95% CI."""
+    if m.size == 0 or np.isnan(m).all():
         return math.nan, math.nan, math.nan
     if m.shape[0] < min_cases:
-        return float(m.mean()), math.nan, math.nan
-    return (float(m.mean()), *hierarchical_ci(m))
+        return float(np.nanmean(m)), math.nan, math.nan
+    return (float(np.nanmean(m)), *crossed_ci(m))
 
 
 def seed_sd(runs: pd.DataFrame, split: str) -> pd.DataFrame:
@@ -203,8 +212,7 @@ def _empty_endpoint(rows: pd.DataFrame) -> dict:
             "fp_volume_ml_mean": float(volume.mean()) if len(empty) and volume.notna().all() else math.nan}  # fmt: skip
 
 
-def _method_row(per_case: pd.DataFrame, runs: pd.DataFrame, split: str, method: str, masd_cases: list[str],
-                worst: float) -> dict:  # fmt: skip
+def _method_row(per_case: pd.DataFrame, runs: pd.DataFrame, split: str, method: str, worst: float) -> dict:
     rows = per_case[(per_case["method"] == method) & (per_case["split"] == split)]
     lesion = rows[rows["stratum"] != EMPTY_STRATUM]
     cases = lesion["case_id"].tolist()
@@ -212,14 +220,15 @@ def _method_row(per_case: pd.DataFrame, runs: pd.DataFrame, split: str, method: 
     for metric in ("dice", "nsd"):
         row.update(zip((f"{metric}_mean", f"{metric}_ci_low", f"{metric}_ci_high"),
                        _mean_ci(matrix(runs, method, split, metric, cases)), strict=True))  # fmt: skip
-    own = masd_cases if method not in UNRANKED else lesion.loc[lesion["masd_mm"].notna(), "case_id"].tolist()
+    own = lesion.loc[lesion["masd_mm"].notna(), "case_id"].tolist()  # defined in every run of this method
     row.update(zip(("masd_mm_mean", "masd_mm_ci_low", "masd_mm_ci_high"),
                    _mean_ci(matrix(runs, method, split, "masd_mm", own)), strict=True))  # fmt: skip
     all_masd = matrix(runs, method, split, "masd_mm", cases)
+    imputed = np.where(np.isnan(all_masd), worst, all_masd) if math.isfinite(worst) else all_masd
+    row.update(zip(("masd_mm_worst_mean", "masd_mm_worst_ci_low", "masd_mm_worst_ci_high"), _mean_ci(imputed),
+                   strict=True))  # fmt: skip
     row.update({"masd_cases": len(own), "masd_undefined": int(lesion["masd_mm"].isna().sum()),
-                "masd_undefined_runs": int(lesion["masd_undefined_runs"].sum()),
-                "masd_mm_worst_mean": float(np.where(np.isnan(all_masd), worst, all_masd).mean()) if cases else math.nan,
-                **_empty_endpoint(rows)})  # fmt: skip
+                "masd_undefined_runs": int(lesion["masd_undefined_runs"].sum()), **_empty_endpoint(rows)})  # fmt: skip
     return row
 
 
@@ -246,19 +255,18 @@ def table1(per_case: pd.DataFrame, runs: pd.DataFrame, split: str, methods: Sequ
 
     Returns:
         :data:`TABLE1_COLUMNS`, one row per method present. Dice and NSD over the cases with a
-        lesion; MASD over ``masd_cases``, the cases defined for every ranked method (the
-        ceiling over its own defined cases); ``masd_mm_worst_mean`` and ``rank_mean_worst``:
-        every undefined case-run given the split's largest MASD.
+        lesion; MASD over ``masd_cases``, the method's own cases with a lesion whose MASD is
+        defined in every one of its runs (the challenge's rule); ``masd_mm_worst_*``,
+        ``rank_masd_worst`` and ``rank_mean_worst``: every undefined case-run given the split's
+        largest MASD (a sensitivity analysis).
     """
     present = [m for m in methods if ((per_case["method"] == m) & (per_case["split"] == split)).any()]
-    ranked_methods = [m for m in present if m not in UNRANKED]
-    masd_cases = masd_common_cases(per_case, split, ranked_methods)
     split_runs = runs[(runs["split"] == split) & (runs["stratum"] != EMPTY_STRATUM)]
     worst = float(split_runs["masd_mm"].max()) if split_runs["masd_mm"].notna().any() else math.nan
     sd = seed_sd(runs, split)
     rows = []
     for method in present:
-        row = _method_row(per_case, runs, split, method, masd_cases, worst)
+        row = _method_row(per_case, runs, split, method, worst)
         row.update(sd.loc[method].to_dict() if method in sd.index else {})
         rows.append(row)
     table = pd.DataFrame(rows).reindex(columns=list(TABLE1_COLUMNS))
@@ -268,7 +276,9 @@ def table1(per_case: pd.DataFrame, runs: pd.DataFrame, split: str, methods: Sequ
     table.loc[ranked, ["rank_dice", "rank_masd", "rank_nsd", "rank_mean"]] = _rank(
         table, ranked, "masd_mm_mean"
     )
-    table.loc[ranked, "rank_mean_worst"] = _rank(table, ranked, "masd_mm_worst_mean")["rank_mean"]
+    worst_ranks = _rank(table, ranked, "masd_mm_worst_mean")
+    table.loc[ranked, "rank_masd_worst"] = worst_ranks["rank_masd"]
+    table.loc[ranked, "rank_mean_worst"] = worst_ranks["rank_mean"]
     ranked_losses = [m for m in losses if m in present]
     cases = lesion_cases(per_case, split, ranked_losses)
     if len(ranked_losses) > 1 and len(cases) > 1:
@@ -283,8 +293,11 @@ def _favours(method: str, reference: str, metric: str, difference: float) -> str
     return method if (difference > 0) == HIGHER_IS_BETTER[metric] else reference
 
 
-def equivalence_verdict(p_holm: float, p_equivalence_holm: float) -> str:
-    """``"different"`` (Holm p < alpha), ``"equivalent"`` (Holm TOST p < alpha) or ``"inconclusive"``."""
+def equivalence_verdict(p_holm: float, p_equivalence_holm: float, testable: bool = True) -> str:
+    """``"different"`` (Holm p < alpha), ``"equivalent"`` (Holm TOST p < alpha), ``"inconclusive"``, or
+    :data:`NOT_TESTABLE` when the design cannot reach a verdict."""
+    if not testable:
+        return NOT_TESTABLE
     if p_holm < ALPHA:
         return "different"
     if p_equivalence_holm < ALPHA:
@@ -292,23 +305,16 @@ def equivalence_verdict(p_holm: float, p_equivalence_holm: float) -> str:
     return "inconclusive"
 
 
-def observed_mdd(sd: float, n_cases: int, n_tests: int) -> float:
-    """Minimum detectable mean difference at this design from the observed SD of the seed-averaged case differences."""
-    if not (math.isfinite(sd) and n_cases > 1):
-        return math.nan
-    return power.mdd(
-        power.NoiseModel(case_sd=sd, seed_sd=0.0, source="observed"), n_cases, 1, max(n_tests, 1)
-    )
-
-
 def comparisons(per_case: pd.DataFrame, runs: pd.DataFrame, split: str, methods: Sequence[str],
                 references: Sequence[str], margins: Mapping[str, float] = MARGINS) -> pd.DataFrame:  # fmt: skip
     """Each method against each reference on each metric, paired over the cases both have (one Holm family).
 
     Dice and NSD are paired over the cases with a lesion both scored; MASD over the cases
-    defined in every run of both. Superiority (Wilcoxon) and equivalence (TOST with
-    ``margins``) are each Holm-adjusted over the table; ``verdict`` is :func:`equivalence_verdict`;
-    ``mdd`` the minimum detectable difference at the first Holm step (80% power).
+    defined in every run of both. Superiority (the crossed t test, ``p``) and equivalence (its
+    TOST with ``margins``) are each Holm-adjusted over the table's testable rows; ``p_wilcoxon``
+    is a sensitivity column; ``verdict`` is :func:`equivalence_verdict` (:data:`NOT_TESTABLE` under
+    :func:`hie_core.report.variance.untestable_reason`); ``mdd`` the
+    minimum detectable difference at the first Holm step (80% power) from the row's SE and df.
 
     Returns:
         :data:`COMPARISON_COLUMNS`; ``mean_difference`` is method minus reference, ``favours``
@@ -322,20 +328,24 @@ def comparisons(per_case: pd.DataFrame, runs: pd.DataFrame, split: str, methods:
                 cases = contrast_cases(per_case, split, metric, [method, reference])
                 res = paired_contrast(matrix(runs, method, split, metric, cases),
                                       matrix(runs, reference, split, metric, cases), margins[metric])  # fmt: skip
+                why = untestable_reason(res)
                 out.append({"method": method, "reference": reference, "metric": metric, "n_pairs": res["n_cases"],
-                            "n_seeds": res["n_seeds"], "mean_difference": res["estimate"], "ci_low": res["ci_low"],
-                            "ci_high": res["ci_high"], "p_wilcoxon": res["p"], "margin": margins[metric],
-                            "p_equivalence": res["p_equivalence"], "sd": res["sd"], "reason": res["reason"],
-                            "favours": _favours(method, reference, metric, res["estimate"])})  # fmt: skip
+                            "mean_difference": res["estimate"], "margin": margins[metric], "reason": why,
+                            "_testable": not why, "favours": _favours(method, reference, metric, res["estimate"]),
+                            **{k: res[k] for k in ("n_seeds", "ci_low", "ci_high", "p", "p_wilcoxon", "p_equivalence",
+                                                   "se", "df", "sd_case", "sd_run", "sd_case_run")}})  # fmt: skip
     table = pd.DataFrame(out)
     if table.empty:
         return table.reindex(columns=list(COMPARISON_COLUMNS))
-    table["p_holm"] = holm(table["p_wilcoxon"].to_numpy(float))
-    table["p_equivalence_holm"] = holm(table["p_equivalence"].to_numpy(float))
-    n_tests = int(table["p_wilcoxon"].notna().sum())
-    table["mdd"] = [observed_mdd(sd, n, n_tests) for sd, n in zip(table["sd"], table["n_pairs"], strict=True)]
-    table["verdict"] = [equivalence_verdict(p, q) for p, q in zip(table["p_holm"], table["p_equivalence_holm"],
-                                                                  strict=True)]  # fmt: skip
+    testable = table["_testable"].astype(bool)
+    table["p_holm"], table["p_equivalence_holm"] = math.nan, math.nan
+    table.loc[testable, "p_holm"] = holm(table.loc[testable, "p"].to_numpy(float))
+    table.loc[testable, "p_equivalence_holm"] = holm(table.loc[testable, "p_equivalence"].to_numpy(float))
+    n_tests = int(table.loc[testable, "p"].notna().sum())
+    table["mdd"] = [detectable(se, df, n_tests, ALPHA) if t else math.nan
+                    for se, df, t in zip(table["se"], table["df"], testable, strict=True)]  # fmt: skip
+    table["verdict"] = [equivalence_verdict(p, q, t) for p, q, t in
+                        zip(table["p_holm"], table["p_equivalence_holm"], testable, strict=True)]  # fmt: skip
     return table.reindex(columns=list(COMPARISON_COLUMNS))
 
 
