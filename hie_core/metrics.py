@@ -55,7 +55,6 @@ __all__ = [
     "burden_stratum",
     "case_metrics",
     "lesion_burden_percent",
-    "paired_wilcoxon",
     "summarize",
     "surface_distances",
     "surfel_area_table",
@@ -390,35 +389,6 @@ def burden_stratum(burden_percent: float) -> str:
     if not (0 <= value <= 100):
         raise ValueError(f"burden_percent must be in [0, 100], got {burden_percent!r}")
     return BURDEN_STRATA[0] if value < 1 else BURDEN_STRATA[1] if value <= 5 else BURDEN_STRATA[2]
-
-
-def paired_wilcoxon(a: Sequence[float], b: Sequence[float]) -> dict:
-    """Two-sided Wilcoxon signed-rank test of paired per-case values (``scipy.stats.wilcoxon``).
-
-    Pairs with a NaN on either side are dropped; zero differences are dropped by the test
-    (``zero_method="wilcox"``).
-
-    Returns:
-        ``statistic``, ``p_value``, ``n`` (complete pairs), ``median_difference`` (of a - b)
-        and ``reason`` (empty, or why the test could not run: then ``p_value`` is NaN).
-    """
-    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
-    if a.ndim != 1 or a.shape != b.shape:
-        raise ValueError(f"a and b must be 1D and paired, got shapes {a.shape} and {b.shape}")
-    if np.isinf(a).any() or np.isinf(b).any():
-        raise ValueError("a and b must not contain inf")
-    keep = ~(np.isnan(a) | np.isnan(b))
-    diff = a[keep] - b[keep]
-    out = {"statistic": math.nan, "p_value": math.nan, "n": int(diff.size), "median_difference": math.nan}
-    if diff.size == 0:
-        return {**out, "reason": "no complete pairs"}
-    out["median_difference"] = float(np.median(diff))
-    if not diff.any():
-        return {**out, "reason": "all paired differences are zero"}
-    from scipy import stats
-
-    res = stats.wilcoxon(a[keep], b[keep])
-    return {**out, "statistic": float(res.statistic), "p_value": float(res.pvalue), "reason": ""}
 
 
 class MetricAccumulator:

@@ -10,7 +10,7 @@ import pytest
 import SimpleITK as sitk
 import surface_distance as deepmind
 import torch
-from scipy import ndimage, stats
+from scipy import ndimage
 from surface_distance import lookup_tables
 
 from hie_core.metrics import (
@@ -19,7 +19,6 @@ from hie_core.metrics import (
     burden_stratum,
     case_metrics,
     lesion_burden_percent,
-    paired_wilcoxon,
     summarize,
     surface_distances,
     surfel_area_table,
@@ -281,29 +280,6 @@ def test_lesion_burden_percent() -> None:
     assert burden_stratum(lesion_burden_percent(label, brain)) == "1-5%"
     with pytest.raises(ValueError, match="brain_mask"):
         lesion_burden_percent(label, np.zeros(SHAPE, bool))
-
-
-def test_paired_wilcoxon_matches_scipy_and_drops_nan() -> None:
-    rng = np.random.default_rng(3)
-    a, b = rng.random(20), rng.random(20) + 0.2
-    expected = stats.wilcoxon(a, b)
-    a_nan, b_nan = np.append(a, [math.nan, 0.4]), np.append(b, [0.3, math.nan])
-    out = paired_wilcoxon(a_nan, b_nan)
-    assert out["n"] == 20 and out["reason"] == ""
-    assert out["statistic"] == pytest.approx(expected.statistic)
-    assert out["p_value"] == pytest.approx(expected.pvalue)
-    assert out["median_difference"] == pytest.approx(np.median(a - b))
-
-
-def test_paired_wilcoxon_degenerate_cases() -> None:
-    same = paired_wilcoxon([0.1, 0.2, 0.3], [0.1, 0.2, 0.3])
-    assert math.isnan(same["p_value"]) and "zero" in same["reason"] and same["median_difference"] == 0.0
-    none = paired_wilcoxon([math.nan], [0.2])
-    assert none["n"] == 0 and math.isnan(none["p_value"]) and none["reason"]
-    with pytest.raises(ValueError, match="paired"):
-        paired_wilcoxon([0.1, 0.2], [0.1])
-    with pytest.raises(ValueError, match="inf"):
-        paired_wilcoxon([0.1, math.inf], [0.1, 0.2])
 
 
 def test_metric_accumulator() -> None:
