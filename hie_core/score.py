@@ -156,9 +156,7 @@ def _check_out(out: str, data_dir: Path, pred_folder: Path) -> None:
     run = run_folder_of(pred_folder)
     if run is not None:
         reads.append(Read(run, "run folder"))
-    check_outputs(
-        PROG, [out], reads
-    )  # its record, <out>.hie-score.json, goes beside it and is replaced with it
+    check_outputs(PROG, [out], reads)  # its record, <out>.hie-score.json, goes beside it and follows it
 
 
 def _show_notices(caught: list[warnings.WarningMessage]) -> None:
