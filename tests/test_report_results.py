@@ -26,6 +26,11 @@ BASE = np.round(np.linspace(0.30, 0.74, 12), 3)  # 12 test cases, distinct value
 JITTER = 0.001 * np.arange(12)  # distinct paired differences: no ties, so Wilcoxon's exact p is fast
 
 
+@pytest.fixture(autouse=True)
+def _few_resamples(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HIE_BOOTSTRAP_RESAMPLES", "499")
+
+
 @pytest.fixture
 def study(tmp_path: Path) -> Path:
     """dice (2 seeds), tversky (2 seeds, about +0.1 and +0.2 over dice's first seed), baseline, ceiling."""
