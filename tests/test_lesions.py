@@ -359,11 +359,8 @@ def test_lesion_files_for_a_run_folder_from_before_the_lesion_metrics(tiny_relea
     (run / "metrics.csv").write_text("\n".join(lines) + "\n")
     before = find_runs(tmp_path / "study").scores()
     assert before["lesion_sensitivity"].isna().all()  # the old folder still loads, with NaN
-    assert add_lesion_files(tmp_path / "study") == {
-        "folders": 1,
-        "cases": 2,
-        "seconds": pytest.approx(0, abs=60),
-    }
+    done = add_lesion_files(tmp_path / "study")
+    assert (done["folders"], done["cases"], done["skipped"]) == (1, 2, 0)
     after = find_runs(tmp_path / "study").scores()
     assert after["lesion_sensitivity"].tolist() == [1.0, 1.0] and after["n_fp_lesions"].tolist() == [1, 1]
     assert add_lesion_files(tmp_path / "study")["folders"] == 0  # written once
@@ -373,6 +370,10 @@ def test_lesion_files_for_a_run_folder_from_before_the_lesion_metrics(tiny_relea
     with pytest.raises(StudyFolderError, match="_lesion.mha: missing"):
         add_lesion_files(tmp_path / "study", force=True)
     assert main([str(tmp_path / "study"), "--force"]) == 2  # one line, exit 2
+    done = add_lesion_files(
+        tmp_path / "study", force=True, skip_unscorable=True
+    )  # what the results step does
+    assert (done["folders"], done["skipped"]) == (0, 1)
     assert "hie-lesions: error:" in capsys.readouterr().err
 
 

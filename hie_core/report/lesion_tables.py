@@ -39,12 +39,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from hie_core.errors import exit_on_user_error
-from hie_core.lesions import LESION_COLUMNS, SIZE_BAND_EDGES_ML, SIZE_BANDS
+from hie_core.errors import UserError, exit_on_user_error
+from hie_core.lesions import CONNECTIVITY, LESION_COLUMNS, SIZE_BAND_EDGES_ML, SIZE_BANDS
 from hie_core.report import stats
 
 __all__ = [
     "ALL_SIZES",
+    "CONNECTIVITY_WORDS",
     "BAND_COLUMNS",
     "LESION_KINDS",
     "PER_CASE_LESION_COLUMNS",
@@ -57,6 +58,7 @@ __all__ = [
     "lesion_run_scores",
     "main",
     "ratio_ci",
+    "score_lines",
     "table1b",
     "with_lesion_columns",
 ]
@@ -78,6 +80,8 @@ BAND_COLUMNS = ("method", "size_band", "n_cases", "n_lesions", "n_runs", "detect
                 "ci_high", "fp_lesions_per_case", "note")  # fmt: skip
 #: The size edge between claim d's small lesions and the others (mL): the smallest band's upper edge.
 SMALL_LESION_ML = SIZE_BAND_EDGES_ML[0]
+#: How a reader reads what a lesion is.
+CONNECTIVITY_WORDS = f"{CONNECTIVITY}-connected components on the native grid"
 _REFERENCE_SEED = -1  # as hie_core.report.tables: the seed of a reference row (one run)
 _EMPTY = "empty label"
 
@@ -343,11 +347,48 @@ def add_lesion_results(runs, out: dict[str, dict[str, pd.DataFrame]]) -> None:
     scored = lesion_run_scores(scores)
     counts = band_counts(runs.lesions(), scored)
     methods = [*runs.methods, *REFERENCES]
+    scored_any = scored.groupby(["method", "split"])["n_ref_lesions"].apply(lambda v: bool(v.notna().any()))
     for split, kinds in out.items():
+        with_rows = [
+            m for m in methods if scored_any.get((m, split), False)
+        ]  # a run folder without lesion scores: none
         kinds["per_case"] = with_lesion_columns(kinds["per_case"], scores)
         kinds["table1b"] = table1b(scored, split, methods)
-        kinds["lesion_bands"] = lesion_bands(counts, split, methods)
-        kinds["lesion_claims"] = lesion_claims(counts, split, runs.seed_methods)
+        kinds["lesion_bands"] = lesion_bands(counts, split, with_rows)
+        kinds["lesion_claims"] = lesion_claims(
+            counts, split, [m for m in runs.seed_methods if m in with_rows]
+        )
+
+
+def _format(row: pd.Series, metric: str, digits: int = 3) -> str:
+    mean, low, high = (row[f"{metric}_{s}"] for s in ("mean", "ci_low", "ci_high"))
+    if not math.isfinite(mean):
+        return "n/a"
+    interval = f" [{low:.{digits}f}, {high:.{digits}f}]" if math.isfinite(low) and math.isfinite(high) else ""
+    return f"{mean:.{digits}f}{interval}"
+
+
+def score_lines(metrics: pd.DataFrame) -> list[str]:
+    """``hie-score``'s lesion-wise summary: per split, Table 1b's row of one set of masks (one run).
+
+    Args:
+        metrics: :func:`hie_core.external.score_predictions` rows (a run's ``metrics.csv`` columns).
+    """
+    runs = lesion_run_scores(metrics.assign(method="scored", seed=0))
+    lines = []
+    for split in dict.fromkeys(metrics["split"].dropna()):
+        row = table1b(runs, split, ["scored"]).iloc[0]
+        line = (f"{split}: lesions ({CONNECTIVITY_WORDS}), {int(row['n_cases'])} case(s) with a lesion, "
+                f"{row['n_ref_lesions']} reference lesion(s), mean per case [95% CI]: sensitivity "
+                f"{_format(row, 'lesion_sensitivity')}; F1 {_format(row, 'lesion_f1')}; lesion-wise Dice "
+                f"{_format(row, 'lesion_dice')}; false-positive lesions {_format(row, 'n_fp_lesions', 2)}; volume "
+                f"error (predicted - reference) {_format(row, 'volume_error_ml', 2)} mL, absolute "
+                f"{_format(row, 'abs_volume_error_ml', 2)} mL")  # fmt: skip
+        if row["empty_cases"]:
+            line += (f"; {int(row['empty_cases'])} empty label(s): {row['empty_fp_lesions_mean']:.2f} false-positive "
+                     f"lesion(s), {row['empty_fp_lesion_volume_ml_mean']:.3g} mL per case")  # fmt: skip
+        lines.append(line)
+    return lines
 
 
 def _data_dir(runs) -> Path:
@@ -361,7 +402,9 @@ def _data_dir(runs) -> Path:
                            "config.json); the lesion metrics need the reference labels: restore the data folder")  # fmt: skip
 
 
-def add_lesion_files(study_dir: str | Path, force: bool = False) -> dict[str, float]:
+def add_lesion_files(
+    study_dir: str | Path, force: bool = False, skip_unscorable: bool = False
+) -> dict[str, float]:
     """Write ``lesions.csv`` into every finished run folder (and baseline, ceiling) of a study that lacks one.
 
     Each scored case's saved mask (``predictions/<split>/<case>_lesion.mha``) is scored against
@@ -372,49 +415,70 @@ def add_lesion_files(study_dir: str | Path, force: bool = False) -> dict[str, fl
     Args:
         study_dir: The study folder.
         force: Rewrite every ``lesions.csv``, also those the runs wrote.
+        skip_unscorable: Leave a folder without ``lesions.csv`` when its masks or the data folder
+            are missing, instead of raising (its lesion columns stay NaN; the results step does this).
 
     Returns:
-        ``folders`` written, ``cases`` scored and ``seconds`` spent.
+        ``folders`` written, ``cases`` scored, ``skipped`` folders and ``seconds`` spent.
 
     Raises:
         StudyFolderError: A run's saved mask or the data folder is missing (named in the message).
     """
-    import dataclasses
-
     from hie_core.data import discover_cases
-    from hie_core.io import read_image
-    from hie_core.lesions import lesion_metrics
-    from hie_core.report.runs import LESIONS_CSV, StudyFolderError, find_runs, load_prediction
-    from hie_core.training.evaluate import prediction_path, write_lesions
+    from hie_core.report.runs import LESIONS_CSV, find_runs
+    from hie_core.training.evaluate import write_lesions
 
     t0 = time.perf_counter()
     runs = find_runs(study_dir)
     todo = [r for r in runs.runs if force or not (r.path / LESIONS_CSV).is_file()]
-    if not todo:
-        return {"folders": 0, "cases": 0, "seconds": time.perf_counter() - t0}
-    cases = {c.case_id: c for c in discover_cases(_data_dir(runs))}
+    done = {"folders": 0, "cases": 0, "skipped": 0, "seconds": 0.0}
+    try:
+        cases = {c.case_id: c for c in discover_cases(_data_dir(runs))} if todo else {}
+    except UserError:  # no data folder, or one that is not a BONBID-HIE folder
+        if not skip_unscorable:
+            raise
+        todo, done["skipped"] = [], len(todo)
     references: dict[str, tuple] = {}
-    n_cases = 0
     for run in todo:
-        rows = []
-        for case_id, split in zip(run.metrics["case_id"], run.metrics["split"], strict=True):
-            if case_id not in cases or cases[case_id].label is None:
-                raise StudyFolderError(f"{run.path / 'metrics.csv'}: case {case_id} has no reference label in the data "
-                                       "folder; restore the data folder the study used")  # fmt: skip
-            case = dataclasses.replace(cases[case_id], split=None if pd.isna(split) else str(split))
-            pred = load_prediction(run.path, case)
-            if pred is None:
-                raise StudyFolderError(f"{prediction_path(run.path, case)}: missing; the lesion metrics of "
-                                       f"{run.path} are computed from its saved masks: run the study again "
-                                       "with the same options to redo that run")  # fmt: skip
-            if case_id not in references:
-                label, geometry = read_image(case.label)
-                references[case_id] = (label > 0, geometry.spacing_mm)
-            ref, spacing = references[case_id]
-            rows += lesion_metrics(pred, ref, spacing).rows(case_id, case.split)
-            n_cases += 1
+        try:
+            rows = _lesion_rows(run, cases, references)
+        except UserError:  # a mask or label missing or unreadable
+            if not skip_unscorable:
+                raise
+            done["skipped"] += 1
+            continue
         write_lesions(rows, run.path)
-    return {"folders": len(todo), "cases": n_cases, "seconds": time.perf_counter() - t0}
+        done["folders"] += 1
+        done["cases"] += len(run.metrics)
+    return {**done, "seconds": time.perf_counter() - t0}
+
+
+def _lesion_rows(run, cases: dict, references: dict[str, tuple]) -> list[dict]:
+    """The ``lesions.csv`` rows of one run folder from its saved masks (``references``: a cache of labels)."""
+    import dataclasses
+
+    from hie_core.io import read_image
+    from hie_core.lesions import lesion_metrics
+    from hie_core.report.runs import StudyFolderError, load_prediction
+    from hie_core.training.evaluate import prediction_path
+
+    rows = []
+    for case_id, split in zip(run.metrics["case_id"], run.metrics["split"], strict=True):
+        if case_id not in cases or cases[case_id].label is None:
+            raise StudyFolderError(f"{run.path / 'metrics.csv'}: case {case_id} has no reference label in the data "
+                                   "folder; restore the data folder the study used")  # fmt: skip
+        case = dataclasses.replace(cases[case_id], split=None if pd.isna(split) else str(split))
+        pred = load_prediction(run.path, case)
+        if pred is None:
+            raise StudyFolderError(f"{prediction_path(run.path, case)}: missing; the lesion metrics of "
+                                   f"{run.path} are computed from its saved masks: run the study again "
+                                   "with the same options to redo that run")  # fmt: skip
+        if case_id not in references:
+            label, geometry = read_image(case.label)
+            references[case_id] = (label > 0, geometry.spacing_mm)
+        ref, spacing = references[case_id]
+        rows += lesion_metrics(pred, ref, spacing).rows(case_id, case.split)
+    return rows
 
 
 @exit_on_user_error("hie-lesions")
