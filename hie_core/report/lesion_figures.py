@@ -117,7 +117,8 @@ def claims_table(results: StudyResults, split: str = "test"):
             f"reference lesions both under {SMALL_LESION_ML:g} mL and of at least {SMALL_LESION_ML:g} mL, the share "
             "of the small ones detected minus the share of the larger ones, per run; mean over cases and runs, 95% "
             "CI from resampling cases and runs, two-sided t test with the standard error from the case, run and "
-            f"case x run variance components, Holm-adjusted over these {len(c)} rows (their own family). The claim "
+            f"case x run variance components, Holm-adjusted within this table ({display.plural(len(c), 'test')}, its own "
+            "family). The claim "
             "expects a negative difference. Detectable: the difference this design detects with 80% power at the "
             f"family's strictest Holm level. {_provenance(results)}.")  # fmt: skip
     return display.table(shown, precision=3, note=note, html_columns=["difference [95% CI]"])
