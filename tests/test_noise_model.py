@@ -18,6 +18,11 @@ from hie_core.report import power, stats, variance
 B = 299  # resamples per simulated study: coverage needs the 2.5% and 97.5% quantiles only roughly
 
 
+@pytest.fixture(autouse=True)
+def _few_resamples(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(stats.RESAMPLES_ENV, "499")
+
+
 def _simulate(rng: np.random.Generator, n: int, r: int, sds: tuple[float, float, float], mean: float = 0.0):
     """``(n, r)`` differences ``mean + c_i + u_j + e_ij`` with the given SDs of c, u and e."""
     case, run, case_run = sds
@@ -136,3 +141,22 @@ def test_plan_components_t_quantiles_and_the_case_floor() -> None:
     wide = power.NoiseModel(0.06, 0.011, 0.065, "a real case SD")
     assert power.case_floor(wide, 44, 2) > power.TARGET_DICE  # 44 cases cannot reach 0.02 whatever the seeds
     assert math.isnan(power.mdd(default, 1, 5))
+
+
+def _rejections(n: int, r: int, sds: tuple[float, float, float], studies: int, seed: int) -> float:
+    """Share of simulated null studies (true mean 0) whose crossed t test rejects at 5%."""
+    from scipy.stats import t
+
+    rng = np.random.default_rng(seed)
+    out = 0
+    for _ in range(studies):
+        c = variance.variance_components(_simulate(rng, n, r, sds))
+        out += 2 * t.sf(abs(c.mean) / c.se, c.df) < 0.05
+    return out / studies
+
+
+def test_the_t_test_level_with_two_runs_as_the_variance_docstring_states() -> None:
+    """With the quick study's components the two-run test is conservative; with a large run SD it is not."""
+    assert _rejections(15, 2, power.DEFAULT_NOISE, 1500, 3) < 0.05
+    assert _rejections(15, 2, (0.026, 0.04, 0.065), 1500, 3) > 0.08
+    assert abs(_rejections(30, 10, (0.03, 0.04, 0.05), 1500, 3) - 0.05) < 0.02  # enough runs: at its level

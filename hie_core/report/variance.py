@@ -25,7 +25,13 @@ Schuirmann 1987) against ``[-margin, margin]``; the 95% interval is the pigeonho
 (:func:`hie_core.report.stats.crossed_ci`); the Wilcoxon signed-rank p of the run-averaged case
 differences is kept as a sensitivity column only. With one run per method (a one-seed study) the
 run part cannot be told apart from the case part: ``sd_run`` and ``sd_case_run`` are NaN and the
-test is the paired t test of the cases, conditional on the trained models.
+test is the paired t test of the cases, conditional on the trained models. Out-of-fold scores (split
+``cv``) have one column per seed that mixes the seed's fold models: their mean shift is the run part,
+the rest of a fold model's shift is counted as case x run (so divided by ``n r`` rather than by the
+number of fold models: a slight underestimate when fold models differ much). With two runs the run
+mean square has one degree of freedom: the test is then wide, and when a large run spread happens to
+look small it is anti-conservative (simulated: 11% rejections at a nominal 5% with 15 cases x 2 runs
+and a run SD of 0.04 against a case x run SD of 0.065; 3% with the quick study's components).
 
 :func:`stratum_trend` is claim d's trend test over ordered strata of one method's scores: the
 least-squares slope of the run-averaged case scores on the stratum index, tested as a linear
