@@ -42,17 +42,39 @@ class ProblemsError(UserError, ValueError):
         super().__init__(message)
 
 
+#: The exit status of a command whose console closed (``... | head -1``), as a shell reports SIGPIPE.
+EXIT_CLOSED_PIPE = 141
+
+
+def _quiet_closed_pipe() -> None:
+    """Point stdout at /dev/null, so the interpreter's last flush into a closed pipe says nothing."""
+    import os
+
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):  # no real stdout (a test's capture): nothing to quieten
+        pass
+
+
 def exit_on_user_error(prog: str) -> Callable[[Callable[..., int]], Callable[..., int]]:
-    """Decorate a ``main(argv) -> int``: a :class:`UserError` becomes one line on stderr and exit 2."""
+    """Decorate a ``main(argv) -> int``: a :class:`UserError` becomes one line on stderr and exit 2;
+    a closed console (``BrokenPipeError``: the command piped to ``head``) ends quietly with
+    :data:`EXIT_CLOSED_PIPE`."""
 
     def decorate(main: Callable[..., int]) -> Callable[..., int]:
         @functools.wraps(main)
         def wrapper(*args, **kwargs) -> int:
             try:
-                return main(*args, **kwargs)
+                status = main(*args, **kwargs)
+                sys.stdout.flush()  # a closed console shows here, not in the interpreter's last flush
+                return status
             except UserError as exc:
                 print(f"{prog}: error: {exc}", file=sys.stderr)
                 return 2
+            except BrokenPipeError:
+                _quiet_closed_pipe()
+                return EXIT_CLOSED_PIPE
 
         return wrapper
 
@@ -75,7 +97,9 @@ def short_notebook_errors() -> bool:
         return False
 
     def one_line(shell, etype, value, tb, tb_offset=None):
-        shell.showtraceback((etype, value, tb), exception_only=True)  # the cell's error output: one line
+        # the cell's error output: one line, without IPython's "An exception has occurred, use %tb"
+        # preamble (showtraceback(exception_only=True) adds it, and papermill relays it)
+        shell._showtraceback(etype, value, shell.InteractiveTB.get_exception_only(etype, value))
         return []
 
     shell.set_custom_exc((UserError,), one_line)

@@ -44,6 +44,7 @@ def test_notebook_user_error_is_one_line_and_the_cell_still_fails(capsys):
         shown = capsys.readouterr()
         text = re.sub(r"\x1b\[[0-9;]*m", "", shown.out + shown.err)  # IPython colours its output
         assert "ConfigError: epochs must be a whole number, got 1.5" in text and "Traceback" not in text
+        assert "An exception has occurred" not in text and "%tb" not in text  # IPython's preamble
         result = shell.run_cell("raise KeyError('a bug')")
         shown = capsys.readouterr()
         assert isinstance(result.error_in_exec, KeyError) and "Traceback" in shown.out + shown.err

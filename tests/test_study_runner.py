@@ -193,7 +193,10 @@ def test_slurm_submits_one_job_array_then_gathers_from_the_run_folders(tiny_synt
         f"4242_{i}_submitted.pkl" for i in range(4)
     ]
     assert f"logs in {jobs}" in out and "--gather" in out
-    assert sorted(p.name for p in study_dir.iterdir()) == ["jobs"]  # nothing ran here
+    assert sorted(p.name for p in study_dir.iterdir()) == [
+        ".lock",
+        "jobs",
+    ]  # nothing ran here (the study's lock)
     # the printed command gathers whatever the jobs left: here, nothing finished
     assert study.main([*args, "--gather"]) == 1
     out = capsys.readouterr().out

@@ -710,10 +710,13 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--preset", default="auto", help="seed, quick, or auto (seed with CUDA, else quick)")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="another notebooks/train.ipynb parameter for every run, e.g. epochs=1")  # fmt: skip
+                   help="another notebooks/train.ipynb parameter for every run (each key once), e.g. epochs=1; "
+                        "a loss setting reaches only the losses that read it")  # fmt: skip
     p.add_argument("--grid", action="append", default=[], metavar="KEY=V1,V2",
-                   help="run every value (every combination, with several) as its own method, "
-                        "e.g. hybrid_weight=0.1,0.3")  # fmt: skip
+                   help="run every value (every combination, with several) as its own method, e.g. "
+                        "hybrid_weight=0.1,0.3; a list value is written 16x48x48 (patch_shape=16x48x48,24x64x64); "
+                        "a loss setting applies to the losses that read it, and a value equal to the plain run's "
+                        "is the plain method")  # fmt: skip
     p.add_argument("--archs", default="", metavar="A,B",
                    help="the networks to run, each its own method (the grid over arch), e.g. unet3d,segresnet")  # fmt: skip
     p.add_argument("--external", action="append", default=[], metavar="NAME=FOLDER",

@@ -18,6 +18,13 @@ time runs out, submitit calls :meth:`GridJob.checkpoint`, which stops the runnin
 and its kernel and requeues the job with the cells it has not finished; the interrupted
 run then resumes from its ``checkpoint_last.pt`` (written atomically after every epoch).
 Job logs and submitit's pickles live in the ``jobs_dir`` given (``<study>/jobs/``).
+
+The console (:class:`hie_core.study.progress.StudyProgress`) shows each run as it finishes, with
+the grid's progress and an estimate of the time left: the in-process engine reports after each
+run; a submitted GridJob writes each run's outcome into ``<jobs_dir>/outcomes-<id>/`` and
+:func:`run_grid` polls that folder while the jobs run. Local jobs start with SIGINT ignored, so a
+terminal's Ctrl-C reaches this process alone (no submitit traceback); this process then ends
+their process trees (:func:`stop_local_jobs`) and the interrupted runs resume next time.
 """
 
 from __future__ import annotations
@@ -26,11 +33,13 @@ import contextlib
 import dataclasses
 import json
 import os
+import re
+import shutil
 import signal
 import subprocess
 import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -107,7 +116,8 @@ class GridRun:
 
 
 def plan_grid(study_dir: Path, losses: Sequence[str], seeds: int, seed_start: int = 0, folds: int = 0,
-              combos: Sequence[Mapping[str, Any]] = ({},), base: Mapping[str, Any] | None = None) -> list[GridRun]:  # fmt: skip
+              combos: Sequence[Mapping[str, Any]] = ({},), base: Mapping[str, Any] | None = None,
+              reduce: Callable[[str, dict], dict] | None = None) -> list[GridRun]:  # fmt: skip
     """The runs of a study: loss-major in the order given, then each grid combination, seed and fold.
 
     Args:
@@ -118,6 +128,9 @@ def plan_grid(study_dir: Path, losses: Sequence[str], seeds: int, seed_start: in
         combos: The grid's combinations, ``{parameter: value}`` each (``--grid``, ``--archs``);
             ``({},)``: no grid.
         base: The study's other parameters (``--set``), read for the method id (its ``arch``).
+        reduce: ``reduce(loss, combo)``: the values of ``combo`` that make ``loss``'s method
+            (:func:`hie_core.study.options.method_settings`); the method id names those only, and
+            combinations that reduce alike are one method. None: every key of every combination.
 
     Returns:
         One :class:`GridRun` per method, seed and fold, in ``<study>/<method_id>/``.
@@ -129,7 +142,9 @@ def plan_grid(study_dir: Path, losses: Sequence[str], seeds: int, seed_start: in
     cells = {}
     for loss in losses:
         for combo in combos:
-            cells.setdefault(method_id({**(base or {}), **combo, "loss": loss}, grid_keys), (loss, combo))
+            cell = dict(combo) if reduce is None else reduce(loss, dict(combo))
+            keys = grid_keys if reduce is None else sorted(cell)
+            cells.setdefault(method_id({**(base or {}), **cell, "loss": loss}, keys), (loss, cell))
     return [
         GridRun(
             loss,
@@ -214,9 +229,37 @@ def remove_broken_notebook(path: Path) -> bool:
     return True
 
 
+#: IPython's preamble of an exception shown without its traceback; never part of a message.
+_PREAMBLE = "An exception has occurred, use %tb"
+_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+#: ``ConfigError: ...``, ``hie_core.errors.ConfigError: ...``: the line an error ends with.
+_ERROR_LINE = re.compile(r"^[A-Za-z_][\w.]*(Error|Exception|Interrupt|Exit)(:|$)")
+
+
 def log_tail(log: Path) -> str:
-    """The last three lines of a log, on one line (the error papermill ended with)."""
-    return " | ".join(log.read_text(errors="replace").strip().splitlines()[-3:])
+    """The error a notebook's log ended with, on one line.
+
+    The last ``SomeError: message`` line of the log (papermill prints the failed cell's error
+    last), else its last three lines; IPython's "An exception has occurred, use %tb" preamble and
+    terminal colours are left out, and papermill's own ``PapermillExecutionError`` is skipped.
+    """
+    try:
+        text = log.read_text(errors="replace")
+    except OSError:
+        return f"{log}: no log"
+    lines = [_ANSI.sub("", line).strip() for line in text.splitlines()]
+    lines = [line for line in lines if line and _PREAMBLE not in line and not set(line) <= {"-"}]
+    errors = [line for line in lines if _ERROR_LINE.match(line) and "PapermillExecutionError" not in line]
+    return errors[-1] if errors else " | ".join(lines[-3:])
+
+
+def run_failure(run: GridRun, log: Path) -> str:
+    """Why a run failed, one line: the failed status its folder records (a diverged run: epoch, step,
+    value, what to try), else the error its notebook's log ended with (:func:`log_tail`)."""
+    from hie_core.training.failure import read_failure
+
+    failed = read_failure(run.run_dir)
+    return failed["message"] if failed is not None else log_tail(log)
 
 
 class GridJob(submitit.helpers.Checkpointable):
@@ -236,18 +279,36 @@ class GridJob(submitit.helpers.Checkpointable):
             or None to leave the environment as it is. Lanes sharing a CPU get a share each.
     """
 
-    def __init__(self, runs: Sequence[GridRun], root: Path, params: dict, threads: int | None = None) -> None:
+    def __init__(self, runs: Sequence[GridRun], root: Path, params: dict, threads: int | None = None,
+                 outcomes_dir: Path | None = None) -> None:  # fmt: skip
         self.runs = list(runs)
         self.root = Path(root)
         self.params = dict(params)
         self.threads = threads
+        self.outcomes_dir = outcomes_dir  # each finished run's outcome is written here (submitted jobs)
+        self.on_outcome: Callable[[RunOutcome], None] | None = None  # the console, in this process only
         self.done: list[RunOutcome] = []
         self._process: subprocess.Popen | None = None
 
     def __call__(self) -> list[RunOutcome]:
         for run in self.runs[len(self.done) :]:
             self.done.append(self._run(run))
+            self._report(self.done[-1])
         return list(self.done)
+
+    def _report(self, outcome: RunOutcome) -> None:
+        """Tell the study of a finished run: its outcome file, and the console (or this job's log)."""
+        if self.outcomes_dir is not None:
+            from hie_core.study.progress import write_outcome
+
+            with contextlib.suppress(
+                OSError
+            ):  # the console line is a convenience; the run's folder is the record
+                write_outcome(self.outcomes_dir, outcome)
+        if self.on_outcome is not None:
+            self.on_outcome(outcome)
+        else:
+            print_outcome(outcome)
 
     def _run(self, run: GridRun) -> RunOutcome:
         """Lock the run folder (:func:`hie_core.training.experiment.run_lock`), then run its notebook.
@@ -270,7 +331,6 @@ class GridJob(submitit.helpers.Checkpointable):
                 )
             else:
                 return self._run_notebook(run, fh)
-        print_outcome(outcome)
         return outcome
 
     def _run_notebook(self, run: GridRun, fh) -> RunOutcome:
@@ -297,10 +357,8 @@ class GridJob(submitit.helpers.Checkpointable):
         finally:
             self._process = None
         fh.flush()
-        outcome = RunOutcome(run.name, code == 0, time.perf_counter() - start, notebook, log,
-                             "" if code == 0 else log_tail(log))  # fmt: skip
-        print_outcome(outcome)
-        return outcome
+        return RunOutcome(run.name, code == 0, time.perf_counter() - start, notebook, log,
+                          "" if code == 0 else run_failure(run, log))  # fmt: skip
 
     def checkpoint(self) -> submitit.helpers.DelayedSubmission:
         """Preempted or out of time: stop the running notebook; requeue the unfinished runs.
@@ -313,7 +371,7 @@ class GridJob(submitit.helpers.Checkpointable):
         return submitit.helpers.DelayedSubmission(self)
 
     def __getstate__(self) -> dict:
-        return {**self.__dict__, "_process": None}
+        return {**self.__dict__, "_process": None, "on_outcome": None}
 
 
 @dataclass(frozen=True)
@@ -356,63 +414,144 @@ def deal_lanes(runs: list[GridRun], engine: Engine) -> list[tuple[list[GridRun],
     return [(runs[i::n], (gpus[i % len(gpus)],) if gpus else ()) for i in range(n)]
 
 
-def _submit(runs: list[GridRun], root: Path, params: dict, engine: Engine, jobs_dir: Path):
-    """Submit the grid; returns (jobs, the runs of each job)."""
+def _submit(runs: list[GridRun], root: Path, params: dict, engine: Engine, jobs_dir: Path,
+            outcomes_dir: Path | None = None):  # fmt: skip
+    """Submit the grid; returns (jobs, the runs of each job).
+
+    Local jobs are started with SIGINT ignored (inherited by submitit's controller, the task and
+    its notebook), so a terminal's Ctrl-C reaches this process alone; it stops them itself.
+    """
     executor = _executor(engine, jobs_dir)
     lanes = deal_lanes(runs, engine)
     if engine.cluster == "slurm":
         with executor.batch():  # one job array
-            jobs = [executor.submit(GridJob(lane, root, params, engine.threads)) for lane, _ in lanes]
+            jobs = [
+                executor.submit(GridJob(lane, root, params, engine.threads, outcomes_dir))
+                for lane, _ in lanes
+            ]
     else:
         jobs = []
-        for lane, gpus in lanes:
-            executor.update_parameters(gpus_per_node=len(gpus), visible_gpus=gpus)
-            jobs.append(executor.submit(GridJob(lane, root, params, engine.threads)))
+        previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+        try:
+            for lane, gpus in lanes:
+                executor.update_parameters(gpus_per_node=len(gpus), visible_gpus=gpus)
+                jobs.append(executor.submit(GridJob(lane, root, params, engine.threads, outcomes_dir)))
+        finally:
+            signal.signal(signal.SIGINT, previous)
     return jobs, [lane for lane, _ in lanes]
 
 
-def _collect(jobs, lanes: list[list[GridRun]]) -> list[RunOutcome]:
-    """Wait for every job; a job that died reports each of its runs as failed, with its log."""
-    by_name = {}
+def _process_tree(pid: int) -> list[int]:
+    """``pid``'s descendants, deepest last (from /proc)."""
+    children = _child_pids(pid)
+    return children + [p for c in children for p in _process_tree(c)]
+
+
+def stop_local_jobs(jobs, lanes: list[list[GridRun]]) -> None:
+    """End local jobs at once (Ctrl-C, a closed console): SIGKILL every process of each job's tree,
+    deepest first (so nothing prints a traceback), then drop executed notebooks cut off mid-write.
+    Each interrupted run resumes from its ``checkpoint_last.pt`` next time."""
+    for job in jobs:
+        process = getattr(job, "_process", None)
+        if process is None or process.poll() is not None:
+            continue
+        for pid in reversed([process.pid, *_process_tree(process.pid)]):
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, signal.SIGKILL)
+        with contextlib.suppress(Exception):
+            process.wait(timeout=10)
+    for lane in lanes:
+        for run in lane:
+            remove_broken_notebook(run.run_dir / "train.ipynb")
+
+
+def _watch(jobs, outcomes_dir: Path, progress, poll_s: float) -> None:
+    """Until every job has ended, report each run as its outcome file appears."""
+    from hie_core.study.progress import read_outcomes
+
+    while True:
+        ended = all(job.done() for job in jobs)
+        for outcome in read_outcomes(outcomes_dir, RunOutcome):
+            progress.finished(outcome)
+        if ended:
+            return
+        time.sleep(poll_s)
+
+
+def _collect(jobs, lanes: list[list[GridRun]], progress=None, known: Mapping[str, RunOutcome] | None = None,
+             ) -> list[RunOutcome]:  # fmt: skip
+    """Wait for every job; a job that died reports each of its runs as failed, with its log,
+    except the runs it had finished (``known``: the outcomes its jobs wrote as they went)."""
+    by_name, known = {}, dict(known or {})
     for job, lane in zip(jobs, lanes, strict=True):
         try:
             outcomes = job.result()
         except Exception as exc:  # killed, cancelled, out of requeues: report it and go on
             first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-            outcomes = [RunOutcome(run.name, False, 0.0, run.run_dir / "train.ipynb",
-                                   run.run_dir / "papermill.log", f"job {job.job_id} failed: {first}")
+            outcomes = [known.get(run.name) or RunOutcome(run.name, False, 0.0, run.run_dir / "train.ipynb",
+                        run.run_dir / "papermill.log", f"job {job.job_id} failed: {first}")
                         for run in lane]  # fmt: skip
         for outcome in outcomes:
             by_name[outcome.name] = dataclasses.replace(outcome, job_log=Path(job.paths.stdout))
-            print_outcome(by_name[outcome.name])
+            if progress is not None:
+                progress.finished(by_name[outcome.name])  # a run the console has not shown yet
+            else:
+                print_outcome(by_name[outcome.name])
     return list(by_name.values())
 
 
-def run_grid(runs: list[GridRun], root: Path, params: dict, engine: Engine, jobs_dir: Path):
-    """Run every cell; returns one outcome per run in grid order (``None`` after ``wait=False``)."""
+def run_grid(runs: list[GridRun], root: Path, params: dict, engine: Engine, jobs_dir: Path, progress=None):
+    """Run every cell; returns one outcome per run in grid order (``None`` after ``wait=False``).
+
+    ``progress``: the console (a :class:`hie_core.study.progress.StudyProgress`; default a new one
+    over ``runs``), told of each run as it finishes.
+    """
+    from hie_core.study.progress import StudyProgress, read_outcomes
+
     if engine.cluster == "none" and engine.jobs == 1:
-        return GridJob(runs, root, params, engine.threads)()
-    jobs, lanes = _submit(runs, root, params, engine, jobs_dir)
+        progress = progress or StudyProgress(len(runs))
+        job = GridJob(runs, root, params, engine.threads)
+        job.on_outcome = progress.finished
+        try:
+            return job()
+        finally:
+            progress.close()
+    outcomes_dir = jobs_dir / f"outcomes-{os.getpid()}-{time.time_ns()}" if engine.wait else None
+    jobs, lanes = _submit(runs, root, params, engine, jobs_dir, outcomes_dir)
     where = "SLURM" if engine.cluster == "slurm" else "local"
     print(f"[study] {len(jobs)} {where} job(s) {', '.join(j.job_id for j in jobs)}; logs in {jobs_dir}",
           flush=True)  # fmt: skip
     if not engine.wait:
         return None
+    progress = progress or StudyProgress(len(runs))
+    try:
+        _watch(jobs, outcomes_dir, progress, poll_s=10.0 if engine.cluster == "slurm" else 1.0)
+        known = {o.name: o for o in read_outcomes(outcomes_dir, RunOutcome)}
+        outcomes = _collect(jobs, lanes, progress, known)
+    except BaseException:  # Ctrl-C, a closed console: local jobs end with this process
+        if engine.cluster != "slurm":
+            stop_local_jobs(jobs, lanes)
+        raise
+    finally:
+        progress.close()
+        shutil.rmtree(outcomes_dir, ignore_errors=True)
     order = {run.name: i for i, run in enumerate(runs)}
-    return sorted(_collect(jobs, lanes), key=lambda o: order[o.name])
+    return sorted(outcomes, key=lambda o: order[o.name])
 
 
 def gathered_outcomes(runs: list[GridRun]) -> list[RunOutcome]:
     """Outcomes read from the run folders alone (``--gather``): finished = every results file
     (:func:`hie_core.training.experiment.is_finished_run`; the weights may have been deleted)."""
     from hie_core.training.experiment import is_finished_run
+    from hie_core.training.failure import read_failure
 
     outcomes = []
     for run in runs:
         log = run.run_dir / "papermill.log"
-        ok = is_finished_run(run.run_dir)
-        outcomes.append(RunOutcome(run.name, ok, 0.0, run.run_dir / "train.ipynb", log,
-                                   "" if ok else f"not finished (see {log} and the study's jobs/ folder)"))  # fmt: skip
+        failed = read_failure(run.run_dir)
+        ok = failed is None and is_finished_run(run.run_dir)
+        why = failed["message"] if failed else f"not finished (see {log} and the study's jobs/ folder)"
+        outcomes.append(RunOutcome(run.name, ok, 0.0, run.run_dir / "train.ipynb", log, "" if ok else why))
         print_outcome(outcomes[-1])
     return outcomes
 

@@ -1,9 +1,20 @@
-"""The study's method options, checked before anything runs: ``--grid``, ``--archs``, ``--external``.
+"""The study's method options, checked before anything runs: ``--set``, ``--grid``, ``--archs``, ``--external``.
 
 :func:`parse_grid` turns ``--grid KEY=V1,V2`` (repeatable) and ``--archs A,B`` into the grid's
 values per parameter, :func:`grid_combinations` into its combinations (each a method with every
 loss, :mod:`hie_core.methods`), and :func:`parse_externals` checks ``--external NAME=FOLDER``.
 Each problem is one :class:`hie_core.errors.ConfigError` naming the option.
+
+Grid values are separated by commas; a value that is itself a list is written with ``x``
+(``--grid patch_shape=16x48x48,24x64x64``) or in brackets (``--grid "patch_shape=[16,48,48],[24,64,64]"``).
+
+Loss settings (:data:`hie_core.losses.LOSS_SETTINGS`: ``tversky_alpha``, ``hybrid_weight``, ...)
+apply to the losses that read them only (:func:`hie_core.losses.uses_setting`), whether given by
+``--grid`` or by ``--set`` (:func:`loss_settings_to_grid` makes a ``--set`` of one a one-value
+grid): ``--losses dice,tversky_hdt --grid hybrid_weight=0.1,0.5`` trains Dice once. A setting no
+loss of the study reads is refused. A grid point whose values equal the run's values without the
+grid (the seed's loss settings, the preset's and ``--set``'s others) is that plain method, in its
+plain folder (``tversky_hdt``, not ``tversky_hdt+hybrid_weight=0.1``): :func:`method_settings`.
 """
 
 from __future__ import annotations
@@ -18,7 +29,18 @@ from pathlib import Path
 from hie_core.errors import ConfigError
 from hie_core.losses import LOSS_NAMES
 
-__all__ = ["GRID_PARAMETERS", "STUDY_FOLDERS", "grid_combinations", "parse_externals", "parse_grid"]
+__all__ = [
+    "GRID_PARAMETERS",
+    "STUDY_FOLDERS",
+    "SHAPE_PARAMETERS",
+    "check_settings_read",
+    "grid_combinations",
+    "loss_settings_to_grid",
+    "method_settings",
+    "parse_externals",
+    "parse_grid",
+    "parse_overrides",
+]
 
 #: The grid owns these notebook parameters (``--losses``, ``--seeds``, the study folder, ...).
 GRID_PARAMETERS = ("loss", "seed", "output_dir", "data_dir", "preset", "device", "folds", "fold",
@@ -26,6 +48,8 @@ GRID_PARAMETERS = ("loss", "seed", "output_dir", "data_dir", "preset", "device",
 #: Folders of a study that are not methods, the references among them; ``--external`` cannot take these names.
 STUDY_FOLDERS = ("baseline", "ceiling", "results", "book", "jobs")
 _EXTERNAL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+#: Parameters whose one value is a list of numbers: a grid writes each as ``16x48x48``.
+SHAPE_PARAMETERS = ("patch_shape", "target_shape", "target_spacing_mm")
 
 
 def _split_values(text: str) -> list[str]:
@@ -92,11 +116,87 @@ def parse_grid(
         values = [_literal(v) for v in _split_values(text)]
         if any(v == "" for v in values):
             raise ConfigError(f"{option} {item!r}: an empty value; separate values by single commas")
+        if key in SHAPE_PARAMETERS and any(isinstance(v, (int, float)) for v in values):
+            raise ConfigError(f"{option} {item!r}: commas separate the grid's values, and a {key} is three numbers; "
+                              f"write each as 16x48x48, e.g. --grid {key}=16x48x48,24x64x64")  # fmt: skip
         seen = [json.dumps(v, default=str) for v in values]
         if len(set(seen)) < len(seen):
             raise ConfigError(f"{option} {item!r}: a value appears twice; give each value once")
         grid[key] = values
     return grid
+
+
+def parse_overrides(items: Sequence[str], allowed: Sequence[str]) -> dict:
+    """``["epochs=1", "patch_shape=[8, 16, 16]"]`` -> values (Python literals, else strings).
+
+    Raises:
+        ConfigError: a malformed item, a key the notebook lacks or the study sets, a key given twice.
+    """
+    values = {}
+    for item in items:
+        key, sep, text = item.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise ConfigError(f"--set {item!r}: expected key=value, e.g. --set epochs=1")
+        check_parameter_key("--set", key, allowed)
+        if key in values:
+            raise ConfigError(f"--set {key}: given twice ({values[key]!r} and {text.strip()!r}); give each "
+                              "parameter once (--grid runs several values)")  # fmt: skip
+        values[key] = _literal(text.strip())
+    return values
+
+
+def loss_settings_to_grid(grid: dict, overrides: dict) -> tuple[dict, dict]:
+    """Move the loss settings of ``--set`` into the grid as one-value keys: (grid, other overrides).
+
+    A loss setting belongs to the losses that read it, so it is applied per run
+    (:func:`method_settings`), never to every run.
+    """
+    from hie_core.losses import LOSS_SETTINGS
+
+    moved = {k: [v] for k, v in overrides.items() if k in LOSS_SETTINGS}
+    return {**grid, **moved}, {k: v for k, v in overrides.items() if k not in LOSS_SETTINGS}
+
+
+def check_settings_read(losses: Sequence[str], grid: dict, given_by: Sequence[str] = ()) -> None:
+    """Refuse a loss setting in ``grid`` that no loss of the study reads.
+
+    Args:
+        losses: the study's losses.
+        grid: ``{key: [values]}`` (after :func:`loss_settings_to_grid`).
+        given_by: keys that came from ``--set`` (named as such in the message).
+    """
+    from hie_core.losses import LOSS_SETTINGS, uses_setting
+
+    for key in grid:
+        if key in LOSS_SETTINGS and not any(uses_setting(loss, key) for loss in losses):
+            option = "--set" if key in given_by else "--grid"
+            readers = ", ".join(LOSS_SETTINGS[key][2])
+            raise ConfigError(f"{option} {key}: no loss of this study reads it ({', '.join(losses)}); it applies to "
+                              f"{readers} and to your own losses whose __init__ takes {key}")  # fmt: skip
+
+
+def method_settings(loss: str, combo: dict, configure) -> dict:
+    """The grid values that make ``loss``'s method differ from its plain run (see the module docstring).
+
+    Args:
+        loss: the run's loss.
+        combo: one grid combination, ``{key: value}``.
+        configure: ``configure(values) -> TrainConfig`` of the study with ``values`` set (its
+            preset, device and ``--set``), used to compare values as the run will hold them
+            (``16x48x48`` equals ``(16, 48, 48)``).
+
+    Returns:
+        ``combo`` without the loss settings ``loss`` does not read and without the values equal to
+        the plain run's.
+    """
+    from hie_core.losses import LOSS_SETTINGS, uses_setting
+
+    kept = {k: v for k, v in combo.items() if k not in LOSS_SETTINGS or uses_setting(loss, k)}
+    if not kept:
+        return {}
+    plain, full = configure({"loss": loss}), configure({"loss": loss, **kept})
+    return {k: v for k, v in kept.items() if not hasattr(full, k) or getattr(full, k) != getattr(plain, k)}
 
 
 def grid_combinations(grid: dict) -> list[dict]:
