@@ -360,3 +360,26 @@ def test_a_closed_pipe_ends_quietly(tiny_release, tmp_path):
     assert proc.wait(timeout=120) == 0, err
     assert "BrokenPipe" not in err and "Traceback" not in err and "Exception ignored" not in err
     assert pd.read_csv(out)["dice"].tolist() == [1.0, 1.0]
+
+
+def test_add_external_follows_a_moved_dataset_with_the_same_files(tiny_release, tmp_path):
+    from hie_core.data import discover_cases
+    from hie_core.fingerprint import data_fingerprint
+
+    study = _study(tmp_path, tiny_release)
+    config_path = study / "dice" / "seed0" / "config.json"
+    config = json.loads(config_path.read_text())
+    config["data_fingerprint"] = data_fingerprint(tiny_release, discover_cases(tiny_release)).to_dict()
+    config_path.write_text(json.dumps(config))
+    preds = _perfect(tiny_release, tmp_path / "preds")
+    moved = Path(shutil.move(tiny_release, tmp_path / "moved"))
+    with pytest.raises(
+        ExternalPredictionError, match="data folder is gone; restore it, or give its new place"
+    ):
+        add_external(study, "mine", preds)
+    run = add_external(study, "mine", preds, data_dir=str(moved) + "/")
+    assert pd.read_csv(run / "metrics.csv")["dice"].tolist() == [1.0, 1.0]
+    label = next((moved / "BONBID2023_Test" / "3LABEL").glob("*.mha"))
+    label.write_bytes(label.read_bytes()[:-1] + b"\1")  # other files: not the study's data
+    with pytest.raises(ExternalPredictionError, match="does not hold the same files"):
+        add_external(study, "other", preds, data_dir=moved)
