@@ -60,9 +60,9 @@ def test_book_is_built_offline_and_light(main_study):
     total, (largest, size) = book_size(main_study.html_dir)
     print(f"book: {total / 1e6:.1f} MB in total, largest page {largest} {size / 1e6:.1f} MB")
     assert size < 10e6
-    for page in book_pages(main_study.html_dir):  # plotly.js (4.8 MB) only where a plotly figure is
+    for page in book_pages(main_study.html_dir):  # plotly.js only where a plotly figure is
         text = (main_study.html_dir / page).read_text()
-        loads = re.search(r"<script[^>]*\bsrc=\"[^\"]*plotly\.min\.js", text) is not None
+        loads = re.search(r"<script[^>]*\bsrc=\"[^\"]*plotly[^\"]*\.js", text) is not None  # either bundle
         assert loads == ('class="plotly-graph-div"' in text), page
     results = (main_study.html_dir / "book/generated/results.html").read_text()
     assert "SYNTHETIC" in results and "figure6" in results
@@ -473,3 +473,84 @@ def test_search_shows_excerpts_over_http_and_from_a_file(main_study, tmp_path):
         ]
         assert any("dice" in e.lower() for e in result["excerpts"]), result["excerpts"]
     assert errors == [], errors
+
+
+# --- The front page, the reading path, search order and weight ---------------------------------------
+
+#: the issue's limits: the whole built book, and what one page loads on a first visit
+BOOK_LIMIT_BYTES = 15_000_000
+PAGE_LIMIT_BYTES = 3_000_000
+
+
+def test_book_and_every_page_within_their_weight(main_study):
+    """At most 15 MB in all, and no page over 3 MB on a first visit (the page, its scripts,
+    stylesheets and images, and what the stylesheets load: hie_core.report.book_weight)."""
+    from hie_core.report.book_weight import book_bytes, page_weights
+
+    html = main_study.html_dir
+    total, weights = book_bytes(html), page_weights(html)
+    print(f"book: {total / 1e6:.2f} MB")
+    for page, size in sorted(weights.items(), key=lambda item: -item[1]):
+        print(f"{size / 1e6:6.2f} MB  {page}")
+    assert not (html / "_sources").exists() and not list(html.rglob("*.map"))
+    assert not (html / "_static" / "scripts" / "fontawesome.js").exists()
+    heavy = {page: round(size / 1e6, 2) for page, size in weights.items() if size > PAGE_LIMIT_BYTES}
+    assert total <= BOOK_LIMIT_BYTES and not heavy, (f"book {total / 1e6:.2f} MB", heavy)
+
+
+_SIDEBAR = """
+return [...document.querySelectorAll('.bd-sidebar-primary p.caption, .bd-sidebar-primary li.toctree-l1 > a')]
+  .map(e => (e.matches('p.caption') ? 'PART: ' : '') + e.textContent.trim());
+"""
+_FRONT = """
+const article = document.querySelector('article');
+const h1 = article.querySelector('h1');
+const box = article.querySelector('.admonition');
+const abstract = [...article.querySelectorAll('h2')].find(h => /Abstract/.test(h.textContent));
+const prose = [...article.querySelectorAll('p')].filter(p => !p.closest('.admonition'));
+return {title: document.title, h1: h1 ? h1.textContent.replace('#', '').trim() : '',
+        box: box ? box.textContent : '', abstract: !!abstract,
+        boxFirst: !!(box && abstract && (box.compareDocumentPosition(abstract) & Node.DOCUMENT_POSITION_FOLLOWING)
+                     && (!prose.length || (box.compareDocumentPosition(prose[0]) & Node.DOCUMENT_POSITION_FOLLOWING)))};
+"""
+_SEARCH_LINKS = """
+const done = /Search finished|did not match/.test((document.querySelector('#search-progress') || {}).textContent || '')
+  || /found \\d+ page/.test(document.body.innerText);
+return {done, links: [...document.querySelectorAll('#search-results li > a')].map(a => a.href)};
+"""
+
+
+def test_front_page_reading_path_and_search_order_in_a_real_browser(main_study, tmp_path):
+    """The title names the data (the study is synthetic) and the synthetic box comes before any
+    prose; the sidebar is the paper, the appendix, then the API; searching "Dice" lists every
+    page of the paper before any page of the API reference."""
+    if _chromium() is None:
+        pytest.skip("chromium/chromedriver not installed")
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    driver = _driver(tmp_path, width=1280)
+    try:
+        with serve(main_study.html_dir) as url:
+            driver.get(url + "book/generated/intro.html")
+            WebDriverWait(driver, 60).until(lambda d: d.execute_script(_READY))
+            front = driver.execute_script(_FRONT)
+            sidebar = driver.execute_script(_SIDEBAR)
+            driver.get(url + "search.html?q=Dice")
+            WebDriverWait(driver, 60).until(lambda d: d.execute_script(_SEARCH_LINKS)["done"])
+            time.sleep(0.5)
+            links = driver.execute_script(_SEARCH_LINKS)["links"]
+    finally:
+        driver.quit()
+    title = "Which loss for HIE lesions? A 3D U-Net on a synthetic BONBID-like dataset"
+    assert front["h1"] == title and front["title"] == f"Abstract and introduction \u2014 {title}", front
+    assert "Synthetic data" in front["box"] and front["abstract"] and front["boxFirst"], front
+    parts = [i for i, entry in enumerate(sidebar) if entry.startswith("PART: ")]
+    assert [sidebar[i] for i in parts] == ["PART: The paper", "PART: Appendix: the experiments",
+                                           "PART: For developers"], sidebar  # fmt: skip
+    paper = sidebar[parts[0] + 1 : parts[1]]
+    assert paper[0] == "The data" and paper[-2:] == ["How to reproduce", "References"], paper
+    assert paper.index("Methods") < paper.index("Analysis plan") < paper.index("Results"), paper
+    assert sidebar[parts[2] + 1 :] == ["API reference"], sidebar
+    api = [i for i, link in enumerate(links) if "/book/api" in link]
+    others = [i for i, link in enumerate(links) if "/book/api" not in link]
+    assert api and others and max(others) < min(api), links

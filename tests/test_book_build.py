@@ -29,6 +29,7 @@ from hie_core.report.book import (
     fold_code,
     write_toc,
 )
+from hie_core.report.book_plotly import CARTESIAN_JS, CARTESIAN_SOURCE
 
 ROOT = Path(__file__).resolve().parent.parent
 #: the keys the book cites; each must be a complete entry of book/references.bib
@@ -283,19 +284,30 @@ def test_references_bib_has_every_cited_work_complete():
     assert (ROOT / sphinx["html_static_path"][0] / sphinx["html_css_files"][0]).is_file()
 
 
+def _next_page(html: Path, page: str) -> str:
+    """The href of a built page's "next" link (the reading path)."""
+    match = re.search(r'<link rel="next" title="[^"]*" href="([^"]+)"', (html / page).read_text())
+    assert match, page
+    return match.group(1)
+
+
 def test_tiny_book_builds_with_only_python(tmp_path, monkeypatch):
     """Two losses of six, npm and node shadowed: a complete book with folded code and references."""
     calls = _shadow_npm_and_node(tmp_path, monkeypatch)
     root = tmp_path / "root"
     (root / "book" / "assets").mkdir(parents=True)
+    (root / "book" / "vendor").mkdir()
     for name in ("_config.yml", "_toc.yml", "book/reproduce.md", "book/references.md", "book/references.bib",
-                 "book/assets/book.css"):  # fmt: skip
+                 "book/assets/book.css", "book/assets/hie-search-scorer.js", CARTESIAN_SOURCE):  # fmt: skip
         shutil.copy(ROOT / name, root / name)
     (root / "book" / "api.md").write_text("# API reference\n\nThe docstrings of hie_core.\n")
     (root / "book" / "api-book.md").write_text("# The book\n\nHow it is built.\n")
+    (root / "book" / "analysis-plan.md").write_text("# Analysis plan\n\nThe tests, fixed before the runs.\n")
     committed_toc = (root / "_toc.yml").read_bytes()
     before = sorted(p.relative_to(root) for p in root.rglob("*"))
     study = write_tiny_study(tmp_path / "runs" / "tiny", {"dice": [0], "tversky_hdt": [0, 1]})
+    (study / "results").mkdir()
+    (study / "results" / "study.json").write_text('{"synthetic": true}')  # what the study's data were
     monkeypatch.setenv(book.BOOK_DIR_ENV, str(tmp_path / "out"))
     index = book.build_book(root, study)
     html = index.parent
@@ -316,9 +328,37 @@ def test_tiny_book_builds_with_only_python(tmp_path, monkeypatch):
     )  # tables numbered as tables
     references = (html / "book" / "references.html").read_text()
     assert all(doi in references for doi in ("10.1038/s41597-024-03986-7", "10.1109/TMI.2019.2930068"))
+    listed = re.sub(r"<[^>]+>", "", references)
+    assert listed.index("Çiçek") < listed.index("Efron") < listed.index("Wilcoxon")  # by surname as read
+    assert "Boston neonatal" in listed and "Swin UNETR: Swin transformers" in listed  # braced capitals kept
+    assert "Cite this book" in listed and "not a git checkout" in listed  # tmp_path is no git checkout
+    reproduce = re.sub(r"<[^>]+>", "", (html / "book" / "reproduce.html").read_text())
+    assert f"built from the folder {root}" in reproduce and "<this repository>" not in reproduce
     assert (html / "_static" / "mathjax" / "tex-svg.js").is_file()
-    assert "plotly.min.js" in results  # the page with a plotly figure loads plotly.js; no other page does
-    assert all("plotly.min.js" not in p.read_text() for p in html.rglob("*.html") if p.name != "results.html")
+    # the page with a plotly figure loads the cartesian plotly.js (its figure has no other trace); no
+    # other page loads any, and the full bundle, which no page loads, is not in the book
+    assert f"_static/{CARTESIAN_JS}" in results
+    loads_plotly = re.compile(r'<script[^>]*src="[^"]*plotly[^"]*\.js')
+    assert [p.name for p in html.rglob("*.html") if loads_plotly.search(p.read_text())] == ["results.html"]
+    assert (html / "_static" / CARTESIAN_JS).is_file() and not (html / "_static" / "plotly.min.js").exists()
+    # the front page names the data; the browser's title bar says which page it is
+    title = "Which loss for HIE lesions? A 3D U-Net on a synthetic BONBID-like dataset"
+    intro = (html / "book" / "generated" / "intro.html").read_text()
+    assert f"<h1>{title}<a" in intro and f"<title>Abstract and introduction &#8212; {title}</title>" in intro
+    assert f"&#8212; {title}</title>" in (html / "book" / "reproduce.html").read_text()
+    # the reading path: the paper's pages, then the appendix's experiments, then the API reference
+    assert _next_page(html, "book/references.html") == "generated/experiments/dice.html"
+    assert _next_page(html, "book/generated/performance.html") == "../api.html"
+    # light: no page sources, source maps or Font Awesome script; its few icons as a stylesheet
+    assert not (html / "_sources").exists() and not list(html.rglob("*.map"))
+    assert not (html / "_static" / "scripts" / "fontawesome.js").exists() and "fontawesome.js" not in intro
+    assert (
+        "hie-icons.css" in intro
+        and ".fa-magnifying-glass" in (html / "_static" / "hie-icons.css").read_text()
+    )
+    assert "tex-svg.js" in intro and "tex-svg.js" not in (html / "book" / "reproduce.html").read_text()
+    # search ranks the API reference's pages below the paper's
+    assert 'docname.startsWith("book/api")' in (html / "_static" / "language_data.js").read_text()
     assert (html / "book" / "api-book.html").is_file()
     assert "api-book.html" in (html / "book" / "api.html").read_text()
     page_text = (html / "_static" / book.PAGE_TEXT_JS).read_text()  # search excerpts from file://

@@ -7,11 +7,15 @@
    code folded away (:func:`fold_code`), and one page per loss that the study has
    (:func:`experiment_notebooks`), titled "Experiment: <loss>", with its code visible;
 2. :func:`write_toc` writes ``book/generated/_toc.yml`` from the committed ``_toc.yml``, whose
-   experiments part is a glob, listing the experiment pages in the order of Table 1;
+   appendix's experiments are a glob, listing the experiment pages in the order of Table 1;
+   :func:`hie_core.report.book_meta.write_build_files` writes ``book/generated/_config.yml``
+   (the committed one with a title naming the study's data), the "Cite this book" block and
+   how to get the code the book was built from;
 3. :func:`vendor_assets` copies plotly.js (from the installed ``plotly``) and MathJax 3's
    self-contained ``tex-svg.js`` (from the installed ``sphinx-mathjax-offline``) into
    ``book/assets/``: no npm, node or network at build time;
-4. ``jupyter-book build . -W -n --keep-going --toc book/generated/_toc.yml``, then
+4. ``jupyter-book build . -W -n --keep-going --toc book/generated/_toc.yml --config
+   book/generated/_config.yml``, then
    :func:`external_references` checks that no built page loads anything from the network.
 
 The committed ``_toc.yml`` is never rewritten. The module is also a Sphinx extension (listed in
@@ -224,9 +228,12 @@ def collect_notebooks(root: Path, study_dir: Path) -> list[Path]:
     if generated.exists():
         shutil.rmtree(generated)
     written = []
+    from hie_core.report.book_meta import book_title, study_synthetic
+
+    titles = {"intro": book_title(study_synthetic(study_dir))}  # the front page names the data
     for name, src in pages.items():
         written.append(generated / f"{name}.ipynb")
-        _copy_page(src, written[-1], fold=True)
+        _copy_page(src, written[-1], title=titles.get(name), fold=True)
     for loss, src in experiments.items():
         written.append(generated / "experiments" / f"{loss}.ipynb")
         _copy_page(src, written[-1], title=f"Experiment: {label_of_id(loss)}", fold=True)
@@ -290,11 +297,14 @@ def _copy_if_changed(src: Path, dst: Path) -> None:
 
 
 def vendor_assets(root: Path) -> None:
-    """Put plotly.min.js and MathJax's tex-svg.js under ``book/assets/``, from Python packages."""
+    """Put plotly.min.js and MathJax's tex-svg.js under ``book/assets/``, from Python packages, and
+    the committed cartesian plotly.js bundle (:mod:`hie_core.report.book_plotly`) when it fits."""
+    from hie_core.report.book_plotly import vendor_cartesian
     from hie_core.report.display import plotly_js_path
 
     assets = Path(root) / "book" / "assets"
     _copy_if_changed(Path(plotly_js_path()), assets / PLOTLY_JS)
+    vendor_cartesian(root, assets / PLOTLY_JS)  # the 1.5 MB bundle, when it matches the installed plotly
     _copy_if_changed(mathjax_source(), assets / "mathjax" / MATHJAX_FILE)
 
 
@@ -397,7 +407,10 @@ def build_book(root: Path, study_dir: Path, out_dir: Path | str | None = None) -
         BookError: a notebook or package is missing, the build failed or warned (the log,
             ``<study_dir>/book-build.log``, is named), or a page references the network.
     """
+    from hie_core.report.book_meta import write_build_files
+
     root, study_dir = Path(root).resolve(), Path(study_dir).resolve()
+    project = root
     outside = book_dir(out_dir)
     if outside is not None:
         root, html = _stage_sources(root, outside / "source"), outside / "html"
@@ -405,13 +418,26 @@ def build_book(root: Path, study_dir: Path, out_dir: Path | str | None = None) -
         html = root / "_build" / "html"
     collect_notebooks(root, study_dir)
     toc = write_toc(root, list(experiment_notebooks(study_dir)))
+    config = write_build_files(root, study_dir, project)  # the title, "cite this book", the code's origin
     vendor_assets(root)
     staging = html.parent / f".staging-{os.getpid()}"  # one per process: two builds never share one
     shutil.rmtree(staging, ignore_errors=True)
     shutil.rmtree(html.parent / ".doctrees", ignore_errors=True)  # left by builds before staging
     jb = shutil.which("jupyter-book", path=str(Path(sys.executable).parent))
     cmd = [jb] if jb else [sys.executable, "-m", "jupyter_book"]
-    cmd += ["build", str(root), "-W", "-n", "--keep-going", "--toc", str(toc), "--path-output", str(staging)]
+    cmd += [
+        "build",
+        str(root),
+        "-W",
+        "-n",
+        "--keep-going",
+        "--toc",
+        str(toc),
+        "--config",
+        str(config),
+        "--path-output",
+        str(staging),
+    ]
     log = study_dir / "book-build.log"
     with open(log, "w") as fh:
         proc = subprocess.run(cmd, cwd=root, stdout=fh, stderr=subprocess.STDOUT)
@@ -466,10 +492,15 @@ if (location.protocol === 'file:') {
 
 
 def page_scripts(app, pagename: str, templatename: str, context: dict, doctree) -> None:
-    """Sphinx ``html-page-context``: plotly.js on the pages that draw a plotly figure only, and
+    """Sphinx ``html-page-context``: plotly.js on the pages that draw a plotly figure only (the
+    cartesian bundle where it draws every trace: :func:`hie_core.report.book_plotly.page_bundle`), and
     the offline search script on the search page; records each page's text for the latter."""
-    if PLOTLY_DIV in context.get("body", ""):  # a figure_html output (escaped in any docstring)
-        app.add_js_file(PLOTLY_JS)
+    from hie_core.report.book_plotly import CARTESIAN_JS, page_bundle
+
+    cartesian = (Path(app.srcdir) / "book" / "assets" / CARTESIAN_JS).is_file()
+    bundle = page_bundle(context.get("body", ""), PLOTLY_JS, cartesian)  # None without a figure_html output
+    if bundle:
+        app.add_js_file(bundle)
     if pagename == "search":
         app.add_js_file(PAGE_TEXT_JS)
         app.add_js_file(None, body=_FILE_SEARCH)
