@@ -1,14 +1,17 @@
 """The abstract and the discussion, written from a study's result files.
 
 Every sentence is computed from ``runs/<study>/results/`` (:class:`~hie_core.report.results.StudyResults`).
-What may be concluded follows the pre-specified design (:mod:`hie_core.report.hypotheses`):
+What may be concluded follows the analysis plan (``book/analysis-plan.md``; :mod:`hie_core.report.hypotheses`):
 
-- a best loss is named only when ``study.json`` says the tests support it (a primary contrast
-  supported and the loss's Dice better than every other loss's after Holm); otherwise the text
-  says that no loss was distinguishable and gives each loss's chance of the best mean Dice;
+- a best loss is named only when ``study.json`` says the tests support it (its Dice better than
+  every other loss's in the paired tests, all of them); otherwise the text says that no loss was
+  distinguishable and gives each loss's chance of the best mean Dice;
 - a test that is not significant is "not detectable" at the design's detectable difference,
-  never "no difference"; "equivalent" is said only when the two one-sided tests say it;
-- the seed's claims are reported one by one with their verdicts.
+  never "no difference"; "equivalent" is said only when the two one-sided tests say it; a row
+  the design cannot decide is "not testable here", with its reason;
+- the seed's claims are reported one by one with their verdicts;
+- what the intervals carry, what the design detects and what reaching the target would take
+  are computed from the study's variance components (case, run, case x run).
 
 Each branch is covered by ``tests/test_report_prose.py``.
 """
@@ -22,13 +25,17 @@ import pandas as pd
 
 from hie_core.methods import label_of_id
 from hie_core.preprocess import DEFAULT_TARGET_SHAPE, Grid
+from hie_core.report.design_prose import design_sentence, reach
 from hie_core.report.display import format_ci, plural
-from hie_core.report.power import ALPHA, TARGET_DICE
+from hie_core.report.power import ALPHA
 from hie_core.report.results import StudyResults
 from hie_core.report.runs import run_grid
 from hie_core.report.seed_study import CLAIMS
 
-__all__ = ["ALPHA", "abstract", "best_loss", "design_sentence", "discussion", "significant"]
+__all__ = ["ALPHA", "abstract", "best_loss", "design_sentence", "discussion", "reach", "significant"]
+
+#: The verdict of a row the design cannot decide (:data:`hie_core.report.hypotheses.NOT_TESTABLE`).
+NOT_TESTABLE = "not testable here"
 
 _NAMES = {"dice": "Dice", "masd_mm": "MASD", "nsd": "NSD", "best_epoch": "best epoch"}
 _UNITS = {"dice": "", "masd_mm": " mm", "nsd": "", "best_epoch": " epochs"}
@@ -85,6 +92,11 @@ def _data_phrase(results: StudyResults, split: str) -> str:
             f"{plural(len(info['seeds']), 'seed')} per loss{cv})")  # fmt: skip
 
 
+def _reason(row: pd.Series) -> str:
+    reason = row.get("reason")
+    return str(reason) if isinstance(reason, str) and reason else "the design cannot reach a verdict"
+
+
 def _detect(row: pd.Series) -> str:
     m = row["metric"]
     if not math.isfinite(row["mdd"]):
@@ -103,12 +115,13 @@ def _primary_sentence(results: StudyResults, split: str) -> str:
         verdict = r["verdict"]
         words = {"supported": "the hybrid is better", "contradicted": "the hybrid is worse",
                  "equivalent": f"equivalent within +-{r['margin']:g}",
-                 "inconclusive": f"not detectable after Holm ({_detect(r)})"}[verdict]  # fmt: skip
+                 "inconclusive": f"not detectable after Holm ({_detect(r)})",
+                 NOT_TESTABLE: f"not testable here ({_reason(r)})"}[verdict]  # fmt: skip
         parts.append(
             f"{_name(r['method'], results)} vs {_name(r['reference'], results)}: {_difference(r)}, {words}"
         )
     return (
-        f"The pre-specified primary contrasts, Dice on cases with a lesion (Holm over {len(primary)}): "
+        f"The analysis plan's primary contrasts, Dice on cases with a lesion (Holm over {len(primary)}): "
         + "; ".join(parts)
         + "."
     )
@@ -128,7 +141,8 @@ def _winner_sentence(results: StudyResults, split: str) -> str:
     if verdict.get("named"):
         row = losses.set_index("method").loc[verdict["candidate"]]
         return (f"**{_name(verdict['candidate'], results)}** had the best Dice ({format_ci(row['dice_mean'], row['dice_ci_low'], row['dice_ci_high'])}), "
-                f"better than every other loss after the Holm correction; it was picked on the cases it is scored on.")  # fmt: skip
+                f"better than every other loss's in the paired tests (each at the {ALPHA:g} level; all had to hold); it was "
+                "picked on the cases it is scored on.")  # fmt: skip
     shares = losses.sort_values("p_rank1_dice", ascending=False, kind="stable")
     odds = ", ".join(f"{_name(r['method'], results)} {r['p_rank1_dice']:.0%}" for _, r in shares.iterrows()
                      if math.isfinite(r["p_rank1_dice"]))  # fmt: skip
@@ -145,7 +159,15 @@ def _claims_sentence(results: StudyResults, split: str) -> str:
     verdicts = results.info.get("claims", {}).get(split, {})
     if not verdicts:
         return ""
-    parts = [f"({c.key}) {c.text}: **{verdicts.get(c.key, 'not tested')}**" for c in CLAIMS]
+    h = results.table("hypotheses", split)
+    parts = []
+    for c in CLAIMS:
+        verdict = verdicts.get(c.key, "not tested")
+        text = f"({c.key}) {c.text}: **{verdict}**"
+        if verdict == NOT_TESTABLE and "reason" in h:
+            reasons = [r for r in dict.fromkeys(h.loc[h["hypothesis"] == c.key, "reason"].dropna()) if r]
+            text += f" ({'; '.join(reasons)})" if reasons else ""
+        parts.append(text)
     return "The seed study's claims, tested here: " + "; ".join(parts) + "."
 
 
@@ -179,35 +201,24 @@ def _ceiling_sentence(results: StudyResults, split: str) -> str:
     if "ceiling" not in t1.index:
         return ""
     c = float(t1.loc["ceiling", "dice_mean"])
-    best = t1.loc[t1.index.isin(results.methods), "dice_mean"].max()
+    losses = t1.loc[t1.index.isin(results.methods), "dice_mean"]
+    if losses.empty:
+        return ""
+    verdict = results.info.get("best_loss", {}).get(split, {})
+    top = losses.idxmax()
+    if verdict.get("named") and verdict.get("candidate") in losses.index:
+        top = verdict["candidate"]
+        whose = (
+            f"the mean Dice of the best loss, {_name(top, results)}, was {float(losses[top]) / c:.0%} of it."
+        )
+    elif len(losses) > 1:
+        whose = (f"the highest mean Dice of any loss, {_name(top, results)}'s {float(losses[top]):.3f}, was "
+                 f"{float(losses[top]) / c:.0%} of it, though no loss was distinguishable as the best.")  # fmt: skip
+    else:
+        whose = f"the only loss's mean Dice was {float(losses[top]) / c:.0%} of it."
     return (f"Sending the reference labels themselves to the training grid and back scores a mean Dice of {c:.3f}, "
             f"an approximate bound for networks trained on that grid (a method scored on the native grid, such as "
-            f"the threshold, can beat it on a case); the best loss's mean Dice was {best / c:.0%} of it.")  # fmt: skip
-
-
-def design_sentence(results: StudyResults, split: str | None = None) -> str:
-    """What the design could detect in the primary contrasts, and what reaching 0.02 Dice would take."""
-    split = split or _main_split(results)
-    h = results.table("hypotheses", split)
-    primary = h[(h["family"] == "primary") & h["mdd"].notna()]
-    seeds = len(results.info["seeds"])
-    if primary.empty:
-        return (f"No primary contrast could be measured on the {results.n_cases(split)} cases of this split, so what this design can detect "
-                "is unknown; `python -m hie_core.study --plan` projects it before a run.")  # fmt: skip
-    mdd = float(primary["mdd"].max())
-    n = int(primary["n_cases"].max())  # the cases with a lesion: the primary endpoint's
-    observed = float(primary["estimate"].abs().max())
-    text = (f"With {n} cases with a lesion x {plural(seeds, 'run')} per loss, the primary contrasts could detect a Dice difference "
-            f"of about {mdd:.3f} (80% power, Holm over {len(h[h['family'] == 'primary'])}); the largest observed "
-            f"difference was {observed:.3f}.")  # fmt: skip
-    if mdd > TARGET_DICE:
-        need = math.ceil(n * (mdd / TARGET_DICE) ** 2)
-        text += (f" Differences smaller than that, such as {TARGET_DICE} Dice, could not have been detected: that "
-                 f"would take about {need} cases at {plural(seeds, 'run')} each, or more runs per case "
-                 "(`python -m hie_core.study --plan --design powered`).")  # fmt: skip
-    else:
-        text += f" It could detect a difference of {TARGET_DICE} Dice."
-    return text
+            f"the threshold, can beat it on a case); {whose}")  # fmt: skip
 
 
 def abstract(results: StudyResults) -> str:
@@ -224,35 +235,53 @@ def abstract(results: StudyResults) -> str:
 
 
 def _spread(results: StudyResults, split: str) -> str:
+    """The run-to-run spread, the variance components of the primary contrasts, and what the intervals carry."""
     t1 = results.table("table1", split)
     losses = t1[t1["method"].isin(results.losses)]
     n_seeds = len(results.info["seeds"])
     if n_seeds < 2:
-        return ("Each loss ran with one seed, so the run-to-run spread of these numbers is not measured; "
-                "`python -m hie_core.study --seeds N` measures it.")  # fmt: skip
+        return ("Each loss ran with one seed, so the run-to-run spread of these numbers is not measured and the "
+                "intervals carry the case-to-case spread alone; `python -m hie_core.study --seeds N` measures it.")  # fmt: skip
     sds = losses["dice_seed_sd"].astype(float)
     widest = losses.loc[sds.idxmax(), "method"]
-    return (f"Over {n_seeds} seeds, the between-seed SD of a loss's mean Dice ranged from {sds.min():.3f} to "
-            f"{sds.max():.3f} ({_name(widest, results)}); the intervals above carry this spread, since they resample runs "
-            "within cases.")  # fmt: skip
+    text = (f"Over {n_seeds} seeds, the between-seed SD of a loss's mean Dice ranged from {sds.min():.3f} to "
+            f"{sds.max():.3f} ({_name(widest, results)}).")  # fmt: skip
+    bootstrap = str(results.info.get("statistics", {}).get("bootstrap", ""))
+    if "pigeonhole" in bootstrap:
+        text += (" The intervals carry this spread: every case is scored by the same trained models, so the bootstrap "
+                 "resamples runs as well as cases, independently (the pigeonhole bootstrap).")  # fmt: skip
+    else:
+        text += f" The intervals come from this bootstrap: {bootstrap}." if bootstrap else ""
+    parts = [f"{_name(c['contrast'].split(' - ')[0], results)} - {_name(c['contrast'].split(' - ')[1], results)}: "
+             f"case {c['sd_case']:.3f}, run {c['sd_run']:.3f}, case x run {c['sd_case_run']:.3f}"
+             for c in results.info.get("variance_components", {}).get(split, [])
+             if all(isinstance(c.get(k), (int, float)) and math.isfinite(c[k]) for k in ("sd_case", "sd_run", "sd_case_run"))]  # fmt: skip
+    if parts:
+        text += (" SDs of the paired Dice difference of the primary contrasts, by variance component (method of "
+                 "moments): " + "; ".join(parts) + ".")  # fmt: skip
+    return text
 
 
 def _power(results: StudyResults, split: str) -> str:
     h = results.table("hypotheses", split)
     comp = results.table("comparisons", split)
     parts = []
-    for label, table, p_column in (("secondary hypothesis tests", h[h["family"] == "secondary"], "p"),
-                                   ("exploratory comparisons", comp, "p_wilcoxon")):  # fmt: skip
-        tested = table[table[p_column].notna()] if len(table) else table
+    for label, table in (("secondary hypothesis tests", h[h["family"] == "secondary"]),
+                         ("exploratory comparisons", comp)):  # fmt: skip
+        tested = table[table["p"].notna()] if len(table) and "p" in table else table.iloc[:0]
         if len(tested):
             n_sig = int((tested["p_holm"] < ALPHA).sum())
             parts.append(f"{n_sig} of the {len(tested)} {label}")
     if not parts:
         return "No paired test could run (too few complete pairs)."
     equivalent = int((comp["verdict"] == "equivalent").sum()) if len(comp) else 0
-    return ("After the Holm correction within each family, " + " and ".join(parts) + " reached p < 0.05; "
-            f"{equivalent} exploratory comparisons were shown equivalent within their margins. A test that did not "
-            "reach significance means the difference was not detectable with this design, not that there was none.")  # fmt: skip
+    untestable = int((h["verdict"] == NOT_TESTABLE).sum()) if len(h) else 0
+    text = ("After the Holm correction within each family, " + " and ".join(parts) + " reached p < 0.05 (t tests on "
+            f"the mean difference); {equivalent} exploratory comparisons were shown equivalent within their margins.")  # fmt: skip
+    if untestable:
+        text += f" {plural(untestable, 'hypothesis row')} could not be tested with this design (not testable here)."
+    return text + (" A test that did not reach significance means the difference was not detectable with this design, "
+                   "not that there was none.")  # fmt: skip
 
 
 def _strata_sentence(results: StudyResults, split: str) -> str:
@@ -270,7 +299,9 @@ def _strata_sentence(results: StudyResults, split: str) -> str:
     if len(d):
         counts_v = d["verdict"].value_counts()
         text += (" The seed's claim that lesions under 1% are the hardest was " + ", ".join(
-            f"{v} for {plural(int(c), 'loss', 'losses')}" for v, c in counts_v.items()) + ".")  # fmt: skip
+            f"{v} for {plural(int(c), 'loss', 'losses')}" for v, c in counts_v.items()))  # fmt: skip
+        reasons = [r for r in dict.fromkeys(d.loc[d["verdict"] == NOT_TESTABLE, "reason"].dropna()) if r]
+        text += f" ({'; '.join(reasons)})." if reasons else "."
     if (rows["n_cases"] < 5).any():
         text += " Strata with fewer than 5 cases have no interval."
     return text
@@ -284,13 +315,15 @@ def _masd_sentence(results: StudyResults, split: str) -> str:
         return "MASD was defined for every case with a lesion in every run of every method."
     runs = ", ".join(f"{_name(r['method'], results)} ({int(r['masd_undefined'])} cases, {int(r['masd_undefined_runs'])} "
                      "case-runs)" for _, r in undefined.iterrows())  # fmt: skip
-    n_common = int(ranked["masd_cases"].min())
+    counts = ", ".join(f"{_name(r['method'], results)} {int(r['masd_cases'])} of {int(r['n_cases'])}"
+                       for _, r in ranked.iterrows() if math.isfinite(r["masd_cases"]))  # fmt: skip
     changed = (ranked["rank_mean"] != ranked["rank_mean_worst"]).any()
     effect = "changes the mean ranks" if changed else "leaves the mean ranks as they are"
     return ("MASD is undefined when exactly one of prediction and reference is empty, and a case counts as undefined "
-            f"for a method when it is in any of its runs: {runs}. MASD means and ranks use the {n_common} cases "
-            "defined for every ranked method; giving each undefined case-run the largest MASD of the split instead "
-            f"(a worst-case sensitivity analysis) {effect}.")  # fmt: skip
+            f"for a method when it is in any of its runs: {runs}. As in the challenge, each method's MASD mean and "
+            f"rank use its own cases where MASD is defined ({counts}), so one method's failures do not change another's "
+            f"numbers; giving each undefined case-run the largest MASD of the split instead (a worst-case sensitivity "
+            f"analysis) {effect}.")  # fmt: skip
 
 
 def _empty_sentence(results: StudyResults, split: str) -> str:
@@ -321,23 +354,39 @@ def _grid_limitation(info: dict) -> str:
             f"Dice a network trained on it can reach on small lesions, approximately ({bound}).")  # fmt: skip
 
 
+def _preset_limitation(preset: str) -> str:
+    """How the quick (or native) preset's settings were chosen, with the development-set numbers."""
+    from hie_core.report.preset_dev import dev_check, dev_check_words
+
+    text = (f"The *{preset}* preset's settings (normalisation, learning rate, ZADC scale, mirroring, epochs, patience) "
+            "were first chosen by comparing variants scored on the synthetic test split that this book reports "
+            "(benchmarks/README.md)")  # fmt: skip
+    if preset == "native":
+        text += ", on the quick preset, and taken over"
+    words = dev_check_words(dev_check())
+    if not words:
+        return text + ("; they have not been checked on the development set, so the preset's scores are slightly "
+                       "flattered. Early stopping itself used only the selection set.")  # fmt: skip
+    return (text + ". They were then checked against alternatives they had been chosen over: " + words[0].lower() + words[1:] +
+            " Settings that were not re-checked may still flatter these scores slightly. Early stopping itself used "
+            "only the selection set.")  # fmt: skip
+
+
 def _limitations(results: StudyResults, split: str) -> str:
     info = results.info
     t1 = results.table("table1", split)
-    width = (t1["dice_ci_high"] - t1["dice_ci_low"])[t1["method"].isin(results.losses)].max()
+    losses = t1[t1["method"].isin(results.losses)]
+    width = (losses["dice_ci_high"] - losses["dice_ci_low"]).max()
     items = []
     if np.isfinite(width):
-        items.append(
-            f"With {results.n_cases(split)} cases, the 95% CI of a loss's mean Dice is up to {width:.2f} wide."
-        )
+        n_lesion = int(losses["n_cases"].max())
+        items.append(f"With {n_lesion} cases with a lesion x {plural(len(info['seeds']), 'run')} per loss, the 95% CI "
+                     f"of a loss's mean Dice is up to {width:.2f} wide.")  # fmt: skip
     grid_item = _grid_limitation(info)
     if grid_item:
         items.append(grid_item)
     if info.get("preset") in ("quick", "native"):
-        items.append(f"The *{info['preset']}* preset's settings (ZADC scale, mirroring, epochs, patience) were chosen by "
-                     "comparing variants scored on the synthetic test split that this book reports "
-                     "(benchmarks/README.md); they have not yet been chosen again on the development set, so the "
-                     "preset's scores are slightly flattered. Early stopping itself used only the selection set.")  # fmt: skip
+        items.append(_preset_limitation(info["preset"]))
     if info.get("preset") == "quick":
         items.append("The *quick* preset (a small U-Net for a CPU run) shows that the pipeline works end to end, "
                      "not how well the losses can do.")  # fmt: skip
