@@ -222,3 +222,26 @@ def test_predict_into_another_runs_predictions_is_refused(scored, tmp_path, caps
     model = write_model_file(tmp_path / "other" / "model_best.pt")
     _predict_refused(capsys, ["--checkpoint", model, "--data-dir", data / "BONBID2023_Test", "--output-dir",
                               run / "predictions"], run, data, named=f"is inside the run folder {run}")  # fmt: skip
+
+
+@pytest.mark.parametrize("inside", ["data", "masks"])
+def test_the_study_folder_is_never_inside_its_data_or_mask_folder(
+    tiny_release, tmp_path, monkeypatch, inside
+):
+    """``--runs-dir`` inside the data folder (or an --external mask folder): refused at plan time, files unchanged."""
+    from hie_core import study
+
+    monkeypatch.setenv("HIE_CACHE_DIR", str(tmp_path / "cache"))
+    masks = tmp_path / "masks"
+    masks.mkdir()
+    for label in (tiny_release / "BONBID2023_Test" / "3LABEL").glob("*.mha"):
+        shutil.copy(label, masks / label.name)
+    runs_dir = (tiny_release / "BONBID2023_Test" if inside == "data" else masks) / "runs"
+    before = _hashes(tiny_release, masks)
+    with pytest.raises(
+        OutputPathError, match=f"is inside the {'data' if inside == 'data' else 'mask'} folder"
+    ):
+        study.plan_study(runs_dir, "s", ["dice"], 1, data_dir=str(tiny_release), preset="quick", device="cpu",
+                         overrides={"target_shape": (8, 16, 16), "patch_shape": "none"},
+                         externals=[f"mine={masks}"])  # fmt: skip
+    assert _hashes(tiny_release, masks) == before and not runs_dir.exists()

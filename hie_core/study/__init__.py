@@ -404,6 +404,7 @@ def plan_study(runs_dir: Path, study: str, losses: Sequence[str], seeds: int | N
         hie_core.data.DatasetError: the data folder is not usable.
     """
     from hie_core.data import load_dataset
+    from hie_core.outputs import Read, check_outputs
     from hie_core.synthetic import is_synthetic_dir
     from hie_core.training.experiment import default_study_name, project_root, resolve_data_dir
 
@@ -429,6 +430,8 @@ def plan_study(runs_dir: Path, study: str, losses: Sequence[str], seeds: int | N
                      reduce=functools.partial(method_settings, configure=configure))  # fmt: skip
     check_runs(runs, configure, memory=not remote_cuda)  # every run's values and loss, before the first run
     outside = parse_externals(externals, [r.method for r in runs])
+    check_outputs("hie-study", [study_dir], [Read(data, "data folder"), *(Read(f, "mask folder") for _, f in outside)],
+                  own=lambda path: True)  # the study folder outside what it reads  # fmt: skip
     if outside:  # every mask checked before any run starts: one error lists every problem of every folder
         from hie_core.external import check_predictions
 
