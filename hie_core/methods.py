@@ -68,8 +68,8 @@ def format_value(value: Any) -> str:
     """A grid value as it appears in a method id and label: ``0.1``, ``16x48x48``, ``batched``."""
     if isinstance(value, bool) or value is None:
         return str(value)
-    if isinstance(value, float):
-        return f"{value:g}"
+    if isinstance(value, float):  # no "+" (it separates an id's grid keys): 1e+06 -> 1e6
+        return f"{value:g}".replace("e+0", "e").replace("e+", "e")
     if isinstance(value, (list, tuple)):
         return "x".join(format_value(v) for v in value)
     return _UNSAFE.sub("_", str(value))

@@ -274,3 +274,11 @@ def test_training_curves_tell_seeds_apart_and_label_only_decades() -> None:
     assert [t.line.dash for t in legend] == ["solid", "dash", "solid"]
     assert legend[0].line.color == legend[1].line.color != legend[2].line.color
     assert fig.layout.yaxis.type == "log" and fig.layout.yaxis.dtick == 1  # one label per decade
+
+
+def test_a_large_or_small_float_in_an_id_has_no_plus_and_reads_back():
+    from hie_core.methods import config_of_id, format_value, method_id
+
+    assert format_value(1e6) == "1e6" and format_value(1e-5) == "1e-05" and format_value(2.5e12) == "2.5e12"
+    mid = method_id({"loss": "dice", "lr": 1e6, "hybrid_weight": 0.5}, ["lr"])
+    assert mid == "dice+lr=1e6" and grid_keys_of(mid) == ["lr"] and config_of_id(mid)["lr"] == 1e6

@@ -418,6 +418,31 @@ def test_ctrl_c_during_a_run_ends_the_study_with_one_line_and_exit_130(tiny_synt
     assert not notebook.exists() or json.loads(notebook.read_text())["cells"]
 
 
+def test_ctrl_c_with_local_jobs_ends_every_process_without_a_traceback(tiny_synthetic, tmp_path):
+    """The issue's probe: Ctrl-C printed the one line, then submitit's KeyboardInterrupt traceback."""
+    env = {**os.environ, "HIE_CACHE_DIR": str(tmp_path / "cache"), "PYTHONUNBUFFERED": "1"}
+    cli = ["--losses", "dice", "--seeds", "2", "--data-dir", str(tiny_synthetic), "--runs-dir", str(tmp_path / "runs"),
+           "--study", "s", "--preset", "quick", "--device", "cpu", "--no-book", "--set", "epochs=50",
+           "--jobs", "2"]  # submitit local jobs, runs long enough to be interrupted  # fmt: skip
+    cmd = [sys.executable, "-m", "hie_core.study", *cli]
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)  # fmt: skip
+    logs = [tmp_path / "runs" / "s" / "dice" / f"seed{k}" / "papermill.log" for k in (0, 1)]
+    try:
+        _wait_for(lambda: all(log.is_file() for log in logs), 120, "both runs to start")
+        time.sleep(3)  # papermill and its kernels starting
+        tree = _process_tree(proc.pid)
+        os.killpg(proc.pid, signal.SIGINT)  # a terminal's Ctrl-C: the whole foreground process group
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, out + err
+    assert out.strip().splitlines()[-1] == study.INTERRUPTED and err == "", out + err
+    _wait_for(lambda: all(_gone(p) for p in tree), 30, "every job process to end")
+    assert len(tree) >= 6  # two controllers, two tasks, their papermills (and kernels): all gone
+
+
 def test_a_repeated_loss_runs_once_with_a_note(tiny_synthetic, tmp_path, capsys):
     args = ["--losses", "dice,dice", "--seeds", "2", "--data-dir", str(tiny_synthetic), "--runs-dir",
             str(tmp_path / "runs"), "--preset", "quick", "--device", "cpu", "--plan"]  # fmt: skip
