@@ -382,7 +382,8 @@ def test_an_edited_result_file_is_named_and_the_run_redone(reference_run, tiny_s
     out = tmp_path / "study" / "dice" / "seed0"
     shutil.copytree(reference_run.run_dir, out)
     summary = json.loads((out / "summary.json").read_text())
-    assert set(summary["checksums"]) == {"config.json", "history.csv", "metrics.csv"}
+    masks = {p.relative_to(out).as_posix() for p in (out / "predictions").rglob("*.mha")}
+    assert masks and set(summary["checksums"]) == {"config.json", "history.csv", "metrics.csv", *masks}
     assert find_runs(out.parent.parent).runs[0].path == out  # untouched: reported
     metrics = pd.read_csv(out / "metrics.csv")
     metrics.loc[0, "dice"] = 0.99  # a plausible value: only the checksum can tell
