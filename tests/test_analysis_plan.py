@@ -91,3 +91,26 @@ def test_no_tracked_file_cites_the_team_notes() -> None:
             continue
         cited += [f"{name}:{i}" for i, line in enumerate(text.splitlines(), 1) if pattern.search(line)]
     assert not cited, f"cite the fact or the Analysis plan page instead: {cited}"
+
+
+def test_the_reproduce_page_states_the_measurements() -> None:
+    """Its digest is the committed one, its repeat numbers are repeat_cpu.json's, its components power's."""
+    import json
+
+    page = (ROOT / "book" / "reproduce.md").read_text()
+    digest = json.loads((ROOT / "tests" / "synthetic_small_seed0.sha256.json").read_text())["dataset_digest"]
+    assert f"    {digest}\n" in page
+    repeat = json.loads((ROOT / "benchmarks" / "results" / "repeat_cpu.json").read_text())
+    same, other = repeat["same_threads_1_vs_1"], repeat["threads_1_vs_2"]
+    assert (
+        same["history_identical"]
+        and same["state_identical"]
+        and "| one thread, run twice | identical" in page
+    )
+    assert not other["history_identical"] and other["first_epoch_differing"] == 1
+    (a, b), (sa, sb) = [x[0] for x in other["train_loss"]], [x[1] for x in other["selection_dice"]]
+    assert f"training loss {a:.6f} against {b:.6f}" in page and f"epoch 2 {sa:.4f} against {sb:.4f}" in page
+    assert f"largest difference {other['max_abs_state_difference']:.3f}" in page
+    noise = power.default_noise()
+    assert f"SD of {noise.sd_run:g} " in page and f"{noise.sd_case:g} between" in page
+    assert f"{noise.sd_case_run:g} for case x run" in page
