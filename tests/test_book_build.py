@@ -29,6 +29,7 @@ from hie_core.report.book import (
     fold_code,
     write_toc,
 )
+from hie_core.report.book_mathjax import MATHJAX_COMPONENTS, MATHJAX_CONFIG, MATHJAX_ENTRY
 from hie_core.report.book_plotly import CARTESIAN_JS, CARTESIAN_SOURCE
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -222,9 +223,16 @@ def _shadow_npm_and_node(tmp_path: Path, monkeypatch) -> Path:
 def test_vendor_assets_takes_mathjax_from_the_python_package(tmp_path, monkeypatch):
     calls = _shadow_npm_and_node(tmp_path, monkeypatch)
     book.vendor_assets(tmp_path)
-    vendored = tmp_path / "book" / "assets" / "mathjax" / "tex-svg.js"
-    assert vendored.read_bytes() == book.mathjax_source().read_bytes()
-    assert b"MathJax" in vendored.read_bytes()[:200_000] and vendored.stat().st_size > 1_000_000
+    mathjax = tmp_path / "book" / "assets" / "mathjax"
+    stale = mathjax / "tex-svg.js"  # what builds before the components vendored
+    stale.write_text("old")
+    book.vendor_assets(tmp_path)
+    package = book.mathjax_source().parent
+    for name in (MATHJAX_ENTRY, *MATHJAX_COMPONENTS, "input/tex/extensions/boldsymbol.js"):
+        assert (mathjax / name).read_bytes() == (package / name).read_bytes(), name
+    assert not stale.exists()
+    assert b"MathJax" in (mathjax / MATHJAX_ENTRY).read_bytes()
+    assert (mathjax / "output" / "svg" / "fonts" / "tex.js").stat().st_size > 1_000_000  # the SVG font
     assert (tmp_path / "book" / "assets" / "plotly.min.js").stat().st_size > 1_000_000
     assert not calls.exists()
 
@@ -280,7 +288,9 @@ def test_references_bib_has_every_cited_work_complete():
     config = yaml.safe_load((ROOT / "_config.yml").read_text())
     assert config["bibtex_bibfiles"] == ["book/references.bib"]
     sphinx = config["sphinx"]["config"]
-    assert sphinx["mathjax_path"] == f"mathjax/{book.MATHJAX_FILE}"
+    assert (
+        sphinx["mathjax_path"] == f"mathjax/{MATHJAX_ENTRY}" and sphinx["mathjax3_config"] == MATHJAX_CONFIG
+    )
     assert (ROOT / sphinx["html_static_path"][0] / sphinx["html_css_files"][0]).is_file()
 
 
@@ -334,7 +344,8 @@ def test_tiny_book_builds_with_only_python(tmp_path, monkeypatch):
     assert "Cite this book" in listed and "not a git checkout" in listed  # tmp_path is no git checkout
     reproduce = re.sub(r"<[^>]+>", "", (html / "book" / "reproduce.html").read_text())
     assert f"built from the folder {root}" in reproduce and "<this repository>" not in reproduce
-    assert (html / "_static" / "mathjax" / "tex-svg.js").is_file()
+    assert (html / "_static" / "mathjax" / MATHJAX_ENTRY).is_file()
+    assert not (html / "_static" / "mathjax" / "tex-svg.js").exists()
     # the page with a plotly figure loads the cartesian plotly.js (its figure has no other trace); no
     # other page loads any, and the full bundle, which no page loads, is not in the book
     assert f"_static/{CARTESIAN_JS}" in results
@@ -356,7 +367,12 @@ def test_tiny_book_builds_with_only_python(tmp_path, monkeypatch):
         "hie-icons.css" in intro
         and ".fa-magnifying-glass" in (html / "_static" / "hie-icons.css").read_text()
     )
-    assert "tex-svg.js" in intro and "tex-svg.js" not in (html / "book" / "reproduce.html").read_text()
+    reproduce_html = (html / "book" / "reproduce.html").read_text()
+    assert (
+        "mathjax/startup.js" in intro
+        and "mathjax/" not in reproduce_html
+        and "window.MathJax" not in reproduce_html
+    )
     # search ranks the API reference's pages below the paper's
     assert 'docname.startsWith("book/api")' in (html / "_static" / "language_data.js").read_text()
     assert (html / "book" / "api-book.html").is_file()

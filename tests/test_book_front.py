@@ -304,3 +304,75 @@ def test_committed_cartesian_bundle_matches_the_installed_plotly(tmp_path):
     other = tmp_path / "other.min.js"
     other.write_text("/**\n* plotly.js v9.9.9\n*/")
     assert not book_plotly.vendor_cartesian(tmp_path, other) and not target.exists()  # stale copy removed
+
+
+def test_mathjax_parts_render_tex_from_a_file(tmp_path):
+    """The vendored components typeset inline and display maths, an AMS environment and a package
+    loaded on demand, with MathML for screen readers, from file:// and without console errors;
+    page_weights counts the components startup.js loads."""
+    from hie_core.report.book import mathjax_source
+    from hie_core.report.book_mathjax import MATHJAX_CONFIG, vendor_mathjax
+
+    site = tmp_path / "site"
+    vendor_mathjax(mathjax_source().parent, site / "_static" / "mathjax")
+    page = (f"<html><head><script>window.MathJax = {json.dumps(MATHJAX_CONFIG)};</script>"
+            '<script defer src="_static/mathjax/startup.js"></script></head><body><p>\\(x^2 + \\boldsymbol{y}\\)</p>'
+            "<div>\\[\\begin{aligned} a &= \\operatorname{Dice}(P, G) \\\\ b &= \\tfrac{1}{2} \\end{aligned}\\]</div>"
+            "</body></html>")  # fmt: skip
+    (site / "p.html").write_text(page)
+    loaded = book_weight.page_assets(site, site / "p.html")
+    assert {p.relative_to(site / "_static" / "mathjax").as_posix() for p in loaded if "mathjax" in p.parts} == {
+        "startup.js", "core.js", "input/tex.js", "output/svg.js", "output/svg/fonts/tex.js", "a11y/assistive-mml.js"
+    }  # fmt: skip
+    assert book_weight.page_weights(site)["p.html"] < 1_800_000
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    if chromium is None or shutil.which("chromedriver") is None:
+        pytest.skip("chromium/chromedriver not installed")
+    import time
+
+    from tests.test_book import _driver
+
+    driver = _driver(tmp_path, width=1000)
+    try:
+        driver.get((site / "p.html").as_uri())
+        deadline = time.time() + 30
+        count = "return document.querySelectorAll('mjx-container svg').length"
+        while driver.execute_script(count) < 2 and time.time() < deadline:
+            time.sleep(0.2)
+        state = driver.execute_script(
+            "return {svg: document.querySelectorAll('mjx-container svg').length,"
+            " mml: document.querySelectorAll('mjx-assistive-mml').length,"
+            " errors: document.querySelectorAll('[data-mjx-error], mjx-merror').length}"
+        )
+        logs = [e["message"] for e in driver.get_log("browser") if e["level"] == "SEVERE"]
+    finally:
+        driver.quit()
+    assert state == {"svg": 2, "mml": 2, "errors": 0} and logs == [], (state, logs)
+
+
+def test_fonts_keep_their_woff2_and_pages_without_typing_search_drop_the_index(tmp_path):
+    fonts = tmp_path / "_static" / "fonts"
+    fonts.mkdir(parents=True)
+    for name in ("a.woff2", "a.ttf", "b.ttf"):
+        (fonts / name).write_bytes(b"x")
+    css = ('@font-face{font-family:A;src:url(fonts/a.woff2) format("woff2"),url(fonts/a.ttf) format("truetype")}'
+           '@font-face{font-family:B;src:url(fonts/b.ttf) format("truetype")}')  # fmt: skip
+    (tmp_path / "_static" / "s.css").write_text(css)
+    assert book_weight.drop_font_fallbacks(tmp_path) == ["_static/fonts/a.ttf"]
+    assert (tmp_path / "_static" / "s.css").read_text() == (
+        '@font-face{font-family:A;src:url(fonts/a.woff2) format("woff2")}'
+        '@font-face{font-family:B;src:url(fonts/b.ttf) format("truetype")}'
+    )  # B has no woff2: kept whole
+    assert (fonts / "b.ttf").is_file() and (fonts / "a.woff2").is_file()
+    scripts = ('<script>DOCUMENTATION_OPTIONS.search_as_you_type = false;</script>\n'
+               '<script src="../_static/searchtools.js"></script>\n<script src="../_static/language_data.js"></script>\n'
+               '<script src="../searchindex.js"></script>\n<script src="../_static/doctools.js"></script>')  # fmt: skip
+    (tmp_path / "book").mkdir()
+    (tmp_path / "book" / "p.html").write_text(scripts)
+    (tmp_path / "search.html").write_text(scripts.replace("../", ""))
+    (tmp_path / "typing.html").write_text(scripts.replace("false", "true").replace("../", ""))
+    assert book_weight.drop_search_scripts(tmp_path) == 1
+    page = (tmp_path / "book" / "p.html").read_text()
+    assert "searchindex" not in page and "searchtools" not in page and "language_data" not in page
+    assert "doctools.js" in page and "searchindex.js" in (tmp_path / "search.html").read_text()
+    assert "searchindex.js" in (tmp_path / "typing.html").read_text()  # a theme that searches as one types

@@ -11,8 +11,8 @@
    :func:`hie_core.report.book_meta.write_build_files` writes ``book/generated/_config.yml``
    (the committed one with a title naming the study's data), the "Cite this book" block and
    how to get the code the book was built from;
-3. :func:`vendor_assets` copies plotly.js (from the installed ``plotly``) and MathJax 3's
-   self-contained ``tex-svg.js`` (from the installed ``sphinx-mathjax-offline``) into
+3. :func:`vendor_assets` copies plotly.js (from the installed ``plotly``) and the MathJax 3
+   components the pages load (from the installed ``sphinx-mathjax-offline``) into
    ``book/assets/``: no npm, node or network at build time;
 4. ``jupyter-book build . -W -n --keep-going --toc book/generated/_toc.yml --config
    book/generated/_config.yml``, then
@@ -65,22 +65,36 @@ __all__ = [
 
 #: study-level notebooks executed by the study, in book order (each notebooks/<name>.ipynb)
 BOOK_NOTEBOOKS = ("intro", "data", "methods", "results", "performance")
-#: the API reference's pages under book/, one per layer and in book order (write_toc makes each
+#: the API reference's pages under book/, a few modules each, in book order (write_toc makes each
 #: that exists a section of the committed _toc.yml's ``book/api`` entry)
 API_PAGES = (
     "api-data",
+    "api-synthetic",
     "api-preprocess",
     "api-augment",
     "api-model",
+    "api-losses",
     "api-metrics",
+    "api-lesions",
     "api-config",
+    "api-errors",
     "api-training",
+    "api-steps",
     "api-runs",
     "api-study",
+    "api-grid",
+    "api-watch",
     "api-results",
+    "api-external",
     "api-statistics",
+    "api-power",
+    "api-hypotheses",
+    "api-lesion-tables",
     "api-tables",
+    "api-display",
     "api-book",
+    "api-build",
+    "api-assets",
 )
 API_ENTRY = "book/api"
 #: the committed _toc.yml's entry that stands for "every experiment page"
@@ -92,7 +106,9 @@ BOOK_DIR_ENV = "HIE_BOOK_DIR"
 #: the committed sources of the book, copied when it is built outside the project
 BOOK_SOURCES = ("_config.yml", "_toc.yml", "book")
 MATHJAX_DISTRIBUTION = "sphinx-mathjax-offline"
-MATHJAX_FILE = "tex-svg.js"  # MathJax 3's TeX-to-SVG bundle: one file, no web fonts
+MATHJAX_FILE = (
+    "tex-svg.js"  # how mathjax_source finds the package's MathJax folder (the pages load its parts)
+)
 _PARAMETER_TAGS = {"parameters", "injected-parameters"}
 _REMOVED = {"remove-cell", "remove_cell"}
 _NO_INPUT = {"remove-input", "remove_input", "hide-input", "hide_input"}
@@ -271,7 +287,8 @@ def write_toc(root: Path, losses: list[str]) -> Path:
 
 
 def mathjax_source() -> Path:
-    """MathJax 3's ``tex-svg.js`` as shipped by the installed ``sphinx-mathjax-offline`` wheel.
+    """MathJax 3's ``tex-svg.js`` as shipped by the installed ``sphinx-mathjax-offline`` wheel
+    (its folder holds the components :func:`vendor_assets` copies).
 
     Raises:
         BookError: the package is not installed (it is part of the ``book`` extra).
@@ -297,15 +314,17 @@ def _copy_if_changed(src: Path, dst: Path) -> None:
 
 
 def vendor_assets(root: Path) -> None:
-    """Put plotly.min.js and MathJax's tex-svg.js under ``book/assets/``, from Python packages, and
-    the committed cartesian plotly.js bundle (:mod:`hie_core.report.book_plotly`) when it fits."""
+    """Put plotly.min.js and MathJax's components (:mod:`hie_core.report.book_mathjax`) under
+    ``book/assets/``, from Python packages, and the committed cartesian plotly.js bundle
+    (:mod:`hie_core.report.book_plotly`) when it fits."""
+    from hie_core.report.book_mathjax import vendor_mathjax
     from hie_core.report.book_plotly import vendor_cartesian
     from hie_core.report.display import plotly_js_path
 
     assets = Path(root) / "book" / "assets"
     _copy_if_changed(Path(plotly_js_path()), assets / PLOTLY_JS)
     vendor_cartesian(root, assets / PLOTLY_JS)  # the 1.5 MB bundle, when it matches the installed plotly
-    _copy_if_changed(mathjax_source(), assets / "mathjax" / MATHJAX_FILE)
+    vendor_mathjax(mathjax_source().parent, assets / "mathjax")  # the components the pages load
 
 
 _REF = re.compile(

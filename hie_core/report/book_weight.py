@@ -9,6 +9,11 @@ written (``build-finished``):
   page, which turns ``<i class="fa-solid fa-bars">`` into inline SVG) by a stylesheet of only the
   icons the book's pages use (:func:`icon_css`: each icon as a CSS mask of its SVG path, a few
   hundred bytes each), and removes the bundle;
+- drops the search scripts (the whole search index among them) from every page but the search
+  page, where the theme does not search as one types (:func:`drop_search_scripts`: its search
+  box sends the query to the search page);
+- keeps only the woff2 source of a web font that has one (:func:`drop_font_fallbacks`: every
+  browser that runs the book reads woff2; the theme's truetype copies are 0.7 MB);
 - removes the source maps (``*.map``) and the comments that name them, and the plotly.js
   bundles that no page loads (:func:`remove_unloaded`: the full bundle where every figure
   takes the cartesian one).
@@ -27,12 +32,15 @@ from pathlib import Path
 from urllib.parse import quote, unquote, urlsplit
 
 from hie_core.io import atomic_write_text
+from hie_core.report.book_mathjax import MATHJAX_COMPONENTS, MATHJAX_ENTRY
 
 __all__ = [
     "FONTAWESOME_JS",
     "ICON_CSS",
     "OPTIONAL_SCRIPTS",
     "book_bytes",
+    "drop_font_fallbacks",
+    "drop_search_scripts",
     "icon_css",
     "mathjax_own_equations",
     "icons_used",
@@ -186,6 +194,70 @@ def remove_source_maps(outdir: Path) -> int:
     return len(maps)
 
 
+_SEARCH_SCRIPT = re.compile(
+    r"""\s*<script\b[^>]*\bsrc\s*=\s*["'][^"']*(?:_static/searchtools\.js|_static/language_data\.js|searchindex\.js)"""
+    r"""[^"']*["'][^>]*>\s*</script>"""
+)
+_NO_TYPING_SEARCH = "DOCUMENTATION_OPTIONS.search_as_you_type = false"
+
+
+def drop_search_scripts(outdir: Path) -> int:
+    """Remove the search scripts from each page but ``search.html`` that does not search as one
+    types (the theme's ``search_as_you_type`` off: the page says so); return how many pages."""
+    changed = 0
+    for path in Path(outdir).rglob("*.html"):
+        if path.name == "search.html" or "_static" in path.relative_to(outdir).parts:
+            continue
+        text = path.read_text(encoding="utf-8")
+        if _NO_TYPING_SEARCH in text:
+            new = _SEARCH_SCRIPT.sub("", text)
+            if new != text:
+                atomic_write_text(path, new)
+                changed += 1
+    return changed
+
+
+_FONT_SRC = re.compile(r"src\s*:\s*([^;}]*)", re.IGNORECASE)
+_FONT_URL = re.compile(r"""url\(\s*["']?([^"')]+)["']?\s*\)""", re.IGNORECASE)
+
+
+def _woff2_sources(css: str) -> tuple[str, list[str]]:
+    """A stylesheet with each ``@font-face`` that has a woff2 source reduced to it, and the
+    addresses of the sources it dropped."""
+    dropped: list[str] = []
+
+    def source(src: re.Match) -> str:
+        parts = [part.strip() for part in re.split(r",(?=\s*(?:url|local)\()", src.group(1))]
+        woff2 = [part for part in parts if ".woff2" in part]
+        if not woff2 or len(woff2) == len(parts):
+            return src.group(0)
+        dropped.extend(url for part in parts if part not in woff2 for url in _FONT_URL.findall(part))
+        return "src:" + ",".join(woff2)
+
+    return _FONT_FACE.sub(lambda face: _FONT_SRC.sub(source, face.group(0)), css), dropped
+
+
+def drop_font_fallbacks(outdir: Path) -> list[str]:
+    """In each stylesheet's ``@font-face`` with a woff2 source, drop the other sources; then delete
+    the font files that no file of the book names any more. Returns the deleted files."""
+    outdir = Path(outdir).resolve()
+    dropped: set[Path] = set()
+    for sheet in outdir.rglob("*.css"):
+        css = sheet.read_text(encoding="utf-8", errors="surrogateescape")
+        new, urls = _woff2_sources(css)
+        dropped.update((sheet.parent / unquote(url.split("?")[0])).resolve() for url in urls)
+        if new != css:
+            atomic_write_text(sheet, new)
+    texts = [p.read_text(encoding="utf-8", errors="replace") for p in outdir.rglob("*")
+             if p.suffix in {".html", ".css", ".js"}]  # fmt: skip
+    deleted = []
+    for font in sorted(dropped):
+        if font.is_file() and not any(font.name in text for text in texts):
+            font.unlink()
+            deleted.append(font.relative_to(outdir).as_posix())
+    return deleted
+
+
 #: the ``_static/`` scripts a page may load or not; the book keeps only those some page loads
 OPTIONAL_SCRIPTS = ("plotly.min.js", "plotly-cartesian.min.js")
 
@@ -215,7 +287,9 @@ def _local(base: Path, ref: str, html_dir: Path) -> Path | None:
 def page_assets(html_dir: Path, page: Path) -> set[Path]:
     """The files a browser loads to show ``page`` on a first visit: the page itself, the scripts,
     stylesheets, preloads, icons and images it references (plain ``<a>`` links load nothing),
-    and what those stylesheets load in turn (fonts, images, ``@import``).
+    and what those stylesheets load in turn (fonts, images, ``@import``); with MathJax's
+    ``startup.js``, the components it loads on every page
+    (:data:`hie_core.report.book_mathjax.MATHJAX_COMPONENTS`).
 
     An upper bound: every font a stylesheet declares counts (a browser fetches only those a
     page uses), and so does an image behind a class no element has.
@@ -235,6 +309,8 @@ def page_assets(html_dir: Path, page: Path) -> set[Path]:
             found.add(path)
             if path.suffix == ".css":
                 sheets.append(path)
+    for script in [p for p in found if p.name == MATHJAX_ENTRY and p.parent.name == "mathjax"]:
+        found.update(c for c in (script.parent / name for name in MATHJAX_COMPONENTS) if c.is_file())
     while sheets:
         sheet = sheets.pop()
         for url, imported in _css_refs(sheet.read_text(encoding="utf-8", errors="replace")):
@@ -279,7 +355,9 @@ def _lighten(app, exception) -> None:
     if exception is not None or app.builder.format != "html":
         return
     replace_fontawesome(Path(app.outdir))
+    drop_search_scripts(Path(app.outdir))
     remove_source_maps(Path(app.outdir))
+    drop_font_fallbacks(Path(app.outdir))
     remove_unloaded(Path(app.outdir))
 
 
@@ -295,7 +373,12 @@ def mathjax_own_equations(app, pagename: str, templatename: str, context: dict, 
     if not path or files is None or app.env.get_domain("math").data["has_equations"].get(pagename):
         return
     names = {path, f"_static/{path}"}  # Sphinx puts a relative script under _static/
-    files[:] = [js for js in files if getattr(js, "filename", None) not in names]
+
+    def mathjax(js) -> bool:  # the script, or the inline ``window.MathJax = {...}`` before it
+        body = str(getattr(js, "attributes", {}).get("body", ""))
+        return getattr(js, "filename", None) in names or body.startswith("window.MathJax")
+
+    files[:] = [js for js in files if not mathjax(js)]
 
 
 def setup(app) -> dict:
