@@ -244,7 +244,8 @@ def test_a_failed_run_is_reported_and_the_others_still_run(tiny_synthetic, tmp_p
     assert study.main(tiny_cli(tiny_synthetic, tmp_path)) == 1
     out = capsys.readouterr().out
     log = broken.parent / "papermill.log"
-    assert f"FAILED - see {broken}" in out and f"log: {log}" in out
+    assert "dice/seed0" in out and "FAILED: " in out  # the live line, with the error it ended with
+    assert f"see: {broken}" in out and f"log: {log}" in out  # the closing list of failed runs
     assert "IsADirectoryError" in log.read_text() or "Is a directory" in log.read_text()
     assert (tmp_path / "s" / "dice" / "seed1" / "summary.json").is_file()
     assert "[study] results" in out  # one run finished, so the results step ran
