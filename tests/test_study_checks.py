@@ -223,3 +223,31 @@ def test_plan_grid_without_reduce_keeps_every_key():
     with pytest.raises(ConfigError):
         study.parse_overrides(["lr=1", "lr=2"], ["lr"])
     assert json.dumps([r.settings for r in runs]) == '[[["hybrid_weight", 0.1]], [["hybrid_weight", 0.5]]]'
+
+
+def test_the_in_process_engine_prints_each_run_as_it_finishes(tmp_path, monkeypatch, capsys):
+    runs = grid.plan_grid(tmp_path, ["dice", "hdt"], 1)
+    finished = []
+
+    def fake_run(self, run):  # no notebook: the console only
+        finished.append(run.name)
+        return RunOutcome(run.name, run.loss == "dice", 1.5, run.run_dir / "train.ipynb", None, "diverged")
+
+    monkeypatch.setattr(grid.GridJob, "_run", fake_run)
+    outcomes = grid.run_grid(runs, ROOT, {}, grid.Engine(), tmp_path / "jobs")
+    lines = capsys.readouterr().out.splitlines()
+    assert [o.name for o in outcomes] == finished == ["dice/seed0", "hdt/seed0"]
+    assert lines[0].startswith("[study] dice/seed0") and lines[0].endswith("ok")
+    assert lines[1].startswith("[study] progress: 1/2 runs done; elapsed ")
+    assert lines[2].endswith("FAILED: diverged") and lines[3].startswith(
+        "[study] progress: 2/2 runs done (1 failed)"
+    )
+
+
+def test_on_a_terminal_the_progress_is_a_bar_under_the_run_lines(tmp_path):
+    out = io.StringIO()
+    progress = StudyProgress(2, stream=out, bar=True)
+    progress.finished(RunOutcome("dice/seed0", True, 2.0, tmp_path / "train.ipynb", None))
+    progress.close()
+    text = out.getvalue()
+    assert "[study] dice/seed0" in text and "[study] runs 1/2" in text and "left ~" in text
