@@ -39,9 +39,11 @@ def _variant(name: str) -> str:
     return "the preset" if name == _PRESET_ROW else _WORDS.get(name, f"`{name}`")
 
 
-def _dice(entry: dict) -> str:
+def _dice(entry: dict, against: bool) -> str:
     seeds = " / ".join(f"{d:.3f}" for d in entry["dice"])
-    return f"{entry['mean_dice']:.3f} ({'seeds ' if len(entry['dice']) > 1 else 'seed '}{seeds})"
+    difference = entry.get("difference", math.nan)
+    versus = f"; {difference:+.3f} against the preset" if against and math.isfinite(difference) else ""
+    return f"{entry['mean_dice']:.3f} ({'seeds ' if len(entry['dice']) > 1 else 'seed '}{seeds}{versus})"
 
 
 def dev_check_words(check: dict | None) -> str:
@@ -59,21 +61,10 @@ def dev_check_words(check: dict | None) -> str:
         f"{n_cases.pop()} test cases with a lesion" if len(n_cases) == 1 else "its test cases with a lesion"
     )
     losses = sorted({r.get("loss") for r in rows if r.get("loss")})
-    shown = ", ".join(f"{_variant(name)} {_dice(e)}" for name, e in variants.items())
-    base = variants.get(_PRESET_ROW, {})
-    diffs = [
-        (name, e["difference"])
-        for name, e in variants.items()
-        if name != _PRESET_ROW and math.isfinite(e["difference"])
-    ]
-    margin = (
-        f" ({', '.join(f'{_variant(n)} {d:+.3f}' for n, d in diffs)} against the preset)"
-        if diffs and base
-        else ""
-    )
+    shown = ", ".join(f"{_variant(name)} {_dice(e, name != _PRESET_ROW)}" for name, e in variants.items())
     adopted = decision.get("adopted") or []
     outcome = (f"so {', '.join(_variant(n) for n in adopted)} replaced the preset's value" if adopted
                else "so the preset's values were kept")  # fmt: skip
     return (f"On the development set (the synthetic set of generator seed 1, which no reported split touches; "
-            f"{cases}, loss {', '.join(losses) or 'dice'}, one CPU thread per run), mean test Dice: {shown}{margin}. "
+            f"{cases}, loss {', '.join(losses) or 'dice'}, one CPU thread per run), mean test Dice: {shown}. "
             f"The rule, fixed before these runs: {decision['rule']}; {outcome}.")  # fmt: skip

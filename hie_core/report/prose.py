@@ -363,11 +363,12 @@ def _preset_limitation(preset: str) -> str:
             "(benchmarks/README.md)")  # fmt: skip
     if preset == "native":
         text += ", on the quick preset, and taken over"
-    words = dev_check_words(dev_check())
+    check = dev_check()
+    words = dev_check_words(check)
     if not words:
         return text + ("; they have not been checked on the development set, so the preset's scores are slightly "
                        "flattered. Early stopping itself used only the selection set.")  # fmt: skip
-    return (text + ". They were then checked against alternatives they had been chosen over: " + words[0].lower() + words[1:] +
+    return (text + f". They were then checked against {'an alternative' if len(check['decision']['variants']) <= 2 else 'alternatives'} they had been chosen over: " + words[0].lower() + words[1:] +
             " Settings that were not re-checked may still flatter these scores slightly. Early stopping itself used "
             "only the selection set.")  # fmt: skip
 
