@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from hie_core.report import power, preset_dev, prose
+from hie_core.report import design_prose, power, preset_dev, prose
 from hie_core.report.results import StudyResults, read_results, write_results
 from tests.report_fixtures import write_study
 
@@ -144,11 +144,11 @@ def test_empty_labels_and_provenance_warnings(tmp_path: Path) -> None:
 def test_reach_closed_forms() -> None:
     """Only case noise: runs cannot help and the floor is the detectable difference itself."""
     noise = power.NoiseModel(0.05, 0.0, 0.0, "test")
-    need = prose.reach(noise, 12, 2, 1)
+    need = design_prose.reach(noise, 12, 2, 1)
     assert need["runs"] is None and need["floor"] == pytest.approx(power.mdd(noise, 12, 2), rel=1e-6)
     assert power.mdd(noise, need["cases"], 2) <= 0.02 < power.mdd(noise, need["cases"] - 1, 2)
     interaction = power.NoiseModel(0.0, 0.0, 0.05, "test")  # case x run noise only: more runs help
-    runs = prose.reach(interaction, 12, 2, 1)["runs"]
+    runs = design_prose.reach(interaction, 12, 2, 1)["runs"]
     assert power.mdd(interaction, 12, runs) <= 0.02 < power.mdd(interaction, 12, runs - 1)
 
 

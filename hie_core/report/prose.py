@@ -25,14 +25,14 @@ import pandas as pd
 
 from hie_core.methods import label_of_id
 from hie_core.preprocess import DEFAULT_TARGET_SHAPE, Grid
-from hie_core.report.design_prose import design_sentence, reach
+from hie_core.report.design_prose import design_sentence
 from hie_core.report.display import format_ci, plural
 from hie_core.report.power import ALPHA
 from hie_core.report.results import StudyResults
 from hie_core.report.runs import run_grid
 from hie_core.report.seed_study import CLAIMS
 
-__all__ = ["ALPHA", "abstract", "best_loss", "design_sentence", "discussion", "reach", "significant"]
+__all__ = ["ALPHA", "abstract", "best_loss", "discussion", "significant"]
 
 #: The verdict of a row the design cannot decide (:data:`hie_core.report.hypotheses.NOT_TESTABLE`).
 NOT_TESTABLE = "not testable here"

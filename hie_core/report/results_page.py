@@ -97,7 +97,7 @@ def discussion(results: StudyResults):
 
 
 def design_note(results: StudyResults):
-    """What this design could detect (:func:`hie_core.report.prose.design_sentence`) as Markdown."""
+    """What this design could detect (:func:`hie_core.report.design_prose.design_sentence`) as Markdown."""
     return display.markdown(prose.design_sentence(results))
 
 
