@@ -114,3 +114,9 @@ def test_the_reproduce_page_states_the_measurements() -> None:
     noise = power.default_noise()
     assert f"SD of {noise.sd_run:g} " in page and f"{noise.sd_case:g} between" in page
     assert f"{noise.sd_case_run:g} for case x run" in page
+
+
+def test_the_untestable_rules_are_the_codes() -> None:
+    from hie_core.report.variance import MIN_VERDICT_CASES
+
+    assert f"fewer than {MIN_VERDICT_CASES} cases or run pairs" in PAGE
