@@ -67,8 +67,9 @@ def run_seconds(root: Path, study_dir: Path, kind: str, preset: str) -> tuple[fl
 
 
 def study_noise(study_dir: Path, n_cases: int, seeds: int, n_tests: int) -> NoiseModel:
-    """The components of the primary contrasts measured in ``study_dir`` (the noisier one at ``n_cases`` x
-    ``seeds``), else :func:`hie_core.report.power.default_noise` (no run folder, or fewer than 2 x 2)."""
+    """The components of the primary contrasts measured in ``study_dir`` on its test split (else ``cv``, else
+    ``val``; the noisier contrast at ``n_cases`` x ``seeds``), else :func:`hie_core.report.power.default_noise`
+    (no run folder, or fewer than 2 cases x 2 runs)."""
     if not any(study_dir.glob("*/seed*/summary.json")):
         return default_noise()
     from hie_core.report import tables
@@ -78,7 +79,10 @@ def study_noise(study_dir: Path, n_cases: int, seeds: int, n_tests: int) -> Nois
     scores = tables.run_scores(find_runs(study_dir).scores())
     per_case = tables.seed_average(scores)
     found = []
-    for split in sorted(set(scores["split"])):
+    split = next(
+        (s for s in ("test", "cv", "val") if s in set(scores["split"])), None
+    )  # the largest judged split
+    if split is not None:
         for a, b in PRIMARY_CONTRASTS:
             cases = tables.lesion_cases(per_case, split, [a, b])
             if len(cases) < 2:
