@@ -211,7 +211,7 @@ def bland_altman_chart(per_case: pd.DataFrame, labels: Mapping[str, str], title:
         raise ValueError("per_case has no method with reference volumes")
     cols = min(3, len(methods))
     n_rows = math.ceil(len(methods) / cols)
-    fig = make_subplots(rows=n_rows, cols=cols, shared_xaxes=True, shared_yaxes=True, horizontal_spacing=0.04,
+    fig = make_subplots(rows=n_rows, cols=cols, shared_xaxes="all", shared_yaxes="all", horizontal_spacing=0.04,
                         vertical_spacing=0.1, subplot_titles=[labels[m] for m in methods])  # fmt: skip
     for i, method in enumerate(methods):
         rows = per_case[(per_case["method"] == method) & (per_case["n_ref"] > 0)]
@@ -232,9 +232,10 @@ def bland_altman_chart(per_case: pd.DataFrame, labels: Mapping[str, str], title:
             fig.add_annotation(text=f"bias {s['bias']:+.2f} mL", x=0.02, y=0.02, xref="x domain" if i == 0 else f"x{i + 1} domain",
                                yref="y domain" if i == 0 else f"y{i + 1} domain", showarrow=False, xanchor="left",
                                yanchor="bottom", font=dict(size=11))  # fmt: skip
-    fig.update_xaxes(type="log", dtick=1, exponentformat="power")
-    for c in range(1, cols + 1):
-        fig.update_xaxes(title_text="mean of the volumes (mL)", row=n_rows, col=c)
+    fig.update_xaxes(type="log", dtick=1, exponentformat="power", showticklabels=True)
+    for c in range(1, cols + 1):  # the axis title under the last panel of each column
+        last = max(i // cols + 1 for i in range(len(methods)) if i % cols + 1 == c)
+        fig.update_xaxes(title_text="mean of the volumes (mL)", row=last, col=c)
     for r in range(1, n_rows + 1):
         fig.update_yaxes(title_text="predicted - reference (mL)", row=r, col=1)
     fig.update_layout(height=120 + 260 * n_rows, title=dict(text=title, x=0.5, xanchor="center") if title else None,
