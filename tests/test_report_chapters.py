@@ -156,7 +156,8 @@ def test_selection_text_says_what_picks_the_epoch_and_what_picked_the_preset() -
     assert "early stopping cannot end a run before its last epoch" in text  # patience 15 >= 15 epochs
     assert "No reported validation or test case picks that epoch" in text
     assert "ever picks a model" not in text
-    assert "synthetic test split that the book reports" in text and "flatters the preset slightly" in text
+    assert "synthetic test split that the book reports" in text and "may still flatter the preset slightly" in text
+    assert "development set" in text and "; On" not in text
     native = methods_page.selection_text(make_config(preset="native", device="cpu").to_dict())
     assert "a run stops after 10 epochs without a better selection Dice" in native
     assert "taken over from the quick preset" in native

@@ -73,14 +73,14 @@ def test_a_run_in_a_locked_folder_writes_nothing(tiny_release, tmp_path):
     assert [p.name for p in run_dir.iterdir()] == [LOCK_FILE]
 
 
-def test_the_study_reports_a_locked_run_as_failed_and_leaves_its_files(tmp_path, capsys):
+def test_the_study_reports_a_locked_run_as_failed_and_leaves_its_files(tmp_path):
     run = GridRun("dice", 0, tmp_path / "dice" / "seed0")
     run.run_dir.mkdir(parents=True)
     (run.run_dir / "papermill.log").write_text("the other study's log\n")
     with held_by_another_process(run.run_dir) as pid:
         outcome = GridJob([run], ROOT, {})._run(run)
     assert not outcome.ok and f"another process (PID {pid})" in outcome.message
-    assert str(run.run_dir) in outcome.message and f"PID {pid}" in capsys.readouterr().out
+    assert str(run.run_dir) in outcome.message  # the study's progress lines print it (tests/test_study_runner.py)
     assert (run.run_dir / "papermill.log").read_text() == "the other study's log\n"
     assert not (run.run_dir / "train.ipynb").exists()
 

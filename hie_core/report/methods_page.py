@@ -168,8 +168,9 @@ def selection_text(config: Mapping[str, Any], synthetic: bool | None = None) -> 
     preset, choice = config.get("preset", ""), preset_choice(config, synthetic)
     if choice and preset != "seed":
         what, why = choice
-        text += (f" The *{preset}* preset's own settings are another matter: {what}; {why}. The deviations below "
-                 "say so setting by setting.")  # fmt: skip
+        joint = ". " if why[:1].isupper() else "; "  # the development-set check is a sentence of its own
+        text += (f" The *{preset}* preset's own settings are another matter: {what}{joint}{why}. The deviations "
+                 "below say so setting by setting.")  # fmt: skip
     elif choice:
         text += " The *seed* preset takes its settings from the seed study's own protocol."
     return text
