@@ -60,7 +60,7 @@ def _quiet_closed_pipe() -> None:
 def exit_on_user_error(prog: str) -> Callable[[Callable[..., int]], Callable[..., int]]:
     """Decorate a ``main(argv) -> int``: a :class:`UserError` becomes one line on stderr and exit 2;
     a closed console (``BrokenPipeError``: the command piped to ``head``) ends quietly with
-    :data:`EXIT_CLOSED_PIPE`."""
+    ``EXIT_CLOSED_PIPE``."""
 
     def decorate(main: Callable[..., int]) -> Callable[..., int]:
         @functools.wraps(main)

@@ -41,6 +41,7 @@ def pytest_collection_modifyitems(config, items) -> None:
         if "main_study" in getattr(item, "fixturenames", ()) or item.nodeid.split("::")[0].endswith(".ipynb"):
             item.add_marker(slow)
 
+
 TINY_GEOMETRY = ImageGeometry(shape=(6, 12, 10), spacing_mm=(3.0, 1.2, 1.1), origin_mm=(-5.0, 3.0, 1.0))
 
 

@@ -376,3 +376,16 @@ def test_fonts_keep_their_woff2_and_pages_without_typing_search_drop_the_index(t
     assert "searchindex" not in page and "searchtools" not in page and "language_data" not in page
     assert "doctools.js" in page and "searchindex.js" in (tmp_path / "search.html").read_text()
     assert "searchindex.js" in (tmp_path / "typing.html").read_text()  # a theme that searches as one types
+
+
+def test_translation_catalogues_go_unless_a_page_loads_them(tmp_path):
+    po = tmp_path / "_static" / "locales" / "de" / "LC_MESSAGES"
+    po.mkdir(parents=True)
+    (po / "booktheme.po").write_text("msgid x")
+    (po / "booktheme.mo").write_bytes(b"\0")
+    (tmp_path / "index.html").write_text('<script src="_static/locales/de/x.js"></script>')
+    assert book_weight.remove_translation_catalogues(tmp_path) == 0 and (po / "booktheme.mo").exists()
+    (tmp_path / "index.html").write_text("<p>the text may name <code>_static/locales/</code></p>")
+    assert book_weight.remove_translation_catalogues(tmp_path) == 2
+    assert not (tmp_path / "_static" / "locales").exists()
+    assert book_weight.remove_translation_catalogues(tmp_path) == 0

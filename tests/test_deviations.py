@@ -67,7 +67,9 @@ def test_model_selection_and_how_the_preset_was_chosen(preset: str) -> None:
         assert (
             "chosen by measurement on the synthetic test split that the book reports" in chosen["this study"]
         )
-        assert "benchmarks/README.md" in chosen["this study"] and "flatter the preset slightly" in chosen["why"]
+        assert (
+            "benchmarks/README.md" in chosen["this study"] and "flatter the preset slightly" in chosen["why"]
+        )
         # the development-set check, read from its committed file (hie_core.report.preset_dev)
         assert "then checked on a development set that no reported split touches" in chosen["this study"]
         assert "On the development set (the synthetic set of generator seed 1" in chosen["why"]

@@ -156,7 +156,10 @@ def test_selection_text_says_what_picks_the_epoch_and_what_picked_the_preset() -
     assert "early stopping cannot end a run before its last epoch" in text  # patience 15 >= 15 epochs
     assert "No reported validation or test case picks that epoch" in text
     assert "ever picks a model" not in text
-    assert "synthetic test split that the book reports" in text and "may still flatter the preset slightly" in text
+    assert (
+        "synthetic test split that the book reports" in text
+        and "may still flatter the preset slightly" in text
+    )
     assert "development set" in text and "; On" not in text
     native = methods_page.selection_text(make_config(preset="native", device="cpu").to_dict())
     assert "a run stops after 10 epochs without a better selection Dice" in native
@@ -250,7 +253,9 @@ def test_unet_table_summary_and_diagram_follow_the_model() -> None:
 def test_seed_unet_size() -> None:
     summary = methods_page.unet_summary().iloc[0]
     assert summary["input (C x D x H x W)"] == "2x32x192x192"
-    assert 500 < summary["forward GFLOP / volume"] < 512  # the seed's U-Net on one 2 x 32 x 192 x 192 volume: about 506 GFLOP
+    assert (
+        500 < summary["forward GFLOP / volume"] < 512
+    )  # the seed's U-Net on one 2 x 32 x 192 x 192 volume: about 506 GFLOP
 
 
 def test_pipeline_figure_reads_the_constants_and_the_study() -> None:

@@ -98,7 +98,12 @@ def test_traces_are_uint8_with_transparent_overlays(case: dict[str, np.ndarray])
     rings = list(slices.LESION_RING_CODES.values())
     assert [t.name for t in legend] == [*volumes.AGREEMENT_LABELS.values(), *rings, ref + ", shown alone"]
     colours = volumes.AGREEMENT_COLOURS
-    assert [t.marker.color for t in legend] == [*colours.values(), colours[2], colours[3], volumes.REFERENCE_COLOUR]
+    assert [t.marker.color for t in legend] == [
+        *colours.values(),
+        colours[2],
+        colours[3],
+        volumes.REFERENCE_COLOUR,
+    ]
     assert [t.marker.symbol for t in legend][3:5] == ["square-open", "square-open"]  # rings, not fills
     assert fig.layout.legend.itemclick is False  # a key, not toggles: the menu picks the overlay
 
@@ -143,7 +148,9 @@ def test_agreement_coding_of_a_hand_made_case() -> None:
     # Plotly: the overlay's codes and its colour scale map each voxel to its colour.
     fig = slices.case_viewer(adc, adc, ref, (1.0, 1.0, 1.0), {"m": pred})
     overlay = next(t for t in fig.data if t.name == "m")
-    patch = fig.frames[1].data[1]  # the missed one-voxel lesion (4, 6) and the false-positive one (6, 6): ringed
+    patch = fig.frames[1].data[
+        1
+    ]  # the missed one-voxel lesion (4, 6) and the false-positive one (6, 6): ringed
     assert patch.x0 == pytest.approx(4.0) and patch.y0 == pytest.approx(2.0)  # rows from 2, columns from 4
     # rows 2-8, columns 4-8: true positive 1, miss 2, false positive 3; the missed lesion's ring (4) two
     # voxels out, the false-positive lesion's (5) where the other is not; a one-voxel gap inside each ring
@@ -192,9 +199,13 @@ def test_one_method_at_a_time_with_a_selector(case: dict[str, np.ndarray]) -> No
     assert [(n, v) for _, n, v in overlays] == per_panel * 2  # ADC and ZADC panels
     selector = next(m for m in fig.layout.updatemenus if m.type == "dropdown")
     names = ["Dice", "Tversky", "baseline", volumes.REFERENCE_LABEL, "no overlay"]
-    assert [b.label.split(":")[0] for b in selector.buttons] == names  # each method's entry counts its lesions
+    assert [
+        b.label.split(":")[0] for b in selector.buttons
+    ] == names  # each method's entry counts its lesions
     n_lesions = label_lesions(case["label"])[1]
-    assert selector.buttons[1].label == f"Tversky: 0 of {n_lesions} lesions missed, 0 false-positive"  # the label
+    assert (
+        selector.buttons[1].label == f"Tversky: 0 of {n_lesions} lesions missed, 0 false-positive"
+    )  # the label
     for name, button in zip(names, selector.buttons, strict=True):
         visible, indices = button.args
         assert button.method == "restyle" and list(indices) == [i for i, _, _ in overlays]

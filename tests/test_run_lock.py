@@ -80,7 +80,9 @@ def test_the_study_reports_a_locked_run_as_failed_and_leaves_its_files(tmp_path)
     with held_by_another_process(run.run_dir) as pid:
         outcome = GridJob([run], ROOT, {})._run(run)
     assert not outcome.ok and f"another process (PID {pid})" in outcome.message
-    assert str(run.run_dir) in outcome.message  # the study's progress lines print it (tests/test_study_runner.py)
+    assert (
+        str(run.run_dir) in outcome.message
+    )  # the study's progress lines print it (tests/test_study_runner.py)
     assert (run.run_dir / "papermill.log").read_text() == "the other study's log\n"
     assert not (run.run_dir / "train.ipynb").exists()
 

@@ -14,6 +14,8 @@ written (``build-finished``):
   box sends the query to the search page);
 - keeps only the woff2 source of a web font that has one (:func:`drop_font_fallbacks`: every
   browser that runs the book reads woff2; the theme's truetype copies are 0.7 MB);
+- removes the theme's translation catalogues (:func:`remove_translation_catalogues`: ``.po`` and
+  ``.mo`` files under ``_static/locales``, read at build time, never by a page);
 - removes the source maps (``*.map``) and the comments that name them, and the plotly.js
   bundles that no page loads (:func:`remove_unloaded`: the full bundle where every figure
   takes the cartesian one).
@@ -28,6 +30,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 from pathlib import Path
 from urllib.parse import quote, unquote, urlsplit
 
@@ -48,6 +51,7 @@ __all__ = [
     "page_weights",
     "parse_fontawesome",
     "remove_source_maps",
+    "remove_translation_catalogues",
     "remove_unloaded",
     "replace_fontawesome",
     "setup",
@@ -350,6 +354,21 @@ def book_bytes(html_dir: Path) -> int:
     return sum(p.stat().st_size for p in Path(html_dir).rglob("*") if p.is_file())
 
 
+def remove_translation_catalogues(outdir: Path) -> int:
+    """Delete ``_static/locales/`` of a built book (the theme's ``.po``/``.mo`` translation catalogues,
+    0.7 MB that Sphinx reads at build time and no page loads); return how many files went."""
+    folder = Path(outdir) / "_static" / "locales"
+    if not folder.is_dir():
+        return 0
+    pages = [p.read_text(encoding="utf-8", errors="replace") for p in Path(outdir).rglob("*.html")]
+    loads = re.compile(r"""(?:src|href)=["'][^"']*_static/locales/""")
+    if any(loads.search(page) for page in pages):  # a theme that does load them keeps them
+        return 0
+    files = [f for f in folder.rglob("*") if f.is_file()]
+    shutil.rmtree(folder)
+    return len(files)
+
+
 def _lighten(app, exception) -> None:
     """Sphinx ``build-finished``: the icon stylesheet for fontawesome.js; no source maps or unloaded plotly.js."""
     if exception is not None or app.builder.format != "html":
@@ -359,6 +378,7 @@ def _lighten(app, exception) -> None:
     remove_source_maps(Path(app.outdir))
     drop_font_fallbacks(Path(app.outdir))
     remove_unloaded(Path(app.outdir))
+    remove_translation_catalogues(Path(app.outdir))
 
 
 def mathjax_own_equations(app, pagename: str, templatename: str, context: dict, doctree) -> None:

@@ -47,7 +47,7 @@ def run_seconds(root: Path, study_dir: Path, kind: str, preset: str) -> tuple[fl
     """Seconds per whole run and where the number comes from (see the module docstring).
 
     Args:
-        root: The project root (holds :data:`RUN_SECONDS_JSON`).
+        root: The project root (holds ``RUN_SECONDS_JSON``).
         study_dir: The study folder (its finished runs are measured when there are any).
         kind: ``"cpu"`` or ``"cuda"``.
         preset: The runs' preset.

@@ -10,7 +10,7 @@ The claims are :data:`hie_core.report.seed_study.CLAIMS`:
   base, paired by run (seed, fold); testable only where early stopping can act (patience below
   the epoch cap) and no run's best epoch sits at the cap (a capped endpoint is censored);
 - **d**: lesions under 1% of the brain are the hardest: per loss, the trend of Dice over the
-  challenge's burden strata (<1%, 1-5%, >5%; :data:`hie_core.metrics.BURDEN_STRATA`), the slope
+  challenge's burden strata (<1%, 1-5%, >5%; ``hie_core.metrics.BURDEN_STRATA``), the slope
   per stratum step (:func:`hie_core.report.variance.stratum_trend`), claimed positive.
 
 Case contrasts use the crossed noise model of :mod:`hie_core.report.variance`: the estimate is
@@ -20,7 +20,7 @@ and Satterthwaite df, ``p_equivalence`` its two one-sided tests against ``margin
 is a sensitivity column only. The claims are about the seed's six losses: ``losses`` are the
 study's seed methods; other methods never enter these families. Everything after (a) on Dice is
 one secondary Holm family. Each row has its minimum detectable difference (80% power at its
-family's first Holm step, from the row's SE and df) and a verdict (:data:`VERDICTS`):
+family's first Holm step, from the row's SE and df) and a verdict (``VERDICTS``):
 
 - ``supported`` / ``contradicted``: Holm p < 0.05, the estimate in / against the claimed direction;
 - ``equivalent``: not different, and the Holm-adjusted TOST puts the difference inside +-``margin``;

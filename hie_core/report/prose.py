@@ -59,7 +59,7 @@ def best_loss(results: StudyResults, split: str = "test") -> pd.Series:
 
 
 def significant(comparisons: pd.DataFrame) -> pd.DataFrame:
-    """The rows whose Holm-adjusted p is below :data:`ALPHA`."""
+    """The rows whose Holm-adjusted p is below ``ALPHA``."""
     return comparisons[comparisons["p_holm"] < ALPHA]
 
 

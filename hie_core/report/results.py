@@ -276,7 +276,9 @@ def write_results(study_dir: str | Path, margins: dict | None = None) -> Path:
     Raises:
         StudyFolderError: The study folder cannot be reported (the message names the file).
     """
-    lesion_tables.add_lesion_files(study_dir, skip_unscorable=True)  # older run folders: from their saved masks
+    lesion_tables.add_lesion_files(
+        study_dir, skip_unscorable=True
+    )  # older run folders: from their saved masks
     info, computed = compute_results(study_dir, margins)
     folder = Path(study_dir) / RESULTS_DIR
     for split, kinds in computed.items():

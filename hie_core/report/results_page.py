@@ -141,7 +141,9 @@ def table1(results: StudyResults, split: str = "test"):
         if metric == "masd_mm":
             shown["MASD cases (undefined: cases, case-runs)"] = [
                 f"{int(n)} ({int(c)}, {int(r)})"
-                for n, c, r in zip(t["masd_cases"], t["masd_undefined"], t["masd_undefined_runs"], strict=True)
+                for n, c, r in zip(
+                    t["masd_cases"], t["masd_undefined"], t["masd_undefined_runs"], strict=True
+                )
             ]
     shown["mean rank"] = t["rank_mean"].map(_rank_text)
     shown["P(best Dice)"] = t["p_rank1_dice"].map(_share)
@@ -242,7 +244,9 @@ def hypotheses_table(results: StudyResults, split: str = "test"):
         return display.plural(int(n), "paired run") if m == "best_epoch" else f"{int(n)} x {int(s)}"
 
     def judged(v, reason) -> str:
-        return f"{html.escape(v)}<br><small>{html.escape(reason)}</small>" if v == NOT_TESTABLE and reason else v
+        return (
+            f"{html.escape(v)}<br><small>{html.escape(reason)}</small>" if v == NOT_TESTABLE and reason else v
+        )
 
     def components(r) -> str:
         sds = [_number(r[k], _DIGITS[r["metric"]] + 1) for k in ("sd_case", "sd_run", "sd_case_run")]

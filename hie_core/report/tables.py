@@ -295,7 +295,7 @@ def _favours(method: str, reference: str, metric: str, difference: float) -> str
 
 def equivalence_verdict(p_holm: float, p_equivalence_holm: float, testable: bool = True) -> str:
     """``"different"`` (Holm p < alpha), ``"equivalent"`` (Holm TOST p < alpha), ``"inconclusive"``, or
-    :data:`NOT_TESTABLE` when the design cannot reach a verdict."""
+    ``NOT_TESTABLE`` when the design cannot reach a verdict."""
     if not testable:
         return NOT_TESTABLE
     if p_holm < ALPHA:
@@ -312,7 +312,7 @@ def comparisons(per_case: pd.DataFrame, runs: pd.DataFrame, split: str, methods:
     Dice and NSD are paired over the cases with a lesion both scored; MASD over the cases
     defined in every run of both. Superiority (the crossed t test, ``p``) and equivalence (its
     TOST with ``margins``) are each Holm-adjusted over the table's testable rows; ``p_wilcoxon``
-    is a sensitivity column; ``verdict`` is :func:`equivalence_verdict` (:data:`NOT_TESTABLE` under
+    is a sensitivity column; ``verdict`` is :func:`equivalence_verdict` (``NOT_TESTABLE`` under
     :func:`hie_core.report.variance.untestable_reason`); ``mdd`` the
     minimum detectable difference at the first Holm step (80% power) from the row's SE and df.
 

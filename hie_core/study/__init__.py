@@ -103,7 +103,9 @@ BONBID_COUNTS = {"train": 85, "val": 4, "test": 44}
 #: all its cases, does not shrink with more cases, only with more runs (the Analysis plan, ``book/analysis-plan.md``).
 POWERED_FOLDS, POWERED_MIN_SEEDS = 5, 5
 #: Seconds per whole run by device kind and preset, each with its source (``--plan``'s fallback).
-RUN_SECONDS_JSON = Path("benchmarks") / "results" / "run_seconds.json"  # = hie_core.report.forecast.RUN_SECONDS_JSON
+RUN_SECONDS_JSON = (
+    Path("benchmarks") / "results" / "run_seconds.json"
+)  # = hie_core.report.forecast.RUN_SECONDS_JSON
 _RUN_DIR = re.compile(r"^seed\d+(-fold\d+)?$")
 
 
@@ -444,8 +446,8 @@ def plan_study(runs_dir: Path, study: str, losses: Sequence[str], seeds: int | N
 
 @functools.cache
 def powered_design() -> tuple[int, int]:
-    """(folds, seeds) of ``--design powered``: :data:`POWERED_FOLDS` folds and the fewest seeds,
-    at least :data:`POWERED_MIN_SEEDS`, whose minimum detectable difference on BONBID-HIE's sizes
+    """(folds, seeds) of ``--design powered``: ``POWERED_FOLDS`` folds and the fewest seeds,
+    at least ``POWERED_MIN_SEEDS``, whose minimum detectable difference on BONBID-HIE's sizes
     (:data:`BONBID_COUNTS`), with :func:`hie_core.report.power.default_noise` (the crossed model, t
     quantiles; :func:`hie_core.report.forecast.split_mdd`), is at most
     :data:`hie_core.report.power.TARGET_DICE` in both the ``cv`` and the ``test`` split (Holm over
@@ -497,7 +499,7 @@ def print_plan(plan_args: dict, config, study_dir: Path, lanes: int, root: Path)
         config: the study's TrainConfig (preset, device, data; nothing is generated).
         study_dir: the study folder (read, when it exists, for measured seconds and noise).
         lanes: runs at a time (``--jobs``, or the engine's default).
-        root: the project root (holds :data:`RUN_SECONDS_JSON`).
+        root: the project root (holds ``RUN_SECONDS_JSON``).
 
     Returns:
         Whether every judged split (``cv`` and ``test``) reaches :data:`hie_core.report.power.TARGET_DICE`.
@@ -508,11 +510,15 @@ def print_plan(plan_args: dict, config, study_dir: Path, lanes: int, root: Path)
     losses, seeds, folds = plan_args["losses"], plan_args["seeds"], plan_args["folds"]
     combinations, externals = plan_args.get("combinations", 1), plan_args.get("externals", 0)
     counts, data = _case_counts(config)
-    methods = plan_args.get("methods", len(losses) * combinations)  # a grid point equal to the plain run is that method
+    methods = plan_args.get(
+        "methods", len(losses) * combinations
+    )  # a grid point equal to the plain run is that method
     n_runs = methods * seeds * max(folds, 1)
     pool = f" (cross-validation over {_pool_size(counts)} training + validation cases)" if folds >= 2 else ""
     grid = f" x {plural(combinations, 'grid combination')}" if combinations > 1 else ""
-    if methods != len(losses) * combinations:  # settings a loss does not read, grid points at the plain values
+    if (
+        methods != len(losses) * combinations
+    ):  # settings a loss does not read, grid points at the plain values
         grid += f" ({plural(methods, 'distinct method')})"
     print(f"[plan] {plural(n_runs, 'run')}: {plural(len(losses), 'loss', 'losses')}{grid} x {plural(seeds, 'seed')} x "
           f"{plural(max(folds, 1), 'fold')}{pool}; "
@@ -550,8 +556,11 @@ def print_plan(plan_args: dict, config, study_dir: Path, lanes: int, root: Path)
         judged = split != "val"  # the official validation split (4 cases) is reported, not powered
         reached &= (value <= TARGET_DICE) or not judged
         note = "" if judged else "  (not judged: the official validation split)"
-        how = f"{plural(seeds * folds, 'fold model')} out of fold" if split == "cv" and folds >= 2 else (
-            f"{plural(seeds, 'seed')}" + (f", each {folds} fold models averaged" if folds >= 2 else ""))
+        how = (
+            f"{plural(seeds * folds, 'fold model')} out of fold"
+            if split == "cv" and folds >= 2
+            else (f"{plural(seeds, 'seed')}" + (f", each {folds} fold models averaged" if folds >= 2 else ""))
+        )
         print(f"[plan]   {split:<5} {plural(n, 'case'):>9} x {how}: {value:.4f}; case floor (any number of seeds) "
               f"{floor:.4f}{note}")  # fmt: skip
         if judged and floor > TARGET_DICE:
@@ -853,7 +862,9 @@ def _main(argv: list[str] | None) -> int:
                       args.external)  # fmt: skip
     engine = Engine() if args.gather else make_engine(args, plan.device, plan.study_dir.name)
     start = time.perf_counter()
-    with study_lock(plan.study_dir):  # one study per folder at a time: a second one stops here, naming the first
+    with study_lock(
+        plan.study_dir
+    ):  # one study per folder at a time: a second one stops here, naming the first
         outcomes = run_study(plan, engine, book=not args.no_book, gather=args.gather, margins=margins)
     if outcomes is None:
         again = [a for a in argv if a != "--no-wait"] + ["--gather"]

@@ -24,7 +24,7 @@ the grid's progress and an estimate of the time left: the in-process engine repo
 run; a submitted GridJob writes each run's outcome into ``<jobs_dir>/outcomes-<id>/`` and
 :func:`run_grid` polls that folder while the jobs run. Local jobs start with SIGINT ignored, so a
 terminal's Ctrl-C reaches this process alone (no submitit traceback); this process then ends
-their process trees (:func:`stop_local_jobs`) and the interrupted runs resume next time.
+their process trees (``stop_local_jobs``) and the interrupted runs resume next time.
 """
 
 from __future__ import annotations

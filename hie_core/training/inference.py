@@ -98,7 +98,7 @@ def predict_probabilities(
         amp: bf16 autocast.
         patch_shape: the training patch, or None for whole-volume inference.
         overlap: sliding-window overlap.
-        mirror_axes: test-time mirroring (see :func:`predict_logits`).
+        mirror_axes: test-time mirroring (see ``predict_logits``).
 
     Returns:
         ``(D, H, W)`` float32 probabilities.
