@@ -15,9 +15,10 @@ import pytest
 
 from hie_core import study
 from hie_core.errors import EXIT_CLOSED_PIPE, ConfigError, exit_on_user_error
+from hie_core.progress import format_seconds
 from hie_core.study import grid
 from hie_core.study.grid import GridRun, RunOutcome
-from hie_core.study.progress import StudyProgress, format_duration, read_outcomes, write_outcome
+from hie_core.study.progress import StudyProgress, read_outcomes, write_outcome
 from hie_core.training.failure import TrainingDivergedError, write_failure
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -157,7 +158,7 @@ def test_the_console_shows_each_run_as_it_finishes_with_progress_and_time_left(t
         "[study] hdt/seed0                  3.0 s  test Dice  n/a   FAILED: diverged",
         "[study] progress: 2/4 runs done (1 failed); elapsed 2 min 00 s; about 2 min 00 s left",
     ]
-    assert format_duration(3725) == "1 h 02 min"
+    assert format_seconds(3725) == "1 h 02 min"
 
 
 def test_submitted_jobs_report_each_outcome_through_a_file(tmp_path):

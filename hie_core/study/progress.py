@@ -28,19 +28,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TextIO
 
-__all__ = ["StudyProgress", "format_duration", "read_outcomes", "run_line", "test_dice", "write_outcome"]
+from hie_core.progress import format_seconds
 
-
-def format_duration(seconds: float) -> str:
-    """``42 s``, ``4 min 05 s``, ``1 h 02 min``."""
-    seconds = max(0, int(round(seconds)))
-    if seconds < 60:
-        return f"{seconds} s"
-    minutes, seconds = divmod(seconds, 60)
-    if minutes < 60:
-        return f"{minutes} min {seconds:02d} s"
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours} h {minutes:02d} min"
+__all__ = ["StudyProgress", "read_outcomes", "run_line", "test_dice", "write_outcome"]
 
 
 def test_dice(run_dir: Path) -> float | None:
@@ -104,9 +94,9 @@ class StudyProgress:
         failed = f" ({self.failed} failed)" if self.failed else ""
         left = self.estimate_left()
         rest = "done" if self.done >= self.total else (
-            "time left unknown until a run finishes" if left is None else f"about {format_duration(left)} left")  # fmt: skip
+            "time left unknown until a run finishes" if left is None else f"about {format_seconds(left)} left")  # fmt: skip
         return (f"[study] progress: {self.done}/{self.total} runs done{failed}; elapsed "
-                f"{format_duration(self.clock() - self.start)}; {rest}")  # fmt: skip
+                f"{format_seconds(self.clock() - self.start)}; {rest}")  # fmt: skip
 
     def finished(self, outcome) -> None:
         """Print ``outcome``'s line and the progress (each run once, whoever reports it)."""
