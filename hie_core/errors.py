@@ -17,7 +17,14 @@ import functools
 import sys
 from collections.abc import Callable, Sequence
 
-__all__ = ["UserError", "ConfigError", "ProblemsError", "exit_on_user_error", "short_notebook_errors"]
+__all__ = [
+    "UserError",
+    "ConfigError",
+    "ProblemsError",
+    "exit_on_user_error",
+    "quiet_closed_pipe",
+    "short_notebook_errors",
+]
 
 
 class UserError(Exception):
@@ -46,15 +53,18 @@ class ProblemsError(UserError, ValueError):
 EXIT_CLOSED_PIPE = 141
 
 
-def _quiet_closed_pipe() -> None:
-    """Point stdout at /dev/null, so the interpreter's last flush into a closed pipe says nothing."""
+def quiet_closed_pipe() -> None:
+    """Point stdout at /dev/null (its reader is gone), so later writes and the interpreter's last
+    flush into a closed pipe say nothing; without a real stdout (a notebook, a test's capture) nothing
+    changes."""
     import os
 
     try:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
-    except (OSError, ValueError, AttributeError):  # no real stdout (a test's capture): nothing to quieten
-        pass
+        os.close(devnull)
+    except (OSError, ValueError, AttributeError):  # no file descriptor behind stdout: nothing to quieten
+        return
 
 
 def exit_on_user_error(prog: str) -> Callable[[Callable[..., int]], Callable[..., int]]:
@@ -73,7 +83,7 @@ def exit_on_user_error(prog: str) -> Callable[[Callable[..., int]], Callable[...
                 print(f"{prog}: error: {exc}", file=sys.stderr)
                 return 2
             except BrokenPipeError:
-                _quiet_closed_pipe()
+                quiet_closed_pipe()
                 return EXIT_CLOSED_PIPE
 
         return wrapper

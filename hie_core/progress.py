@@ -12,25 +12,16 @@
 
 from __future__ import annotations
 
-import os
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
 from typing import IO, TypeVar
 
+from hie_core.errors import quiet_closed_pipe
+
 __all__ = ["Progress", "Tracked", "format_seconds", "say"]
 
 T = TypeVar("T")
-
-
-def _silence_stdout() -> None:
-    """Point standard output at the null device (its reader is gone); later writes vanish quietly."""
-    try:
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-        os.close(devnull)
-    except (OSError, ValueError):  # no file descriptor (a notebook, a test's capture): nothing to redirect
-        pass
 
 
 def say(text: str = "", file: IO[str] | None = None) -> None:
@@ -40,7 +31,7 @@ def say(text: str = "", file: IO[str] | None = None) -> None:
         print(text, file=stream, flush=True)
     except BrokenPipeError:
         if stream is sys.stdout:
-            _silence_stdout()
+            quiet_closed_pipe()
 
 
 def format_seconds(seconds: float) -> str:
