@@ -189,3 +189,14 @@ def test_study_archs_are_the_networks_its_runs_trained(results) -> None:
     info["config"]["arch"] = "segresnet"
     config.write_text(json.dumps(info))
     assert methods_page.study_archs(str(results.study_dir)) == ("segresnet", "unet3d")
+
+
+def test_long_paths_and_dotted_names_in_cells_may_break() -> None:
+    import pandas as pd
+
+    from hie_core.report import display
+
+    frame = pd.DataFrame({"why": ["see (benchmarks/results/quick_preset_dev.json)", "0.430 and a_b"]})
+    cells = display.table(frame)._repr_html_()
+    assert "benchmarks/<wbr>results/<wbr>quick_<wbr>preset_<wbr>dev.<wbr>json" in cells
+    assert ">0.430 and a_b<" in cells  # short words stay whole

@@ -131,7 +131,9 @@ def table(
     escaped = frame.copy()
     for col in escaped.columns:
         if col not in html_columns and not pd.api.types.is_numeric_dtype(escaped[col]):
-            escaped[col] = escaped[col].map(lambda v: html.escape(v) if isinstance(v, str) else v)
+            escaped[col] = escaped[col].map(
+                lambda v: _breakable_cell(html.escape(v)) if isinstance(v, str) else v
+            )
     escaped.columns = [_breakable(html.escape(str(c))) for c in escaped.columns]
     styler = escaped.style.format(precision=precision, na_rep="-").hide(axis="index")
     cell = "white-space: normal" + ("; text-align: left" if wrap else "")
@@ -152,6 +154,16 @@ def _breakable(header: str) -> str:
     "DiceFocal+HDT" may break after "Dice", "Focal" and "+", "case_id" after "_" (never
     inside an HTML entity, which holds no letter before a capital)."""
     return _BREAK_AFTER.sub("<wbr>", header)
+
+
+_LONG_TOKEN = re.compile(r"\S{30,}")
+_CELL_BREAK_AFTER = re.compile(r"(?<=[/._])(?=\w)")
+
+
+def _breakable_cell(text: str) -> str:
+    """An escaped cell with line-break opportunities (``<wbr>``) after ``/``, ``.`` and ``_`` inside
+    words of 30 characters or more (a file path, a dotted name), so no such word widens its table."""
+    return _LONG_TOKEN.sub(lambda m: _CELL_BREAK_AFTER.sub("<wbr>", m.group(0)), text)
 
 
 def markdown(text: str) -> Any:

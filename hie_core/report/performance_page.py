@@ -81,11 +81,12 @@ def benchmark_results(root: Path | None = None) -> list[tuple[str, object, pd.Da
     """Every benchmark JSON kept under ``benchmarks/results/``, as (name, device, table) triples.
 
     A benchmark JSON has ``rows`` (``bench_pipeline.py``, ``bench_step.py``, the device checks);
-    other JSON files there (``run_seconds.json``, the study runner's ``--plan`` timings) are not
+    other JSON files there (``run_seconds.json``, the study runner's ``--plan`` timings; a preset
+    comparison with its ``decision``, ``quick_preset_dev.json``, which the Methods page reads) are not
     benchmarks and are left out.
     """
     return [(name, data.get("device", {}), pd.DataFrame(data["rows"]))
-            for name, data in _result_files(root) if data.get("rows")]  # fmt: skip
+            for name, data in _result_files(root) if data.get("rows") and "decision" not in data]  # fmt: skip
 
 
 def _verdict(target: dict) -> str:

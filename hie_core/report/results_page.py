@@ -139,8 +139,13 @@ def table1(results: StudyResults, split: str = "test"):
     for metric in ("dice", "masd_mm", "nsd"):
         shown[_METRIC_HEAD[metric]] = _ci_column(t, metric)
         if metric == "masd_mm":
-            shown["MASD cases (undefined: cases, case-runs)"] = [
-                f"{int(n)} ({int(c)}, {int(r)})"
+            shown["MASD cases"] = [
+                f"{int(n)}"
+                + (
+                    f"; undefined in {display.plural(int(c), 'case')}, {display.plural(int(r), 'case-run')}"
+                    if r
+                    else ""
+                )
                 for n, c, r in zip(
                     t["masd_cases"], t["masd_undefined"], t["masd_undefined_runs"], strict=True
                 )
