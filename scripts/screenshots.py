@@ -7,7 +7,9 @@ CSS pixels from ``file://``, and saves PNGs under ``book/screenshots/ (not under
 - ``results-viewer.png``: the viewer as it opens (the first method, the key under the panels);
 - ``results-viewer-menu.png``: the same with the method menu open;
 - ``experiment-overlay.png``: the experiment page's still (true positives, misses, false
-  positives, legend).
+  positives, legend);
+- ``page-<name>-<width>px.png``: the first screen (``<width>`` x 1000 CSS pixels) of the Intro,
+  Results, one experiment page and the Discussion, at 1280 and 800 px, as a reader opens them.
 
 Usage (after building the book)::
 
@@ -52,11 +54,15 @@ def _driver(profile: Path):
                  "--proxy-server=http://127.0.0.1:9", "--host-resolver-rules=MAP * ~NOTFOUND"):  # fmt: skip
         options.add_argument(flag)
     chrome = webdriver.Chrome(service=Service(driver), options=options)
-    chrome.set_window_size(WIDTH, HEIGHT)
-    # The window size includes the browser frame; make the viewport itself WIDTH x HEIGHT.
-    inner = chrome.execute_script("return [window.innerWidth, window.innerHeight];")
-    chrome.set_window_size(2 * WIDTH - inner[0], 2 * HEIGHT - inner[1])
+    set_viewport(chrome, WIDTH, HEIGHT)
     return chrome
+
+
+def set_viewport(chrome, width: int, height: int) -> None:
+    """Make the viewport itself ``width`` x ``height`` CSS pixels (the window adds its frame)."""
+    chrome.set_window_size(width, height)
+    inner = chrome.execute_script("return [window.innerWidth, window.innerHeight];")
+    chrome.set_window_size(2 * width - inner[0], 2 * height - inner[1])
 
 
 def _scroll_to(chrome, element, offset_px: int = 80) -> None:
@@ -117,6 +123,34 @@ def experiment_shot(chrome, html_dir: Path, out: Path, loss: str | None) -> Path
     return shot
 
 
+PAGE_WIDTHS = (1280, 800)
+
+
+def page_shots(chrome, html_dir: Path, out: Path, loss: str | None) -> list[Path]:
+    """The first screen of the Intro, Results, one experiment page and the Discussion per width."""
+    generated = html_dir / "book" / "generated"
+    experiments = sorted((generated / "experiments").glob("*.html"))
+    if loss:
+        experiments = [p for p in experiments if p.stem == loss]
+    pages = {"intro": generated / "intro.html", "results": generated / "results.html"}
+    if experiments:
+        pages["experiment"] = experiments[0]
+    pages["discussion"] = generated / "discussion.html"
+    shots = []
+    for width in PAGE_WIDTHS:
+        set_viewport(chrome, width, HEIGHT)
+        for name, page in pages.items():
+            if not page.is_file():
+                print(f"skipped {name}: {page} is not in this book", file=sys.stderr)
+                continue
+            chrome.get(page.as_uri())
+            time.sleep(2.0)  # plotly and MathJax draw after load
+            shots.append(out / f"page-{name}-{width}px.png")
+            chrome.save_screenshot(str(shots[-1]))
+    set_viewport(chrome, WIDTH, HEIGHT)
+    return shots
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument(
@@ -136,6 +170,7 @@ def main(argv: list[str] | None = None) -> int:
             shots = [
                 *results_shots(chrome, html_dir, out),
                 experiment_shot(chrome, html_dir, out, args.experiment),
+                *page_shots(chrome, html_dir, out, args.experiment),
             ]
         finally:
             chrome.quit()
