@@ -39,6 +39,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from hie_core.bootstrap import CONFIDENCE, crossed_ci, resamples
 from hie_core.distance import distance_transform_edt
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -316,32 +317,34 @@ def _metric_values(per_case: Any, metric: str) -> np.ndarray:
 def summarize(
     per_case: Iterable[dict] | pd.DataFrame,
     metrics: Sequence[str] = METRIC_NAMES,
-    n_boot: int = 2000,
+    n_resamples: int | None = None,
     seed: int = 0,
-    ci: float = 0.95,
+    ci: float = CONFIDENCE,
 ) -> dict[str, dict[str, float]]:
     """Mean, SD, median and percentile-bootstrap CI of the mean of each metric over cases.
 
-    NaN values (e.g. MASD with one empty mask) are skipped and counted in ``n_skipped``.
+    NaN values (e.g. MASD with one empty mask) are skipped and counted in ``n_skipped``. The
+    interval is :func:`hie_core.bootstrap.crossed_ci` of the kept values as a one-run matrix (the
+    ordinary bootstrap of the cases), the study's one bootstrap.
 
     Args:
         per_case: list of per-case dicts (as from ``case_metrics``) or a DataFrame.
         metrics: the metrics to summarise.
-        n_boot: bootstrap resamples of the cases.
-        seed: seed of the bootstrap (each metric resamples from ``default_rng(seed)``).
+        n_resamples: bootstrap resamples of the cases (:func:`hie_core.bootstrap.resamples`: else
+            ``$HIE_BOOTSTRAP_RESAMPLES``, else 9999).
+        seed: seed of the bootstrap (each metric resamples from the same seed).
         ci: coverage of the interval, in (0, 1).
 
     Returns:
         ``{metric: {mean, sd (ddof=1), median, ci_low, ci_high, n, n_skipped}}``; NaN
-        statistics when no case is left (SD also when one is).
+        statistics when no case is left (SD and the interval also when one is).
 
     Raises:
         ValueError: an infinite value (names the metric), a missing metric, bad arguments.
     """
     if not 0 < ci < 1:
         raise ValueError(f"ci must be in (0, 1), got {ci!r}")
-    if n_boot < 1:
-        raise ValueError(f"n_boot must be >= 1, got {n_boot!r}")
+    n_resamples = resamples(n_resamples)
     rows = per_case if hasattr(per_case, "columns") else list(per_case)
     out = {}
     for metric in metrics:
@@ -350,19 +353,10 @@ def summarize(
             raise ValueError(f"metric {metric!r} has infinite values; an inf must never be averaged")
         kept = values[~np.isnan(values)]
         n = kept.size
-        stats = {
-            "mean": math.nan,
-            "sd": math.nan,
-            "median": math.nan,
-            "ci_low": math.nan,
-            "ci_high": math.nan,
-        }
+        stats = dict.fromkeys(("mean", "sd", "median", "ci_low", "ci_high"), math.nan)
         if n:
-            boot = kept[np.random.default_rng(seed).integers(0, n, size=(n_boot, n))].mean(axis=1)
-            low, high = np.quantile(boot, [(1 - ci) / 2, (1 + ci) / 2])
-            stats.update(
-                mean=float(kept.mean()), median=float(np.median(kept)), ci_low=float(low), ci_high=float(high)
-            )
+            low, high = crossed_ci(kept[:, None], n_resamples, seed, ci)
+            stats.update(mean=float(kept.mean()), median=float(np.median(kept)), ci_low=low, ci_high=high)
             stats["sd"] = float(kept.std(ddof=1)) if n > 1 else math.nan
         out[metric] = {**stats, "n": int(n), "n_skipped": int(values.size - n)}
     return out
@@ -421,12 +415,12 @@ class MetricAccumulator:
     def summary(
         self,
         metrics: Sequence[str] = METRIC_NAMES,
-        n_boot: int = 2000,
+        n_resamples: int | None = None,
         seed: int = 0,
-        ci: float = 0.95,
+        ci: float = CONFIDENCE,
     ) -> dict[str, dict[str, float]]:
         """``summarize`` of the rows so far."""
-        return summarize(self.rows, metrics=metrics, n_boot=n_boot, seed=seed, ci=ci)
+        return summarize(self.rows, metrics=metrics, n_resamples=n_resamples, seed=seed, ci=ci)
 
 
 _ROW_KEYS = (*METRIC_NAMES, "n_pred", "n_ref", "pred_volume_ml", "ref_volume_ml")
