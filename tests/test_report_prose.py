@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from hie_core.report import design_prose, power, preset_dev, prose
@@ -166,3 +167,11 @@ def test_the_preset_check_on_the_development_set_is_read_from_its_file(tmp_path:
     assert "0.500 (seeds 0.490 / 0.510; -0.020 against the preset)" in words
     assert words.endswith("The rule, fixed before these runs: a rule; so the preset's values were kept.")
     assert preset_dev.dev_check(tmp_path / "nowhere") is None and preset_dev.dev_check_words(None) == ""
+
+
+def test_a_detectable_difference_beyond_the_metric_range_is_called_undetectable() -> None:
+    row = pd.Series({"metric": "dice", "mdd": 1.049})
+    assert prose._detect(row).startswith("this design cannot detect any possible difference")
+    assert "1.049" in prose._detect(row)
+    masd = pd.Series({"metric": "masd_mm", "mdd": 3.5})
+    assert prose._detect(masd).startswith("this design detects differences of about 3.5")

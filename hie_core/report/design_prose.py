@@ -79,13 +79,17 @@ def design_sentence(results: StudyResults, split: str | None = None) -> str:
     mdd = float(worst["mdd"])
     n = int(primary["n_cases"].max())  # the cases with a lesion: the primary endpoint's
     observed = float(primary["estimate"].abs().max())
-    text = (f"With {n} cases with a lesion x {plural(seeds, 'run')} per loss, the primary contrasts could detect a Dice difference "
-            f"of about {mdd:.3f} (80% power, Holm over {len(family)}); the largest observed difference was "
-            f"{observed:.3f}.")  # fmt: skip
+    detect = (f"could detect a Dice difference of about {mdd:.3f}" if mdd < 1 else
+              f"could not detect any possible Dice difference (their detectable difference, {mdd:.3f}, is above 1)")  # fmt: skip
+    text = (f"With {n} cases with a lesion × {plural(seeds, 'run')} per loss, the primary contrasts {detect} "
+            f"(80% power, Holm over {len(family)}); the largest observed difference was {observed:.3f}.")  # fmt: skip
     if mdd <= TARGET_DICE:
         return text + f" It could detect the analysis plan's target difference of {TARGET_DICE:g} Dice."
-    text += (f" A difference smaller than {mdd:.3f}, such as the analysis plan's target of {TARGET_DICE:g} Dice, could "
-             "not have been detected")  # fmt: skip
+    if mdd < 1:
+        text += (f" A difference smaller than {mdd:.3f}, such as the analysis plan's target of {TARGET_DICE:g} Dice, could "
+                 "not have been detected")  # fmt: skip
+    else:
+        text += f" No difference, the analysis plan's target of {TARGET_DICE:g} Dice included, could have been detected"
     noise = _noise(worst)
     if noise is None:
         return text + " (`python -m hie_core.study --plan --design powered` projects what would)."

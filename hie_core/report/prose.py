@@ -101,6 +101,9 @@ def _detect(row: pd.Series) -> str:
     m = row["metric"]
     if not math.isfinite(row["mdd"]):
         return "the design could not measure what it can detect"
+    if m in ("dice", "nsd") and row["mdd"] >= 1:  # a difference of two scores in [0, 1] is below 1
+        return (f"this design cannot detect any possible difference (its detectable difference, "
+                f"{row['mdd']:.{_DIGITS[m]}f}, exceeds the metric's whole range)")  # fmt: skip
     return f"this design detects differences of about {row['mdd']:.{_DIGITS[m]}f}{_UNITS[m]} or more"
 
 
