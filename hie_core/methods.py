@@ -10,6 +10,11 @@ A method is a loss trained with one network and one value of each grid parameter
   the network is not ``unet3d``, then ``+<key>=<value>`` per grid key in sorted order
   (``tversky_hdt@segresnet``, ``tversky_hdt+hybrid_weight=0.3``).
 
+The module is also the book's one registry of display names (:data:`DISPLAY_NAMES`): each
+loss, metric, per-case column and unit has one name a reader sees, the decimals it is shown
+with (:data:`DECIMALS`), and the aliases no page may use (:data:`ALIASES`, scanned for in every
+built page by :func:`hie_core.report.copy_check.aliases_in_book`).
+
 Each run's ``config.json`` is the source of truth: :func:`method_id` and :func:`method_label`
 read it (or a ``TrainConfig.to_dict()``); the grid keys of a folder can be read back from its id
 (:func:`grid_keys_of`). :func:`method_sort_key` orders methods for every table and figure.
@@ -22,10 +27,17 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from hie_core.losses import LOSS_NAMES, LOSS_SETTINGS, loss_label
+from hie_core.losses import LOSS_LABELS, LOSS_NAMES, LOSS_SETTINGS, loss_label
+from hie_core.metrics import METRIC_LABELS
 
 __all__ = [
+    "ALIASES",
+    "COLUMN_LABELS",
+    "DECIMALS",
     "DEFAULT_ARCH",
+    "DISPLAY_NAMES",
+    "UNIT_LABELS",
+    "column_label",
     "config_of_id",
     "label_of_id",
     "format_value",
@@ -202,3 +214,63 @@ def config_of_id(method: str) -> dict:
 def label_of_id(method: str) -> str:
     """:func:`method_label` of the settings a method id names (a reference or unknown id: the id)."""
     return method_label(config_of_id(method), grid_keys_of(method))
+
+
+# --- The registry of display names -------------------------------------------------------------
+
+#: Each unit as a reader sees it (SI spelling: millilitres are mL, never ml).
+UNIT_LABELS: dict[str, str] = {"mm": "mm", "ml": "mL", "s": "s", "percent": "%"}
+#: Each per-case column of a run's ``metrics.csv`` (and of the report's tables) as a table header.
+COLUMN_LABELS: dict[str, str] = {
+    "split": "split",
+    "seed": "seed",
+    "case_id": "case",
+    "stratum": "lesion-burden stratum",
+    "burden_percent": "lesion burden (%)",
+    **METRIC_LABELS,
+    "n_pred": "predicted voxels",
+    "n_ref": "reference voxels",
+    "pred_volume_ml": f"predicted volume ({UNIT_LABELS['ml']})",
+    "ref_volume_ml": f"reference volume ({UNIT_LABELS['ml']})",
+    "volume_error_ml": f"volume error ({UNIT_LABELS['ml']})",
+    "abs_volume_error_ml": f"absolute volume error ({UNIT_LABELS['ml']})",
+    "fp_lesion_volume_ml": f"false-positive lesion volume ({UNIT_LABELS['ml']})",
+    "n_ref_lesions": "reference lesions",
+    "n_pred_lesions": "predicted lesions",
+    "n_detected_lesions": "detected lesions",
+    "n_fp_lesions": "false-positive lesions",
+    "lesion_sensitivity": "lesion sensitivity",
+    "lesion_f1": "lesion F1",
+    "lesion_dice": "lesion-wise Dice",
+}
+#: Digits after the point of each column in tables and prose (Dice and NSD to 3, distances in mm
+#: and volumes in mL to 2, the burden in % to 2); counts are integers.
+DECIMALS: dict[str, int] = {
+    "dice": 3, "nsd": 3, "masd_mm": 2, "burden_percent": 2, "lesion_sensitivity": 3, "lesion_f1": 3,
+    "lesion_dice": 3, "pred_volume_ml": 2, "ref_volume_ml": 2, "volume_error_ml": 2,
+    "abs_volume_error_ml": 2, "fp_lesion_volume_ml": 2,
+}  # fmt: skip
+#: Every display name of the book: ``"loss:<name>"``, ``"metric:<name>"``, ``"unit:<name>"``.
+DISPLAY_NAMES: dict[str, str] = {
+    **{f"loss:{k}": v for k, v in LOSS_LABELS.items()},
+    **{f"metric:{k}": v for k, v in METRIC_LABELS.items()},
+    **{f"unit:{k}": v for k, v in UNIT_LABELS.items()},
+}
+#: Names no page may use, each a regular expression (case-sensitive) keyed by the display name
+#: that replaces it. "HDT" alone is an alias; inside a hybrid's name ("Tversky+HDT") it is not.
+ALIASES: dict[str, tuple[str, ...]] = {
+    LOSS_LABELS["hdt"]: (
+        r"Hausdorff distance[- ]transform(?: loss)?",
+        r"Hausdorff DT",
+        r"Hausdorff-DT",
+        r"\bL_HD\b",
+        r"(?<![+\w])HDT\b(?!\))",
+    ),
+    LOSS_LABELS["dice_focal"]: (r"Dice Focal", r"Dice-Focal", r"Dicefocal"),
+    UNIT_LABELS["ml"]: (r"(?<=[\d\s(])ml\b",),
+}
+
+
+def column_label(column: str) -> str:
+    """A column's table header (:data:`COLUMN_LABELS`); an unknown column, its name with spaces."""
+    return COLUMN_LABELS.get(column, column.replace("_", " "))

@@ -432,6 +432,34 @@ def test_every_page_whole_at_1280_and_800_px_over_http(main_study, tmp_path):
     assert len(api) == len(API_PAGES) + 1 and max(api.values()) <= chapter, (chapter, api)
 
 
+def test_no_alias_of_a_loss_metric_or_unit_on_any_page_in_a_real_browser(main_study, tmp_path):
+    """Every reader page as the browser renders it (after its scripts ran) names each loss, metric
+    and unit by its one display name (hie_core.methods.ALIASES; the scan is unit-tested in
+    test_copy_check.py), and makes no number slip ("1 cases", "+-", "-0.000")."""
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    from hie_core.report.copy_check import aliases_in_page, copy_slips, reader_pages
+
+    if _chromium() is None:
+        if os.environ.get("CI"):
+            pytest.fail("chromium and chromedriver are required in CI")
+        pytest.skip("chromium/chromedriver not installed")
+    pages = reader_pages(main_study.html_dir)
+    assert any("experiments/" in page for page in pages), pages
+    problems = []
+    driver = _driver(tmp_path, width=800)
+    try:
+        with serve(main_study.html_dir) as url:
+            for page in pages:
+                driver.get(url + page)
+                WebDriverWait(driver, 60).until(lambda d: d.execute_script(_READY))
+                rendered = driver.page_source
+                problems += [f"{page}: {hit}" for hit in aliases_in_page(rendered) + copy_slips(rendered)]
+    finally:
+        driver.quit()
+    assert problems == [], "\n".join(problems)
+
+
 _SEARCH_RESULTS = """
 const items = [...document.querySelectorAll('#search-results li')];
 return {done: !document.querySelector('#search-progress') || /found|did not match/.test(document.body.innerText),
