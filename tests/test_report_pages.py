@@ -41,7 +41,7 @@ def test_tables_have_no_index_and_carry_their_provenance(results) -> None:
     t1 = results_page.table1(results)._repr_html_()
     assert "row_heading" not in t1 and "SYNTHETIC BONBID-like data" in t1 and "preset quick" in t1
     assert t1.count("<tr>") == 1 + 4 and "ceiling" in t1  # header + dice, tversky, baseline, ceiling
-    assert "0.900" in t1 and "<br><small>[" in t1  # the ceiling's Dice; intervals on a second line
+    assert "0.900" in t1 and "<span class=\"hie-ci\">[" in t1  # the ceiling's Dice; the interval a span kept whole
     assert ">ZADC &lt; -2 (baseline)</td>" in t1 and ">label resampled (ceiling)</td>" in t1
     comp = results_page.comparisons_table(results)._repr_html_()
     assert ">Tversky vs ZADC &lt; -2 (baseline)</td>" in comp  # as the reference of a comparison

@@ -379,7 +379,9 @@ def test_figure_html_refuses_a_fixed_width_wider_than_the_text_column(case: dict
 
 def test_table_has_no_index_column_escapes_text_and_scrolls_when_asked() -> None:
     frame = pd.DataFrame({"method": ["dice", "<b>x</b>"], "Dice": [0.51234, np.nan]}, index=[7, 8])
-    html = display.table(frame, precision=2, note="n = 2 <cases>", scroll=True)._repr_html_()
+    whole = display.table(frame, precision=2, note="n = 2 <cases>", scroll=True)._repr_html_()
+    html, link = whole.split('<p class="hie-csv">')
+    assert "0.51234" in link and 'download="data-' in link  # the CSV keeps full precision
     assert "0.51" in html and "0.512" not in html and ">-<" in html
     assert ">7<" not in html and "row_heading" not in html  # no index column
     assert "&lt;b&gt;x&lt;/b&gt;" in html and "<b>x</b>" not in html  # text is escaped
@@ -388,7 +390,10 @@ def test_table_has_no_index_column_escapes_text_and_scrolls_when_asked() -> None
     )  # never clipped
     assert "hie-table-compact" in html and "white-space: normal" in html
     ci = pd.DataFrame({"Dice": [display.format_ci(0.5, 0.4, 0.6, html_break=True)]})
-    assert "0.500<br><small>[0.400, 0.600]</small>" in display.table(ci, html_columns=["Dice"])._repr_html_()
+    shown = display.table(ci, html_columns=["Dice"])._repr_html_()
+    assert '<span class="hie-num">0.500</span> <span class="hie-ci">[0.400, 0.600]</span>' in shown
+    assert "td.col0, th.col_heading.col0" not in shown and "td.col0 {\n  text-align: right" in shown  # numbers right
+    assert 'class="hie-csv"' in shown and 'download="data-' in shown  # the CSV link under it
     assert display.format_ci(0.5, 0.4, 0.6) == "0.500 [0.400, 0.600]"
     assert display.format_ci(0.5, float("nan"), float("nan"), 2) == "0.50"
     assert display.format_ci(float("nan"), 0.1, 0.2) == "n/a"

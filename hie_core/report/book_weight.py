@@ -20,6 +20,9 @@ written (``build-finished``):
   bundles that no page loads (:func:`remove_unloaded`: the full bundle where every figure
   takes the cartesian one).
 
+- writes each table's and figure's CSV (a ``data:`` link in the notebook output) to a file beside
+  its page (:func:`hie_core.report.csv_links.write_csv_files`).
+
 ``html_copy_source: false`` (``_config.yml``) keeps the ``_sources/`` copies out of the book.
 :func:`page_weights` measures what a browser loads for each page on a first visit (the page,
 its scripts, stylesheets and images, and what the stylesheets load), :func:`book_bytes` the
@@ -36,6 +39,7 @@ from urllib.parse import quote, unquote, urlsplit
 
 from hie_core.io import atomic_write_text
 from hie_core.report.book_mathjax import MATHJAX_COMPONENTS, MATHJAX_ENTRY
+from hie_core.report.csv_links import write_csv_files
 
 __all__ = [
     "FONTAWESOME_JS",
@@ -373,6 +377,7 @@ def _lighten(app, exception) -> None:
     """Sphinx ``build-finished``: the icon stylesheet for fontawesome.js; no source maps or unloaded plotly.js."""
     if exception is not None or app.builder.format != "html":
         return
+    write_csv_files(Path(app.outdir))  # first: the pages then weigh what a reader loads
     replace_fontawesome(Path(app.outdir))
     drop_search_scripts(Path(app.outdir))
     remove_source_maps(Path(app.outdir))

@@ -24,6 +24,8 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 from matplotlib.figure import Figure
 
+from hie_core.report.csv_links import csv_link, matplotlib_frame, plain_frame, plotly_frame
+
 if TYPE_CHECKING:
     import plotly.graph_objects as go
 
@@ -31,6 +33,7 @@ __all__ = [
     "BookFigure",
     "MAX_FIGURE_WIDTH_PX",
     "admonition",
+    "csv_link",
     "figure_html",
     "format_ci",
     "format_p",
@@ -48,12 +51,35 @@ MAX_FIGURE_WIDTH_PX = 700
 
 
 class BookFigure(Figure):
-    """A matplotlib figure that a notebook shows as PNG without pyplot (``_repr_png_``)."""
+    """A matplotlib figure that a notebook shows as PNG without pyplot, with a CSV link under it.
+
+    ``_repr_html_`` (what the book renders) is the PNG with its ``alt`` text and, under it, a link
+    that downloads :attr:`csv_data` (``None``: the lines, points, bars and labels the figure
+    draws, :func:`hie_core.report.csv_links.matplotlib_frame`) as ``<csv_name>.csv``;
+    ``_repr_png_`` is the PNG alone.
+    """
+
+    #: The figure's data for its CSV link; ``None``: read from what the figure draws.
+    csv_data: pd.DataFrame | None = None
+    #: The CSV's file name without ``.csv`` (empty: named by its content's hash).
+    csv_name: str = ""
+    #: The image's alt text (empty: the panel titles).
+    alt: str = ""
 
     def _repr_png_(self) -> bytes:
         buffer = io.BytesIO()
         self.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
         return buffer.getvalue()
+
+    def _repr_html_(self) -> str:
+        import base64
+
+        png = base64.b64encode(self._repr_png_()).decode("ascii")
+        titles = [t for t in (self.get_suptitle(), *(ax.get_title() for ax in self.axes)) if t]
+        alt = self.alt or ("Figure: " + "; ".join(titles) if titles else "Figure")
+        data = matplotlib_frame(self) if self.csv_data is None else self.csv_data
+        return (f'<img src="data:image/png;base64,{png}" alt="{html.escape(alt)}" class="hie-figure"/>\n'
+                + csv_link(data, self.csv_name, "figure data"))  # fmt: skip
 
 
 class _Html:
@@ -73,9 +99,10 @@ def format_ci(mean: float, low: float, high: float, digits: int = 3, html_break:
               signed: bool = False) -> str:  # fmt: skip
     """``"0.512 [0.401, 0.623]"``; ``"n/a"`` when the mean is missing, no interval when it is.
 
-    With ``html_break`` the interval goes on a second, smaller line (``<br><small>``), which
-    keeps tables of intervals narrow enough for the text column; with ``signed`` every number
-    carries its sign (differences).
+    With ``html_break`` (for :func:`table` cells) the mean and the interval are two spans that
+    never break inside (``hie-num``, ``hie-ci``): the interval stays on the mean's line where
+    the column allows, else it moves whole to the next; with ``signed`` every number carries its
+    sign (differences).
     """
     if mean is None or not math.isfinite(float(mean)):
         return "n/a"
@@ -84,7 +111,9 @@ def format_ci(mean: float, low: float, high: float, digits: int = 3, html_break:
     if low is None or high is None or not (math.isfinite(float(low)) and math.isfinite(float(high))):
         return text
     interval = f"[{float(low):{sign}.{digits}f}, {float(high):{sign}.{digits}f}]"
-    return f"{text}<br><small>{interval}</small>" if html_break else f"{text} {interval}"
+    if html_break:
+        return f'<span class="hie-num">{text}</span> <span class="hie-ci">{interval}</span>'
+    return f"{text} {interval}"
 
 
 def plural(n: int, word: str, plural_form: str | None = None) -> str:
@@ -106,14 +135,17 @@ def table(
     scroll: bool = False,
     html_columns: Sequence[str] = (),
     wrap: bool = False,
+    data: pd.DataFrame | None = None,
+    csv_name: str = "",
 ) -> _Html:
-    """A table as HTML without the index column, floats at ``precision``, NaN as "-".
+    """A table as HTML without the index column, floats at ``precision``, NaN as "-", and under
+    it a link that downloads its data as CSV (:func:`hie_core.report.csv_links.csv_link`).
 
     Every row and column stays in view: the table is never put in a scroll box. Cells wrap at
-    spaces (:func:`format_ci` with ``html_break`` puts the interval on its own line) and
-    headers also inside long words ("Dice|Focal+|HDT", "case_|id"), so a wide table wraps to
-    the text column (the book's ``book.css`` sets the type of ``div.hie-table``, smaller the
-    more columns it has).
+    spaces (never inside a :func:`format_ci` interval) and headers also inside long words
+    ("Dice|Focal+|HDT", "case_|id"), so a wide table wraps to the text column; the book's
+    ``book.css`` sets every cell at 14 px or more. Columns of numbers (a numeric dtype, or text
+    cells that are all numbers, intervals, "n/a" or "-") are right-aligned, header included.
 
     Args:
         frame: The table; its index is not shown (put what matters in a column).
@@ -124,10 +156,14 @@ def table(
         html_columns: Columns whose cells are HTML already (e.g. :func:`format_ci` with
             ``html_break``); every other text cell is escaped.
         wrap: Tables of sentences: cells align left (every table wraps).
+        data: The data the CSV link downloads (raw numbers, full precision); ``None``: the
+            shown table with its HTML cells as text.
+        csv_name: The CSV's file name without ``.csv``; empty: named by its content's hash.
 
     Returns:
         An object that notebooks render as HTML (and print as text).
     """
+    numeric = [i for i, col in enumerate(frame.columns) if _is_number_column(frame[col])]
     escaped = frame.copy()
     for col in escaped.columns:
         if col not in html_columns and not pd.api.types.is_numeric_dtype(escaped[col]):
@@ -137,13 +173,40 @@ def table(
     escaped.columns = [_breakable(html.escape(str(c))) for c in escaped.columns]
     styler = escaped.style.format(precision=precision, na_rep="-").hide(axis="index")
     cell = "white-space: normal" + ("; text-align: left" if wrap else "")
-    styler = styler.set_table_styles([{"selector": "td", "props": f"{cell}; vertical-align: top"}])
+    styles = [{"selector": "td", "props": f"{cell}; vertical-align: top"}]
+    styles += [
+        {"selector": f"td.col{i}, th.col_heading.col{i}", "props": "text-align: right"} for i in numeric
+    ]
+    styler = styler.set_table_styles(styles)
     body = styler.to_html()
     classes = "hie-table hie-table-compact" if scroll else "hie-table"
     parts = [f'<div class="{classes}">{body}</div>']
     if note:
-        parts.append(f'<p class="hie-table-note" style="font-size:85%">{html.escape(note)}</p>')
+        parts.append(f'<p class="hie-table-note">{html.escape(note)}</p>')
+    parts.append(csv_link(plain_frame(frame) if data is None else data, csv_name, "table"))
     return _Html("\n".join(parts), frame.to_string(index=False) + (f"\n{note}" if note else ""))
+
+
+_NUMBER_CELL = re.compile(r"^(?:[-+\u2212]?(?:\d[\d,]*\.?\d*|\.\d+)(?:e[-+]?\d+)?\s*%?|n/a|-|<0\.\d+)"
+                          r"(?:\s*\[[^\]]*\])?(?:\s*\([^)]*\))?$", re.IGNORECASE)  # fmt: skip
+
+
+def _is_number_column(column: pd.Series) -> bool:
+    """Numbers, or text cells that are all numbers ("0.512", "+0.01 [-0.02, 0.04]", "<0.001",
+    "12 (3)", "n/a", "-") once their HTML is read as text; a column of only "-" is not."""
+    if pd.api.types.is_bool_dtype(column):
+        return False
+    if pd.api.types.is_numeric_dtype(column):
+        return True
+    cells = [
+        c for c in plain_frame(column.to_frame()).iloc[:, 0] if not (isinstance(c, float) and math.isnan(c))
+    ]
+    texts = [str(c).strip() for c in cells]
+    return (
+        bool(texts)
+        and all(_NUMBER_CELL.match(t) for t in texts)
+        and any(t not in {"-", "n/a"} for t in texts)
+    )
 
 
 _BREAK_AFTER = re.compile(r"(?<=[a-z])(?=[A-Z])|(?<=[+_/])(?=\w)")
@@ -237,7 +300,7 @@ def figure_html(fig: go.Figure, div_id: str) -> str:
     )
 
 
-def show(fig: go.Figure, div_id: str, plotly_mime: bool = False) -> None:
+def show(fig: go.Figure, div_id: str, plotly_mime: bool = False, data: pd.DataFrame | None = None) -> None:
     """Displays a Plotly figure as one output that myst-nb puts into the static book.
 
     The output carries ``text/html`` (:func:`figure_html`), which myst-nb renders in the book;
@@ -249,10 +312,13 @@ def show(fig: go.Figure, div_id: str, plotly_mime: bool = False) -> None:
         fig: The figure.
         div_id: Fixed div id, see :func:`figure_html`.
         plotly_mime: Also send ``application/vnd.plotly.v1+json`` for live notebooks.
+        data: What the CSV link under the figure downloads (``<div_id>.csv``); ``None``: the
+            data the figure shows first (:func:`hie_core.report.csv_links.plotly_frame`).
     """
     from IPython.display import display
 
-    bundle = {"text/html": figure_html(fig, div_id)}
+    frame = plotly_frame(fig) if data is None else data
+    bundle = {"text/html": figure_html(fig, div_id) + "\n" + csv_link(frame, div_id, "figure data")}
     if plotly_mime:
         bundle["application/vnd.plotly.v1+json"] = json.loads(fig.to_json())
     display(bundle, raw=True)

@@ -1,6 +1,6 @@
 """The Intro and Results pages: one call per section, each one table, figure or paragraph.
 
-Numbers come only from ``runs/<study>/results/`` (:func:`hie_core.report.results.read_results`);
+Numbers come only from ``runs/<study>/results/`` (read once by :func:`hie_core.report.study_model.load_study`);
 the run folders are read only for what the result files do not hold: training curves and the
 saved masks of Figure 6. Each function displays (or returns) one output that stands alone
 when the book folds the code away: its note names the source, the counts and the units.
@@ -18,9 +18,10 @@ from hie_core.methods import label_of_id
 from hie_core.metrics import METRIC_LABELS
 from hie_core.report import display, prose, seed_study
 from hie_core.report.charts import table1_figure, training_curves_figure
-from hie_core.report.results import StudyResults, read_results
-from hie_core.report.runs import REFERENCES, find_runs, load_case, load_prediction
+from hie_core.report.results import StudyResults
+from hie_core.report.runs import REFERENCES, StudyFolderError, load_case
 from hie_core.report.sources import DataSource, banner, source_line, study_dir_for
+from hie_core.report.study_model import load_study
 from hie_core.report.tables import MIN_STRATUM_CI
 from hie_core.report.variance import NOT_TESTABLE
 
@@ -43,19 +44,18 @@ _SPLIT_LABELS = {
 
 def open_results(study_dir: str = "", preset: str = "auto") -> StudyResults:
     """The result files of a study (``study_dir`` or ``runs/<preset>``); a clear error if absent."""
-    return read_results(study_dir_for(study_dir, preset))
+    return load_study(study_dir_for(study_dir, preset)).require_results()
 
 
 def source_of(results: StudyResults) -> DataSource:
     """The data source ``study.json`` records (synthetic from the folder's manifest)."""
     from pathlib import Path
 
-    return DataSource(Path(results.info["data_dir"]), results.synthetic)
+    return DataSource(Path(results.config.data_dir), results.synthetic)
 
 
 def _provenance(results: StudyResults) -> str:
-    info = results.info
-    return source_line(source_of(results), info.get("preset"), info.get("device"))
+    return source_line(source_of(results), results.config.preset, results.config.device)
 
 
 #: How a study reports a split it did not (the note of that split's empty table).
@@ -72,18 +72,17 @@ def split_label(split: str) -> str:
 
 def study_banner(results: StudyResults) -> None:
     """The page-top note: data source, preset, seeds, folds, devices, reported splits and their sizes."""
-    info = results.info
-    device = info.get("device")
-    devices = ", ".join(device) if isinstance(device, list) else str(device)
-    folds = info["design"]["folds"]
-    design = f"{display.plural(len(info['seeds']), 'seed')} per loss" + (
+    info = results.config
+    devices = info.devices
+    folds = info.design.folds
+    design = f"{display.plural(len(info.seeds), 'seed')} per loss" + (
         f", {folds}-fold cross-validation" if folds else ""
     )
     splits = "; ".join(
         f"{split_label(s)} ({display.plural(results.n_cases(s), 'case')})" for s in results.splits
     )
-    details = f"Preset {info['preset']}; {design}; device: {devices}. Reported: {splits}."
-    banner(source_of(results), details, info.get("unfinished"))
+    details = f"Preset {info.preset}; {design}; device: {devices}. Reported: {splits}."
+    banner(source_of(results), details, list(info.unfinished))
 
 
 def abstract(results: StudyResults):
@@ -226,9 +225,15 @@ def _number(value: float, digits: int, signed: bool = False) -> str:
     return f"{value:+.{digits}f}" if signed else f"{value:.{digits}f}"
 
 
-def hypotheses_table(results: StudyResults, split: str = "test"):
-    """The seed's claims tested: one row per claim, contrast and metric, with the detectable difference and verdict."""
+def hypotheses_table(results: StudyResults, split: str = "test", claims: str = ""):
+    """The seed's claims tested: one row per claim, contrast and metric, with the detectable difference and verdict.
+
+    ``claims``: the letters of the claims to show (``"a"``, ``"cd"``); empty: every claim. The
+    CSV link under the table downloads these rows of ``hypotheses_<split>.csv`` as they are.
+    """
     h = results.table("hypotheses", split)
+    if claims:
+        h = h[h["hypothesis"].isin(list(claims))].reset_index(drop=True)
     if h.empty:
         return display.markdown(
             "No claim of the seed could be tested: the study ran none of the losses they name."
@@ -288,7 +293,8 @@ def hypotheses_table(results: StudyResults, split: str = "test"):
             f"its own grid and units). {_provenance(results)}.")  # fmt: skip
     return display.table(shown, precision=3, note=note,
                          html_columns=["claim", "verdict", "contrast", "difference [95% CI]", "margin / detectable",
-                                       "SD case / run / case x run"])  # fmt: skip
+                                       "SD case / run / case x run"],
+                         data=h, csv_name=f"hypotheses-{split}{'-' + claims if claims else ''}")  # fmt: skip
 
 
 def seed_table(results: StudyResults, split: str = "test"):
@@ -324,17 +330,14 @@ def seed_table(results: StudyResults, split: str = "test"):
 
 
 def _median_best_epochs(results: StudyResults) -> dict[str, str]:
-    from hie_core.report.runs import StudyFolderError, find_runs
-
+    study = load_study(results.study_dir)
     try:
-        runs = find_runs(results.study_dir)
+        losses = study.runs.losses
     except StudyFolderError:  # the run folders may have been moved away from their results
         return {}
     out = {}
-    for loss in runs.losses:
-        epochs = [
-            r.summary.get("best_epoch") for r in runs.of(loss) if r.summary.get("best_epoch") is not None
-        ]
+    for loss in losses:
+        epochs = study.best_epochs(loss)
         if epochs:
             out[loss] = f"{np.median(epochs):g} of {display.plural(len(epochs), 'run')}"
     return out
@@ -361,8 +364,8 @@ def comparisons_table(results: StudyResults, split: str = "test"):
             "bootstrap (cases and runs resampled independently); p: two-sided t test of the mean difference with "
             "its SE from the variance components of case, run and case x run (Satterthwaite df), Holm-adjusted over "
             f"the {n_tests} testable rows of this table; equivalence p: two one-sided t tests against +-margin (Dice "
-            f"and NSD {results.info['design']['margins']['dice']:g}, MASD "
-            f"{results.info['design']['margins']['masd_mm']:g} mm), Holm-adjusted; detectable: the difference "
+            f"and NSD {results.config.design.margins['dice']:g}, MASD "
+            f"{results.config.design.margins['masd_mm']:g} mm), Holm-adjusted; detectable: the difference "
             "detectable with 80% power at the table's strictest Holm level. Verdict: different, equivalent, "
             f"inconclusive (neither: the design cannot tell) or {NOT_TESTABLE} (fewer than 5 cases, or no test). "
             "Wilcoxon p: the signed-rank test of the run-averaged case differences, unadjusted, a sensitivity "
@@ -408,8 +411,8 @@ def per_case_table(results: StudyResults, split: str = "test", metric: str = "di
 
 def curves_figure(results: StudyResults, div_id: str = "all-curves") -> None:
     """Training curves of every trained method and seed (read from the run folders' ``history.csv``)."""
-    runs = find_runs(results.study_dir)
-    histories = {method_label(m, results): {r.seed: r.history() for r in runs.of(m)} for m in runs.losses}
+    study = load_study(results.study_dir)
+    histories = {method_label(m, results): study.histories(m) for m in study.runs.losses}
     display.show(training_curves_figure(histories), div_id)
 
 
@@ -433,16 +436,10 @@ def case_arrays(results: StudyResults, case_id: str | None = None, split: str = 
     from hie_core.data import discover_cases
 
     case_id = case_id or _pick_case(results, split)
-    cases = {c.case_id: c for c in discover_cases(results.info["data_dir"])}
+    cases = {c.case_id: c for c in discover_cases(results.config.data_dir)}
     case = cases[case_id]
     arrays = load_case(case)
-    runs = find_runs(results.study_dir)
-    predictions = {}
-    for method in [*runs.methods, *REFERENCES]:
-        folders = runs.of(method)
-        mask = load_prediction(folders[0].path, case) if folders else None
-        if mask is not None:
-            predictions[method] = mask
+    predictions = load_study(results.study_dir).predictions(case)
     return {**arrays, "predictions": predictions}
 
 
