@@ -13,16 +13,16 @@ import pandas as pd
 import pytest
 
 from hie_core.data import load_dataset
-from hie_core.external import (
+from hie_core.io import ImageGeometry, read_image, write_image
+from hie_core.study.external import (
     ExternalPredictionError,
     ExternalPredictionWarning,
     add_external,
     check_predictions,
     load_and_check,
-    main,
     score_predictions,
 )
-from hie_core.io import ImageGeometry, read_image, write_image
+from hie_core.study.score import main
 from hie_core.training.evaluate import METRIC_COLUMNS
 from tests.report_fixtures import write_study
 
@@ -285,7 +285,7 @@ def test_the_endpoint_is_table_1s_empty_labels_apart(tmp_path, capsys):
     """Perfect masks on the two lesion cases, a 1-voxel false positive on the empty one: Dice 1 over 2 cases
     (as Table 1), not 0.667 over 3; the empty case is in the stratum "empty label", as in per_case_<split>.csv."""
     from hie_core.report.tables import EMPTY_STRATUM
-    from hie_core.score import endpoint
+    from hie_core.study.score import endpoint
 
     release = _release_with_an_empty_label(tmp_path)
     preds = _perfect(release, tmp_path / "preds")
@@ -353,7 +353,7 @@ def test_a_closed_pipe_ends_quietly(tiny_release, tmp_path):
     that the test does not depend on timing); no BrokenPipeError, exit 0, and --out is still written."""
     preds = _perfect(tiny_release, tmp_path / "preds")
     out = tmp_path / "scores.csv"
-    proc = subprocess.Popen([sys.executable, "-m", "hie_core.external", str(preds), "--data-dir", str(tiny_release),
+    proc = subprocess.Popen([sys.executable, "-m", "hie_core.study.score", str(preds), "--data-dir", str(tiny_release),
                              "--out", str(out)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
     proc.stdout.close()
     err = proc.stderr.read()

@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from hie_core.external import main as score_main
 from hie_core.io import read_image, read_writer, write_image
 from hie_core.outputs import OutputPathError, Read, check_outputs, resolve_option, resolve_path, run_folder_of
+from hie_core.study.score import main as score_main
 from hie_core.training import predict
 
 from .conftest import write_tiny_case

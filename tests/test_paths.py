@@ -48,7 +48,7 @@ def test_a_moved_or_retyped_dataset_is_the_same_dataset(tiny_release, tmp_path):
 
 
 def test_relative_data_dir_for_hie_score_and_hie_predict(tiny_release, tmp_path, monkeypatch, capsys):
-    from hie_core.external import main as score_main
+    from hie_core.study.score import main as score_main
     from hie_core.training import predict
 
     from .test_checkpoints import write_model_file

@@ -9,9 +9,10 @@ from pathlib import Path
 
 import pytest
 
+from hie_core.run_folder import LOCK_FILE, LOCK_HOLDER_ENV, RunLockedError, run_lock
 from hie_core.study import unique_losses
 from hie_core.study.grid import GridJob, GridRun
-from hie_core.training.experiment import LOCK_FILE, LOCK_HOLDER_ENV, RunLockedError, run_experiment, run_lock
+from hie_core.training.experiment import run_experiment
 
 from .conftest import tiny_config
 

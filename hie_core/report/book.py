@@ -41,6 +41,7 @@ from hie_core.errors import UserError
 from hie_core.io import atomic_write_bytes, atomic_write_text
 from hie_core.losses import LOSS_NAMES
 from hie_core.methods import label_of_id
+from hie_core.run_folder import parse_run_folder_name, run_folders
 
 __all__ = [
     "API_PAGES",
@@ -115,7 +116,6 @@ _NO_INPUT = {"remove-input", "remove_input", "hide-input", "hide_input"}
 PLOTLY_JS = "plotly.min.js"  # vendored into book/assets/, loaded by the pages that draw a plotly figure
 PLOTLY_DIV = 'class="plotly-graph-div"'  # how a page's HTML shows it draws a plotly figure
 PAGE_TEXT_JS = "hie-page-text.js"  # the pages' text, for search excerpts from file:// (see setup)
-_SEED_DIR = re.compile(r"seed(\d+)(?:-fold(\d+))?")  # a run folder: seed<k>, or seed<k>-fold<f>
 
 
 class BookError(UserError, RuntimeError):
@@ -149,10 +149,10 @@ def experiment_notebooks(study_dir: Path) -> dict[str, Path]:
     folders = [p.name for p in study_dir.iterdir() if p.is_dir()] if study_dir.is_dir() else []
     for loss in sort_methods([*LOSS_NAMES, *folders]):
         candidates = []
-        for run in (study_dir / loss).glob("seed*"):
-            match = _SEED_DIR.fullmatch(run.name)
-            if match and (run / "train.ipynb").is_file():
-                candidates.append((int(match.group(1)), int(match.group(2) or 0), run / "train.ipynb"))
+        for run in run_folders(study_dir / loss):
+            seed, fold = parse_run_folder_name(run.name)
+            if (run / "train.ipynb").is_file():
+                candidates.append((seed, fold or 0, run / "train.ipynb"))
         if (
             not candidates and loss in LOSS_NAMES and (study_dir / loss / "train.ipynb").is_file()
         ):  # old layout

@@ -28,6 +28,7 @@ from pathlib import Path
 import yaml
 
 from hie_core.io import atomic_write_text
+from hie_core.run_folder import CONFIG_FILE, study_run_folders
 
 __all__ = [
     "BOOK_QUESTION",
@@ -82,7 +83,7 @@ def study_synthetic(study_dir: Path) -> bool | None:
     if info.is_file():
         return bool(json.loads(info.read_text()).get("synthetic"))
     flags = []
-    for config in sorted(study_dir.glob("*/seed*/config.json")) + sorted(study_dir.glob("*/config.json")):
+    for config in [run / CONFIG_FILE for run in study_run_folders(study_dir)] + sorted(study_dir.glob("*/config.json")):
         try:
             flags.append(bool(json.loads(config.read_text()).get("synthetic")))
         except (OSError, ValueError):

@@ -25,7 +25,7 @@ from hie_core.metrics import METRIC_LABELS
 from hie_core.model import ARCH_LABELS
 from hie_core.report import display, tables
 from hie_core.report.sources import source_line, source_of_run
-from hie_core.training.experiment import RUN_FILES, RunResult
+from hie_core.run_folder import RUN_FILES, RunResult, parse_run_folder_name
 
 __all__ = [
     "source_label",
@@ -52,7 +52,6 @@ ENDPOINT_COLUMNS = ("split", "seed", "n_cases", "dice_mean", "dice_ci_low", "dic
                     "empty_cases", "fp_cases", "fp_volume_ml_mean")  # fmt: skip
 #: Settings that may differ between the seeds of one method (they do not change what is compared).
 _PER_RUN = ("seed", "fold", "output_dir", "device", "num_workers")
-_RUN_DIR = re.compile(r"^seed(\d+)(?:-fold(\d+))?$")
 #: Reported splits, in the order the page shows them.
 _SPLITS = ("test", "cv", "val")
 
@@ -84,8 +83,8 @@ def _sibling_runs(result: RunResult) -> list[tuple[int, int | None, pd.DataFrame
     ]
     parent = run_dir.parent
     for folder in sorted(parent.iterdir()) if parent.is_dir() else []:
-        match = _RUN_DIR.match(folder.name)
-        if match is None or folder.resolve() == run_dir or not (folder / "summary.json").is_file():
+        seed_fold = parse_run_folder_name(folder.name)
+        if seed_fold is None or folder.resolve() == run_dir or not (folder / "summary.json").is_file():
             continue
         try:
             config = json.loads((folder / "config.json").read_text())
@@ -93,8 +92,7 @@ def _sibling_runs(result: RunResult) -> list[tuple[int, int | None, pd.DataFrame
         except (OSError, ValueError):
             continue
         if _same_design(result.config, config):
-            fold = int(match.group(2)) if match.group(2) is not None else None
-            found.append((int(match.group(1)), fold, metrics))
+            found.append((*seed_fold, metrics))
     return sorted(found, key=lambda item: (item[0], -1 if item[1] is None else item[1]))
 
 

@@ -22,6 +22,7 @@ import statistics
 from pathlib import Path
 
 from hie_core.report.power import NoiseModel, default_noise, mdd, noise_from_matrix
+from hie_core.run_folder import SUMMARY_FILE, study_run_folders
 
 __all__ = ["RUN_SECONDS_JSON", "run_seconds", "split_mdd", "split_noise", "study_noise"]
 
@@ -53,7 +54,7 @@ def run_seconds(root: Path, study_dir: Path, kind: str, preset: str) -> tuple[fl
         preset: The runs' preset.
     """
     measured = [
-        s for p in sorted(study_dir.glob("*/seed*/summary.json")) if (s := _whole_run_seconds(p.parent))
+        s for run in study_run_folders(study_dir) if (run / SUMMARY_FILE).is_file() and (s := _whole_run_seconds(run))
     ]
     if measured:
         source = (f"median whole-run time (notebook start, training, evaluation) of "
@@ -70,7 +71,7 @@ def study_noise(study_dir: Path, n_cases: int, seeds: int, n_tests: int) -> Nois
     """The components of the primary contrasts measured in ``study_dir`` on its test split (else ``cv``, else
     ``val``; the noisier contrast at ``n_cases`` x ``seeds``), else :func:`hie_core.report.power.default_noise`
     (no run folder, or fewer than 2 cases x 2 runs)."""
-    if not any(study_dir.glob("*/seed*/summary.json")):
+    if not any((run / SUMMARY_FILE).is_file() for run in study_run_folders(study_dir)):
         return default_noise()
     from hie_core.report import tables
     from hie_core.report.runs import find_runs

@@ -372,7 +372,7 @@ def score_lines(metrics: pd.DataFrame) -> list[str]:
     """``hie-score``'s lesion-wise summary: per split, Table 1b's row of one set of masks (one run).
 
     Args:
-        metrics: :func:`hie_core.external.score_predictions` rows (a run's ``metrics.csv`` columns).
+        metrics: :func:`hie_core.study.external.score_predictions` rows (a run's ``metrics.csv`` columns).
     """
     runs = lesion_run_scores(metrics.assign(method="scored", seed=0))
     lines = []
@@ -426,7 +426,7 @@ def add_lesion_files(
     """
     from hie_core.data import discover_cases
     from hie_core.report.runs import LESIONS_CSV, find_runs
-    from hie_core.training.evaluate import write_lesions
+    from hie_core.run_folder import write_lesions
 
     t0 = time.perf_counter()
     runs = find_runs(study_dir)
@@ -460,7 +460,7 @@ def _lesion_rows(run, cases: dict, references: dict[str, tuple]) -> list[dict]:
     from hie_core.io import read_image
     from hie_core.lesions import lesion_metrics
     from hie_core.report.runs import StudyFolderError, load_prediction
-    from hie_core.training.evaluate import prediction_path
+    from hie_core.run_folder import prediction_path
 
     rows = []
     for case_id, split in zip(run.metrics["case_id"], run.metrics["split"], strict=True):

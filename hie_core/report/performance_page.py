@@ -58,7 +58,7 @@ def timings_table(study_dir: str | Path):
 
 def _result_files(root: Path | None) -> list[tuple[str, dict]]:
     """Every JSON under ``benchmarks/results/`` that reads as an object, as (file name, content)."""
-    from hie_core.training.experiment import project_root
+    from hie_core.run_folder import project_root
 
     folder = (root or project_root()) / "benchmarks" / "results"
     out = []

@@ -24,7 +24,6 @@ folder written before them gets them from its ``lesions.csv`` (one row per lesio
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,6 +36,7 @@ from hie_core.errors import UserError
 from hie_core.fingerprint import edited_results
 from hie_core.lesions import LESION_COLUMNS, LESION_ROW_COLUMNS, columns_from_rows
 from hie_core.methods import grid_keys_of, is_external, is_seed_method, method_label, sort_methods
+from hie_core.run_folder import parse_run_folder_name, prediction_path, read_failure, run_folders
 
 if TYPE_CHECKING:
     from hie_core.data import Case
@@ -67,7 +67,6 @@ LESION_SCORE_COLUMNS = LESION_COLUMNS
 #: A run folder's per-lesion rows (:data:`hie_core.lesions.LESION_ROW_COLUMNS`).
 LESIONS_CSV = "lesions.csv"
 _UNIT_INTERVAL = ("dice", "nsd", "lesion_sensitivity", "lesion_f1", "lesion_dice")  # scores in [0, 1]
-_SEED_DIR = re.compile(r"^seed(\d+)(?:-fold(\d+))?$")
 
 
 #: What to do about a damaged run folder: the study redoes a run whose results changed after it wrote them.
@@ -259,14 +258,12 @@ def _read_json(path: Path) -> dict:
 
 def _seed_fold(folder: Path) -> tuple[int, int | None]:
     """(seed, fold or None) of a ``seed<k>`` or ``seed<k>-fold<f>`` folder."""
-    match = _SEED_DIR.match(folder.name)
-    return int(match.group(1)), None if match.group(2) is None else int(match.group(2))
+    return parse_run_folder_name(folder.name)
 
 
 def _run_folders(study_dir: Path, method: str) -> list[Path]:
     """A method's run folders (finished or not), by seed then fold."""
-    folders = [p for p in (study_dir / method).glob("seed*") if _SEED_DIR.match(p.name) and p.is_dir()]
-    return sorted(folders, key=lambda p: (_seed_fold(p)[0], _seed_fold(p)[1] or 0))
+    return run_folders(study_dir / method)
 
 
 def method_folders(study_dir: Path) -> dict[str, list[Path]]:
@@ -301,7 +298,6 @@ def _check_one_design(folders: list[Path]) -> None:
 
 
 def _loss_runs(study_dir: Path, loss: str, folders: list[Path]) -> tuple[list[RunFolder], list[str]]:
-    from hie_core.training.failure import read_failure  # a failed run (diverged) is listed, never scored
 
     runs, unfinished = [], []
     for folder in folders:
@@ -388,7 +384,6 @@ def load_case(case: Case) -> dict[str, Any]:
 def load_prediction(folder: Path, case: Case) -> np.ndarray | None:
     """A run's (or the baseline's) saved mask of ``case`` on its native grid, bool (D, H, W); None if absent."""
     from hie_core.io import read_image
-    from hie_core.training.evaluate import prediction_path
 
     path = prediction_path(folder, case)
     return read_image(path)[0] > 0 if path.is_file() else None

@@ -81,7 +81,7 @@ def study_dir_for(study_dir: str = "", preset: str = "auto") -> Path:
     if study_dir:
         return Path(study_dir).expanduser()
     from hie_core.training.config import make_config
-    from hie_core.training.experiment import runs_root
+    from hie_core.run_folder import runs_root
 
     return runs_root() / make_config(preset=preset).preset
 

@@ -30,7 +30,7 @@ Methods (:mod:`hie_core.methods`): ``--grid KEY=V1,V2`` (repeatable, any paramet
 combination with every loss and seed, each its own method folder ``runs/<study>/<method>/``
 (``tversky_hdt@segresnet``, ``tversky_hdt+hybrid_weight=0.3``); ``--external NAME=FOLDER``
 (repeatable) scores a folder of outside predictions after the runs
-(:func:`hie_core.external.add_external`) into ``runs/<study>/<NAME>/seed0/``, a method with one
+(:func:`hie_core.study.external.add_external`) into ``runs/<study>/<NAME>/seed0/``, a method with one
 seed in every table. ``--plan``
 prints the run count, the projected hours on this device and the minimum detectable
 difference of the design, then exits; it runs, generates and writes nothing.
@@ -44,7 +44,6 @@ import dataclasses
 import functools
 import json
 import os
-import re
 import shlex
 import shutil
 import subprocess
@@ -58,6 +57,7 @@ from hie_core.errors import ConfigError, exit_on_user_error
 from hie_core.losses import LOSS_NAMES
 from hie_core.report.display import plural
 from hie_core.report.power import TARGET_DICE, margins_for
+from hie_core.run_folder import run_folders
 from hie_core.report.seed_study import PRIMARY_CONTRASTS
 from hie_core.study.checks import check_runs, study_lock
 from hie_core.study.grid import (
@@ -106,7 +106,6 @@ POWERED_FOLDS, POWERED_MIN_SEEDS = 5, 5
 RUN_SECONDS_JSON = (
     Path("benchmarks") / "results" / "run_seconds.json"
 )  # = hie_core.report.forecast.RUN_SECONDS_JSON
-_RUN_DIR = re.compile(r"^seed\d+(-fold\d+)?$")
 
 
 def _step(name: str, where: Path, action: Callable[[], object]) -> RunOutcome:
@@ -142,7 +141,7 @@ def finish_study(root: Path, study_dir: Path, data: Path, config, outcomes: list
     """Baseline, ceiling and outside predictions; then, when a run finished, the results files, book notebooks and book.
 
     ``externals``: ``(name, folder)`` of each ``--external``, scored into ``<study>/<name>/seed0/``
-    by :func:`hie_core.external.add_external` (a failure is reported like a failed run).
+    by :func:`hie_core.study.external.add_external` (a failure is reported like a failed run).
 
     The book is made only from results written by this call: when the results step fails, the
     book step is skipped (and says so), so the previous book is never presented as this study's.
@@ -162,7 +161,7 @@ def finish_study(root: Path, study_dir: Path, data: Path, config, outcomes: list
 
 
 def _add_external(study_dir: Path, name: str, folder: Path) -> None:
-    from hie_core.external import add_external  # imported here: only a study with --external needs it
+    from hie_core.study.external import add_external  # imported here: only a study with --external needs it
 
     add_external(study_dir, name, folder)
 
@@ -345,7 +344,7 @@ def _check_same_design(study_dir: Path, folds: int) -> None:
     methods = sorted(p for p in study_dir.iterdir() if p.is_dir() and p.name not in STUDY_FOLDERS) \
         if study_dir.is_dir() else []  # fmt: skip
     for method in methods:
-        for folder in sorted(p for p in method.glob("seed*") if _RUN_DIR.match(p.name)):
+        for folder in run_folders(method):
             try:
                 info = json.loads((folder / "config.json").read_text())
                 if info.get("external"):
@@ -435,7 +434,7 @@ def plan_study(runs_dir: Path, study: str, losses: Sequence[str], seeds: int | N
     check_outputs("hie-study", [study_dir], [Read(data, "data folder"), *(Read(f, "mask folder") for _, f in outside)],
                   own=lambda path: True)  # the study folder outside what it reads  # fmt: skip
     if outside:  # every mask checked before any run starts: one error lists every problem of every folder
-        from hie_core.external import check_predictions
+        from hie_core.study.external import check_predictions
 
         test_cases = [c for c in cases if c.split == "test"]
         for _, folder in outside:
@@ -840,7 +839,6 @@ def main(argv: list[str] | None = None) -> int:
 
 def _main(argv: list[str] | None) -> int:
     from hie_core.outputs import resolve_option
-    from hie_core.training.experiment import project_root
 
     argv = list(sys.argv[1:] if argv is None else argv)
     args = _parser().parse_args(argv)

@@ -68,7 +68,7 @@ def study_lock(study_dir: Path) -> Iterator[None]:
     Raises:
         StudyBusyError: another process holds it; the message names the folder and its PID.
     """
-    from hie_core.training.experiment import RunLockedError, run_lock
+    from hie_core.run_folder import RunLockedError, run_lock
 
     held = contextlib.ExitStack()
     try:
@@ -83,7 +83,7 @@ def study_lock(study_dir: Path) -> Iterator[None]:
 
 
 def _holder(study_dir: Path) -> str:
-    from hie_core.training.experiment import LOCK_FILE
+    from hie_core.run_folder import LOCK_FILE
 
     try:
         return (study_dir / LOCK_FILE).read_text().strip() or "unknown"

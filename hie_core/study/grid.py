@@ -46,8 +46,17 @@ from typing import Any
 
 import submitit
 
+from hie_core.run_folder import (
+    LOCK_HOLDER_ENV,
+    RunLockedError,
+    is_finished_run,
+    read_failure,
+    run_folder_name,
+    run_lock,
+)
+
 __all__ = ["RunOutcome", "GridRun", "GridJob", "Engine", "plan_grid", "deal_lanes", "run_grid", "gathered_outcomes",
-           "papermill_command", "log_tail", "remove_broken_notebook", "print_outcome", "run_folder_name",
+           "papermill_command", "log_tail", "remove_broken_notebook", "print_outcome",
            "SLURM_DEFAULT_TIME_MIN"]  # fmt: skip
 
 #: Wall-clock limit of one SLURM job when none is given (a timed-out job is requeued).
@@ -69,11 +78,6 @@ class RunOutcome:
     log: Path | None
     message: str = ""
     job_log: Path | None = None
-
-
-def run_folder_name(seed: int, fold: int | None = None) -> str:
-    """``seed<k>``, or ``seed<k>-fold<f>`` for a cross-validation run."""
-    return f"seed{seed}" if fold is None else f"seed{seed}-fold{fold}"
 
 
 @dataclass(frozen=True)
@@ -256,7 +260,6 @@ def log_tail(log: Path) -> str:
 def run_failure(run: GridRun, log: Path) -> str:
     """Why a run failed, one line: the failed status its folder records (a diverged run: epoch, step,
     value, what to try), else the error its notebook's log ended with (:func:`log_tail`)."""
-    from hie_core.training.failure import read_failure
 
     failed = read_failure(run.run_dir)
     return failed["message"] if failed is not None else log_tail(log)
@@ -316,7 +319,6 @@ class GridJob(submitit.helpers.Checkpointable):
         A folder another process holds is this run's failure, reported with that process's PID;
         its notebook and log are left as they are.
         """
-        from hie_core.training.experiment import RunLockedError, run_lock
 
         notebook, log = run.run_dir / "train.ipynb", run.run_dir / "papermill.log"
         with contextlib.ExitStack() as held:
@@ -335,7 +337,6 @@ class GridJob(submitit.helpers.Checkpointable):
 
     def _run_notebook(self, run: GridRun, fh) -> RunOutcome:
         """Papermill for ``run`` (its folder locked by this process), output to the open log ``fh``."""
-        from hie_core.training.experiment import LOCK_HOLDER_ENV
 
         notebook, log = run.run_dir / "train.ipynb", run.run_dir / "papermill.log"
         params = {**self.params, **run.notebook_parameters}
@@ -542,8 +543,6 @@ def run_grid(runs: list[GridRun], root: Path, params: dict, engine: Engine, jobs
 def gathered_outcomes(runs: list[GridRun]) -> list[RunOutcome]:
     """Outcomes read from the run folders alone (``--gather``): finished = every results file
     (:func:`hie_core.training.experiment.is_finished_run`; the weights may have been deleted)."""
-    from hie_core.training.experiment import is_finished_run
-    from hie_core.training.failure import read_failure
 
     outcomes = []
     for run in runs:

@@ -26,14 +26,14 @@ import numpy as np
 import torch
 
 from hie_core.data import Case
-from hie_core.io import atomic_write_text, read_image, write_image
-from hie_core.lesions import LESION_COLUMNS, LESION_ROW_COLUMNS, lesion_metrics
+from hie_core.io import read_image, write_image
+from hie_core.lesions import LESION_COLUMNS, lesion_metrics
 from hie_core.metrics import SCORE_COLUMNS, burden_stratum, case_metrics
 from hie_core.preprocess import Grid, PreprocessedCase, probabilities_to_native_mask, resample_to_geometry
+from hie_core.run_folder import LESIONS_FILE, prediction_path, write_lesions
 from hie_core.training.inference import predict_probabilities
 
 __all__ = [
-    "LESIONS_FILE",
     "METRIC_COLUMNS",
     "predict_probabilities",
     "predict_native",
@@ -42,15 +42,11 @@ __all__ = [
     "evaluate_model",
     "evaluate_baseline",
     "evaluate_ceiling",
-    "prediction_path",
     "score_case",
-    "write_lesions",
 ]
 
 #: Columns of ``metrics.csv``, one row per evaluated case: the scores, the volumes, the lesion-wise columns.
 METRIC_COLUMNS = (*SCORE_COLUMNS, "pred_volume_ml", "ref_volume_ml", *LESION_COLUMNS)
-#: A run's (or reference's) per-lesion rows, next to its ``metrics.csv``.
-LESIONS_FILE = "lesions.csv"
 
 
 def predict_native(
@@ -84,11 +80,6 @@ def ceiling_mask(label: np.ndarray, native, grid: Grid) -> np.ndarray:
     return probabilities_to_native_mask(on_grid.astype(np.float32), target, native)
 
 
-def prediction_path(out_dir: Path, case: Case) -> Path:
-    """``<out_dir>/predictions/<split>/<id>_lesion.mha`` (BONBID-HIE's label name)."""
-    return Path(out_dir) / "predictions" / (case.split or "cases") / f"{case.case_id}_lesion.mha"
-
-
 def score_case(case: Case, pred: np.ndarray, adc: np.ndarray, spacing_mm) -> tuple[dict, list[dict]]:
     """One case's ``metrics.csv`` row (:data:`METRIC_COLUMNS`) and its ``lesions.csv`` rows.
 
@@ -109,14 +100,6 @@ def score_case(case: Case, pred: np.ndarray, adc: np.ndarray, spacing_mm) -> tup
     lesions = lesion_metrics(pred.astype(bool), ref, spacing_mm)
     row.update(lesions.columns)
     return row, lesions.rows(case.case_id, case.split)
-
-
-def write_lesions(rows: Iterable[dict], out_dir: Path) -> Path:
-    """Write per-lesion rows to ``<out_dir>/lesions.csv`` (:data:`hie_core.lesions.LESION_ROW_COLUMNS`), atomically."""
-    import pandas as pd
-
-    frame = pd.DataFrame(list(rows)).reindex(columns=list(LESION_ROW_COLUMNS))
-    return atomic_write_text(Path(out_dir) / LESIONS_FILE, frame.to_csv(index=False))
 
 
 def _score(case: Case, pred: np.ndarray, out_dir: Path | None, adc_image: tuple | None = None,

@@ -37,14 +37,10 @@ run folder (:func:`run_lock`).
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import fcntl
-import json
 import os
 import shutil
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
@@ -69,6 +65,22 @@ from hie_core.fingerprint import (
 from hie_core.io import atomic_write_text
 from hie_core.metrics import METRIC_NAMES, summarize
 from hie_core.synthetic import is_synthetic_dir
+from hie_core.run_folder import (
+    RUN_FILES,
+    SUMMARY_FILE,
+    RunFolderError,
+    RunLockedError,
+    RunResult,
+    is_finished_run,
+    load_run,
+    project_root,
+    read_config,
+    read_summary,
+    run_folder_name,
+    run_lock,
+    runs_root,
+    write_json,
+)
 from hie_core.training.checkpoints import TRAINING_CHECKPOINT
 from hie_core.training.config import (
     ADDED_FIELD_DEFAULTS,
@@ -82,20 +94,11 @@ from hie_core.training.failure import FAILED_FILE, TrainingDivergedError, read_f
 from hie_core.training.fit import BEST, HISTORY_COLUMNS, TrainItem, fit, load_best_model
 
 __all__ = [
-    "RunResult",
-    "RunFolderError",
-    "RunLockedError",
     "check_memory",
-    "run_lock",
-    "is_finished_run",
-    "RUN_FILES",
     "WEIGHT_FILES",
     "resolve_data_dir",
-    "runs_root",
     "run_experiment",
-    "load_run",
     "summarize_metrics",
-    "project_root",
     "run_baseline",
     "run_ceiling",
     "notebook_config",
@@ -107,9 +110,6 @@ __all__ = [
     "default_study_name",
 ]
 
-#: The files of a run's results; a folder holding them all is a finished run, with or without its
-#: weights (papermill's executed notebook and log are left alone).
-RUN_FILES = ("config.json", "history.csv", "metrics.csv", "summary.json")
 #: A run's weights, needed to resume it and to predict with it (``hie-predict``), not for its
 #: results, so they may be deleted to save space.
 WEIGHT_FILES = (BEST, TRAINING_CHECKPOINT)
@@ -124,79 +124,6 @@ FOLD_SEED = 0
 CV_SPLIT = "cv"
 #: Splits pooled for cross-validation (``None``: a folder without split folders).
 POOL_SPLITS = ("train", "val", None)
-
-
-class RunFolderError(UserError, FileExistsError):
-    """The run folder holds a run with another configuration."""
-
-
-class RunLockedError(UserError):
-    """Another process holds the run folder's lock (it is training that run now)."""
-
-
-#: The lock file in a run folder; it holds the PID of the process that holds the lock.
-LOCK_FILE = ".lock"
-#: Set by a process that holds a run folder's lock for the notebook it starts (its PID).
-LOCK_HOLDER_ENV = "HIE_RUN_LOCK_HOLDER"
-
-
-@contextlib.contextmanager
-def run_lock(run_dir: str | Path):
-    """Hold ``run_dir``'s lock (``fcntl.flock`` on ``.lock``, non-blocking) while the block runs.
-
-    The lock file records the holder's PID and stays; the lock itself ends with the block, or
-    with the process (the OS releases it, even after ``kill -9``). A folder made here and left
-    holding nothing else is removed again. A lock held by the process named in
-    ``$HIE_RUN_LOCK_HOLDER`` (a study that locked the folder for the notebook it started)
-    counts as this process's own.
-
-    Raises:
-        RunLockedError: another process holds the lock; the message names the folder and its PID.
-    """
-    run_dir = Path(run_dir)
-    made = [p for p in (run_dir, *run_dir.parents) if not p.exists()]  # the run folder first
-    run_dir.mkdir(parents=True, exist_ok=True)
-    fd = os.open(run_dir / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
-            if holder != os.environ.get(LOCK_HOLDER_ENV):
-                raise RunLockedError(f"{run_dir}: another process (PID {holder}) is training this run folder "
-                                     "now; wait for it to end, or stop it") from None  # fmt: skip
-            made = []
-        else:
-            os.ftruncate(fd, 0)
-            os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
-        yield
-    finally:
-        if made and [p.name for p in run_dir.iterdir()] == [LOCK_FILE]:
-            (run_dir / LOCK_FILE).unlink()
-            for folder in made:
-                with contextlib.suppress(OSError):
-                    folder.rmdir()
-        os.close(fd)
-
-
-@dataclass
-class RunResult:
-    """What a finished run left in its folder, loaded as tables."""
-
-    run_dir: Path
-    config: dict
-    history: pd.DataFrame
-    metrics: pd.DataFrame
-    summary: dict
-
-
-def project_root(start: Path | None = None) -> Path:
-    """The nearest folder at or above ``start`` (default: cwd) holding ``pyproject.toml``."""
-    start = (start or Path.cwd()).resolve()
-    for folder in (start, *start.parents):
-        if (folder / "pyproject.toml").is_file() and (folder / "hie_core").is_dir():
-            return folder
-    return start
 
 
 def resolve_data_dir(config: TrainConfig) -> Path:
@@ -234,7 +161,7 @@ def _run_state(run_dir: Path, config: TrainConfig, data: DataFingerprint | None 
     """
     if read_failure(run_dir) is not None:
         return "failed"
-    info = _read_info(run_dir)
+    info = read_config(run_dir)
     if info is None:
         return "new"
     old = info["config"]
@@ -296,30 +223,8 @@ def check_memory(config: TrainConfig) -> None:
 
 
 def _read_summary(run_dir: Path) -> dict:
-    try:
-        summary = json.loads((run_dir / "summary.json").read_text())
-    except (OSError, ValueError):
-        return {"checksums": {"summary.json": "unreadable"}}  # a damaged summary: the run is redone
-    return summary if isinstance(summary, dict) else {"checksums": {"summary.json": "unreadable"}}
-
-
-def is_finished_run(run_dir: str | Path) -> bool:
-    """True when ``run_dir`` holds every results file (:data:`RUN_FILES`); the weights may be gone."""
-    return all((Path(run_dir) / name).is_file() for name in RUN_FILES)
-
-
-def _read_info(run_dir: Path) -> dict | None:
-    """The run folder's ``config.json`` (None when there is none); raises when it is unreadable."""
-    cfg_path = run_dir / "config.json"
-    if not cfg_path.exists():
-        return None
-    try:
-        info = json.loads(cfg_path.read_text())
-        if not isinstance(info, dict) or not isinstance(info["config"], dict):
-            raise ValueError("not a run's config.json")
-    except (OSError, ValueError, KeyError, TypeError):
-        raise RunFolderError(f"{cfg_path}: unreadable; delete {run_dir} to start this run over") from None
-    return info
+    summary = read_summary(run_dir)  # a damaged summary: the run is redone
+    return summary if summary is not None else {"checksums": {SUMMARY_FILE: "unreadable"}}
 
 
 def _current_data(data_dir: Path) -> DataFingerprint:
@@ -346,25 +251,6 @@ def _items(pairs) -> list[TrainItem]:
 
 def _write_table(df: pd.DataFrame, path: Path) -> None:
     atomic_write_text(path, df.to_csv(index=False))
-
-
-def _write_json(obj, path: Path) -> None:
-    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")
-
-
-def load_run(run_dir: str | Path) -> RunResult:
-    """Load a finished run folder."""
-    run_dir = Path(run_dir)
-    for name in ("config.json", "history.csv", "metrics.csv", "summary.json"):
-        if not (run_dir / name).exists():
-            raise FileNotFoundError(f"{run_dir / name}: missing - is this a finished run folder?")
-    return RunResult(
-        run_dir,
-        json.loads((run_dir / "config.json").read_text()),
-        pd.read_csv(run_dir / "history.csv"),
-        pd.read_csv(run_dir / "metrics.csv"),
-        json.loads((run_dir / "summary.json").read_text()),
-    )
 
 
 def _preprocess(cases: list[Case], config: TrainConfig):
@@ -474,7 +360,7 @@ def _run_locked(config: TrainConfig, run_dir: Path, data_dir: Path, data: DataFi
         print(f"{run_dir}: {changed} changed since this run wrote it (edited or damaged) - training it again")
         _clear(run_dir)
     elif state == "data":
-        why = describe_change(_read_info(run_dir).get("data_fingerprint"), data)
+        why = describe_change(read_config(run_dir).get("data_fingerprint"), data)
         print(f"{run_dir}: {why}; training it again")
         _clear(run_dir)
     elif state == "failed":
@@ -487,7 +373,7 @@ def _run_locked(config: TrainConfig, run_dir: Path, data_dir: Path, data: DataFi
             "data_fingerprint": data.to_dict(),
             **provenance(config.device)}  # fmt: skip
     if state != "resume":
-        _write_json(info, run_dir / "config.json")
+        write_json(info, run_dir / "config.json")
     train_cases, reported = design_cases(cases, report, config)
     fit_cases, selection_cases = carve_validation(train_cases, config.selection_fraction, config.seed)
     t0 = time.perf_counter()
@@ -519,14 +405,14 @@ def _run_locked(config: TrainConfig, run_dir: Path, data_dir: Path, data: DataFi
         summary.update(folds=config.folds, fold=config.fold,
                        cv_cases=[c.case_id for c in reported if c.split == CV_SPLIT])  # fmt: skip
     summary["checksums"] = results_checksums(run_dir)  # an edited or damaged result is redone, never reported
-    _write_json(summary, run_dir / "summary.json")
+    write_json(summary, run_dir / "summary.json")
     return load_run(run_dir)
 
 
 def _reference_run(name: str, rows: list[dict], out_dir: Path, extra: dict) -> pd.DataFrame:
     metrics = pd.DataFrame(rows).reindex(columns=list(METRIC_COLUMNS))
     _write_table(metrics, out_dir / "metrics.csv")
-    _write_json({"loss": name, **extra, "splits": summarize_metrics(metrics)}, out_dir / "summary.json")
+    write_json({"loss": name, **extra, "splits": summarize_metrics(metrics)}, out_dir / "summary.json")
     return metrics
 
 
@@ -565,16 +451,8 @@ def default_study_name(config: TrainConfig) -> str:
 
 def default_run_folder(config: TrainConfig) -> Path:
     """``<study>/<loss>/seed<k>`` (``seed<k>-fold<f>`` with folds), the study as :func:`default_study_name`."""
-    run = f"seed{config.seed}" + (f"-fold{config.fold}" if config.folds else "")
+    run = run_folder_name(config.seed, config.fold if config.folds else None)
     return Path(default_study_name(config)) / config.loss / run
-
-
-def runs_root() -> Path:
-    """Where studies and runs go by default: ``$HIE_RUNS_DIR``, else ``runs``; a relative path is under the project root.
-
-    The study runner, ``notebooks/train.ipynb`` and the book's pages all use it, so a test session
-    that sets ``HIE_RUNS_DIR`` keeps everything out of the repository."""
-    return project_root() / (os.environ.get("HIE_RUNS_DIR", "").strip() or "runs")
 
 
 def notebook_config(

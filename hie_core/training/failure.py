@@ -22,15 +22,15 @@ from typing import TYPE_CHECKING, Any
 from hie_core.errors import ConfigError, UserError
 from hie_core.io import atomic_write_text
 
+# the failed status of a run folder (JSON: ``status``, ``message`` and, for a divergence,
+# ``epoch``, ``step``, ``what``, ``value``) is the run folder's: its name and its reader live there
+from hie_core.run_folder import FAILED_FILE, read_failure
+
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["FAILED_FILE", "LOSS_CONTRACT", "TrainingDivergedError", "check_loss_contract", "read_failure",
-           "write_failure"]  # fmt: skip
+__all__ = ["LOSS_CONTRACT", "TrainingDivergedError", "check_loss_contract", "write_failure"]
 
-#: The failed status of a run folder (JSON: ``status``, ``message`` and, for a divergence,
-#: ``epoch``, ``step``, ``what``, ``value``).
-FAILED_FILE = "failed.json"
 #: The loss contract in one line (the full text: :mod:`hie_core.losses`).
 LOSS_CONTRACT = (
     "forward(logits, target, target_dt=None) must return a finite scalar tensor with a gradient "
@@ -73,20 +73,6 @@ def write_failure(run_dir: str | Path, error: BaseException) -> Path:
         record.update(error.to_dict())
     atomic_write_text(path, json.dumps(record, indent=2, sort_keys=True) + "\n")
     return path
-
-
-def read_failure(run_dir: str | Path) -> dict | None:
-    """The run folder's failed status (a dict with at least ``message``), or None when it has none."""
-    path = Path(run_dir) / FAILED_FILE
-    if not path.is_file():
-        return None
-    try:
-        record = json.loads(path.read_text())
-    except (OSError, ValueError):
-        record = None
-    if not isinstance(record, dict) or not isinstance(record.get("message"), str):
-        return {"status": "failed", "message": f"{path}: the run failed (its record is unreadable)"}
-    return record
 
 
 def _tiny_batch() -> tuple[torch.Tensor, torch.Tensor]:

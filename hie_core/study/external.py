@@ -23,7 +23,7 @@ shipping its weights.
   that :func:`hie_core.report.runs.find_runs` reads as one more method. The user's folder is only
   read, never written.
 - ``hie-score PRED_FOLDER [--data-dir DIR] [--split test] [--out metrics.csv]`` (also
-  ``python -m hie_core.external``; the command is :mod:`hie_core.score`) prints the per-case
+  ``python -m hie_core.study.score``; the command is :mod:`hie_core.study.score`) prints the per-case
   scores and the study's endpoint (Table 1's: the means over the cases with a lesion, the empty
   labels apart).
 """
@@ -34,7 +34,6 @@ import json
 import os
 import re
 import shutil
-import sys
 import tempfile
 import warnings
 from collections.abc import Iterable, Sequence
@@ -59,7 +58,6 @@ __all__ = [
     "check_predictions",
     "load_and_check",
     "score_predictions",
-    "main",
 ]
 
 #: File types a predicted mask may have (MetaImage as in the release, NIfTI, NRRD).
@@ -382,7 +380,7 @@ def _write_run(run: Path, metrics: pd.DataFrame, masks: Sequence[ExternalMask], 
                summary: dict) -> None:  # fmt: skip
     """Fill a fresh run folder: predictions/<split>/ (0/1 uint8 on the reference grid), metrics, config, summary."""
     from hie_core.preprocess import file_sha256
-    from hie_core.training.evaluate import prediction_path
+    from hie_core.run_folder import prediction_path
 
     for mask in masks:
         array = read_image(mask.path)[0] != 0
@@ -420,7 +418,7 @@ def add_external(study_dir: str | Path, name: str, folder: str | Path, data_dir:
             problem of the masks (one message).
     """
     from hie_core.preprocess import file_sha256
-    from hie_core.training.evaluate import write_lesions
+    from hie_core.run_folder import write_lesions
     from hie_core.training.experiment import summarize_metrics
 
     study_dir = Path(study_dir).expanduser()
@@ -473,14 +471,3 @@ def add_external(study_dir: str | Path, name: str, folder: str | Path, data_dir:
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return target / "seed0"
-
-
-def main(argv: list[str] | None = None) -> int:
-    """``hie-score`` (its module: :mod:`hie_core.score`); 0 when scored, 2 on a user error."""
-    from hie_core.score import main as score_main
-
-    return score_main(argv)
-
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())

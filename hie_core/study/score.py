@@ -1,8 +1,8 @@
 """``hie-score``: a folder of predicted masks scored with the study's metrics and the study's endpoint.
 
 ``hie-score PRED_FOLDER [--data-dir DIR] [--split test] [--out scores.csv]`` (also
-``python -m hie_core.external``) checks every mask (:func:`hie_core.external.load_and_check`),
-scores each case (:func:`hie_core.external.score_predictions`) with a progress line on standard
+``python -m hie_core.study.score``) checks every mask (:func:`hie_core.study.external.load_and_check`),
+scores each case (:func:`hie_core.study.external.score_predictions`) with a progress line on standard
 error, then prints the per-case scores and, per split, the numbers Table 1 of a study would give
 these masks (:func:`hie_core.report.tables.table1`):
 
@@ -34,7 +34,6 @@ from pathlib import Path
 import pandas as pd
 
 from hie_core.errors import exit_on_user_error
-from hie_core.external import ExternalPredictionWarning, load_and_check, score_predictions
 from hie_core.outputs import (
     Read,
     check_outputs,
@@ -44,6 +43,7 @@ from hie_core.outputs import (
     write_record,
 )
 from hie_core.progress import Progress, Tracked, say
+from hie_core.study.external import ExternalPredictionWarning, load_and_check, score_predictions
 
 __all__ = ["endpoint", "endpoint_lines", "main", "with_report_strata"]
 
@@ -65,7 +65,7 @@ def endpoint(metrics: pd.DataFrame) -> pd.DataFrame:
     """Table 1's row of these masks, per split (:func:`hie_core.report.tables.table1`, one run).
 
     Args:
-        metrics: :func:`hie_core.external.score_predictions` rows.
+        metrics: :func:`hie_core.study.external.score_predictions` rows.
 
     Returns:
         One row per split (column ``split`` first, then :data:`hie_core.report.tables.TABLE1_COLUMNS`):
@@ -192,3 +192,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.out:
         say(f"per-case scores written to {args.out} (record: {record_path(args.out, PROG)})")
     return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
