@@ -308,7 +308,8 @@ def test_tiny_book_builds_with_only_python(tmp_path, monkeypatch):
     (root / "book" / "assets").mkdir(parents=True)
     (root / "book" / "vendor").mkdir()
     for name in ("_config.yml", "_toc.yml", "book/reproduce.md", "book/references.md", "book/references.bib",
-                 "book/assets/book.css", "book/assets/hie-search-scorer.js", CARTESIAN_SOURCE):  # fmt: skip
+                 "book/assets/book.css", "book/assets/hie-code-math.css", "book/assets/hie-search-scorer.js",
+                 CARTESIAN_SOURCE):  # fmt: skip
         shutil.copy(ROOT / name, root / name)
     (root / "book" / "api.md").write_text("# API reference\n\nThe docstrings of hie_core.\n")
     (root / "book" / "api-book.md").write_text("# The book\n\nHow it is built.\n")
