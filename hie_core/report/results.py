@@ -51,6 +51,7 @@ from hie_core.report.power import ALPHA, POWER, margins_for
 from hie_core.report.runs import REFERENCES, StudyFolderError, StudyRuns, find_runs
 from hie_core.report.seed_study import PRIMARY_CONTRASTS
 from hie_core.report.stats import CONFIDENCE, resamples
+from hie_core.report.study_records import StudyConfig
 from hie_core.report.variance import paired_contrast, variance_components
 
 __all__ = [
@@ -293,11 +294,19 @@ def write_results(study_dir: str | Path, margins: dict | None = None) -> Path:
 
 @dataclass
 class StudyResults:
-    """A study's ``results/`` folder, loaded: ``info`` is ``study.json``; tables per split."""
+    """A study's ``results/`` folder, loaded: ``config`` is ``study.json`` typed (``info`` the dict); tables per split.
+
+    Pages get it from :func:`hie_core.report.study_model.load_study` (``.results``), which reads it once.
+    """
 
     study_dir: Path
     info: dict
     split_tables: dict[str, dict[str, pd.DataFrame]] = field(repr=False)
+
+    @property
+    def config(self) -> StudyConfig:
+        """``study.json`` typed (:class:`~hie_core.report.study_records.StudyConfig`): read this, not ``info``'s keys."""
+        return StudyConfig.from_json(self.info)
 
     def table(self, kind: str, split: str = "test") -> pd.DataFrame:
         """``kind`` (hypotheses, table1, comparisons, strata, per_case) of ``split``."""
