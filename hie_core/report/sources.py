@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from hie_core.report.display import admonition
+from hie_core.report.study_model import load_study
 
 __all__ = [
     "SYNTHETIC_LABEL",
@@ -80,8 +81,8 @@ def study_dir_for(study_dir: str = "", preset: str = "auto") -> Path:
     ``$HIE_RUNS_DIR``: :func:`hie_core.training.experiment.runs_root`)."""
     if study_dir:
         return Path(study_dir).expanduser()
-    from hie_core.training.config import make_config
     from hie_core.run_folder import runs_root
+    from hie_core.training.config import make_config
 
     return runs_root() / make_config(preset=preset).preset
 
@@ -90,8 +91,9 @@ def data_source(study_dir: str = "", data_dir: str = "") -> DataSource:
     """The data of a Data or Methods page.
 
     Args:
-        study_dir: A study folder; the data folder its runs used wins if given (read from
-            ``results/study.json``, else from the first run's ``config.json``).
+        study_dir: A study folder; the data folder its runs used wins if given
+            (:attr:`hie_core.report.study_model.Study.data_dir`: ``results/study.json``, else the
+            first trained run's ``config.json``).
         data_dir: A BONBID-HIE folder; ``""`` = the small synthetic set (generated and cached
             under ``$HIE_CACHE_DIR`` on first use).
 
@@ -100,15 +102,7 @@ def data_source(study_dir: str = "", data_dir: str = "") -> DataSource:
         FileNotFoundError: The data folder does not exist.
     """
     if study_dir:
-        info = Path(study_dir) / "results" / "study.json"
-        if info.is_file():
-            import json
-
-            folder = Path(json.loads(info.read_text())["data_dir"])
-        else:
-            from hie_core.report.runs import find_runs
-
-            folder = Path(find_runs(study_dir).configs[0]["data_dir_resolved"])
+        folder = Path(load_study(study_dir).data_dir)
     else:
         from hie_core.training.config import make_config
         from hie_core.training.experiment import resolve_data_dir
