@@ -10,9 +10,7 @@ the deviations from the seed study in :mod:`hie_core.report.deviations`.
 from __future__ import annotations
 
 import dataclasses
-import json
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -25,6 +23,7 @@ from hie_core.model import ARCH_LABELS, DEFAULT_WIDTHS
 from hie_core.preprocess import DEFAULT_TARGET_SHAPE, Grid
 from hie_core.report.runs import run_grid
 from hie_core.report.slices import augmentation_viewer, preprocessing_viewer
+from hie_core.report.study_model import load_study
 
 if TYPE_CHECKING:
     from hie_core.augment import AugmentConfig
@@ -42,17 +41,13 @@ def study_config(study_dir: str = "", preset: str = "seed") -> dict[str, Any]:
     """The training configuration of a study (``TrainConfig`` fields, as in ``config.json``).
 
     Args:
-        study_dir: A study folder: its ``results/study.json`` (``run_config``), else its first
-            finished run's ``config.json``. ``""``: the preset's configuration.
+        study_dir: A study folder: :attr:`hie_core.report.study_model.Study.run_settings` (its
+            ``results/study.json``, else its first trained run's ``config.json``). ``""``: the
+            preset's configuration.
         preset: The preset used when ``study_dir`` is empty.
     """
     if study_dir:
-        info = Path(study_dir) / "results" / "study.json"
-        if info.is_file():
-            return dict(json.loads(info.read_text())["run_config"])
-        from hie_core.report.runs import find_runs
-
-        return dict(find_runs(study_dir).configs[0]["config"])
+        return load_study(study_dir).run_settings
     from hie_core.training.config import make_config
 
     return make_config(preset=preset, device="cpu").to_dict()
@@ -62,12 +57,7 @@ def study_archs(study_dir: str = "") -> tuple[str, ...]:
     """The networks a study trained (``--archs``), from its runs' ``config.json``; ``()`` without a study."""
     if not study_dir:
         return ()
-    from hie_core.report.runs import find_runs
-
-    archs = {
-        run.config.get("config", {}).get("arch", "unet3d") for run in find_runs(study_dir).runs if run.config
-    }
-    return tuple(sorted(archs - {None}))
+    return load_study(study_dir).archs
 
 
 def study_grids(config: Mapping[str, Any]) -> dict[str, Grid]:
