@@ -13,7 +13,8 @@ from pathlib import Path
 import pandas as pd
 
 from hie_core.report import display
-from hie_core.report.runs import find_runs, run_grid
+from hie_core.report.runs import run_grid
+from hie_core.report.study_model import load_study
 
 __all__ = ["benchmark_results", "show_benchmarks", "study_timings", "timings_table"]
 
@@ -23,15 +24,16 @@ def study_timings(study_dir: str | Path) -> pd.DataFrame:
 
     ``x dice`` is the ratio of a loss's median epoch time to the Dice loss's on the same study.
     """
-    runs = find_runs(study_dir)
+    study = load_study(study_dir)
     rows = []
-    for loss in runs.losses:
-        folders = runs.of(loss)
-        histories = [f.history() for f in folders]
+    for loss in study.runs.losses:
+        folders = study.runs.of(loss)
+        histories = [study.history(loss, f.seed, f.fold) for f in folders]
         seconds = pd.concat([h["seconds"] for h in histories])
-        cfg = folders[0].config.get("config", {})
+        config = study.run_config(loss)
+        cfg = config.settings
         rows.append({
-            "loss": loss, "device": folders[0].config.get("device_name"),
+            "loss": loss, "device": config.device,
             "grid": run_grid(cfg).describe(), "widths": "-".join(map(str, cfg.get("widths", []))),
             "seeds": len(folders), "epochs (per seed)": "/".join(str(len(h)) for h in histories),
             "median s/epoch": float(seconds.median()), "total train s": float(seconds.sum()),
@@ -46,7 +48,7 @@ def study_timings(study_dir: str | Path) -> pd.DataFrame:
 def timings_table(study_dir: str | Path):
     """:func:`study_timings` for the page: settings shared by every loss go into the note, not the columns."""
     table = study_timings(study_dir)
-    labels = find_runs(study_dir).labels
+    labels = load_study(study_dir).labels
     table["loss"] = table["loss"].map(lambda m: labels.get(m, m))
     table = table.rename(columns={"loss": "method", "x dice": "time vs Dice"})
     shared = [c for c in ("device", "grid", "widths") if table[c].nunique() == 1]
