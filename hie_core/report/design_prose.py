@@ -71,7 +71,7 @@ def design_sentence(results: StudyResults, split: str | None = None) -> str:
     h = results.table("hypotheses", split)
     family = h[h["family"] == "primary"]
     primary = family[family["mdd"].notna()]
-    seeds = len(results.info["seeds"])
+    seeds = len(results.config.seeds)
     if primary.empty:
         return (f"No primary contrast could be measured on the {results.n_cases(split)} cases of this split, so what this design can detect "
                 "is unknown; `python -m hie_core.study --plan` projects it before a run.")  # fmt: skip
@@ -93,7 +93,7 @@ def design_sentence(results: StudyResults, split: str | None = None) -> str:
     noise = _noise(worst)
     if noise is None:
         return text + " (`python -m hie_core.study --plan --design powered` projects what would)."
-    folds = int(results.info.get("design", {}).get("folds") or 0)
+    folds = results.config.design.folds
     need = reach(noise, n, seeds, len(family), folds=folds)
     parts = []
     if need["cases"] is not None:
