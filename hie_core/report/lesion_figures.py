@@ -57,7 +57,7 @@ _LIMITS_Z = 1.96  # Bland-Altman limits of agreement: bias +- 1.96 SD of the dif
 
 
 def _provenance(results: StudyResults) -> str:
-    return source_line(source_of(results), results.info.get("preset"), results.info.get("device"))
+    return source_line(source_of(results), results.config.preset, results.config.device)
 
 
 def _ci(frame: pd.DataFrame, metric: str, digits: int = 3) -> pd.Series:
