@@ -31,6 +31,7 @@ from hie_core.report.power import ALPHA
 from hie_core.report.results import StudyResults
 from hie_core.report.runs import run_grid
 from hie_core.report.seed_study import CLAIMS
+from hie_core.report.study_records import StudyConfig
 
 __all__ = ["ALPHA", "abstract", "best_loss", "discussion", "significant"]
 
@@ -83,13 +84,13 @@ def _main_split(results: StudyResults) -> str:
 
 
 def _data_phrase(results: StudyResults, split: str) -> str:
-    info = results.info
+    info = results.config
     data = "synthetic BONBID-like data" if results.synthetic else "the BONBID-HIE release"
-    folds = info["design"]["folds"]
+    folds = info.design.folds
     cv = f", {folds}-fold cross-validation" if folds else ""
     where = {"test": "test cases", "cv": "out-of-fold cases", "val": "official validation cases"}[split]
-    return (f"On {data} ({results.n_cases(split)} {where}, preset {info['preset']}, "
-            f"{plural(len(info['seeds']), 'seed')} per loss{cv})")  # fmt: skip
+    return (f"On {data} ({results.n_cases(split)} {where}, preset {info.preset}, "
+            f"{plural(len(info.seeds), 'seed')} per loss{cv})")  # fmt: skip
 
 
 def _reason(row: pd.Series) -> str:
@@ -131,7 +132,7 @@ def _primary_sentence(results: StudyResults, split: str) -> str:
 
 
 def _winner_sentence(results: StudyResults, split: str) -> str:
-    verdict = results.info.get("best_loss", {}).get(split, {})
+    verdict = results.config.best_loss.get(split, {})
     t = results.table("table1", split)
     losses = t[t["method"].isin(results.methods)]
     if len(losses) < 2:
@@ -159,7 +160,7 @@ def _winner_sentence(results: StudyResults, split: str) -> str:
 
 
 def _claims_sentence(results: StudyResults, split: str) -> str:
-    verdicts = results.info.get("claims", {}).get(split, {})
+    verdicts = results.config.claims.get(split, {})
     if not verdicts:
         return ""
     h = results.table("hypotheses", split)
@@ -207,7 +208,7 @@ def _ceiling_sentence(results: StudyResults, split: str) -> str:
     losses = t1.loc[t1.index.isin(results.methods), "dice_mean"]
     if losses.empty:
         return ""
-    verdict = results.info.get("best_loss", {}).get(split, {})
+    verdict = results.config.best_loss.get(split, {})
     top = losses.idxmax()
     if verdict.get("named") and verdict.get("candidate") in losses.index:
         top = verdict["candidate"]
@@ -241,7 +242,7 @@ def _spread(results: StudyResults, split: str) -> str:
     """The run-to-run spread, the variance components of the primary contrasts, and what the intervals carry."""
     t1 = results.table("table1", split)
     losses = t1[t1["method"].isin(results.losses)]
-    n_seeds = len(results.info["seeds"])
+    n_seeds = len(results.config.seeds)
     if n_seeds < 2:
         return ("Each loss ran with one seed, so the run-to-run spread of these numbers is not measured and the "
                 "intervals carry the case-to-case spread alone; `python -m hie_core.study --seeds N` measures it.")  # fmt: skip
@@ -249,7 +250,7 @@ def _spread(results: StudyResults, split: str) -> str:
     widest = losses.loc[sds.idxmax(), "method"]
     text = (f"Over {n_seeds} seeds, the between-seed SD of a loss's mean Dice ranged from {sds.min():.3f} to "
             f"{sds.max():.3f} ({_name(widest, results)}).")  # fmt: skip
-    bootstrap = str(results.info.get("statistics", {}).get("bootstrap", ""))
+    bootstrap = str(results.config.statistics.get("bootstrap", ""))
     if "pigeonhole" in bootstrap:
         text += (" The intervals carry this spread: every case is scored by the same trained models, so the bootstrap "
                  "resamples runs as well as cases, independently (the pigeonhole bootstrap).")  # fmt: skip
@@ -257,7 +258,7 @@ def _spread(results: StudyResults, split: str) -> str:
         text += f" The intervals come from this bootstrap: {bootstrap}." if bootstrap else ""
     parts = [f"{_name(c['contrast'].split(' - ')[0], results)} - {_name(c['contrast'].split(' - ')[1], results)}: "
              f"case {c['sd_case']:.3f}, run {c['sd_run']:.3f}, case x run {c['sd_case_run']:.3f}"
-             for c in results.info.get("variance_components", {}).get(split, [])
+             for c in results.config.variance_components.get(split, [])
              if all(isinstance(c.get(k), (int, float)) and math.isfinite(c[k]) for k in ("sd_case", "sd_run", "sd_case_run"))]  # fmt: skip
     if parts:
         text += (" SDs of the paired Dice difference of the primary contrasts, by variance component (method of "
@@ -341,16 +342,16 @@ def _empty_sentence(results: StudyResults, split: str) -> str:
             f"predicted lesion: {parts}.")  # fmt: skip
 
 
-def _grid_limitation(info: dict) -> str:
+def _grid_limitation(info: StudyConfig) -> str:
     """A sentence when the study's grid is not the seed's: what it bounds, and where that is measured."""
-    seed, ours = Grid(shape=DEFAULT_TARGET_SHAPE), run_grid(info["run_config"])
+    seed, ours = Grid(shape=DEFAULT_TARGET_SHAPE), run_grid(info.run_config)
     if ours == seed:
         return ""
     coarser = ours.shape is not None and np.prod(ours.shape) < np.prod(seed.shape)
     relation = "is coarser than" if coarser else "differs from"
     bound = (
         "the ceiling row of the main results table"
-        if "ceiling" in info.get("references", [])
+        if "ceiling" in info.references
         else "no ceiling was measured"
     )
     return (f"This study's grid ({ours.describe()}) {relation} the seed's ({seed.describe()}); a grid limits the "
@@ -377,30 +378,30 @@ def _preset_limitation(preset: str) -> str:
 
 
 def _limitations(results: StudyResults, split: str) -> str:
-    info = results.info
+    info = results.config
     t1 = results.table("table1", split)
     losses = t1[t1["method"].isin(results.losses)]
     width = (losses["dice_ci_high"] - losses["dice_ci_low"]).max()
     items = []
     if np.isfinite(width):
         n_lesion = int(losses["n_cases"].max())
-        items.append(f"With {n_lesion} cases with a lesion x {plural(len(info['seeds']), 'run')} per loss, the 95% CI "
+        items.append(f"With {n_lesion} cases with a lesion x {plural(len(info.seeds), 'run')} per loss, the 95% CI "
                      f"of a loss's mean Dice is up to {width:.2f} wide.")  # fmt: skip
     grid_item = _grid_limitation(info)
     if grid_item:
         items.append(grid_item)
-    if info.get("preset") in ("quick", "native"):
-        items.append(_preset_limitation(info["preset"]))
-    if info.get("preset") == "quick":
+    if info.preset in ("quick", "native"):
+        items.append(_preset_limitation(info.preset))
+    if info.preset == "quick":
         items.append("The *quick* preset (a small U-Net for a CPU run) shows that the pipeline works end to end, "
                      "not how well the losses can do.")  # fmt: skip
     if results.has("val"):
         items.append(f"The official validation split has {results.n_cases('val')} cases, too few for a test; it is "
                      "shown for comparison with the seed study.")  # fmt: skip
-    if info.get("fingerprints_differ"):
+    if info.fingerprints_differ:
         items.append("The runs were produced by different versions of the code (their fingerprints differ).")
-    if info.get("unfinished"):
-        items.append(f"Runs that did not finish are missing: {', '.join(info['unfinished'])}.")
+    if info.unfinished:
+        items.append(f"Runs that did not finish are missing: {', '.join(info.unfinished)}.")
     if results.synthetic:
         items.append("Synthetic data show that every step runs and how the losses behave on lesions with known "
                      "truth, not how they compare on real neonatal scans: run the study on the BONBID-HIE release "
