@@ -19,7 +19,6 @@ title, is "Abstract and introduction — <title>" in the browser's title bar, no
 from __future__ import annotations
 
 import datetime as dt
-import json
 import re
 import subprocess
 from dataclasses import dataclass
@@ -28,7 +27,7 @@ from pathlib import Path
 import yaml
 
 from hie_core.io import atomic_write_text
-from hie_core.run_folder import CONFIG_FILE, study_run_folders
+from hie_core.report.study_model import load_study
 
 __all__ = [
     "BOOK_QUESTION",
@@ -78,17 +77,7 @@ def study_synthetic(study_dir: Path) -> bool | None:
     The runs' flag is ``config.json``'s ``synthetic`` (any run that says synthetic makes the
     study synthetic). ``None`` when the study has neither (no result tables and no run record).
     """
-    study_dir = Path(study_dir)
-    info = study_dir / "results" / "study.json"
-    if info.is_file():
-        return bool(json.loads(info.read_text()).get("synthetic"))
-    flags = []
-    for config in [run / CONFIG_FILE for run in study_run_folders(study_dir)] + sorted(study_dir.glob("*/config.json")):
-        try:
-            flags.append(bool(json.loads(config.read_text()).get("synthetic")))
-        except (OSError, ValueError):
-            continue
-    return any(flags) if flags else None
+    return load_study(study_dir).synthetic if Path(study_dir).is_dir() else None
 
 
 @dataclass(frozen=True)
