@@ -14,7 +14,6 @@ per seed and, when the study folder holds the loss's other seeds, their mean
 
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
 
@@ -25,7 +24,7 @@ from hie_core.metrics import METRIC_LABELS
 from hie_core.model import ARCH_LABELS
 from hie_core.report import display, tables
 from hie_core.report.sources import source_line, source_of_run
-from hie_core.run_folder import RUN_FILES, RunResult, parse_run_folder_name
+from hie_core.run_folder import RUN_FILES, RunResult, parse_run_folder_name, read_config
 
 __all__ = [
     "source_label",
@@ -87,11 +86,11 @@ def _sibling_runs(result: RunResult) -> list[tuple[int, int | None, pd.DataFrame
         if seed_fold is None or folder.resolve() == run_dir or not (folder / "summary.json").is_file():
             continue
         try:
-            config = json.loads((folder / "config.json").read_text())
+            config = read_config(folder)  # a RunFolderError is an OSError: an unreadable sibling is skipped
             metrics = pd.read_csv(folder / "metrics.csv")
         except (OSError, ValueError):
             continue
-        if _same_design(result.config, config):
+        if config is not None and _same_design(result.config, config):
             found.append((*seed_fold, metrics))
     return sorted(found, key=lambda item: (item[0], -1 if item[1] is None else item[1]))
 
