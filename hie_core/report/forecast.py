@@ -74,10 +74,10 @@ def study_noise(study_dir: Path, n_cases: int, seeds: int, n_tests: int) -> Nois
     if not any((run / SUMMARY_FILE).is_file() for run in study_run_folders(study_dir)):
         return default_noise()
     from hie_core.report import tables
-    from hie_core.report.runs import find_runs
     from hie_core.report.seed_study import PRIMARY_CONTRASTS
+    from hie_core.report.study_model import load_study
 
-    scores = tables.run_scores(find_runs(study_dir).scores())
+    scores = load_study(study_dir).scores()
     per_case = tables.seed_average(scores)
     found = []
     split = next(
