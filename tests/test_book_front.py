@@ -65,7 +65,7 @@ def test_book_title_names_the_data(tmp_path):
     study = tmp_path / "study"
     assert book_meta.study_synthetic(study) is None
     (study / "dice" / "seed0").mkdir(parents=True)
-    (study / "dice" / "seed0" / "config.json").write_text(json.dumps({"synthetic": False}))
+    (study / "dice" / "seed0" / "config.json").write_text(json.dumps({"config": {"loss": "dice"}, "synthetic": False}))
     assert book_meta.study_synthetic(study) is False  # the runs' own record
     (study / "results").mkdir()
     (study / "results" / "study.json").write_text(json.dumps({"synthetic": True}))
