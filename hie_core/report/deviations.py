@@ -21,6 +21,7 @@ import pandas as pd
 
 from hie_core.preprocess import DEFAULT_TARGET_SHAPE
 from hie_core.report.display import plural
+from hie_core.report.study_model import load_study
 
 __all__ = [
     "SEED_PROTOCOL", "CEILING_WORDS", "deviations_table", "early_stopping_words", "mirroring_words", "preset_choice",
@@ -467,19 +468,9 @@ def deviations_table(
 
 def study_deviations(study_dir: str = "", preset: str = "seed") -> pd.DataFrame:
     """:func:`deviations_table` of a study (from ``results/study.json``), or of a preset when ``study_dir`` is empty."""
-    import json
-    from pathlib import Path
-
     if not study_dir:
         from hie_core.training.config import make_config
 
         return deviations_table(make_config(preset=preset, device="cpu").to_dict())
-    info_path = Path(study_dir) / "results" / "study.json"
-    if not info_path.is_file():
-        from hie_core.report.runs import StudyFolderError
-
-        raise StudyFolderError(
-            f"{info_path}: missing; write it with `python -m hie_core.report.results {study_dir}`"
-        )
-    info = json.loads(info_path.read_text())
-    return deviations_table(info["run_config"], info["synthetic"], len(info["seeds"]), info["n_cases"])
+    info = load_study(study_dir).require_results().config
+    return deviations_table(dict(info.run_config), info.synthetic, len(info.seeds), dict(info.n_cases))
