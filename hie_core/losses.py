@@ -65,6 +65,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from hie_core.config.schema import LOSS_SETTINGS as SCHEMA_LOSS_SETTINGS
+from hie_core.config.schema import Field
 from hie_core.distance import distance_transform_edt
 from hie_core.errors import ConfigError
 
@@ -93,23 +95,11 @@ LOSS_NAMES: tuple[str, ...] = ("dice", "dice_focal", "tversky", "hdt", "dice_foc
 LOSS_LABELS: dict[str, str] = {"dice": "Dice", "dice_focal": "DiceFocal", "tversky": "Tversky", "hdt": "HausdorffDT",
                                "dice_focal_hdt": "DiceFocal+HDT", "tversky_hdt": "Tversky+HDT"}  # fmt: skip
 
-#: The seed's weights of the hybrid losses, ``HYBRID_WEIGHT * base + HDT_WEIGHT * log(1 + hdt)``.
-HYBRID_WEIGHT = 0.9
-HDT_WEIGHT = 0.1
-TVERSKY_ALPHA_FP = 0.3
-TVERSKY_BETA_FN = 0.7
-FOCAL_GAMMA = 2.0
-HDT_ALPHA = 2.0
-
-#: The losses' settings as run parameters, each with the seed's value, its short name in a
-#: method's display name, and the losses it applies to.
-LOSS_SETTINGS: dict[str, tuple[float, str, tuple[str, ...]]] = {
-    "tversky_alpha": (TVERSKY_ALPHA_FP, "alpha", ("tversky", "tversky_hdt")),
-    "tversky_beta": (TVERSKY_BETA_FN, "beta", ("tversky", "tversky_hdt")),
-    "focal_gamma": (FOCAL_GAMMA, "gamma", ("dice_focal", "dice_focal_hdt")),
-    "hdt_alpha": (HDT_ALPHA, "HDT alpha", ("hdt", "dice_focal_hdt", "tversky_hdt")),
-    "hybrid_weight": (HDT_WEIGHT, "w", ("dice_focal_hdt", "tversky_hdt")),
-}
+#: The losses' settings as run parameters (fields of :mod:`hie_core.config.schema`): each with the
+#: seed's value (``default``), its short name in a method's display name (``short``) and the
+#: built-in losses that read it (``readers``).
+LOSS_SETTINGS: dict[str, Field] = SCHEMA_LOSS_SETTINGS
+_SEED = {key: field.default for key, field in LOSS_SETTINGS.items()}
 
 
 def is_custom_loss(name: str) -> bool:
@@ -201,7 +191,7 @@ def uses_setting(name: str, key: str) -> bool:
         key: e.g. ``"hybrid_weight"``.
     """
     if not is_custom_loss(name):
-        return name in LOSS_SETTINGS[key][2]
+        return name in LOSS_SETTINGS[key].readers
     try:
         return key in _accepted(load_loss_class(name))
     except ConfigError:
@@ -223,8 +213,8 @@ def loss_label(config: Mapping[str, Any]) -> str:
         e.g. ``"Tversky+HDT"`` or ``"Tversky+HDT (w 0.3)"``.
     """
     name = str(config.get("loss", ""))
-    changed = [f"{short} {float(config[key]):g}" for key, (default, short, _) in LOSS_SETTINGS.items()
-               if key in config and not math.isclose(float(config[key]), default) and uses_setting(name, key)]  # fmt: skip
+    changed = [f"{field.short} {float(config[key]):g}" for key, field in LOSS_SETTINGS.items() if key in config
+               and not math.isclose(float(config[key]), field.default) and uses_setting(name, key)]  # fmt: skip
     if is_custom_loss(name):
         try:
             cls = load_loss_class(name)
@@ -243,9 +233,9 @@ def loss_settings(config: Any = None) -> dict[str, float]:
         config: a ``TrainConfig``, a mapping (``config.json``), or None (the seed's values).
     """
     out = {}
-    for key, (default, _, _) in LOSS_SETTINGS.items():
+    for key, field in LOSS_SETTINGS.items():
         value = config.get(key) if isinstance(config, Mapping) else getattr(config, key, None)
-        out[key] = default if value is None else float(value)
+        out[key] = field.default if value is None else float(value)
     return out
 
 
@@ -307,7 +297,7 @@ class HausdorffDTLoss(nn.Module):
         spacing_mm: voxel size (D, H, W) in mm for distances in mm; ``None`` = voxels.
     """
 
-    def __init__(self, alpha: float = HDT_ALPHA, spacing_mm: Sequence[float] | None = None) -> None:
+    def __init__(self, alpha: float = _SEED["hdt_alpha"], spacing_mm: Sequence[float] | None = None) -> None:
         super().__init__()
         if not alpha > 0:
             raise ValueError(f"alpha must be > 0, got {alpha}")
@@ -362,7 +352,7 @@ class HybridLoss(nn.Module):
         weight: weight of ``base`` (0.9 in the seed).
     """
 
-    def __init__(self, base: nn.Module, hdt: HausdorffDTLoss, weight: float = HYBRID_WEIGHT) -> None:
+    def __init__(self, base: nn.Module, hdt: HausdorffDTLoss, weight: float = 1 - _SEED["hybrid_weight"]) -> None:
         super().__init__()
         if not 0.0 <= weight <= 1.0:
             raise ValueError(f"weight must be in [0, 1], got {weight}")

@@ -27,6 +27,7 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+from hie_core.config import DEFAULTS
 from hie_core.losses import LOSS_LABELS, LOSS_NAMES, LOSS_SETTINGS, loss_label
 from hie_core.metrics import METRIC_LABELS
 
@@ -34,7 +35,6 @@ __all__ = [
     "ALIASES",
     "COLUMN_LABELS",
     "DECIMALS",
-    "DEFAULT_ARCH",
     "DISPLAY_NAMES",
     "UNIT_LABELS",
     "column_label",
@@ -51,8 +51,6 @@ __all__ = [
     "sort_methods",
 ]
 
-#: The seed's network; a method on it shows no ``@<arch>`` in its id or label.
-DEFAULT_ARCH = "unet3d"
 _UNSAFE = re.compile(r"[^A-Za-z0-9._=,-]+")
 
 
@@ -107,8 +105,8 @@ def method_id(config: Mapping[str, Any], grid_keys: Iterable[str] = ()) -> str:
     if is_external(config):
         return str(cfg.get("label") or cfg.get("loss"))
     out = _loss_part(str(cfg.get("loss", "")))
-    arch = cfg.get("arch") or DEFAULT_ARCH
-    if arch != DEFAULT_ARCH:
+    arch = cfg.get("arch") or DEFAULTS["arch"]
+    if arch != DEFAULTS["arch"]:  # the seed's network shows no @<arch>
         out += f"@{arch}"
     for key in sorted(k for k in set(grid_keys) if k != "arch"):
         out += f"+{key}={format_value(cfg.get(key))}"
@@ -123,9 +121,9 @@ def grid_keys_of(method: str) -> list[str]:
 def _shown_by_loss_label(config: Mapping[str, Any], key: str) -> bool:
     if key not in LOSS_SETTINGS or key not in config:
         return False
-    default, _, losses = LOSS_SETTINGS[key]
+    field = LOSS_SETTINGS[key]
     try:
-        return config.get("loss") in losses and not math.isclose(float(config[key]), default)
+        return config.get("loss") in field.readers and not math.isclose(float(config[key]), field.default)
     except (TypeError, ValueError):
         return False
 
@@ -149,14 +147,14 @@ def method_label(config: Mapping[str, Any], grid_keys: Iterable[str] = ()) -> st
     label = loss_label(cfg)
     if ":" in label:  # a custom loss without a display name of its own: its class name
         label = _loss_part(label)
-    arch = cfg.get("arch") or DEFAULT_ARCH
-    if arch != DEFAULT_ARCH:
+    arch = cfg.get("arch") or DEFAULTS["arch"]
+    if arch != DEFAULTS["arch"]:
         label += f" · {ARCH_LABELS.get(arch, arch)}"
     extra = []
     for key in sorted(k for k in set(grid_keys) if k != "arch"):
         if _shown_by_loss_label(cfg, key):
             continue
-        name = LOSS_SETTINGS[key][1] if key in LOSS_SETTINGS else key
+        name = LOSS_SETTINGS[key].short if key in LOSS_SETTINGS else key
         extra.append(f"{name} {format_value(cfg.get(key))}")
     return f"{label} ({', '.join(extra)})" if extra else label
 
@@ -204,7 +202,7 @@ def config_of_id(method: str) -> dict:
     """The settings a method id names (loss, network, grid values), for a label without its ``config.json``."""
     head, *grid = method.split("+")
     loss, _, arch = head.partition("@")
-    config: dict[str, Any] = {"loss": loss, "arch": arch or DEFAULT_ARCH}
+    config: dict[str, Any] = {"loss": loss, "arch": arch or DEFAULTS["arch"]}
     for part in grid:
         key, _, value = part.partition("=")
         config[key] = _parse_value(value)

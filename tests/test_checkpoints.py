@@ -89,7 +89,7 @@ def test_model_file_of_another_arch_rebuilds_it_from_the_recorded_options(tmp_pa
         with torch.no_grad():
             torch.testing.assert_close(loaded(x), model.eval()(x))
     for bad, message in (
-        ({"arch": "resnet"}, "unknown arch 'resnet'"),
+        ({"arch": "resnet"}, "invalid arch 'resnet' \\(it must be one of unet3d"),
         ({"arch_options": [1]}, "invalid arch_options"),
     ):
         with pytest.raises(CheckpointError, match=message):

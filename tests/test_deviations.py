@@ -146,7 +146,7 @@ def test_each_loss_setting_that_differs_from_the_seeds_has_its_row() -> None:
     tversky = table.loc["Tversky weights"]
     assert (tversky["seed study"], tversky["this study"]) == ("alpha 0.3 / beta 0.7", "alpha 0.5 / beta 0.5")
     assert "tversky_alpha, tversky_beta" in tversky["why"] and "Tversky, Tversky+HDT" in tversky["why"]
-    assert tuple(table.loc["Hausdorff DT alpha", ["seed study", "this study"]]) == ("alpha 2", "alpha 1")
+    assert tuple(table.loc["Hausdorff DT alpha", ["seed study", "this study"]]) == ("HDT alpha 2", "HDT alpha 1")
     assert tuple(table.loc["hybrid weight", ["seed study", "this study"]]) == ("w 0.1", "w 0.3")
     assert table.loc["hybrid losses", "this study"] == "0.7 x base + 0.3 x log(1 + HDT)"
     assert "focal gamma" not in table.index and "loss" not in table.index

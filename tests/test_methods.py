@@ -29,8 +29,6 @@ from hie_core.report.runs import find_runs
 from hie_core.study.grid import plan_grid
 from tests.report_fixtures import write_study
 
-ALLOWED = ("loss", "seed", "output_dir", "epochs", "lr", "arch", "hybrid_weight", "patch_shape", "augment")
-
 
 @pytest.mark.parametrize(
     ("config", "keys", "expected_id", "expected_label"),
@@ -76,7 +74,7 @@ def test_methods_sort_losses_first_then_by_loss_network_grid_then_outside() -> N
 
 
 def test_grid_options_parse_into_values_and_combinations() -> None:
-    grid = study.parse_grid(["hybrid_weight=0.1,0.5", "patch_shape=[8, 16, 16],[16, 32, 32]"], ALLOWED,
+    grid = study.parse_grid(["hybrid_weight=0.1,0.5", "patch_shape=[8, 16, 16],[16, 32, 32]"],
                             archs="unet3d,segresnet")  # fmt: skip
     assert grid == {"hybrid_weight": [0.1, 0.5], "patch_shape": [[8, 16, 16], [16, 32, 32]],
                     "arch": ["unet3d", "segresnet"]}  # fmt: skip
@@ -92,7 +90,7 @@ def test_grid_options_parse_into_values_and_combinations() -> None:
 @pytest.mark.parametrize(
     ("items", "archs", "fixed", "message"),
     [
-        (["nope=1,2"], "", (), "--grid nope: not a parameter of notebooks/train.ipynb"),
+        (["nope=1,2"], "", (), "--grid nope: not a configuration field"),
         (["seed=1,2"], "", (), "--grid seed: set by the study itself"),
         (["lr"], "", (), "expected KEY=V1,V2"),
         (["lr=0.1,,0.2"], "", (), "an empty value"),
@@ -104,7 +102,7 @@ def test_grid_options_parse_into_values_and_combinations() -> None:
 )  # fmt: skip
 def test_grid_option_errors_are_one_line(items, archs, fixed, message) -> None:
     with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")) as info:
-        study.parse_grid(items, ALLOWED, archs, fixed)
+        study.parse_grid(items, archs, fixed)
     assert "\n" not in str(info.value)
 
 
@@ -177,7 +175,7 @@ def test_finish_study_adds_outside_predictions_before_the_results(tmp_path, monk
     calls = []
     monkeypatch.setattr(experiment, "run_baseline", lambda *a, **k: calls.append("baseline"))
     monkeypatch.setattr(experiment, "run_ceiling", lambda *a, **k: calls.append("ceiling"))
-    monkeypatch.setattr(study, "_add_external", lambda s, name, folder: calls.append(f"external {name}"))
+    monkeypatch.setattr(study.finish, "_add_external", lambda s, name, folder: calls.append(f"external {name}"))
     from hie_core.report import results as results_module
 
     monkeypatch.setattr(results_module, "write_results", lambda *a, **k: calls.append("results"))

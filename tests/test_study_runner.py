@@ -87,19 +87,15 @@ def test_lanes_deal_runs_round_robin_and_pin_one_gpu_each(tmp_path):
     assert [len(lane) for lane, _ in deal_lanes(runs, Engine(cluster="slurm", jobs=1))] == [1] * 6
 
 
-def test_overrides_are_python_literals_and_checked_against_the_notebook():
-    allowed = study.notebook_parameters(ROOT / "notebooks" / "train.ipynb")
-    assert {"loss", "seed", "output_dir", "epochs", "lr", "folds", "fold", "synthetic_test_cases"} <= set(
-        allowed
-    )
-    values = study.parse_overrides(["epochs=2", "lr=1e-4", "augment=none", "batch_size = 1"], allowed)
-    assert values == {"epochs": 2, "lr": 1e-4, "augment": "none", "batch_size": 1}
-    with pytest.raises(ConfigError, match="--set seed: set by the study itself"):
-        study.parse_overrides(["seed=3"], allowed)
-    with pytest.raises(ConfigError, match="--set widths: not a parameter of notebooks/train.ipynb"):
-        study.parse_overrides(["widths=[4, 8]"], allowed)
+def test_overrides_are_python_literals_and_checked_against_the_schema():
+    values = study.parse_overrides(["epochs=2", "lr=1e-4", "augment=none", "batch_size = 1", "widths=[4, 8, 16, 32]"])
+    assert values == {"epochs": 2, "lr": 1e-4, "augment": "none", "batch_size": 1, "widths": [4, 8, 16, 32]}
+    with pytest.raises(ConfigError, match="--set seed: set by the study itself; use --seeds"):
+        study.parse_overrides(["seed=3"])
+    with pytest.raises(ConfigError, match="--set width: not a configuration field"):
+        study.parse_overrides(["width=[4, 8]"])
     with pytest.raises(ConfigError, match="expected key=value"):
-        study.parse_overrides(["epochs"], allowed)
+        study.parse_overrides(["epochs"])
 
 
 def test_papermill_parameters_keep_their_types():
@@ -370,7 +366,7 @@ def test_a_failed_results_step_skips_the_book(
 
     monkeypatch.setattr(results, "write_results", broken)
     monkeypatch.setattr(book, "build_book", must_not_run)
-    monkeypatch.setattr(study, "_book_notebook", must_not_run)
+    monkeypatch.setattr(study.finish, "_book_notebook", must_not_run)
     config = type("Config", (), {"folds": 0})()
     ran = [study.RunOutcome("dice/seed0", True, 1.0, tmp_path, None)]
     steps = study.finish_study(tmp_path, tmp_path / "study", tmp_path / "data", config, ran)

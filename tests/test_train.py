@@ -18,7 +18,7 @@ import torch
 
 from hie_core.errors import ConfigError, UserError
 from hie_core.io import read_image
-from hie_core.training.config import PRESETS, make_config
+from hie_core.training.config import make_config
 from hie_core.training.experiment import RunFolderError, run_experiment
 from hie_core.training.fit import load_best_model
 
@@ -65,7 +65,8 @@ def test_run_folder_has_every_file(reference_run, tiny_synthetic):
         "lr",
         "seconds",
     ]
-    lr, decay = PRESETS["quick"]["lr"], PRESETS["quick"]["lr_decay"]
+    quick = make_config(preset="quick", device="cpu")
+    lr, decay = quick.lr, quick.lr_decay
     assert history["lr"].tolist() == pytest.approx([lr, lr * decay, lr * decay**2])
     metrics = reference_run.metrics
     assert sorted(metrics["split"].unique()) == ["test", "val"] and len(metrics) == 3
@@ -160,7 +161,7 @@ def test_presets_and_overrides():
     native = make_config(preset="native", device="cpu")
     assert native.target_spacing_mm == (2.5, 1.0, 1.0) and native.patch_shape and native.target_shape is None
     assert make_config(preset="quick", device="cpu", epochs=2, batch_size=None).epochs == 2
-    assert make_config(preset="quick", device="cpu").batch_size == PRESETS["quick"]["batch_size"]
+    assert make_config(preset="quick", device="cpu").batch_size == make_config(preset="seed", device="cpu").batch_size
     whole = make_config(preset="quick", device="cpu", target_shape=(16, 64, 64), patch_shape="none")
     assert whole.target_spacing_mm is None and whole.patch_shape is None
     assert make_config(preset="quick", device="cpu", patch_shape="16x32x32").patch_shape == (16, 32, 32)
@@ -181,34 +182,25 @@ def test_presets_and_overrides():
         ({"lr": "abc"}, "lr must be a finite number, got 'abc'"),
         ({"epochs": 1.5}, "epochs must be a whole number, got 1.5"),
         ({"epochs": True}, "epochs must be a whole number"),
-        ({"batch_size": 0}, "batch_size must be at least 1"),
+        ({"batch_size": 0}, "batch_size must be >= 1, got 0"),
         ({"loss": "l2"}, "loss must be one of dice, .*; got 'l2'"),
-        ({"augment": "gpu"}, "augment must be one of torchio, batched, none; got 'gpu'"),
-        ({"zadc_norm": "raw"}, "zadc_norm must be one of volume, atlas; got 'raw'"),
+        ({"augment": "gpu"}, "augment must be one of torchio, batched, none, got 'gpu'"),
+        ({"zadc_norm": "raw"}, "zadc_norm must be one of volume, atlas, got 'raw'"),
         ({"mirror_axes": "3"}, r"mirror_axes must be distinct spatial axes among 0 \(D\), 1 \(H\), 2 \(W\)"),
         ({"mirror_axes": "2,2"}, "mirror_axes must be distinct spatial axes"),
-        ({"patch_shape": "16,64"}, "patch_shape must be 3 positive whole numbers"),
-        ({"target_spacing_mm": "a,b,c"}, "target_spacing_mm must be 3 positive numbers in mm"),
+        ({"patch_shape": "16,64"}, "patch_shape must be 3 whole numbers >= 1 in voxels"),
+        ({"target_spacing_mm": "a,b,c"}, "target_spacing_mm must be 3 numbers > 0 in mm"),
         ({"foreground_fraction": 2}, "foreground_fraction must be in"),
         ({"data_dir": 5}, "data_dir must be text"),
-        ({"dropout": "0,0,0,1"}, "dropout must be 4 rates"),
+        ({"dropout": "0,0,0,1"}, r"dropout must be 4 numbers in \[0, 1\)"),
         ({"learning_rate": 1e-3}, "unknown parameter.*learning_rate"),
         ({"patch_shape": (8, 8, 8)}, "norm 'instance' needs a bottleneck of at least 2 voxels"),
-        (
-            {"tversky_alpha": -0.1},
-            "tversky_alpha and tversky_beta must be >= 0 and not both 0, got -0.1 and 0.7",
-        ),
-        (
-            {"tversky_alpha": 0, "tversky_beta": 0.0},
-            "tversky_alpha and tversky_beta .*not both 0, got 0 and 0",
-        ),
+        ({"tversky_alpha": -0.1}, "tversky_alpha must be >= 0, got -0.1"),
+        ({"tversky_alpha": 0, "tversky_beta": 0.0}, "tversky_alpha and tversky_beta must not both be 0"),
         ({"tversky_beta": "high"}, "tversky_beta must be a finite number, got 'high'"),
         ({"focal_gamma": -1}, "focal_gamma must be >= 0, got -1"),
         ({"hdt_alpha": 0}, "hdt_alpha must be > 0, got 0"),
-        (
-            {"hybrid_weight": 1.5},
-            r"hybrid_weight must be in \[0, 1\] \(the log\(1 \+ HDT\) term's weight\), got 1.5",
-        ),
+        ({"hybrid_weight": 1.5}, r"hybrid_weight must be in \[0, 1\], got 1.5"),
         ({"hybrid_weight": float("nan")}, "hybrid_weight must be a finite number"),
         ({"loss": "mine.losses"}, "loss must be one of dice, .*package.module:ClassName.*got 'mine.losses'"),
     ],

@@ -33,15 +33,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from hie_core.losses import (
-    FOCAL_GAMMA,
-    HDT_ALPHA,
-    HDT_WEIGHT,
-    TVERSKY_ALPHA_FP,
-    TVERSKY_BETA_FN,
-    HausdorffDTLoss,
-    MonaiLoss,
-)
+from hie_core.losses import LOSS_SETTINGS, HausdorffDTLoss, MonaiLoss
 
 __all__ = ["TverskyHDTFocal"]
 
@@ -65,11 +57,11 @@ class TverskyHDTFocal(nn.Module):
 
     def __init__(
         self,
-        tversky_alpha: float = TVERSKY_ALPHA_FP,
-        tversky_beta: float = TVERSKY_BETA_FN,
-        focal_gamma: float = FOCAL_GAMMA,
-        hdt_alpha: float = HDT_ALPHA,
-        hybrid_weight: float = HDT_WEIGHT,
+        tversky_alpha: float = LOSS_SETTINGS["tversky_alpha"].default,
+        tversky_beta: float = LOSS_SETTINGS["tversky_beta"].default,
+        focal_gamma: float = LOSS_SETTINGS["focal_gamma"].default,
+        hdt_alpha: float = LOSS_SETTINGS["hdt_alpha"].default,
+        hybrid_weight: float = LOSS_SETTINGS["hybrid_weight"].default,
         spacing_mm: Sequence[float] | None = None,
     ) -> None:
         super().__init__()

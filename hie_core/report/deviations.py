@@ -2,7 +2,8 @@
 
 :func:`deviations_table` compares a run configuration (``TrainConfig`` fields, as in
 ``config.json`` or ``results/study.json``) and the code's constants with :data:`SEED_PROTOCOL`,
-the seed's own description (Usman et al. 2025, arXiv:2502.09148, and its code, hase3b/BONBID-HIE-Segmentation). Rows come from the comparison, so a preset
+the ``seed`` preset's values of the fields the seed describes (:mod:`hie_core.config.presets`), with
+None where it does not describe one: the seed's own description (Usman et al. 2025, arXiv:2502.09148, and its code, hase3b/BONBID-HIE-Segmentation). Rows come from the comparison, so a preset
 that changes a setting gets its row, and a configuration field this module has no reason for
 still gets one ("differs from the seed preset"): nothing that changes results is left out.
 Reasons that depend on the configuration (what early stopping can do with the preset's epochs
@@ -19,7 +20,7 @@ from typing import Any
 
 import pandas as pd
 
-from hie_core.preprocess import DEFAULT_TARGET_SHAPE
+from hie_core.config import DEFAULTS, LOSS_SETTINGS, PRESETS, preset_settings, preset_values
 from hie_core.report.display import plural
 from hie_core.report.study_model import load_study
 
@@ -28,12 +29,16 @@ __all__ = [
     "study_deviations",
 ]  # fmt: skip
 
-#: The seed study's settings as it describes them (arXiv:2502.09148 and its code); None = not described.
+#: Fields of the seed study's protocol (arXiv:2502.09148 and its code) that it does not describe.
+_NOT_DESCRIBED = ("foreground_fraction",)
+#: The seed study's settings as it describes them: the ``seed`` preset on the seed's set-up (a CPU's
+#: TorchIO augmentation, float32); None = not described.
 SEED_PROTOCOL: dict[str, Any] = {
-    "target_shape": DEFAULT_TARGET_SHAPE, "batch_size": 4, "lr": 1e-3, "weight_decay": 1e-3, "lr_decay": 0.9,
-    "l1": 1e-4, "grad_clip": 1.0, "epochs": 100, "patience": 10, "augment": "torchio", "amp": False, "compile": False, "patch_shape": None,
-    "foreground_fraction": None, "steps_per_epoch": None, "target_spacing_mm": None, "norm": "batch",
-    "zadc_norm": "volume", "mirror_axes": (),
+    k: None if k in _NOT_DESCRIBED else v
+    for k, v in preset_values("seed", "cpu").items()
+    if k in ("target_shape", "batch_size", "lr", "weight_decay", "lr_decay", "l1", "grad_clip", "epochs", "patience",
+             "augment", "amp", "compile", "patch_shape", "foreground_fraction", "steps_per_epoch",
+             "target_spacing_mm", "norm", "zadc_norm", "mirror_axes")
 }  # fmt: skip
 #: Fields that describe where or how a run executes, not what it computes.
 _NOT_PROTOCOL = {"loss", "data_dir", "output_dir", "device", "seed", "num_workers", "synthetic_preset", "preset",
@@ -47,9 +52,9 @@ CEILING_WORDS = (
 _WHY = {
     "target_shape": "a grid the machine can train on in the time given; " + CEILING_WORDS,
     "batch_size": "fits the preset's memory and time budget",
-    "lr_decay": "set by the preset for its shorter schedule (hie_core.training.config.PRESETS)",
-    "weight_decay": "set by the preset (hie_core.training.config.PRESETS)",
-    "grad_clip": "set by the preset (hie_core.training.config.PRESETS)",
+    "lr_decay": "set by the preset for its shorter schedule (hie_core.config.presets)",
+    "weight_decay": "set by the preset (hie_core.config.presets)",
+    "grad_clip": "set by the preset (hie_core.config.presets)",
     "augment": "same five transforms and parameter ranges, drawn for a whole batch at once on the training device "
     "(TorchIO per sample costs about 1 s per case on a CPU core)",
     "amp": "bf16 autocast on the GPU: about 3x the throughput; the losses are computed in float32",
@@ -141,9 +146,7 @@ def preset_choice(config: Mapping[str, Any], synthetic: bool | None = None) -> t
 
 def _measured(field: str, config: Mapping[str, Any]) -> str:
     """Where a reason was measured: on this (quick) preset, or on the quick preset and taken over."""
-    from hie_core.training.config import PRESETS
-
-    quick = PRESETS["quick"]
+    quick = preset_settings("quick")
     if (field not in _MEASURED_ON_QUICK or config.get("preset") not in ("quick", "native")
             or not _same(config.get(field), quick.get(field))):  # fmt: skip
         return ""
@@ -158,9 +161,7 @@ _SET_BY_PRESET = ("lr", "lr_decay", "weight_decay", "grad_clip", "batch_size")
 
 def _from_preset(field: str, config: Mapping[str, Any]) -> bool:
     """Whether ``config[field]`` is the value its preset sets (not an override, not a default)."""
-    from hie_core.training.config import PRESETS
-
-    preset = PRESETS.get(config.get("preset", ""), {})
+    preset = preset_settings(config["preset"]) if config.get("preset") in PRESETS else {}
     return field in preset and _same(preset[field], config.get(field))
 
 
@@ -177,7 +178,7 @@ def _why(field: str, config: Mapping[str, Any]) -> str:
     elif field in _SET_BY_PRESET and not _from_preset(field, config):
         why = "an override of the preset's value for this study's runs"
     elif field == "lr":
-        why = "set by the preset for its schedule (hie_core.training.config.PRESETS)"
+        why = "set by the preset for its schedule (hie_core.config.presets)"
     elif field == "target_shape" and config.get("target_shape") is None:
         why = "replaced by a fixed spacing (the target spacing row)"
     elif field == "target_spacing_mm":
@@ -241,9 +242,7 @@ def _row(aspect: str, seed: str, ours: str, why: str) -> dict[str, str]:
 
 def _widths_why(widths: Any) -> str:
     """Why the U-Net has these widths, from how they compare with the seed preset's."""
-    from hie_core.training.config import PRESETS
-
-    seed = tuple(PRESETS["seed"]["widths"])
+    seed = tuple(preset_values("seed")["widths"])
     widths = tuple(widths or ())
     if widths == seed:
         return "the classic 3D U-Net doubling from 32 (the seed preset's)"
@@ -266,26 +265,25 @@ def _code_rows(
     config: Mapping[str, Any], n_cases: Mapping[str, Any] | None, synthetic: bool | None = None
 ) -> list[dict[str, str]]:
     """Deviations fixed in the code, whatever the preset (read from its constants)."""
-    from hie_core.losses import LOSS_SETTINGS
-    from hie_core.model import DEFAULT_DROPOUT, UNet3D
+    from hie_core.model import UNet3D
     from hie_core.preprocess import preprocess_case
-    from hie_core.training.config import TrainConfig
     from hie_core.training.step import l1_weights
 
     label = (
         config.get("label_interpolation")
         or inspect.signature(preprocess_case).parameters["label_interpolation"].default
     )
-    model = UNet3D(widths=tuple(config.get("widths") or TrainConfig.widths), norm=config.get("norm", "batch"))
+    model = UNet3D(widths=tuple(config.get("widths") or DEFAULTS["widths"]), norm=config.get("norm") or DEFAULTS["norm"])
     n_l1, n_all = len(l1_weights(model)), len(list(model.parameters()))
-    w = float(config.get("hybrid_weight", LOSS_SETTINGS["hybrid_weight"][0]))
+    seed_w = LOSS_SETTINGS["hybrid_weight"].default
+    w = float(config.get("hybrid_weight", seed_w))
     choice = preset_choice(config, synthetic)
     rows = [
         _row("label resampling", "nearest neighbour", "linear, kept where the fraction is >= 0.5" if label == "linear"
              else str(label), "closer to the native label for lesions of about 50 voxels and more (Dice +0.01 to "
              "+0.04 on a coarse grid); benchmarks/label_roundtrip.py"),
         _row("U-Net widths", "not published", _fmt(config.get("widths")), _widths_why(config.get("widths"))),
-        _row("dropout", "rising with depth, values not published", f"{_fmt(config.get('dropout', DEFAULT_DROPOUT))} (encoder 1-3, "
+        _row("dropout", "rising with depth, values not published", f"{_fmt(config.get('dropout', DEFAULTS['dropout']))} (encoder 1-3, "
              "bottleneck)", "hie_core.model.UNet3D docstring: none at full resolution, most at the bottleneck"),
         _row("output-bias prior", "not described (zero bias: p = 0.5 everywhere at start)",
              f"bias = logit({_fmt(config.get('prior_probability'))})", "lesions are about 1% of the brain; "
@@ -293,7 +291,7 @@ def _code_rows(
         _row("L1 penalty", f"{_fmt(SEED_PROTOCOL['l1'])} on the weights", f"{_fmt(config.get('l1'))} on the "
              f"{n_l1} weight tensors with ndim > 1 (of {n_all} parameter tensors)", "biases and normalisation scales "
              "are not weights of a connection; penalising them shifts activations, not sparsity"),
-        _row("hybrid losses", "0.9 x base + 0.1 x log(HDT)", f"{1 - w:g} x base + {w:g} x log(1 + HDT)",
+        _row("hybrid losses", f"{1 - seed_w:g} x base + {seed_w:g} x log(HDT)", f"{1 - w:g} x base + {w:g} x log(1 + HDT)",
              "log(HDT) is minus infinity for a perfect prediction and negative below 1; log(1 + HDT) is 0 there"),
         _selection_row(config, n_cases),
         *([_row("how the preset was chosen", "not described", *choice)] if choice else []),
@@ -350,34 +348,28 @@ def _config_rows(config: Mapping[str, Any]) -> list[dict[str, str]]:
                          "and validation cases, each case scored by the fold model that did not see it; the test split "
                          "by every fold model", "scores every case once per run: the cases x runs a comparison needs"))  # fmt: skip
     rows += _loss_rows(config)
-    handled = set(SEED_PROTOCOL) | _NOT_PROTOCOL | set(_LOSS_ROWS) | {"widths", "prior_probability", "l1", "arch",
+    handled = set(SEED_PROTOCOL) | _NOT_PROTOCOL | set(LOSS_SETTINGS) | {"widths", "prior_probability", "l1", "arch",
               "selection_fraction", "label_interpolation", "sw_overlap", "dropout", "folds"}  # fmt: skip
     seed_preset = make_config(preset="seed", device="cpu").to_dict()
     for field in sorted(set(config) - handled):
         if field in seed_preset and not _same(config[field], seed_preset[field]):
             rows.append(_row(field.replace("_", " "), f"seed preset: {_fmt(seed_preset[field], 'none')}",
-                             _fmt(config[field], "none"), "differs from the seed preset (hie_core.training.config.PRESETS)"))  # fmt: skip
+                             _fmt(config[field], "none"), "differs from the seed preset (hie_core.config.presets)"))  # fmt: skip
     return rows
 
 
-#: The loss settings' rows, the fields each row shows and how a reader names them.
-_LOSS_ROWS: dict[str, tuple[str, str]] = {
-    "tversky_alpha": ("Tversky weights", "alpha"), "tversky_beta": ("Tversky weights", "beta"),
-    "focal_gamma": ("focal gamma", "gamma"), "hdt_alpha": ("Hausdorff DT alpha", "alpha"),
-    "hybrid_weight": ("hybrid weight", "w"),
-}  # fmt: skip
 
 
 def _loss_rows(config: Mapping[str, Any]) -> list[dict[str, str]]:
     """A row per loss setting that differs from the seed's, a row for a researcher's own loss, one for the network."""
-    from hie_core.losses import LOSS_LABELS, LOSS_SETTINGS, is_custom_loss, load_loss_class, loss_label
+    from hie_core.losses import LOSS_LABELS, is_custom_loss, load_loss_class, loss_label
     from hie_core.model import ARCH_LABELS
 
     rows, aspects = [], {}
-    for key, (aspect, short) in _LOSS_ROWS.items():
-        aspects.setdefault(aspect, []).append((key, short))
+    for key, field in LOSS_SETTINGS.items():  # one row per group of the schema's loss settings
+        aspects.setdefault(field.group, []).append((key, field.short))
     for aspect, keys in aspects.items():
-        seeds = [LOSS_SETTINGS[k][0] for k, _ in keys]
+        seeds = [LOSS_SETTINGS[k].default for k, _ in keys]
         ours = [float(config.get(k, d)) for (k, _), d in zip(keys, seeds, strict=True)]
         if all(abs(a - b) <= 1e-12 for a, b in zip(ours, seeds, strict=True)):
             continue
@@ -385,7 +377,7 @@ def _loss_rows(config: Mapping[str, Any]) -> list[dict[str, str]]:
         def words(values: list[float], keys: list = keys) -> str:
             return " / ".join(f"{short} {v:g}" for (_, short), v in zip(keys, values, strict=True))
 
-        users = ", ".join(LOSS_LABELS[n] for n in LOSS_SETTINGS[keys[0][0]][2])
+        users = ", ".join(LOSS_LABELS[n] for n in LOSS_SETTINGS[keys[0][0]].readers)
         params = ", ".join(k for k, _ in keys)
         why = f"a parameter of this study's runs ({params}); it changes {users}"
         if aspect == "hybrid weight":
@@ -400,8 +392,8 @@ def _loss_rows(config: Mapping[str, Any]) -> list[dict[str, str]]:
         rows.append(_row("loss", "six losses: " + ", ".join(LOSS_LABELS.values()),
                          f"{loss_label(config)} ({name}): a researcher's own loss, not in the seed",
                          doc[0].replace("``", "") if doc else "a loss class given by the study (hie_core.losses: your own loss)"))  # fmt: skip
-    arch = config.get("arch") or "unet3d"
-    if arch != "unet3d":
+    arch = config.get("arch") or DEFAULTS["arch"]
+    if arch != DEFAULTS["arch"]:  # the seed's network has no row
         rows.append(
             _row("network", "3D U-Net", ARCH_LABELS.get(arch, arch), "set for this study's runs (arch)")
         )

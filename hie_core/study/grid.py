@@ -54,6 +54,7 @@ from hie_core.run_folder import (
     run_folder_name,
     run_lock,
 )
+from hie_core.study.options import notebook_values
 
 __all__ = ["RunOutcome", "GridRun", "GridJob", "Engine", "plan_grid", "deal_lanes", "run_grid", "gathered_outcomes",
            "papermill_command", "log_tail", "remove_broken_notebook", "print_outcome",
@@ -339,7 +340,7 @@ class GridJob(submitit.helpers.Checkpointable):
         """Papermill for ``run`` (its folder locked by this process), output to the open log ``fh``."""
 
         notebook, log = run.run_dir / "train.ipynb", run.run_dir / "papermill.log"
-        params = {**self.params, **run.notebook_parameters}
+        params = notebook_values({**self.params, **run.notebook_parameters})
         cmd = papermill_command(self.root / "notebooks" / "train.ipynb", notebook, params, self.root)
         print(f"[study] {run.name}: papermill -> {notebook}", flush=True)
         start = time.perf_counter()

@@ -8,7 +8,12 @@ Each problem is one :class:`hie_core.errors.ConfigError` naming the option.
 Grid values are separated by commas; a value that is itself a list is written with ``x``
 (``--grid patch_shape=16x48x48,24x64x64``) or in brackets (``--grid "patch_shape=[16,48,48],[24,64,64]"``).
 
-Loss settings (:data:`hie_core.losses.LOSS_SETTINGS`: ``tversky_alpha``, ``hybrid_weight``, ...)
+Every key is a field of the configuration's schema (:data:`hie_core.config.FIELDS`), checked there:
+any field can be set or gridded except those the study sets itself (:data:`GRID_PARAMETERS`, each
+with its own option). :func:`notebook_values` passes them to ``notebooks/train.ipynb``, the
+parameters of its parameters cell by name and every other field in its ``overrides``.
+
+Loss settings (:data:`hie_core.config.LOSS_SETTINGS`: ``tversky_alpha``, ``hybrid_weight``, ...)
 apply to the losses that read them only (:func:`hie_core.losses.uses_setting`), whether given by
 ``--grid`` or by ``--set`` (:func:`loss_settings_to_grid` makes a ``--set`` of one a one-value
 grid): ``--losses dice,tversky_hdt --grid hybrid_weight=0.1,0.5`` trains Dice once. A setting no
@@ -26,8 +31,9 @@ import re
 from collections.abc import Sequence
 from pathlib import Path
 
+from hie_core.config import FIELD_NAMES, LOSS_SETTINGS, NOTEBOOK_PARAMETERS
 from hie_core.errors import ConfigError
-from hie_core.losses import LOSS_NAMES
+from hie_core.losses import LOSS_NAMES, uses_setting
 
 __all__ = [
     "GRID_PARAMETERS",
@@ -37,14 +43,16 @@ __all__ = [
     "grid_combinations",
     "loss_settings_to_grid",
     "method_settings",
+    "notebook_values",
     "parse_externals",
     "parse_grid",
     "parse_overrides",
 ]
 
-#: The grid owns these notebook parameters (``--losses``, ``--seeds``, the study folder, ...).
-GRID_PARAMETERS = ("loss", "seed", "output_dir", "data_dir", "preset", "device", "folds", "fold",
-                   "synthetic_test_cases")  # fmt: skip
+#: The study sets these fields itself, each with its own option (``--losses``, ``--seeds``, ...).
+GRID_PARAMETERS = {"loss": "--losses", "seed": "--seeds and --seed-start", "output_dir": "--runs-dir and --study",
+                   "data_dir": "--data-dir", "preset": "--preset", "device": "--device", "folds": "--folds",
+                   "fold": "--folds", "synthetic_test_cases": "--synthetic-test-cases"}  # fmt: skip
 #: Folders of a study that are not methods, the references among them; ``--external`` cannot take these names.
 STUDY_FOLDERS = ("baseline", "ceiling", "results", "book", "jobs")
 _EXTERNAL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
@@ -72,34 +80,40 @@ def _literal(text: str):
         return text
 
 
-def check_parameter_key(option: str, key: str, allowed: Sequence[str]) -> None:
-    """A ``--set`` or ``--grid`` key must be a train.ipynb parameter the study does not set itself.
+def check_parameter_key(option: str, key: str) -> None:
+    """A ``--set`` or ``--grid`` key must be a field of the schema that the study does not set itself.
 
     Raises:
         ConfigError: one line naming the option and the key, and what to use instead.
     """
     if key in GRID_PARAMETERS:
-        raise ConfigError(
-            f"{option} {key}: set by the study itself; use its own option (--losses, --seeds, ...)"
-        )
-    if key not in allowed:
-        valid = ", ".join(k for k in allowed if k not in GRID_PARAMETERS)
-        raise ConfigError(f"{option} {key}: not a parameter of notebooks/train.ipynb; valid: {valid}")
+        raise ConfigError(f"{option} {key}: set by the study itself; use {GRID_PARAMETERS[key]}")
+    if key not in FIELD_NAMES:
+        valid = ", ".join(k for k in FIELD_NAMES if k not in GRID_PARAMETERS)
+        raise ConfigError(f"{option} {key}: not a configuration field; valid: {valid}")
 
 
-def parse_grid(
-    items: Sequence[str], allowed: Sequence[str], archs: str = "", fixed: Sequence[str] = ()
-) -> dict:
+def notebook_values(params: dict) -> dict:
+    """A run's values as ``notebooks/train.ipynb`` takes them: its named parameters, the other fields in ``overrides``.
+
+    Args:
+        params: ``{field: value}`` (the study's shared values and the run's own).
+    """
+    named = {k: v for k, v in params.items() if k in NOTEBOOK_PARAMETERS or k not in FIELD_NAMES}
+    others = {k: list(v) if isinstance(v, tuple) else v for k, v in params.items() if k not in named}
+    return {**named, "overrides": others} if others else named
+
+
+def parse_grid(items: Sequence[str], archs: str = "", fixed: Sequence[str] = ()) -> dict:
     """``--grid KEY=V1,V2`` (repeatable) and ``--archs A,B`` -> ``{key: [values]}``, keys in the order given.
 
     Args:
-        items: The ``--grid`` options.
-        allowed: The parameters of ``notebooks/train.ipynb``.
+        items: The ``--grid`` options (keys: fields of :data:`hie_core.config.FIELDS`).
         archs: ``--archs``, the grid over ``arch`` ("" for none).
         fixed: Keys ``--set`` gives (a key is set once: by ``--set`` or by a grid).
 
     Raises:
-        ConfigError: A malformed option, a parameter the study sets itself or the notebook lacks,
+        ConfigError: A malformed option, a field the study sets itself or the schema lacks,
             an empty or repeated value, a key given twice.
     """
     options = [("--grid", item) for item in items] + ([("--archs", f"arch={archs}")] if archs else [])
@@ -109,7 +123,7 @@ def parse_grid(
         key = key.strip()
         if not sep or not key or not text.strip():
             raise ConfigError(f"{option} {item!r}: expected KEY=V1,V2,..., e.g. --grid hybrid_weight=0.1,0.3")
-        check_parameter_key(option, key, allowed)
+        check_parameter_key(option, key)
         if key in grid or key in fixed:
             where = "--set" if key in fixed else ("--archs and --grid" if key == "arch" else "--grid")
             raise ConfigError(f"{option} {key}: already given by {where}; give each parameter once")
@@ -126,11 +140,11 @@ def parse_grid(
     return grid
 
 
-def parse_overrides(items: Sequence[str], allowed: Sequence[str]) -> dict:
+def parse_overrides(items: Sequence[str]) -> dict:
     """``["epochs=1", "patch_shape=[8, 16, 16]"]`` -> values (Python literals, else strings).
 
     Raises:
-        ConfigError: a malformed item, a key the notebook lacks or the study sets, a key given twice.
+        ConfigError: a malformed item, a key the schema lacks or the study sets, a key given twice.
     """
     values = {}
     for item in items:
@@ -138,7 +152,7 @@ def parse_overrides(items: Sequence[str], allowed: Sequence[str]) -> dict:
         key = key.strip()
         if not sep or not key:
             raise ConfigError(f"--set {item!r}: expected key=value, e.g. --set epochs=1")
-        check_parameter_key("--set", key, allowed)
+        check_parameter_key("--set", key)
         if key in values:
             raise ConfigError(f"--set {key}: given twice ({values[key]!r} and {text.strip()!r}); give each "
                               "parameter once (--grid runs several values)")  # fmt: skip
@@ -152,8 +166,6 @@ def loss_settings_to_grid(grid: dict, overrides: dict) -> tuple[dict, dict]:
     A loss setting belongs to the losses that read it, so it is applied per run
     (:func:`method_settings`), never to every run.
     """
-    from hie_core.losses import LOSS_SETTINGS
-
     moved = {k: [v] for k, v in overrides.items() if k in LOSS_SETTINGS}
     return {**grid, **moved}, {k: v for k, v in overrides.items() if k not in LOSS_SETTINGS}
 
@@ -166,12 +178,10 @@ def check_settings_read(losses: Sequence[str], grid: dict, given_by: Sequence[st
         grid: ``{key: [values]}`` (after :func:`loss_settings_to_grid`).
         given_by: keys that came from ``--set`` (named as such in the message).
     """
-    from hie_core.losses import LOSS_SETTINGS, uses_setting
-
     for key in grid:
         if key in LOSS_SETTINGS and not any(uses_setting(loss, key) for loss in losses):
             option = "--set" if key in given_by else "--grid"
-            readers = ", ".join(LOSS_SETTINGS[key][2])
+            readers = ", ".join(LOSS_SETTINGS[key].readers)
             raise ConfigError(f"{option} {key}: no loss of this study reads it ({', '.join(losses)}); it applies to "
                               f"{readers} and to your own losses whose __init__ takes {key}")  # fmt: skip
 
@@ -190,8 +200,6 @@ def method_settings(loss: str, combo: dict, configure) -> dict:
         ``combo`` without the loss settings ``loss`` does not read and without the values equal to
         the plain run's.
     """
-    from hie_core.losses import LOSS_SETTINGS, uses_setting
-
     kept = {k: v for k, v in combo.items() if k not in LOSS_SETTINGS or uses_setting(loss, k)}
     if not kept:
         return {}

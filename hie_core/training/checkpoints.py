@@ -2,12 +2,13 @@
 
 A run folder holds two kinds of PyTorch file:
 
-- ``model_best.pt``, the *model file*: the weights with the best selection Dice and what
-  is needed to rebuild the network, ``{"state_dict", "widths", "in_channels",
-  "target_shape", "loss", "epoch"}`` (newer runs add ``"patch_shape"`` and
-  ``"target_spacing_mm"``, which may be ``None`` or absent, and ``"arch"`` with
-  ``"arch_options"``, the network and its derived settings
-  (:func:`hie_core.model.arch_options`); a file without ``"arch"`` holds the seed's U-Net).
+- ``model_best.pt``, the *model file*: the weights with the best selection Dice and the run's
+  whole configuration, ``{"state_dict", "config", "config_version", "in_channels",
+  "arch_options", "epoch"}`` (``arch_options``: the network's derived settings,
+  :func:`hie_core.model.arch_options`). Files written before the configuration's schema
+  version 2 hold 13 keys instead, the weights beside the fields that rebuild the network and
+  predict (``widths``, ``arch``, ``norm``, ``target_shape``, ...); :func:`load_model_file`
+  reads both through the one loader (:func:`hie_core.config.upgrade_model_file`).
   ``hie-predict`` and the evaluation read it with :func:`load_model_file`.
 - ``checkpoint_last.pt``, the *training checkpoint*: everything needed to resume,
   ``{"model", "optimizer", "scheduler", "epoch", ...}``, written after every epoch and
@@ -26,22 +27,22 @@ from __future__ import annotations
 import io
 import pickle
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from hie_core.errors import ConfigError, UserError
+from hie_core.config import CONFIG_VERSION, jsonable, upgrade_model_file
+from hie_core.config.schema import FieldError
+from hie_core.errors import UserError
 from hie_core.io import atomic_write_bytes
-from hie_core.model import ARCH_LABELS, ARCHS, NORMS, build_model
-from hie_core.preprocess import ZADC_NORMS
-from hie_core.training.config import axes_tuple
+from hie_core.model import ARCH_LABELS, build_model
 
 __all__ = [
     "MODEL_FILE",
     "TRAINING_CHECKPOINT",
-    "MODEL_KEYS",
+    "model_file_payload",
     "TRAINING_KEYS",
     "CheckpointError",
     "save_checkpoint",
@@ -53,8 +54,6 @@ __all__ = [
 MODEL_FILE = "model_best.pt"
 #: file name of the resumable training state of a run
 TRAINING_CHECKPOINT = "checkpoint_last.pt"
-#: keys every model file has (``loss``, ``epoch``, ``patch_shape``, ``target_spacing_mm`` are optional)
-MODEL_KEYS = ("state_dict", "widths", "in_channels", "target_shape")
 #: keys every training checkpoint has
 TRAINING_KEYS = ("model", "optimizer", "scheduler", "epoch")
 
@@ -122,62 +121,73 @@ def _read(path: Path, device: str | torch.device, what: str, remedy: str, where:
     return payload
 
 
-def _positive_ints(value: Any, n: int | None = None) -> bool:
-    if not isinstance(value, Sequence) or isinstance(value, str) or (n is not None and len(value) != n):
-        return False
-    return all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in value)
+def model_file_payload(state_dict: Mapping[str, torch.Tensor], config: Mapping[str, Any], arch_options: dict,
+                       epoch: int, in_channels: int = 2) -> dict:  # fmt: skip
+    """What a model file holds: the weights (moved to the CPU) and the run's whole configuration.
+
+    Args:
+        state_dict: the network's weights.
+        config: every field of the run's configuration (``TrainConfig.to_dict()``).
+        arch_options: the network's derived settings (:func:`hie_core.model.arch_options`).
+        epoch: the epoch the weights are from.
+        in_channels: maps the network takes (2: ADC, ZADC).
+    """
+    return {"state_dict": {k: v.detach().cpu() for k, v in state_dict.items()}, "config": jsonable(config),
+            "config_version": CONFIG_VERSION, "in_channels": in_channels, "arch_options": dict(arch_options),
+            "epoch": epoch}  # fmt: skip
 
 
-def _check_model_payload(path: Path, payload: dict) -> None:
+def _check_model_payload(path: Path, payload: dict) -> dict:
+    """The payload's configuration (upgraded); a :class:`CheckpointError` naming the file where it is not a model file."""
     if all(k in payload for k in ("model", "optimizer")):
         sibling = path.with_name(MODEL_FILE)
         hint = f"pass {sibling}" if sibling != path and sibling.is_file() else f"pass the run's {MODEL_FILE}"
         raise CheckpointError(f"{path}: this is a training checkpoint ({TRAINING_CHECKPOINT}); {hint}")
-    missing = [k for k in MODEL_KEYS if k not in payload]
+    required = ("state_dict", "widths", "in_channels", "target_shape")
+    if "config" in payload:
+        required = ("state_dict", "in_channels")
+    missing = [k for k in required if k not in payload]
     if missing:
         raise CheckpointError(
             f"{path}: not a model file written by hie_core (missing {', '.join(missing)}); "
             f"pass the {MODEL_FILE} of a training run"
         )
     bad = []
-    if not _positive_ints(payload["widths"], 4):
-        bad.append(f"widths {payload['widths']!r}")
-    if not _positive_ints([payload["in_channels"]]):
-        bad.append(f"in_channels {payload['in_channels']!r}")
-    spacing = payload.get("target_spacing_mm")
-    if spacing is None and not _positive_ints(payload["target_shape"], 3):
-        bad.append(f"target_shape {payload['target_shape']!r}")
-    if spacing is not None and not (
-        isinstance(spacing, Sequence)
-        and len(spacing) == 3
-        and all(isinstance(s, (int, float)) and s > 0 for s in spacing)
-    ):
-        bad.append(f"target_spacing_mm {spacing!r}")
-    if payload.get("patch_shape") is not None and not _positive_ints(payload["patch_shape"], 3):
-        bad.append(f"patch_shape {payload['patch_shape']!r}")
+    channels = payload["in_channels"]
+    if not isinstance(channels, int) or isinstance(channels, bool) or channels < 1:
+        bad.append(f"in_channels {channels!r}")
     if not isinstance(payload.get("arch_options", {}), dict):
         bad.append(f"arch_options {payload['arch_options']!r}")
     if not isinstance(payload["state_dict"], dict):
         bad.append(f"state_dict of type {type(payload['state_dict']).__name__}")
+    try:
+        config = upgrade_model_file(payload)
+    except FieldError as exc:
+        bad.append(f"{exc.field} {exc.value!r} (it must be {exc.what})")
+        config = {}
     if bad:
         raise CheckpointError(
             f"{path}: model file has invalid {'; '.join(bad)}; pass the {MODEL_FILE} of a training run"
         )
+    return config
 
 
 def load_model_file(path: str | Path, device: str | torch.device = "cpu") -> tuple[torch.nn.Module, dict]:
     """Load a ``model_best.pt`` (weights only) and rebuild its network.
 
     Args:
-        path: the model file of a training run.
+        path: the model file of a training run, of any version (see the module docstring).
         device: where the weights go (``"cpu"``, ``"cuda"``, ...).
 
     Returns:
-        ``(model, meta)``: the network of the file's ``arch`` (:func:`hie_core.model.build_model`;
-        ``"unet3d"`` for files from before the option) ``(in_channels -> 1 logit)`` in
-        eval mode on ``device``, and the file's other entries (``arch``, ``widths``, ``in_channels``,
-        ``target_shape``, and ``loss``, ``epoch``, ``patch_shape``, ``target_spacing_mm``
-        where present; absent optional keys are ``None``). Shapes are (D, H, W) tuples.
+        ``(model, meta)``: the network of the file's ``arch`` (:func:`hie_core.model.build_model`)
+        ``(in_channels -> 1 logit)`` in eval mode on ``device``, and ``meta``: every field of the
+        run's configuration, upgraded by :func:`hie_core.config.upgrade_model_file` (a file from
+        before the schema's version 2 holds only the fields that rebuild and run the network; the
+        others are at the schema's defaults; ``loss`` is None where the file has none), with
+        ``in_channels``, ``arch_options``, ``epoch`` (None where absent), ``config_version`` (the
+        file's, 1 for the old format) and ``config`` (the fields as a dict). Shapes are (D, H, W)
+        tuples.
 
     Raises:
         CheckpointError: the file is missing, empty, truncated or corrupt, a training
@@ -187,20 +197,11 @@ def load_model_file(path: str | Path, device: str | torch.device = "cpu") -> tup
     path = Path(path)
     where = f"pass the {MODEL_FILE} of a finished training run"
     payload = _read(path, device, "model file", where, where)
-    _check_model_payload(path, payload)
-    widths = tuple(payload["widths"])
-    # Files from before an option get its default (the seed's choice).
-    options = {"norm": (NORMS, "batch"), "zadc_norm": (ZADC_NORMS, "volume"), "arch": (ARCHS, "unet3d")}
-    for key, (choices, default) in options.items():
-        value = payload.setdefault(key, default)
-        if value not in choices:
-            raise CheckpointError(
-                f"{path}: model file has an unknown {key} {value!r}; pass the {MODEL_FILE} of a training run"
-            )
-    arch = payload["arch"]
+    config = _check_model_payload(path, payload)
+    arch, widths = config["arch"], config["widths"]
+    options = payload.get("arch_options", {})
     try:
-        model = build_model(arch, payload["in_channels"], widths, norm=payload["norm"],
-                            options=payload.setdefault("arch_options", {}))  # fmt: skip
+        model = build_model(arch, payload["in_channels"], widths, norm=config["norm"], options=options)
         model.load_state_dict(payload["state_dict"])
     except (RuntimeError, TypeError, AttributeError, KeyError, ValueError) as exc:
         raise CheckpointError(
@@ -208,20 +209,10 @@ def load_model_file(path: str | Path, device: str | torch.device = "cpu") -> tup
             f"({_first_line(exc)}); the file is damaged or was not written by hie_core"
         ) from None
     model.to(device).eval()
-    meta = {k: v for k, v in payload.items() if k != "state_dict"}
-    for key in ("loss", "epoch", "patch_shape", "target_spacing_mm"):
-        meta.setdefault(key, None)
-    meta.setdefault("sw_overlap", 0.5)
-    try:  # files from before the option: no mirroring, as they were made
-        meta["mirror_axes"] = axes_tuple("mirror_axes", meta.setdefault("mirror_axes", []))
-    except ConfigError:
-        raise CheckpointError(
-            f"{path}: model file has invalid mirror_axes {meta['mirror_axes']!r}; pass the {MODEL_FILE} of a "
-            "training run"
-        ) from None
-    for key in ("widths", "target_shape", "patch_shape", "target_spacing_mm"):
-        if meta[key] is not None:
-            meta[key] = tuple(meta[key])
+    old = "config" not in payload
+    meta = {**config, "loss": None if old and payload.get("loss") is None else config["loss"],
+            "in_channels": payload["in_channels"], "arch_options": options, "epoch": payload.get("epoch"),
+            "config_version": payload.get("config_version", 1), "config": dict(config)}  # fmt: skip
     return model, meta
 
 

@@ -45,6 +45,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from hie_core.config import jsonable, notebook_overrides, upgrade_config
 from hie_core.data import (
     Case,
     DatasetError,
@@ -64,7 +65,6 @@ from hie_core.fingerprint import (
 )
 from hie_core.io import atomic_write_text
 from hie_core.metrics import METRIC_NAMES, summarize
-from hie_core.synthetic import is_synthetic_dir
 from hie_core.run_folder import (
     RUN_FILES,
     SUMMARY_FILE,
@@ -81,9 +81,9 @@ from hie_core.run_folder import (
     runs_root,
     write_json,
 )
+from hie_core.synthetic import is_synthetic_dir
 from hie_core.training.checkpoints import TRAINING_CHECKPOINT
 from hie_core.training.config import (
-    ADDED_FIELD_DEFAULTS,
     TrainConfig,
     make_config,
     provenance,
@@ -166,7 +166,7 @@ def _run_state(run_dir: Path, config: TrainConfig, data: DataFingerprint | None 
         return "new"
     old = info["config"]
     new = config.to_dict()
-    old = {**ADDED_FIELD_DEFAULTS, **old}  # written before those fields existed: at their default
+    old = jsonable(upgrade_config(old))  # written by an older version: upgraded by the one loader
     diffs = [
         f"{k}: {old.get(k)!r} -> {v!r}" for k, v in new.items() if k not in _NOT_COMPARED and old.get(k) != v
     ]
@@ -461,9 +461,15 @@ def notebook_config(
     output_dir: str = "",
     preset: str = "auto",
     device: str = "auto",
-    **overrides,
+    overrides: dict | None = None,
+    parameters: dict | None = None,
+    **fields,
 ) -> TrainConfig:
     """The configuration of ``notebooks/train.ipynb`` from its parameters cell.
+
+    ``overrides`` (a dict), ``parameters`` (the notebook's ``globals()``: a configuration field
+    there came from papermill's ``-p NAME VALUE``) and ``fields`` set any other field of the
+    schema (:func:`hie_core.config.notebook_overrides`; ``seed`` among them).
 
     ``output_dir=""`` means ``runs/<preset>/<loss>/seed<seed>`` under the project root (where
     the study of that preset looks, so a finished notebook run is reused by it; a fold run:
@@ -473,7 +479,8 @@ def notebook_config(
     (:class:`~hie_core.errors.ConfigError` names the one that is wrong). Prints the
     preset used, as the notebook shows it.
     """
-    config = make_config(preset=preset, device=device, loss=loss, data_dir=data_dir, **overrides)
+    given = {**notebook_overrides(overrides, parameters), **fields}
+    config = make_config(preset=preset, device=device, loss=loss, data_dir=data_dir, **given)
     if not isinstance(output_dir, str):
         raise UserError(f"output_dir must be a folder path, got {output_dir!r}")
     out = Path(output_dir) if output_dir else runs_root() / default_run_folder(config)

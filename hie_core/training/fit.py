@@ -47,6 +47,7 @@ from hie_core.training.checkpoints import (
     TRAINING_CHECKPOINT,
     load_model_file,
     load_training_checkpoint,
+    model_file_payload,
     save_checkpoint,
 )
 from hie_core.training.config import TrainConfig
@@ -159,14 +160,7 @@ def _batch_source(items: Sequence[TrainItem], config: TrainConfig):
 
 
 def _save_best(run_dir: Path, model: torch.nn.Module, config: TrainConfig, epoch: int) -> None:
-    save_checkpoint(run_dir / BEST, {
-        "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()}, "widths": list(config.widths),
-        "arch": config.arch, "arch_options": _arch_options(config),
-        "in_channels": 2, "norm": config.norm, "target_shape": config.target_shape and list(config.target_shape),
-        "target_spacing_mm": config.target_spacing_mm and list(config.target_spacing_mm),
-        "patch_shape": config.patch_shape and list(config.patch_shape), "sw_overlap": config.sw_overlap,
-        "mirror_axes": list(config.mirror_axes), "zadc_norm": config.zadc_norm, "loss": config.loss, "epoch": epoch,
-    })  # fmt: skip
+    save_checkpoint(run_dir / BEST, model_file_payload(model.state_dict(), config.to_dict(), _arch_options(config), epoch))
 
 
 def _progress(config: TrainConfig, initial: int):
