@@ -5,8 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from hie_core.losses import TVERSKY_ALPHA_FP, TVERSKY_BETA_FN, hausdorff_distance_field
+from hie_core.losses import LOSS_SETTINGS, hausdorff_distance_field
 from hie_core.report import mechanism
+
+TVERSKY_ALPHA_FP = LOSS_SETTINGS["tversky_alpha"].default
+TVERSKY_BETA_FN = LOSS_SETTINGS["tversky_beta"].default
 
 SHAPE = (10, 20, 34)
 
