@@ -74,6 +74,7 @@ def test_frames_slider_and_initial_slice(case: dict[str, np.ndarray]) -> None:
     assert [f.name for f in fig.frames] == [str(k) for k in range(6)]
     slider = fig.layout.sliders[0]
     assert len(slider.steps) == 6 and slider.active == 4  # slice 4 has the most overlay voxels
+    assert [s.label for s in slider.steps][:2] == [f"{0.5 * SPACING_MM[0]:.1f} mm", f"{1.5 * SPACING_MM[0]:.1f} mm"]
     step = slider.steps[2]
     assert step.method == "animate" and list(step.args[0]) == ["2"]
     assert step.args[1]["frame"] == {"duration": 0, "redraw": True}
@@ -434,7 +435,9 @@ def test_overlay_montage(case: dict[str, np.ndarray]) -> None:
     fig = stills.overlay_montage(case["adc"], {"gt": case["label"], "Dice": case["pred"]}, SPACING_MM, n=6)
     assert isinstance(fig, Figure)
     titles = [ax.get_title() for ax in fig.axes if ax.get_title()]
-    assert titles == ["slice 1", "slice 2", "slice 4"]  # the slices holding overlay voxels
+    sz = SPACING_MM[0]  # the slices holding overlay voxels (1, 2, 4), titled by their depth in mm
+    assert titles == [f"depth {(k + 0.5) * sz:.1f} mm" for k in (1, 2, 4)]
+    assert fig.alt.startswith(f"3 axial slices (depth {1.5 * sz:.1f} to {4.5 * sz:.1f} mm)") and "/" not in fig.alt
     image = fig.axes[0].get_images()[0]
     assert image.get_extent() == pytest.approx((0.3, 13.5, 15.6, -0.4))  # cropped, row 0 at the top, mm
     assert volumes.brain_box([case["adc"]], [case["label"], case["pred"]]) == (0, 20, 1, 23)

@@ -18,6 +18,7 @@ import ipywidgets as widgets
 import numpy as np
 from matplotlib.colors import to_rgb
 
+from hie_core.report.slice_frames import depth_labels
 from hie_core.report.volumes import (
     AGREEMENT_COLOURS,
     AGREEMENT_LABELS,
@@ -75,7 +76,9 @@ class LiveViewer(widgets.VBox):
         start = busiest_slice(busiest, depth) if initial_slice is None else initial_slice
         if not 0 <= start < depth:
             raise ValueError(f"initial_slice={initial_slice} outside [0, {depth})")
-        self.slice_slider = widgets.IntSlider(value=start, min=0, max=depth - 1, description="slice")
+        depths = depth_labels(range(depth), self._spacing[0])  # the slider reads mm; its value is the index
+        self.slice_slider = widgets.SelectionSlider(options=list(zip(depths, range(depth), strict=True)), value=start,
+                                                    description="depth")  # fmt: skip
         self.image_dropdown = widgets.Dropdown(options=list(self._maps), description="map")
         self.window_slider = widgets.FloatRangeSlider(description="window", readout_format=".4g")
         self._set_window_range(self.image_dropdown.value)

@@ -196,6 +196,12 @@ def _map_menu(panels: Sequence[Panel], titles: Mapping[str, Mapping[str, str]] |
                  pad=dict(r=4, t=0))]  # fmt: skip
 
 
+def depth_labels(slices: Sequence[int], slice_spacing_mm: float) -> list[str]:
+    """Slider labels in mm, not slice indices: each slice's centre as its depth from the volume's
+    first face, ``(k + 0.5) * sz`` ("1.5 mm", "4.5 mm" ... at 3 mm slices)."""
+    return [f"{(int(k) + 0.5) * float(slice_spacing_mm):.1f} mm" for k in slices]
+
+
 def _slider(labels: Sequence[str], active: int, prefix: str) -> dict:
     """A slider whose steps jump to frame ``str(f)`` with no transition (redraw for heatmaps)."""
     opts = {"mode": "immediate", "frame": {"duration": 0, "redraw": True}, "transition": {"duration": 0}}
@@ -274,7 +280,7 @@ def build_figure(
         paper_bgcolor="white",
         margin=dict(l=50, r=20, t=top, b=bottom),
         legend=legend,
-        sliders=[_slider(labels, initial_frame, "Slice ")],
+        sliders=[_slider(labels, initial_frame, "Depth ")],
         updatemenus=[*_map_menu(panels, titles), *menus],
         **_axes_layout(panels),
     )

@@ -26,7 +26,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import plotly.graph_objects as go
 
-from hie_core.report.slice_frames import build_figure, make_panel, trace_indices
+from hie_core.report.slice_frames import build_figure, depth_labels, make_panel, trace_indices
 from hie_core.report.volumes import (
     AGREEMENT_COLOURS,
     AGREEMENT_LABELS,
@@ -93,7 +93,7 @@ def slice_viewer(
         raise ValueError(f"initial_slice={initial_slice} outside [0, {depth})")
     panel = make_panel("", images, overlays, spacing_mm, windows, np.arange(depth))
     scales = {k: [v] for k, v in overlay_colors(list(overlays), colors, alpha).items()}
-    return build_figure([panel], scales, [str(k) for k in range(depth)], start, title, height_px)
+    return build_figure([panel], scales, depth_labels(range(depth), spacing_mm[0]), start, title, height_px)
 
 
 def _rgba(colour: str, alpha: float) -> str:
@@ -224,7 +224,7 @@ def case_viewer(
     selector = dict(type="dropdown", buttons=buttons, active=0, showactive=True, x=0.0, xanchor="left",
                     y=1.06, yanchor="bottom", pad=dict(l=60, t=0))  # fmt: skip
     visible = {n: n == shown for n in overlays}
-    fig = build_figure([left, right], scales, [str(k) for k in slices], start, title, height_px,
+    fig = build_figure([left, right], scales, depth_labels(slices, spacing[0]), start, title, height_px,
                         key=key, key_title=AGREEMENT_TITLE, visible=visible, menus=[selector])  # fmt: skip
     fig.add_annotation(text="overlay:", x=0.0, y=fig.layout.updatemenus[-1].y,
                        xref="paper", yref="paper", xanchor="left", yanchor="bottom", yshift=6, showarrow=False)  # fmt: skip
@@ -277,7 +277,9 @@ def augmentation_viewer(
     diff = make_panel(next(iter(titles.values()))["annotations[2].text"], diffs, {}, spacing, diff_windows,
                        slices, box, _DIVERGING)  # fmt: skip
     start = depth // 2 if initial_slice is None else initial_slice
-    return build_figure([left, right, diff], {}, [str(k) for k in slices], start, title, 520, titles=titles)
+    return build_figure(
+        [left, right, diff], {}, depth_labels(slices, spacing[0]), start, title, 520, titles=titles
+    )
 
 
 def preprocessing_viewer(
@@ -319,7 +321,7 @@ def preprocessing_viewer(
     for i, (images, overlays, spacing) in enumerate(checked):
         frame_slices = np.clip(np.floor(centres_mm / dz[i]), 0, depths[i] - 1).astype(int)  # nearest centre
         panels.append(make_panel(["native", "resampled"][i], images, overlays, spacing, None, frame_slices))
-    labels = [f"{k} ({centres_mm[k]:.1f} mm)" for k in range(depths[driver])]
+    labels = [f"{centres_mm[k]:.1f} mm" for k in range(depths[driver])]
     counts = [
         sum(int(np.count_nonzero(m[p.frame_slices[f]])) for p in panels for m in p.overlays.values())
         for f in range(depths[driver])

@@ -15,7 +15,7 @@ import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
-from hie_core.report.display import BookFigure
+from hie_core.report.display import BookFigure, plural
 from hie_core.report.volumes import (
     AGREEMENT_COLOURS,
     AGREEMENT_LABELS,
@@ -46,7 +46,7 @@ def _montage(
     legend_title: str | None = None,
 ) -> Figure:
     """Panels of ``gray`` (uint8 (D, H, W)) with (mask (D, H, W), RGB) layers, cropped to ``box``."""
-    _, sy, sx = (float(s) for s in spacing_mm)
+    sz, sy, sx = (float(s) for s in spacing_mm)
     r0, r1, c0, c1 = box
     nrows, cols = math.ceil(len(slices) / ncols), min(ncols, len(slices))
     aspect = (r1 - r0) * sy / ((c1 - c0) * sx)
@@ -56,7 +56,7 @@ def _montage(
     for ax, k in zip(axes, slices, strict=False):
         shown = [(m[k, r0:r1, c0:c1], rgb) for m, rgb in layers]
         ax.imshow(compose_rgb(gray[k, r0:r1, c0:c1], shown, alpha), extent=extent, interpolation="nearest")
-        ax.set_title(f"slice {k}", fontsize=9)
+        ax.set_title(f"depth {(k + 0.5) * sz:.1f} mm", fontsize=10)  # as the viewers' sliders, not an index
     for ax in axes:
         ax.set_axis_off()
     if handles:
@@ -64,6 +64,10 @@ def _montage(
                    title=legend_title, title_fontsize=8)  # fmt: skip
     if title:
         fig.suptitle(title)
+    depths = sorted((k + 0.5) * sz for k in slices)
+    fig.alt = (f"{len(slices)} axial slices (depth {depths[0]:.1f} to {depths[-1]:.1f} mm), cropped to the brain"
+               + (f", coloured by {legend_title or 'overlay'}: " + ", ".join(h.get_label() for h in handles)
+                  if handles else "") + (f". {title}" if title else ""))  # fmt: skip
     return fig
 
 
@@ -156,6 +160,13 @@ def agreement_montage(
     handles = [Patch(color=AGREEMENT_COLOURS[k], label=AGREEMENT_LABELS[k]) for k in AGREEMENT_COLOURS]
     box = brain_box([maps["image"]], [masks["ref"]])
     gray = window_to_uint8(maps["image"], window)[0]
-    return _montage(
+    fig = _montage(
         gray, agreement_masks(codes), spacing, slices, box, alpha, ncols, handles, title, AGREEMENT_TITLE
     )
+    words = {1: "true-positive voxel", 2: "missed voxel", 3: "false-positive voxel"}
+    counts = ", ".join(plural(int((codes == k).sum()), words[k]) for k in AGREEMENT_COLOURS if k in words)
+    depths = sorted((k + 0.5) * float(spacing[0]) for k in slices)
+    fig.alt = (f"{len(slices)} axial slices (depth {depths[0]:.1f} to {depths[-1]:.1f} mm), cropped to the brain, "
+               f"of a prediction against the reference label; in the whole volume {counts}"
+               + (f". {title}" if title else "."))  # fmt: skip
+    return fig
