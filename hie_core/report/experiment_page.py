@@ -30,6 +30,7 @@ from hie_core.model import ARCH_LABELS
 from hie_core.report import display
 from hie_core.report.experiment import _sibling_runs, seed_endpoints
 from hie_core.report.sources import source_of_run
+from hie_core.run_folder import HISTORY_FILE, read_summary, run_folder_name
 
 __all__ = [
     "case_table",
@@ -167,7 +168,6 @@ def _run_row(seed: int, history: pd.DataFrame, summary: dict) -> dict:
 
 def _histories(result) -> dict[int, tuple[pd.DataFrame, dict]]:
     """Seed -> (history, summary) of every run of this loss in the study folder (fold 0 or none)."""
-    import json
     from pathlib import Path
 
     out: dict[int, tuple[pd.DataFrame, dict]] = {}
@@ -177,12 +177,10 @@ def _histories(result) -> dict[int, tuple[pd.DataFrame, dict]]:
     for seed in _seeds(result):
         if seed in out:
             continue
-        for folder in (parent / f"seed{seed}", parent / f"seed{seed}-fold0"):
-            if (folder / "history.csv").is_file() and (folder / "summary.json").is_file():
-                out[seed] = (
-                    pd.read_csv(folder / "history.csv"),
-                    json.loads((folder / "summary.json").read_text()),
-                )
+        for folder in (parent / run_folder_name(seed), parent / run_folder_name(seed, 0)):
+            summary = read_summary(folder)
+            if (folder / HISTORY_FILE).is_file() and summary is not None:
+                out[seed] = (pd.read_csv(folder / HISTORY_FILE), summary)
                 break
     return dict(sorted(out.items()))
 
