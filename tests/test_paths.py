@@ -82,7 +82,7 @@ def test_the_study_resolves_data_dir_once(tiny_release, tmp_path, monkeypatch, t
         seen.update(data_dir=data_dir, runs_dir=runs_dir)
         raise SystemExit(0)
 
-    monkeypatch.setattr(study, "plan_study", plan_study)
+    monkeypatch.setattr(study.cli, "plan_study", plan_study)  # the command line's call
     with pytest.raises(SystemExit):
         study.main(["--data-dir", typed, "--runs-dir", "runs/", "--losses", "dice", "--preset", "quick",
                     "--device", "cpu"])  # fmt: skip

@@ -238,3 +238,26 @@ def test_a_fold_study_plans_fold_runs_and_default_study_names(tiny_synthetic, tm
                              folds=1)  # fmt: skip
     assert plain.study_dir == tmp_path / "quick" and [r.name for r in plain.runs] == ["dice/seed0"]
     assert plain.config.folds == 0
+
+
+def test_plan_is_a_dry_run_of_the_study_s_own_planning(tiny_synthetic, tmp_path, cache, monkeypatch):
+    """``--plan`` and a study go through one ``plan_study``: the same runs, settings and counts; the
+    dry run alone reads no scan and writes nothing."""
+    from hie_core.study import cli
+
+    args = (tmp_path / "runs", "", ["dice", "tversky"], 2)
+    kwargs = {"data_dir": str(tiny_synthetic), "preset": "quick", "device": "cpu", "folds": 2,
+              "grid": {"lr": [1e-3, 3e-3]}}  # fmt: skip
+    before = snapshot(tmp_path)
+    dry = study.plan_study(*args, dry_run=True, **kwargs)
+    assert snapshot(tmp_path) == before and dry.data is None
+    real = study.plan_study(*args, **kwargs)
+    assert [(r.name, r.settings) for r in dry.runs] == [(r.name, r.settings) for r in real.runs]
+    assert len(dry.runs) == 2 * 2 * 2 * 2 and dry.combinations == 2 and dry.seeds == real.seeds == 2
+    assert dry.counts == real.counts and dry.study_dir == real.study_dir and dry.params == real.params
+    calls = []
+    monkeypatch.setattr(cli, "plan_study", lambda *a, **k: calls.append(k["dry_run"]) or dry)
+    assert study.main(["--plan", "--device", "cpu", "--data-dir", str(tiny_synthetic), "--losses", "dice"]) == 0
+    assert calls == [True]
+    with pytest.raises(ConfigError, match="--folds 99: the pool holds"):
+        study.plan_study(*args, dry_run=True, **{**kwargs, "folds": 99})
