@@ -45,7 +45,8 @@ def test_toc_is_one_reading_path():
     assert [p["caption"] for p in parts] == ["The paper", "Appendix: the experiments", "For developers"]
     paper = [e["file"] for e in parts[0]["chapters"]]
     assert paper == ["book/generated/data", "book/generated/methods", "book/analysis-plan",
-                     "book/generated/results", "book/reproduce", "book/references"]  # fmt: skip
+                     "book/generated/results", "book/generated/discussion", "book/reproduce",
+                     "book/references"]  # fmt: skip
     assert parts[1]["chapters"][0] == {"glob": "book/generated/experiments/*"}
     assert parts[2]["chapters"] == [{"file": "book/api"}]
     titles = [_page_title(e) for e in paper + ["book/api", "book/generated/performance"]]

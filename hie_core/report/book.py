@@ -3,7 +3,7 @@
 :func:`build_book` runs four steps:
 
 1. :func:`collect_notebooks` copies the executed notebooks of a study folder into
-   ``book/generated/``: the five study pages (``runs/<study>/book/<name>.ipynb``) with their
+   ``book/generated/``: the study pages of ``BOOK_NOTEBOOKS`` (``runs/<study>/book/<name>.ipynb``) with their
    code folded away (:func:`fold_code`), and one page per loss that the study has
    (:func:`experiment_notebooks`), titled "Experiment: <loss>", with its code visible;
 2. :func:`write_toc` writes ``book/generated/_toc.yml`` from the committed ``_toc.yml``, whose
@@ -65,7 +65,7 @@ __all__ = [
 ]
 
 #: study-level notebooks executed by the study, in book order (each notebooks/<name>.ipynb)
-BOOK_NOTEBOOKS = ("intro", "data", "methods", "results", "performance")
+BOOK_NOTEBOOKS = ("intro", "data", "methods", "results", "discussion", "performance")
 #: the API reference's pages under book/, a few modules each, in book order (write_toc makes each
 #: that exists a section of the committed _toc.yml's ``book/api`` entry)
 API_PAGES = (
@@ -201,9 +201,15 @@ def fold_code(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
     return nb
 
 
-def _copy_page(src: Path, dst: Path, title: str | None = None, fold: bool = False) -> None:
-    """Copy one executed notebook: parameters cells removed, optional title and folded code."""
+def _copy_page(src: Path, dst: Path, title: str | None = None, fold: bool = False, method: str | None = None) -> None:
+    """Copy one executed notebook: parameters cells removed, optional title and folded code; an
+    experiment page (``method``) gets figure and table names of its own
+    (:func:`hie_core.report.experiment_page.label_page`)."""
     nb = nbformat.read(src, as_version=4)
+    if method is not None:
+        from hie_core.report.experiment_page import label_page
+
+        label_page(nb, method)
     if title is not None and nb.cells and nb.cells[0].cell_type == "markdown":
         first, _, rest = nb.cells[0].source.partition("\n")
         if first.startswith("# "):
@@ -252,7 +258,7 @@ def collect_notebooks(root: Path, study_dir: Path) -> list[Path]:
         _copy_page(src, written[-1], title=titles.get(name), fold=True)
     for loss, src in experiments.items():
         written.append(generated / "experiments" / f"{loss}.ipynb")
-        _copy_page(src, written[-1], title=f"Experiment: {label_of_id(loss)}", fold=True)
+        _copy_page(src, written[-1], title=f"Experiment: {label_of_id(loss)}", fold=True, method=loss)
     return written
 
 

@@ -217,4 +217,9 @@ def mechanism_figure(table: pd.DataFrame, scene: LesionScene, gradients: Mapping
                       fontsize=FONT_PT, loc="lower right", frameon=False)  # fmt: skip
     if title:
         fig.suptitle(title, fontsize=FONT_PT)
+    fig.csv_data, fig.csv_name = table, "loss-gradients"
+    fig.alt = (f"{n} heat maps, one per loss, of the gradient's magnitude in a slice through a small lesion "
+               "(left) and a large one (right), each outlined; under them two bar charts per loss: the share of "
+               "the gradient on the small lesion for a shrunk prediction, beside a dashed line at the small "
+               "lesion's share of the missed voxels, and the share that raises logits at a near-empty prediction.")  # fmt: skip
     return fig

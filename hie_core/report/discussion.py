@@ -1,0 +1,495 @@
+"""The Discussion page and the front page's short abstract, computed from a study's result files.
+
+Every number comes from ``runs/<study>/results/`` (:class:`~hie_core.report.results.StudyResults`:
+``study.json``, Table 1, the hypotheses, the strata and the per-case scores), from the seed
+study's published Table 1 (:mod:`hie_core.report.seed_study`), from :data:`PUBLISHED`, the
+published results on the BONBID-HIE test set that the page cites, or from the loss-gradient
+figure computed on the page (:mod:`hie_core.report.mechanism`). Each sentence says where its
+numbers come from, and on synthetic data each says so.
+
+- :func:`short_abstract` and :func:`headline_figure`: the front page's design, answer and what
+  the design could detect, in four short paragraphs, and Table 1's Dice per method with intervals;
+- :func:`can_say`: the verdicts, and the differences the design could and could not detect;
+- :func:`collapsed` and :func:`collapse_text`: a loss whose Dice collapses, shown from its
+  predicted volumes and empty predictions, explained with the gradient figure;
+- :func:`failing_cases`, :func:`failing_table` and :func:`failing_text`: the lowest-Dice cases
+  against their resampling ceiling, the threshold baseline and their lesions;
+- :func:`burden_text`: the lesion-burden strata, when the largest burden scores lowest;
+- :func:`published_table` and :func:`published_text`: these numbers beside the seed's and the
+  published test-set results, and why they cannot be compared number for number.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from hie_core.report import seed_study
+from hie_core.report.display import BookFigure, format_ci, plural, table
+from hie_core.report.prose import _limitations, _name
+from hie_core.report.results import StudyResults
+from hie_core.report.sources import SYNTHETIC_LABEL
+
+__all__ = [
+    "PUBLISHED",
+    "Published",
+    "burden_text",
+    "can_say",
+    "case_figure",
+    "case_methods",
+    "collapse_text",
+    "collapsed",
+    "failing_cases",
+    "failing_table",
+    "failing_text",
+    "headline_figure",
+    "limitations",
+    "published_table",
+    "published_text",
+    "short_abstract",
+    "worst_case",
+]
+
+_METRICS = {"dice": "Dice", "masd_mm": "MASD", "nsd": "NSD"}
+#: A loss has collapsed when its mean Dice is below this fraction of the median of the other losses'.
+COLLAPSE_FRACTION = 0.5
+#: A case's ceiling or baseline Dice counts as "high" at or above this value, "low" below it.
+HIGH_DICE = 0.5
+
+
+@dataclass(frozen=True)
+class Published:
+    """A published result on the 44-case BONBID-HIE 2023 test set (means over the cases)."""
+
+    method: str
+    citation: str
+    source: str
+    dice: float
+    masd_mm: float
+    nsd: float
+    note: str
+
+
+#: Published results on the BONBID-HIE test set, each from its cited paper.
+PUBLISHED: tuple[Published, ...] = (
+    Published("SPARSeg (2D UNet++, Tversky + log-Hausdorff + Focal)", "rao2025sparseg", "Rao et al., MICCAI 2025", 0.6060, 2.6484, 0.7477,
+              "the best published result on the test set"),
+)  # fmt: skip
+#: The organisers' summary of the published state of the art (Dice "around 0.5") on their challenge page.
+CHALLENGE_SUMMARY = ("bonbid2023challenge", 0.5)
+
+
+def _split(results: StudyResults) -> str:
+    return "test" if results.has("test") else results.splits[0]
+
+
+def _where(results: StudyResults, split: str) -> str:
+    """ "on the 16 synthetic test cases": where a sentence's numbers come from."""
+    kind = {"test": "test", "cv": "out-of-fold", "val": "official validation"}.get(split, split)
+    data = "synthetic " if results.synthetic else "BONBID-HIE "
+    return f"on the {results.n_cases(split)} {data}{kind} cases"
+
+
+def _losses(results: StudyResults, split: str) -> pd.DataFrame:
+    t = results.table("table1", split)
+    return t[t["method"].isin(results.losses)].reset_index(drop=True)
+
+
+def _ci(row: pd.Series, metric: str = "dice", digits: int = 3) -> str:
+    return format_ci(row[f"{metric}_mean"], row[f"{metric}_ci_low"], row[f"{metric}_ci_high"], digits)
+
+
+# --- the front page ------------------------------------------------------------------------------
+
+
+def short_abstract(results: StudyResults) -> str:
+    """Design, answer and what the design could detect (Markdown, three labelled paragraphs)."""
+    split = _split(results)
+    info = results.info
+    losses = _losses(results, split)
+    n_lesion = int(losses["n_cases"].max()) if len(losses) else 0
+    data = ("a synthetic BONBID-like dataset (no patient data: the numbers test the pipeline, not the losses on "
+            "real scans)" if results.synthetic else "the BONBID-HIE release")  # fmt: skip
+    folds = info["design"]["folds"]
+    design = (f"**Design.** {plural(len(results.losses), 'loss', 'losses')}, each trained "
+              f"{plural(len(info['seeds']), 'time')} (seeds){f' in {folds}-fold cross-validation' if folds else ''} "
+              f"with the *{info['preset']}* preset on {data}, scored {_where(results, split)} "
+              f"({n_lesion} with a lesion) with the challenge's metrics on each scan's native grid.")  # fmt: skip
+    h = results.table("hypotheses", split)
+    primary = h[h["family"] == "primary"]
+    verdicts = "; ".join(f"{_name(r['method'], results)} vs {_name(r['reference'], results)}: {r['verdict']} "
+                         f"(Dice {r['estimate']:+.3f} [{r['ci_low']:+.3f}, {r['ci_high']:+.3f}])"
+                         for _, r in primary.iterrows())  # fmt: skip
+    best = info.get("best_loss", {}).get(split, {})
+    top = losses.sort_values("dice_mean", ascending=False, kind="stable").iloc[0] if len(losses) else None
+    if best.get("named"):
+        winner = f"{_name(best['candidate'], results)} had the best Dice, better than every other loss in paired tests."
+    elif top is not None:
+        winner = (f"No loss was shown best; the highest mean Dice was {_name(top['method'], results)}'s "
+                  f"{_ci(top)}.")  # fmt: skip
+    else:
+        winner = ""
+    answer = (
+        f"**Answer.** Does a Hausdorff term help its base loss (the primary contrasts)? {verdicts}. {winner}"
+    )
+    mdd = primary["mdd"][np.isfinite(primary["mdd"])] if len(primary) else pd.Series(dtype=float)
+    if len(mdd):
+        detect = (f"**What it could detect.** Differences in mean Dice of about {mdd.min():.2f} to {mdd.max():.2f} "
+                  f"in the primary contrasts (80% power, Holm over {len(primary)}); a smaller difference, such as most "
+                  "of those between the losses here, would go unseen. *Inconclusive* means not detectable, not equal.")  # fmt: skip
+    else:
+        detect = "**What it could detect.** The design could not measure it (too few cases or runs)."
+    return "\n\n".join(p for p in (design, answer, detect) if p)
+
+
+def headline_figure(results: StudyResults) -> BookFigure:
+    """Table 1's mean Dice per method with its 95% CI, the ceiling and the baseline as reference lines."""
+    split = _split(results)
+    t = results.table("table1", split).set_index("method")
+    losses = _losses(results, split).sort_values("dice_mean", kind="stable")
+    fig = BookFigure(figsize=(6.4, 0.42 * len(losses) + 1.4), layout="constrained")
+    ax = fig.add_subplot()
+    y = np.arange(len(losses))
+    mean = losses["dice_mean"].to_numpy()
+    err = np.vstack([mean - losses["dice_ci_low"], losses["dice_ci_high"] - mean])
+    ax.errorbar(mean, y, xerr=err, fmt="o", color="#0072B2", capsize=3)
+    ax.set_yticks(y, [_name(m, results) for m in losses["method"]], fontsize=10)
+    styles = {"ceiling": ("#009E73", "--"), "baseline": ("#D55E00", ":")}
+    for ref, (colour, style) in styles.items():
+        if ref in t.index:
+            ax.axvline(float(t.loc[ref, "dice_mean"]), color=colour, linestyle=style,
+                       label=f"{_name(ref, results)} ({float(t.loc[ref, 'dice_mean']):.2f})")  # fmt: skip
+    ax.set_xlim(0, 1)
+    ax.tick_params(labelsize=10)
+    ax.set_xlabel(f"mean Dice, cases with a lesion ({'synthetic ' if results.synthetic else ''}{split} split)",
+                  fontsize=10)  # fmt: skip
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=10, loc="upper left", frameon=False)
+    fig.suptitle(SYNTHETIC_LABEL if results.synthetic else "BONBID-HIE data", fontsize=10)
+    fig.csv_data = losses[["method", "n_cases", "n_runs", "dice_mean", "dice_ci_low", "dice_ci_high"]]
+    fig.csv_name = f"headline-dice-{split}"
+    fig.alt = ("Dot plot of each loss's mean Dice with its 95% confidence interval, highest at the top: "
+               + "; ".join(f"{_name(r['method'], results)} {r['dice_mean']:.2f}" for _, r in losses[::-1].iterrows())
+               + "; with vertical lines at the resampling ceiling and the threshold baseline.")  # fmt: skip
+    return fig
+
+
+# --- what the study can and cannot say -----------------------------------------------------------
+
+
+def can_say(results: StudyResults) -> str:
+    """The verdicts by claim, what was decided, and the detectable differences (Markdown)."""
+    split = _split(results)
+    h = results.table("hypotheses", split)
+    counts = h["verdict"].value_counts()
+    summary = ", ".join(f"{plural(int(c), 'row')} {v}" for v, c in counts.items())
+    decided = h[h["verdict"].isin(["supported", "contradicted", "equivalent"])]
+    parts = [f"Of the {plural(len(h), 'hypothesis row')} tested {_where(results, split)}: {summary}."]
+    if len(decided):
+        rows = "; ".join(f"{_name(r['method'], results)} vs {_name(r['reference'], results)} on {_METRICS.get(r['metric'], r['metric'])} "
+                         f"({r['estimate']:+.3f} [{r['ci_low']:+.3f}, {r['ci_high']:+.3f}]): {r['verdict']}"
+                         for _, r in decided.iterrows())  # fmt: skip
+        parts.append(f"What the study can say: {rows}.")
+    else:
+        parts.append("The study decided no hypothesis either way.")
+    open_rows = h[(h["verdict"] == "inconclusive") & (h["metric"] == "dice") & np.isfinite(h["mdd"])]
+    if len(open_rows):
+        observed = open_rows["estimate"].abs()
+        parts.append(f"What it cannot say: in the {plural(len(open_rows), 'inconclusive Dice contrast')} the observed "
+                     f"differences were {observed.min():.3f} to {observed.max():.3f}, while the design could detect "
+                     f"only {open_rows['mdd'].min():.2f} or more, so whether the losses differ by that much is open; "
+                     "it would take more cases and runs (the Analysis plan's page gives the designs that would).")  # fmt: skip
+    untestable = h[h["verdict"] == "not testable here"]
+    if len(untestable):
+        reasons = "; ".join(dict.fromkeys(r for r in untestable["reason"] if r))
+        parts.append(f"{plural(len(untestable), 'row')} could not be tested with this design ({reasons}).")
+    return " ".join(parts)
+
+
+# --- a loss that collapses -----------------------------------------------------------------------
+
+
+def collapsed(results: StudyResults, split: str | None = None) -> list[str]:
+    """Losses whose mean Dice is below :data:`COLLAPSE_FRACTION` of the median of the others'."""
+    split = split or _split(results)
+    losses = _losses(results, split).set_index("method")["dice_mean"]
+    return [
+        m for m in losses.index if len(losses) > 2 and losses[m] < COLLAPSE_FRACTION * losses.drop(m).median()
+    ]
+
+
+def _volume_share(per_case: pd.DataFrame, method: str) -> tuple[float, int, int]:
+    """Predicted over reference lesion volume summed over the cases with a lesion; case-runs with an
+    empty prediction (from ``masd_undefined_runs``, undefined exactly when one mask is empty); case-runs."""
+    rows = per_case[(per_case["method"] == method) & (per_case["n_ref"] > 0)]
+    ratio = float(rows["pred_volume_ml"].sum() / rows["ref_volume_ml"].sum()) if len(rows) else float("nan")
+    return ratio, int(rows["masd_undefined_runs"].sum()), int(rows["n_runs"].sum())
+
+
+def collapse_text(results: StudyResults, gradients: pd.DataFrame | None = None) -> str:
+    """Each collapsed loss shown from the numbers, and the mechanism from the gradient table (Markdown).
+
+    Args:
+        results: The study's results.
+        gradients: :func:`hie_core.report.mechanism.gradient_table` of the page's figure (optional).
+    """
+    split = _split(results)
+    which = collapsed(results, split)
+    losses = _losses(results, split).set_index("method")
+    if not which:
+        return (f"No loss collapsed {_where(results, split)}: every loss's mean Dice was at least "
+                f"{COLLAPSE_FRACTION:.0%} of the median of the others'.")  # fmt: skip
+    per_case = results.table("per_case", split)
+    others = losses.drop(which)
+    share = {m: _volume_share(per_case, m) for m in losses.index}
+    texts = []
+    for m in which:
+        ratio, empty, total = share[m]
+        other_ratios = [share[o][0] for o in others.index]
+        texts.append(f"**{_name(m, results)}** collapsed {_where(results, split)}: mean Dice {_ci(losses.loc[m])}, "
+                     f"against {others['dice_mean'].min():.3f} to {others['dice_mean'].max():.3f} for the other losses. "
+                     f"It draws too little lesion rather than the wrong lesion: summed over the cases with a lesion, its "
+                     f"masks hold {ratio:.0%} of the reference volume (the other losses {min(other_ratios):.0%} to "
+                     f"{max(other_ratios):.0%}), and {empty} of its {plural(total, 'case-run')} predicted no lesion at all.")  # fmt: skip
+    if gradients is not None and len(gradients):
+        g = gradients.set_index("loss")
+        labels = [_name(m, results) for m in which if _name(m, results) in g.index]
+        region = [x for x in g.index if x not in labels and "HDT" not in x and "Hausdorff" not in x]
+        if labels and region:
+            texts.append(
+                f"The mechanism is in {{numref}}`fig-discussion-gradients`. "
+                f"At a near-empty prediction, {', '.join(labels)} spends {g.loc[labels[0], 'raise_share_empty']:.0%} of "
+                f"its gradient raising logits (finding the lesions) and the rest lowering them, where the region losses "
+                f"spend {g.loc[region, 'raise_share_empty'].min():.0%} to {g.loc[region, 'raise_share_empty'].max():.0%} "
+                "raising them. Its loss is a squared error over every voxel, weighted by the squared distance to the "
+                "boundaries: each background voxel pushes down in proportion to its squared distance from the lesion, so "
+                "the many far background voxels outweigh the few lesion voxels, and once no voxel exceeds 0.5 the "
+                "prediction has no boundary of its own to weigh. An empty prediction is where it pulls, not a state it "
+                "escapes.")  # fmt: skip
+    seed = seed_study.SEED_TABLE
+    for m in which:
+        if m in seed:
+            rank = sorted(seed, key=lambda k: seed[k][0]).index(m) + 1
+            texts.append(f"The seed study saw the same: {_name(m, results)} had its "
+                         f"{'lowest' if rank == 1 else f'{rank}th lowest'} Dice, {seed[m][0]:.2f}, and an infinite mean "
+                         f"surface distance, an empty prediction averaged in {{cite}}`{seed_study.CITATION}`.")  # fmt: skip
+    return "\n\n".join(texts)
+
+
+# --- the cases that fail -------------------------------------------------------------------------
+
+
+def failing_cases(results: StudyResults, n: int = 3, split: str | None = None) -> pd.DataFrame:
+    """The ``n`` cases with a lesion with the lowest Dice averaged over the losses (collapsed ones left out).
+
+    Columns: ``case_id``, ``stratum``, ``burden_percent``, ``ref_volume_ml``, ``n_ref_lesions``,
+    ``dice`` (mean over the losses), ``best_loss_dice`` (the best loss's), ``ceiling``, ``baseline``,
+    ``volume_ratio`` (predicted over reference volume, mean over the losses) and
+    ``lesion_sensitivity`` (share of reference lesions detected, mean over the losses).
+    """
+    split = split or _split(results)
+    p = results.table("per_case", split)
+    p = p[p["n_ref"] > 0]
+    keep = [m for m in results.losses if m not in collapsed(results, split)] or results.losses
+    losses = p[p["method"].isin(keep)]
+    by_case = losses.groupby("case_id").agg(
+        dice=("dice", "mean"), best_loss_dice=("dice", "max"), pred=("pred_volume_ml", "mean"),
+        lesion_sensitivity=("lesion_sensitivity", "mean"))  # fmt: skip
+    first = p.drop_duplicates("case_id").set_index("case_id")
+    out = by_case.join(first[["stratum", "burden_percent", "ref_volume_ml", "n_ref_lesions"]])
+    for ref in ("ceiling", "baseline"):
+        out[ref] = p[p["method"] == ref].set_index("case_id")["dice"].reindex(out.index)
+    out["volume_ratio"] = out["pred"] / out["ref_volume_ml"]
+    out = out.sort_values("dice", kind="stable").head(n).reset_index()
+    return out[["case_id", "stratum", "burden_percent", "ref_volume_ml", "n_ref_lesions", "dice", "best_loss_dice",
+                "ceiling", "baseline", "volume_ratio", "lesion_sensitivity"]]  # fmt: skip
+
+
+def worst_case(results: StudyResults) -> str:
+    """The case with a lesion with the lowest mean Dice over the (non-collapsed) losses."""
+    return str(failing_cases(results, 1)["case_id"].iloc[0])
+
+
+def case_methods(results: StudyResults, case_id: str) -> list[str]:
+    """The methods the failing case's viewer shows: the loss with the highest Dice on the case (collapsed
+    losses left out) and the threshold baseline, which shows how much low-ZADC contrast the case has."""
+    split = _split(results)
+    p = results.table("per_case", split)
+    keep = [m for m in results.losses if m not in collapsed(results, split)] or results.losses
+    on_case = p[(p["case_id"] == case_id) & p["method"].isin(keep)].sort_values(
+        "dice", ascending=False, kind="stable"
+    )
+    best = [str(on_case["method"].iloc[0])] if len(on_case) else []
+    return best + [m for m in ("baseline",) if (p["method"] == m).any()]
+
+
+def case_figure(results: StudyResults, case_id: str | None = None, div_id: str = "discussion-case") -> None:
+    """The failing case in the book's slice viewer, with :func:`case_methods`' masks only (each method
+    adds its overlay's frames to the page: all of them would make it several MB)."""
+    from hie_core.report.display import show
+    from hie_core.report.results_page import case_arrays, method_label
+    from hie_core.report.slices import case_viewer
+
+    case_id = case_id or worst_case(results)
+    v = case_arrays(results, case_id, _split(results))
+    predictions = {method_label(m, results): v["predictions"][m]
+                   for m in case_methods(results, case_id) if m in v["predictions"]}  # fmt: skip
+    title = f"{case_id} ({'SYNTHETIC data' if results.synthetic else 'BONBID-HIE data'})"
+    show(
+        case_viewer(v["adc"], v["zadc"], v["label"], v["geometry"].spacing_mm, predictions, title=title),
+        div_id,
+    )
+
+
+def failing_table(results: StudyResults, n: int = 3):
+    """:func:`failing_cases` as a book table, with its source in the note."""
+    frame = failing_cases(results, n)
+    shown = pd.DataFrame({
+        "case": frame["case_id"], "burden (% of brain)": frame["burden_percent"].map(lambda v: f"{v:.2f}"),
+        "lesions": frame["n_ref_lesions"].map(lambda v: f"{v:.0f}"),
+        "volume (mL)": frame["ref_volume_ml"].map(lambda v: f"{v:.1f}"),
+        "Dice, mean of losses": frame["dice"].map(lambda v: f"{v:.3f}"),
+        "best loss": frame["best_loss_dice"].map(lambda v: f"{v:.3f}"),
+        "ceiling": frame["ceiling"].map(lambda v: "-" if not math.isfinite(v) else f"{v:.3f}"),
+        "baseline": frame["baseline"].map(lambda v: "-" if not math.isfinite(v) else f"{v:.3f}"),
+        "predicted / reference volume": frame["volume_ratio"].map(lambda v: f"{v:.0%}"),
+        "lesions detected": frame["lesion_sensitivity"].map(lambda v: f"{v:.0%}"),
+    })  # fmt: skip
+    split = _split(results)
+    note = (f"{SYNTHETIC_LABEL if results.synthetic else 'BONBID-HIE data'}; {split} split; from "
+            f"results/per_case_{split}.csv. Dice, volume and detection: means over the losses and their runs"
+            f"{', collapsed losses left out' if collapsed(results, split) else ''}; ceiling: the reference label "
+            "sent to the training grid and back; baseline: ZADC < -2.")  # fmt: skip
+    return table(shown, note=note, data=frame, csv_name=f"failing-cases-{split}")
+
+
+def _diagnosis(row: pd.Series, baseline_mean: float) -> str:
+    """Why a case fails: the grid (its ceiling), the maps (the threshold's Dice there against its mean), or the
+    models; then whether they under-draw it or draw it in the wrong places."""
+    ceiling, baseline = row["ceiling"], row["baseline"]
+    if math.isfinite(ceiling) and ceiling < HIGH_DICE:
+        size = row["ref_volume_ml"] / max(row["n_ref_lesions"], 1)
+        cause = (f"the training grid itself loses much of it (ceiling {ceiling:.2f}): {row['n_ref_lesions']:.0f} "
+                 f"lesions in {row['ref_volume_ml']:.1f} mL, about {size:.2f} mL each")  # fmt: skip
+    elif math.isfinite(baseline) and math.isfinite(baseline_mean) and baseline < 0.5 * baseline_mean:
+        cause = (f"the grid keeps it (ceiling {ceiling:.2f}), but the ZADC < -2 threshold scores only {baseline:.2f} "
+                 f"there (its mean over the cases: {baseline_mean:.2f}), so the lesion shows little of the low-ZADC "
+                 "contrast the networks learn to find")  # fmt: skip
+    else:
+        cause = (f"the grid keeps it (ceiling {ceiling:.2f}) and the threshold scores {baseline:.2f} there (its mean: "
+                 f"{baseline_mean:.2f}): the trained models, not the data, fail here")  # fmt: skip
+    if row["volume_ratio"] < HIGH_DICE:
+        drawn = f"the losses draw only {row['volume_ratio']:.0%} of its volume"
+    else:
+        drawn = f"the losses draw {row['volume_ratio']:.0%} of its volume, but largely in the wrong places"
+    return f"{cause}; {drawn}, and detect {row['lesion_sensitivity']:.0%} of its {row['n_ref_lesions']:.0f} lesions"
+
+
+def failing_text(results: StudyResults, n: int = 3) -> str:
+    """Why each of the lowest-Dice cases fails, from its ceiling, its baseline and its lesions (Markdown)."""
+    frame = failing_cases(results, n)
+    split = _split(results)
+    parts = [f"{{numref}}`tbl-discussion-failing` lists the {plural(len(frame), 'case')} with the lowest Dice "
+             f"{_where(results, split)}, averaged over the losses. "]  # fmt: skip
+    t1 = results.table("table1", split).set_index("method")
+    baseline_mean = float(t1.loc["baseline", "dice_mean"]) if "baseline" in t1.index else float("nan")
+    for _, r in frame.iterrows():
+        parts.append(f"**{r['case_id']}** ({r['stratum']}, Dice {r['dice']:.3f}, best loss {r['best_loss_dice']:.3f}): "
+                     f"{_diagnosis(r, baseline_mean)}.")  # fmt: skip
+    shown = " and ".join(_name(m, results) for m in case_methods(results, str(frame["case_id"].iloc[0])))
+    parts.append(f"{{numref}}`fig-discussion-case` shows the first of them, {frame['case_id'].iloc[0]}, with the masks of "
+                 f"{shown}: pick one in the menu to see what it found, missed and added.")  # fmt: skip
+    return "\n\n".join([parts[0] + parts[1], *parts[2:]]) if len(parts) > 1 else parts[0]
+
+
+# --- lesion burden -------------------------------------------------------------------------------
+
+
+def burden_text(results: StudyResults) -> str:
+    """The strata by mean Dice over the (non-collapsed) losses; why the lowest one is lowest (Markdown)."""
+    split = _split(results)
+    s = results.table("strata", split)
+    keep = [m for m in results.losses if m not in collapsed(results, split)] or results.losses
+    rows = s[s["method"].isin(keep) & (s["stratum"] != "empty label") & (s["n_cases"] > 0)]
+    if rows["stratum"].nunique() < 2:
+        return "All cases with a lesion fall in one lesion-burden stratum, so the strata cannot be compared."
+    means = rows.groupby("stratum", sort=False)["dice_mean"].mean()
+    counts = rows.groupby("stratum", sort=False)["n_cases"].max()
+    ceil = s[s["method"] == "ceiling"].set_index("stratum")["dice_mean"]
+    lowest = str(means.idxmin())
+    text = ("Averaged over the losses, mean Dice by lesion burden was "
+            + ", ".join(f"{means[k]:.3f} in {k} ({plural(int(counts[k]), 'case')})" for k in means.index) + ".")  # fmt: skip
+    if lowest != "<1%":
+        p = results.table("per_case", split)
+        cases = p[(p["stratum"] == lowest) & p["method"].isin(keep)]
+        ratio = float(cases["pred_volume_ml"].sum() / cases["ref_volume_ml"].sum())
+        ceiling = f" where the grid's ceiling is {ceil[lowest]:.3f}" if lowest in ceil.index else ""
+        text += (f" The {lowest} stratum, not the smallest lesions, scored lowest{ceiling}: the losses' masks there hold "
+                 f"{ratio:.0%} of the reference volume, so its large lesions are under-drawn rather than missed.")  # fmt: skip
+        if int(counts[lowest]) < 5:
+            text += (f" With {plural(int(counts[lowest]), 'case')} it has no interval: a pattern to check on more "
+                     "cases, not a finding.")  # fmt: skip
+    return text
+
+
+# --- against published numbers -------------------------------------------------------------------
+
+
+def published_table(results: StudyResults):
+    """This study's Dice per loss beside the seed's (its 4 validation cases) and the published test-set results."""
+    split = _split(results)
+    losses = _losses(results, split)
+    where = f"this study ({'synthetic ' if results.synthetic else ''}{split}, {results.n_cases(split)} cases)"
+    rows = [{"method": _name(r["method"], results), where: _ci(r),
+             "seed study (4 validation cases)": f"{seed_study.SEED_TABLE[r['method']][0]:.3f}"
+             if r["method"] in seed_study.SEED_TABLE else "-"} for _, r in losses.iterrows()]  # fmt: skip
+    for p in PUBLISHED:
+        rows.append({"method": f"{p.method}, published (44 test cases)", where: "-",
+                     "seed study (4 validation cases)": "-", "published test set": f"{p.dice:.3f}"})  # fmt: skip
+    frame = pd.DataFrame(rows).fillna("-")
+    note = (f"Mean Dice over cases with a lesion. {SYNTHETIC_LABEL + '. ' if results.synthetic else ''}"
+            f"Seed: {seed_study.SEED_TABLE_NOTE} Published: " + "; ".join(f"{p.method}, {p.source}" for p in PUBLISHED)
+            + ".")  # fmt: skip
+    return table(frame, note=note, csv_name=f"published-{split}")
+
+
+def published_text(results: StudyResults) -> str:
+    """How these numbers relate to the seed's and the challenge's published ones (Markdown)."""
+    split = _split(results)
+    losses = _losses(results, split).set_index("method")
+    seed = {m: v[0] for m, v in seed_study.SEED_TABLE.items() if m in losses.index}
+    parts = []
+    if len(seed) >= 2:
+        ours = losses.loc[list(seed), "dice_mean"]
+        rho = pd.Series(seed).rank().corr(ours.rank(), method="spearman")
+        seed_top, our_top = max(seed, key=seed.get), ours.idxmax()
+        seed_low, our_low = min(seed, key=seed.get), ours.idxmin()
+        parts.append(
+            f"The seed study {{cite}}`{seed_study.CITATION}` ranked {_name(seed_top, results)} first and "
+            f"{_name(seed_low, results)} last by Dice on its 4 validation cases; {_where(results, split)} the highest "
+            f"mean Dice is {_name(our_top, results)}'s and the lowest {_name(our_low, results)}'s, a rank correlation "
+            f"of {rho:.2f} over the {len(seed)} losses. The seed's Dice ranged from {min(seed.values()):.2f} to "
+            f"{max(seed.values()):.2f}; here from {ours.min():.2f} to {ours.max():.2f}.")  # fmt: skip
+    cite, dice = CHALLENGE_SUMMARY
+    pub = "; ".join(f"{p.method} reached Dice {p.dice:.3f}, MASD {p.masd_mm:.2f} mm and NSD {p.nsd:.3f} {{cite}}`{p.citation}`, "
+                    f"{p.note}" for p in PUBLISHED)  # fmt: skip
+    parts.append(f"On the real 44-case test set, the organisers put U-Net and the other published methods at a Dice of "
+                 f"about {dice:.1f} {{cite}}`{cite}`; {pub}.")  # fmt: skip
+    if results.synthetic:
+        parts.append("None of these numbers can be set against this book's: they were computed on synthetic volumes whose "
+                     "lesions are drawn by a generator, with known truth and none of the real scans' variation. Only the "
+                     "order of the losses, and whether a loss collapses, can be compared, and only as a check of the "
+                     "pipeline.")  # fmt: skip
+    else:
+        parts.append("The seed's numbers are on 4 validation cases and a resampled grid in voxels, the published ones on "
+                     "the 44 test cases: only this book's test-split Dice is comparable with the published Dice, and the "
+                     "2023 leaderboard's surface distances may carry the evaluator's axis-order error.")  # fmt: skip
+    return " ".join(parts)
+
+
+def limitations(results: StudyResults) -> str:
+    """The study's limitations (Markdown list), as :mod:`hie_core.report.prose` computes them."""
+    return _limitations(results, _split(results)).removeprefix("**Limitations.**\n\n")
