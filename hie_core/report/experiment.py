@@ -24,6 +24,7 @@ from hie_core.metrics import METRIC_LABELS
 from hie_core.model import ARCH_LABELS
 from hie_core.report import display, tables
 from hie_core.report.sources import source_line, source_of_run
+from hie_core.report.study_records import RunConfig
 from hie_core.run_folder import RUN_FILES, RunResult, parse_run_folder_name, read_config
 
 __all__ = [
@@ -139,25 +140,30 @@ def seed_endpoints(result: RunResult) -> pd.DataFrame:
     return pd.DataFrame([r for r in rows if r is not None], columns=list(ENDPOINT_COLUMNS))
 
 
+def _run(result: RunResult) -> RunConfig:
+    """The run's ``config.json`` typed (:class:`hie_core.report.study_records.RunConfig`)."""
+    return RunConfig.of_run(result.run_dir, result.config)
+
+
 def _this_seed(result: RunResult, split: str = "test") -> pd.Series | None:
     """This run's row of :func:`seed_endpoints` on ``split`` (None without that split)."""
     table = seed_endpoints(result)
-    rows = table[(table["split"] == split) & (table["seed"] == str(result.config["config"].get("seed", 0)))]
+    rows = table[(table["split"] == split) & (table["seed"] == str(_run(result).seed))]
     return rows.iloc[0] if len(rows) else None
 
 
 def run_overview(result: RunResult):
     """One-row table (no index): loss, preset, data source, device, epochs, best epoch, and this seed's
     test Dice over the cases with a lesion (Table 1's endpoint)."""
-    cfg = result.config
+    cfg, run = result.config, _run(result)
     this = _this_seed(result)
     row = {
-        "loss": loss_label(cfg["config"]),
-        "network": ARCH_LABELS.get(cfg["config"].get("arch", "unet3d"), cfg["config"].get("arch")),
-        "preset": cfg["config"]["preset"],
-        "seed": cfg["config"].get("seed", 0),
+        "loss": loss_label(run.settings),
+        "network": ARCH_LABELS.get(run.arch, run.arch),
+        "preset": run.preset,
+        "seed": run.seed,
         "data": source_of_run(cfg).short,
-        "device": cfg.get("device_name"),
+        "device": run.device,
         "epochs run": result.summary.get("epochs_run"),
         "best epoch": result.summary.get("best_epoch"),
         "train s (this call)": round(result.summary.get("train_seconds_this_call", float("nan")), 1),
@@ -170,9 +176,9 @@ def training_curves(result: RunResult) -> None:
     """The loss and selection-Dice curves of this run (interactive)."""
     from hie_core.report.charts import training_curves_figure
 
-    loss = result.config["config"]["loss"]
-    label = loss_label(result.config["config"])
-    fig = training_curves_figure({label: {int(result.config["config"].get("seed", 0)): result.history}})
+    run = _run(result)
+    loss, label = run.loss, loss_label(run.settings)
+    fig = training_curves_figure({label: {run.seed: result.history}})
     fig.update_layout(
         title=dict(text=f"{label}, {source_of_run(result.config).short}", x=0.5, xanchor="center")
     )
@@ -247,7 +253,7 @@ def example_overlay(result: RunResult):
     if row is None:
         print("No case with a lesion to show.")
         return None
-    cases = {c.case_id: c for c in discover_cases(result.config["data_dir_resolved"])}
+    cases = {c.case_id: c for c in discover_cases(_run(result).data_dir)}
     arrays = load_case(cases[row["case_id"]])
     prediction = load_prediction(result.run_dir, cases[row["case_id"]])
     title = f"{arrays['case_id']} ({arrays['split']}), Dice {row['dice']:.3f}, {source_of_run(result.config).short}"

@@ -25,6 +25,7 @@ from typing import Any
 
 from hie_core.config import DEFAULTS
 from hie_core.methods import is_external, run_config
+from hie_core.run_folder import parse_run_folder_name
 
 __all__ = ["Design", "RunConfig", "StudyConfig"]
 
@@ -76,6 +77,24 @@ class RunConfig:
                    device=config.get("device_name"), synthetic=bool(config.get("synthetic")),
                    external=bool(config) and is_external(config), settings=dict(settings),
                    raw=dict(config))  # fmt: skip
+
+    @classmethod
+    def of_run(cls, run_dir: str | Path, config: Mapping[str, Any]) -> RunConfig:
+        """The record of one run's folder and its ``config.json`` (a run page's run, anywhere on disk).
+
+        Method, seed and fold come from a ``<method>/seed<k>[-fold<f>]`` folder; a folder named
+        otherwise (a notebook's own ``output_dir``) takes them from the run's settings.
+        """
+        run_dir = Path(run_dir)
+        settings = run_config(config) if config else {}
+        seed_fold = parse_run_folder_name(run_dir.name)
+        if seed_fold is None:
+            folds = int(settings.get("folds") or 0)
+            seed_fold = (int(settings.get("seed", 0)), settings.get("fold") if folds > 1 else None)
+            method = str(settings.get("loss") or run_dir.name)
+        else:
+            method = run_dir.parent.name
+        return cls.from_json(config, method, *seed_fold, run_dir)
 
     def get(self, key: str, default: Any = None) -> Any:
         """One run setting (a ``TrainConfig`` field) by name, ``default`` when the run did not record it."""
