@@ -180,3 +180,27 @@ def test_study_object_is_plain(tmp_path: Path) -> None:
     assert repr(Study(tmp_path)) == f"Study({str(tmp_path)!r})" and os.fspath(Study(tmp_path).path) == str(
         tmp_path
     )
+
+
+def test_run_config_of_a_run_folder_or_a_notebooks_own_folder(tmp_path: Path) -> None:
+    """A run page's run: seed and fold from ``<method>/seed<k>-fold<f>``, else from its settings."""
+    config = {"config": {"loss": "tversky", "seed": 3, "folds": 5, "fold": 2, "preset": "quick"},
+              "device_name": "CPU (test)", "data_dir_resolved": "/data"}  # fmt: skip
+    in_study = RunConfig.of_run(tmp_path / "tversky+hybrid_weight=0.3" / "seed3-fold2", config)
+    assert (in_study.method, in_study.seed, in_study.fold) == ("tversky+hybrid_weight=0.3", 3, 2)
+    elsewhere = RunConfig.of_run(tmp_path / "out", config)
+    assert (elsewhere.method, elsewhere.seed, elsewhere.fold, elsewhere.loss) == ("tversky", 3, 2, "tversky")
+    assert (elsewhere.arch, elsewhere.device, elsewhere.data_dir, elsewhere.preset) == (
+        "unet3d",
+        "CPU (test)",
+        "/data",
+        "quick",
+    )
+    plain = RunConfig.of_run(tmp_path / "out", {"config": {"loss": "dice", "data_dir": "/raw"}})
+    assert (plain.seed, plain.fold, plain.data_dir, plain.device, plain.external) == (
+        0,
+        None,
+        "/raw",
+        None,
+        False,
+    )

@@ -23,6 +23,7 @@ from collections.abc import Sequence
 
 import pandas as pd
 
+from hie_core.config import DEFAULTS
 from hie_core.losses import loss_label
 from hie_core.methods import COLUMN_LABELS, DECIMALS, UNIT_LABELS
 from hie_core.metrics import METRIC_LABELS
@@ -30,6 +31,7 @@ from hie_core.model import ARCH_LABELS
 from hie_core.report import display
 from hie_core.report.experiment import _sibling_runs, seed_endpoints
 from hie_core.report.sources import source_of_run
+from hie_core.report.study_records import RunConfig
 from hie_core.run_folder import HISTORY_FILE, read_summary, run_folder_name
 
 __all__ = [
@@ -121,7 +123,7 @@ def run_header(result):
     Args:
         result: A :class:`hie_core.run_folder.RunResult` (the notebook's run).
     """
-    cfg = result.config["config"]
+    cfg = RunConfig.of_result(result).settings
     source = source_of_run(result.config)
     data = ("the embedded **synthetic** BONBID-like dataset (no patients)" if source.synthetic
             else f"the BONBID-HIE release in `{source.folder}`")  # fmt: skip
@@ -133,7 +135,7 @@ def run_header(result):
         grid = "on their own grid"
     patches = f"{shape_text(cfg['patch_shape'])}-voxel patches" if cfg.get("patch_shape") else "whole volumes"
     widths = ", ".join(str(w) for w in cfg.get("widths") or [])
-    network = ARCH_LABELS.get(cfg.get("arch", "unet3d"), cfg.get("arch"))
+    network = ARCH_LABELS.get(cfg.get("arch", DEFAULTS["arch"]), cfg.get("arch"))
     steps = cfg.get("steps_per_epoch")
     per_epoch = (
         f"{display.plural(int(steps), 'step')} per epoch" if steps else "one pass over the cases per epoch"
@@ -148,7 +150,7 @@ def run_header(result):
         + f" on {patches} of the scans {grid}, batch {cfg.get('batch_size')}, {per_epoch}, "
         f"at most {display.plural(int(cfg.get('epochs', 0)), 'epoch')} with early stopping after "
         f"{display.plural(int(cfg.get('patience', 0)), 'epoch')} without a better selection Dice, "
-        f"augmentation `{cfg.get('augment')}`, on {result.config.get('device_name', 'an unknown device')}. "
+        f"augmentation `{cfg.get('augment')}`, on {RunConfig.of_result(result).device or 'an unknown device'}. "
         f"This page was executed for seed {cfg.get('seed', 0)}; {seed_text}."
     )
     return display.markdown(text)
@@ -172,7 +174,7 @@ def _histories(result) -> dict[int, tuple[pd.DataFrame, dict]]:
 
     out: dict[int, tuple[pd.DataFrame, dict]] = {}
     parent = Path(result.run_dir).resolve().parent
-    this_seed = int(result.config["config"].get("seed", 0))
+    this_seed = RunConfig.of_result(result).seed
     out[this_seed] = (result.history, result.summary)
     for seed in _seeds(result):
         if seed in out:
@@ -202,7 +204,7 @@ def curves_figure(result):
     from matplotlib.ticker import FuncFormatter
 
     histories = _histories(result)
-    label = loss_label(result.config["config"])
+    label = loss_label(RunConfig.of_result(result).settings)
     fig = display.BookFigure(figsize=(7.0, 3.3), layout="constrained")
     loss_ax, dice_ax = fig.subplots(1, 2)
     frames, best_text = [], []
@@ -266,7 +268,7 @@ def endpoint_table(result):
         "empty-label cases with a false positive": (f"{count(r['fp_cases'])} of {count(r['empty_cases'])}"
                                                     if r["empty_cases"] else "none in this split"),
     } for _, r in table.iterrows()]  # fmt: skip
-    cfg = result.config["config"]
+    cfg = RunConfig.of_result(result).settings
     not_run = [] if int(cfg.get("folds") or 0) > 1 else ["no cross-validation was run (split cv)"]
     note = ("Mean [95% bootstrap CI] on each case's native grid, by the code of Table 1 on the Results page. "
             "MASD is undefined where exactly one of prediction and reference is empty (for the mean of seeds: "
@@ -325,7 +327,7 @@ def _command(cfg: dict, seed: int) -> str:
 def reproduce_box(result) -> None:
     """A "Reproduce this run" box: the papermill command of each seed on this page, and where the run
     folder goes. Shown at the end of the page."""
-    cfg = result.config["config"]
+    cfg = RunConfig.of_result(result).settings
     commands = "<br>".join(f"<code>{html.escape(_command(cfg, seed))}</code>" for seed in _seeds(result))
     data = "" if source_of_run(result.config).synthetic else " -p data_dir YOUR_BONBID_FOLDER"
     text = (f"From the project folder, with its environment active (<code>. .venv/bin/activate</code>), one "

@@ -96,6 +96,11 @@ class RunConfig:
             method = run_dir.parent.name
         return cls.from_json(config, method, *seed_fold, run_dir)
 
+    @classmethod
+    def of_result(cls, result: Any) -> RunConfig:
+        """:meth:`of_run` of a loaded run (:class:`hie_core.run_folder.RunResult`: ``run_dir``, ``config``)."""
+        return cls.of_run(result.run_dir, result.config)
+
     def get(self, key: str, default: Any = None) -> Any:
         """One run setting (a ``TrainConfig`` field) by name, ``default`` when the run did not record it."""
         return self.settings.get(key, default)
