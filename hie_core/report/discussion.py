@@ -108,22 +108,22 @@ def _ci(row: pd.Series, metric: str = "dice", digits: int = 3) -> str:
 def short_abstract(results: StudyResults) -> str:
     """Design, answer and what the design could detect (Markdown, three labelled paragraphs)."""
     split = _split(results)
-    info = results.info
+    info = results.config
     losses = _losses(results, split)
     n_lesion = int(losses["n_cases"].max()) if len(losses) else 0
     data = ("a synthetic BONBID-like dataset (no patient data: the numbers test the pipeline, not the losses on "
             "real scans)" if results.synthetic else "the BONBID-HIE release")  # fmt: skip
-    folds = info["design"]["folds"]
+    folds = info.design.folds
     design = (f"**Design.** {plural(len(results.losses), 'loss', 'losses')}, each trained "
-              f"{plural(len(info['seeds']), 'time')} (seeds){f' in {folds}-fold cross-validation' if folds else ''} "
-              f"with the *{info['preset']}* preset on {data}, scored {_where(results, split)} "
+              f"{plural(len(info.seeds), 'time')} (seeds){f' in {folds}-fold cross-validation' if folds else ''} "
+              f"with the *{info.preset}* preset on {data}, scored {_where(results, split)} "
               f"({n_lesion} with a lesion) with the challenge's metrics on each scan's native grid.")  # fmt: skip
     h = results.table("hypotheses", split)
     primary = h[h["family"] == "primary"]
     verdicts = "; ".join(f"{_name(r['method'], results)} vs {_name(r['reference'], results)}: {r['verdict']} "
                          f"(Dice {r['estimate']:+.3f} [{r['ci_low']:+.3f}, {r['ci_high']:+.3f}])"
                          for _, r in primary.iterrows())  # fmt: skip
-    best = info.get("best_loss", {}).get(split, {})
+    best = info.best_loss.get(split, {})
     top = losses.sort_values("dice_mean", ascending=False, kind="stable").iloc[0] if len(losses) else None
     if best.get("named"):
         winner = f"{_name(best['candidate'], results)} had the best Dice, better than every other loss in paired tests."
