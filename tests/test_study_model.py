@@ -170,6 +170,18 @@ def test_report_pages_read_the_study_only_through_the_model() -> None:
     )
 
 
+def test_report_pages_read_study_json_typed() -> None:
+    """``results.info`` is the file as a dict: pages read ``results.config`` (StudyConfig) instead."""
+    offenders = [
+        f"{path.relative_to(ROOT)}:{node.lineno}"
+        for path in sorted((ROOT / "hie_core" / "report").rglob("*.py"))
+        if path.name not in _READERS
+        for node in ast.walk(ast.parse(path.read_text()))
+        if isinstance(node, ast.Attribute) and node.attr == "info"
+    ]
+    assert not offenders, "read results.config (typed) instead of results.info: " + ", ".join(offenders)
+
+
 def test_the_source_check_finds_a_call(tmp_path: Path) -> None:
     page = tmp_path / "page.py"
     page.write_text("import json\nfrom x import find_runs\nfind_runs('a')\njson.loads('{}')\n")
