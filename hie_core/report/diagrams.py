@@ -11,6 +11,7 @@ from typing import Any
 
 from matplotlib.patches import FancyBboxPatch
 
+from hie_core.config import DEFAULTS
 from hie_core.metrics import NSD_TOLERANCE_MM
 from hie_core.preprocess import DEFAULT_TARGET_SHAPE
 from hie_core.report.display import BookFigure
@@ -110,7 +111,7 @@ def unet_diagram(
     _box(ax, (-2.4, 0), f"input\n{enc[0]['in ch']} ch (ADC, ZADC)\n{enc[0]['feature map (D x H x W)']}",
          (1.8, 0.8), "#eeeeee")  # fmt: skip
     _arrow(ax, (-1.48, 0), (-1.02, 0))
-    norm = {"batch": "BatchNorm", "instance": "InstanceNorm"}[(model_kwargs or {}).get("norm", "batch")]
+    norm = {"batch": "BatchNorm", "instance": "InstanceNorm"}[(model_kwargs or {}).get("norm") or DEFAULTS["norm"]]
     ax.text(2.5, 0.75, f"each block: (3x3x3 conv -> {norm} -> LeakyReLU) x 2, then dropout where given",
             ha="center", fontsize=8)  # fmt: skip
     ax.set_xlim(-3.4, 8.7)

@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
+from hie_core.config import DEFAULTS
 from hie_core.io import ImageGeometry
 from hie_core.metrics import case_metrics
 from hie_core.model import ARCH_LABELS, DEFAULT_WIDTHS
@@ -84,7 +85,7 @@ def preprocessing_text(config: Mapping[str, Any]) -> str:
     else:
         text = (f"Both maps are resampled with SimpleITK (linear) to **{ours.describe()}** (D x H x W): each scan "
                 "keeps its extent and its resolution, so array sizes differ from case to case.")  # fmt: skip
-    if config.get("zadc_norm", "volume") == "atlas":
+    if config.get("zadc_norm", DEFAULTS["zadc_norm"]) == "atlas":
         text += (" ADC is then z-scored with the mean and standard deviation of its whole resampled volume; ZADC is "
                  "kept as it is, a z-score against the normative atlas already (the seed z-scored it again per "
                  "volume, which makes its scale depend on the lesion burden).")  # fmt: skip
@@ -317,8 +318,8 @@ def architectures_table(config: Mapping[str, Any], study_archs: Sequence[str] = 
 
     window = network_input(config)
     widths = tuple(int(w) for w in config.get("widths") or DEFAULT_WIDTHS)
-    spacing, norm = config.get("target_spacing_mm"), config.get("norm", "batch")
-    trained, rows = set(study_archs) or {config.get("arch", "unet3d")}, []
+    spacing, norm = config.get("target_spacing_mm"), config.get("norm", DEFAULTS["norm"])
+    trained, rows = set(study_archs) or {config.get("arch", DEFAULTS["arch"])}, []
     for arch in ARCHS:
         options = arch_options(arch, widths, window, spacing)
         model = build_model(arch, 2, widths, norm=norm, options=options)

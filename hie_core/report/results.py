@@ -44,6 +44,7 @@ from typing import Any
 
 import pandas as pd
 
+from hie_core.config import DEFAULTS
 from hie_core.errors import exit_on_user_error
 from hie_core.io import atomic_write_text
 from hie_core.report import hypotheses, lesion_tables, tables
@@ -101,8 +102,9 @@ def _grid(runs: StudyRuns) -> dict[str, list]:
         if run.method in runs.losses:
             config = run_config(run.config)
             for key in values:
-                if config.get(key, "unet3d" if key == "arch" else None) not in values[key]:
-                    values[key].append(config.get(key, "unet3d" if key == "arch" else None))
+                value = config.get(key, DEFAULTS.get(key))  # a field older runs lack: its default
+                if value not in values[key]:
+                    values[key].append(value)
     return values
 
 
