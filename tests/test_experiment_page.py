@@ -66,8 +66,13 @@ def test_curves_figure_has_every_seed_and_alt_text(study: Path) -> None:
     assert len(fig.axes[1].lines) == 2 + 2  # a Dice line and a best-epoch dot per seed
 
 
-def test_reproduce_box_names_each_seed(study: Path, capsys) -> None:
+def test_reproduce_box_names_each_seed_and_checks_the_run_folder(study: Path) -> None:
     run = load_run(study / "dice" / "seed1")
+    with pytest.raises(RuntimeError, match="0 predictions"):  # the folder holds no prediction yet
+        page.reproduce_box(run)
+    for case, split in zip(run.metrics["case_id"], run.metrics["split"], strict=True):
+        (run.run_dir / "predictions" / split).mkdir(parents=True, exist_ok=True)
+        (run.run_dir / "predictions" / split / f"{case}_lesion.mha").write_bytes(b"")
     shown = []
     import IPython.display
 
@@ -79,6 +84,7 @@ def test_reproduce_box_names_each_seed(study: Path, capsys) -> None:
         IPython.display.display = original
     box = shown[0]["text/html"]
     assert "Reproduce this run" in box and "-p loss dice -p seed 0" in box and "-p seed 1" in box
+    assert f"{len(run.metrics)} native-grid predictions" in box
 
 
 def test_label_page_makes_names_unique_per_loss() -> None:

@@ -304,8 +304,11 @@ def case_table(result):
     })  # fmt: skip
     cases = data.groupby("split")["case_id"].nunique()
     seeds = sorted(data["seed"].unique())
-    counts = "; ".join(f"{split} {display.plural(int(n), 'case')}" for split, n in cases.items())
-    note = (f"{counts}; {display.plural(len(seeds), 'seed')} each. Lesion burden: lesion volume over brain volume. "
+    names = {"test": "test", "val": "validation", "cv": "cross-validation"}
+    counts = _and(
+        [display.plural(int(cases[s]), f"{names[s]} case") for s in ("test", "cv", "val") if s in cases]
+    )
+    note = (f"{counts[0].upper() + counts[1:]}, each in {display.plural(len(seeds), 'seed')}. Lesion burden: lesion volume over brain volume. "
             "MASD is undefined (-) where exactly one of prediction and reference is empty. Volumes in "
             f"{UNIT_LABELS['ml']}.")  # fmt: skip
     return display.table(shown, note=note, scroll=True)
@@ -325,8 +328,19 @@ def _command(cfg: dict, seed: int) -> str:
 
 
 def reproduce_box(result) -> None:
-    """A "Reproduce this run" box: the papermill command of each seed on this page, and where the run
-    folder goes. Shown at the end of the page."""
+    """A "Reproduce this run" box: the papermill command of each seed on this page, where the run
+    folder goes, and the check that this run's folder is complete
+    (:func:`hie_core.report.experiment.check_run_folder`, which raises when it is not). Shown at the
+    end of the page."""
+    import contextlib
+    import io
+
+    from hie_core.report.experiment import check_run_folder
+
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        check_run_folder(result)
+    checked = printed.getvalue().strip()
     cfg = RunConfig.of_result(result).settings
     commands = "<br>".join(f"<code>{html.escape(_command(cfg, seed))}</code>" for seed in _seeds(result))
     data = "" if source_of_run(result.config).synthetic else " -p data_dir YOUR_BONBID_FOLDER"
@@ -334,5 +348,6 @@ def reproduce_box(result) -> None:
             f"command per seed{' (add' + html.escape(data) + ')' if data else ''}:<br>{commands}<br>"
             "Each writes its run folder under <code>runs/&lt;preset&gt;/&lt;loss&gt;/seed&lt;k&gt;/</code> "
             "(<code>-p output_dir</code> names another) and finds a finished run of the same code and "
-            "settings there instead of training again. The notebook's first cell lists every parameter.")  # fmt: skip
+            "settings there instead of training again. The notebook's first cell lists every parameter."
+            + (f" When this page ran, this seed's {html.escape(checked)}." if checked else ""))  # fmt: skip
     display.admonition("Reproduce this run", text, kind="tip")
