@@ -92,11 +92,8 @@ def test_the_failing_cases_against_their_ceiling_and_baseline(study: StudyResult
     assert "**T05** (>5%" in text and "the training grid itself loses much of it (ceiling 0.30)" in text
     # T11: the grid keeps it, the threshold scores 0.03 there against its mean: the maps show little contrast
     assert "**T11** (>5%" in text and "the ZADC < -2 threshold scores only 0.03 there" in text
-    assert discussion.case_methods(r, "T05") == [
-        "tversky",
-        "baseline",
-    ]  # the best loss on T05, then the baseline
-    assert "with the masks of Tversky and the ZADC < -2 threshold" in text
+    assert discussion.case_methods(r, "T05") == ["tversky"]  # the best loss on T05
+    assert "with the mask of Tversky, the best loss there" in text
     html = discussion.failing_table(r, 2)._repr_html_()
     assert "T05" in html and "0.300" in html and "SYNTHETIC" in html
 
@@ -139,10 +136,17 @@ def test_published_numbers_come_from_the_seed_and_the_cited_papers(
     assert "only this book's test-split Dice is comparable" in discussion.published_text(real)
 
 
-def test_headline_figure(study: StudyResults) -> None:
-    r = study
+def test_headline_figure_is_the_primary_contrasts_forest(tmp_path: Path) -> None:
+    r = _results(tmp_path, {"tversky": [BASE, BASE + 0.01], "tversky_hdt": [BASE + 0.05 + J, BASE + 0.06 + J],
+                            "baseline": [BASE - 0.1]})  # fmt: skip
     fig = discussion.headline_figure(r)
-    assert len(fig.csv_data) == 3 and "HausdorffDT" in fig.alt and "Dot plot" in fig.alt
+    assert list(fig.csv_data["contrast"]) == ["Tversky+HDT vs Tversky"] and fig.csv_data[
+        "metric"
+    ].tolist() == ["dice"]
+    assert (
+        fig.alt.startswith("Forest plot of the primary contrasts")
+        and "Tversky+HDT vs Tversky (dice) +0.05" in fig.alt
+    )
     assert fig.get_suptitle().startswith("SYNTHETIC")
 
 

@@ -8,7 +8,7 @@ figure computed on the page (:mod:`hie_core.report.mechanism`). Each sentence sa
 numbers come from, and on synthetic data each says so.
 
 - :func:`short_abstract` and :func:`headline_figure`: the front page's design, answer and what
-  the design could detect, in four short paragraphs, and Table 1's Dice per method with intervals;
+  the design could detect, in three short paragraphs, and the primary contrasts' forest plot;
 - :func:`can_say`: the verdicts, and the differences the design could and could not detect;
 - :func:`collapsed` and :func:`collapse_text`: a loss whose Dice collapses, shown from its
   predicted volumes and empty predictions, explained with the gradient figure;
@@ -146,34 +146,28 @@ def short_abstract(results: StudyResults) -> str:
 
 
 def headline_figure(results: StudyResults) -> BookFigure:
-    """Table 1's mean Dice per method with its 95% CI, the ceiling and the baseline as reference lines."""
+    """The answer at a glance: the primary contrasts (each hybrid against its base loss, Dice) in the Results
+    page's forest plot (:func:`hie_core.report.forest.forest_figure`): difference with its 95% CI, the
+    equivalence margin shaded, the detectable difference marked, the verdict in colour, shape and words."""
+    from hie_core.report import forest
+    from hie_core.report.results_page import method_label
+
     split = _split(results)
-    t = results.table("table1", split).set_index("method")
-    losses = _losses(results, split).sort_values("dice_mean", kind="stable")
-    fig = BookFigure(figsize=(6.4, 0.42 * len(losses) + 1.4), layout="constrained")
-    ax = fig.add_subplot()
-    y = np.arange(len(losses))
-    mean = losses["dice_mean"].to_numpy()
-    err = np.vstack([mean - losses["dice_ci_low"], losses["dice_ci_high"] - mean])
-    ax.errorbar(mean, y, xerr=err, fmt="o", color="#0072B2", capsize=3)
-    ax.set_yticks(y, [_name(m, results) for m in losses["method"]], fontsize=10)
-    styles = {"ceiling": ("#009E73", "--"), "baseline": ("#D55E00", ":")}
-    for ref, (colour, style) in styles.items():
-        if ref in t.index:
-            ax.axvline(float(t.loc[ref, "dice_mean"]), color=colour, linestyle=style,
-                       label=f"{_name(ref, results)} ({float(t.loc[ref, 'dice_mean']):.2f})")  # fmt: skip
-    ax.set_xlim(0, 1)
-    ax.tick_params(labelsize=10)
-    ax.set_xlabel(f"mean Dice, cases with a lesion ({'synthetic ' if results.synthetic else ''}{split} split)",
-                  fontsize=10)  # fmt: skip
-    if ax.get_legend_handles_labels()[0]:
-        ax.legend(fontsize=10, loc="upper left", frameon=False)
-    fig.suptitle(SYNTHETIC_LABEL if results.synthetic else "BONBID-HIE data", fontsize=10)
-    fig.csv_data = losses[["method", "n_cases", "n_runs", "dice_mean", "dice_ci_low", "dice_ci_high"]]
-    fig.csv_name = f"headline-dice-{split}"
-    fig.alt = ("Dot plot of each loss's mean Dice with its 95% confidence interval, highest at the top: "
-               + "; ".join(f"{_name(r['method'], results)} {r['dice_mean']:.2f}" for _, r in losses[::-1].iterrows())
-               + "; with vertical lines at the resampling ceiling and the threshold baseline.")  # fmt: skip
+    h = results.table("hypotheses", split)
+    primary = h[h["family"] == "primary"]
+    rows = forest.forest_data(primary if len(primary) else h, lambda m: method_label(m, results))
+    source = SYNTHETIC_LABEL if results.synthetic else "BONBID-HIE data"
+    fig = forest.forest_figure(rows, title=f"{source}, {split} split")
+    fig.csv_data, fig.csv_name = rows, f"headline-{split}"
+    what = (
+        "the primary contrasts, each hybrid loss minus its base loss,"
+        if len(primary)
+        else "the tested claims,"
+    )
+    fig.alt = (f"Forest plot of {what} as differences with their 95% confidence intervals: "
+               + "; ".join(f"{r['contrast']} ({r['metric']}) {r['estimate']:+.3f} (95% CI {r['ci_low']:+.3f} to {r['ci_high']:+.3f}), "
+                           f"{r['verdict']}" for _, r in rows.iterrows())
+               + "; the equivalence margin is shaded and the detectable difference marked.")  # fmt: skip
     return fig
 
 
@@ -314,34 +308,42 @@ def worst_case(results: StudyResults) -> str:
 
 
 def case_methods(results: StudyResults, case_id: str) -> list[str]:
-    """The methods the failing case's viewer shows: the loss with the highest Dice on the case (collapsed
-    losses left out) and the threshold baseline, which shows how much low-ZADC contrast the case has."""
+    """The loss with the highest Dice on the case (collapsed losses left out): the one the case figure shows."""
     split = _split(results)
     p = results.table("per_case", split)
     keep = [m for m in results.losses if m not in collapsed(results, split)] or results.losses
     on_case = p[(p["case_id"] == case_id) & p["method"].isin(keep)].sort_values(
         "dice", ascending=False, kind="stable"
     )
-    best = [str(on_case["method"].iloc[0])] if len(on_case) else []
-    return best + [m for m in ("baseline",) if (p["method"] == m).any()]
+    return [str(on_case["method"].iloc[0])] if len(on_case) else []
 
 
-def case_figure(results: StudyResults, case_id: str | None = None, div_id: str = "discussion-case") -> None:
-    """The failing case in the book's slice viewer, with :func:`case_methods`' masks only (each method
-    adds its overlay's frames to the page: all of them would make it several MB)."""
-    from hie_core.report.display import show
-    from hie_core.report.results_page import case_arrays, method_label
-    from hie_core.report.slices import case_viewer
+def case_figure(results: StudyResults, case_id: str | None = None) -> BookFigure:
+    """The failing case, still: the best loss's mask (first seed) against the reference over ZADC, on the slices
+    with reference or prediction (:func:`hie_core.report.stills.agreement_montage`).
 
+    A still, not the slice viewer: the viewer of one case weighs 1-4 MB with plotly.js, more than a page may.
+    """
+    from hie_core.report.results_page import case_arrays
+    from hie_core.report.stills import agreement_montage
+
+    split = _split(results)
     case_id = case_id or worst_case(results)
-    v = case_arrays(results, case_id, _split(results))
-    predictions = {method_label(m, results): v["predictions"][m]
-                   for m in case_methods(results, case_id) if m in v["predictions"]}  # fmt: skip
-    title = f"{case_id} ({'SYNTHETIC data' if results.synthetic else 'BONBID-HIE data'})"
-    show(
-        case_viewer(v["adc"], v["zadc"], v["label"], v["geometry"].spacing_mm, predictions, title=title),
-        div_id,
-    )
+    v = case_arrays(results, case_id, split)
+    method = next((m for m in case_methods(results, case_id) if m in v["predictions"]), None)
+    if method is None:
+        raise ValueError(f"{case_id}: no saved mask of a loss to show")
+    p = results.table("per_case", split)
+    row = p[(p["case_id"] == case_id) & (p["method"] == method)].iloc[0]
+    source = "SYNTHETIC data" if results.synthetic else "BONBID-HIE data"
+    title = f"{case_id}: {_name(method, results)}'s mask over ZADC, Dice {row['dice']:.3f} (mean of its runs); {source}"
+    fig = agreement_montage(v["zadc"], v["label"], v["predictions"][method], v["geometry"].spacing_mm, n=6,
+                            title=title)  # fmt: skip
+    fig.csv_data = p[p["case_id"] == case_id].reset_index(drop=True)
+    fig.csv_name = f"case-{case_id}"
+    fig.alt = (f"Six axial slices of case {case_id} over its ZADC map, each voxel coloured by agreement between "
+               f"{_name(method, results)}'s mask and the reference: true positives, misses and false positives.")  # fmt: skip
+    return fig
 
 
 def failing_table(results: StudyResults, n: int = 3):
@@ -400,8 +402,8 @@ def failing_text(results: StudyResults, n: int = 3) -> str:
         parts.append(f"**{r['case_id']}** ({r['stratum']}, Dice {r['dice']:.3f}, best loss {r['best_loss_dice']:.3f}): "
                      f"{_diagnosis(r, baseline_mean)}.")  # fmt: skip
     shown = " and ".join(_name(m, results) for m in case_methods(results, str(frame["case_id"].iloc[0])))
-    parts.append(f"{{numref}}`fig-discussion-case` shows the first of them, {frame['case_id'].iloc[0]}, with the masks of "
-                 f"{shown}: pick one in the menu to see what it found, missed and added.")  # fmt: skip
+    parts.append(f"{{numref}}`fig-discussion-case` shows the first of them, {frame['case_id'].iloc[0]}, with the mask of "
+                 f"{shown}, the best loss there: what it found, missed and added.")  # fmt: skip
     return "\n\n".join([parts[0] + parts[1], *parts[2:]]) if len(parts) > 1 else parts[0]
 
 
