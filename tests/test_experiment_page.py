@@ -52,6 +52,7 @@ def test_header_and_tables_show_every_seed(study: Path) -> None:
     rows = sum(len(pd.read_csv(study / "dice" / f"seed{s}" / "metrics.csv")) for s in (0, 1))
     assert html.count("<tr") == 1 + rows and "0.600" in html and "0.400" in html
     assert "n_pred" not in html and "masd_mm" not in html and "Dice" in html
+    assert "reference volume (mL)" in html  # a header never breaks inside its unit (no "m<wbr>L")
     assert aliases_in_page(html) == [] and copy_slips(html) == []
     endpoint = page.endpoint_table(run)._repr_html_()
     assert "mean of 2 seeds" in endpoint and "No cross-validation was run" in endpoint

@@ -209,7 +209,7 @@ def _is_number_column(column: pd.Series) -> bool:
     )
 
 
-_BREAK_AFTER = re.compile(r"(?<=[a-z])(?=[A-Z])|(?<=[+_/])(?=\w)")
+_BREAK_AFTER = re.compile(r"(?<=[a-z])(?<!\bm)(?=[A-Z])|(?<=[+_/])(?=\w)")  # never inside a unit such as mL
 
 
 def _breakable(header: str) -> str:
