@@ -92,8 +92,13 @@ def test_label_page_makes_names_unique_per_loss() -> None:
     nb = nbformat.v4.new_notebook()
     nb.cells = [nbformat.v4.new_markdown_cell("{numref}`tbl-exp-runs` and {numref}`fig-exp-curves`"),
                 nbformat.v4.new_code_cell("x", metadata={"mystnb": {"figure": {"caption": "c", "name": "tbl-exp-runs"}}})]  # fmt: skip
+    config = nbformat.v4.new_code_cell("config = notebook_config(loss=loss)", outputs=[
+        nbformat.v4.new_output("stream", name="stdout", text="preset: quick; patches (16, 48, 48)\n"),
+        nbformat.v4.new_output("stream", name="stderr", text="UserWarning: a warning the reader sees\n")])  # fmt: skip
+    nb.cells.append(config)
     page.label_page(nb, "tversky_hdt@segresnet")
     page.label_page(nb, "tversky_hdt@segresnet")  # idempotent
+    assert [o["name"] for o in config.outputs] == ["stderr"]
     assert (
         nb.cells[0].source
         == "{numref}`tbl-exp-tversky-hdt-segresnet-runs` and {numref}`fig-exp-tversky-hdt-segresnet-curves`"

@@ -91,9 +91,15 @@ LABEL_PREFIXES = ("tbl-exp-", "fig-exp-")
 
 
 def label_page(nb, method: str):
-    """Rename the page's figure and table names (``tbl-exp-...``, ``fig-exp-...``) and the ``{numref}``
-    references to them to ``tbl-exp-<method>-...``, so the six experiment pages of one book hold no
-    duplicate label (in place; returns ``nb``).
+    """Make an executed training notebook an appendix page of the book (in place; returns ``nb``).
+
+    - Its figure and table names (``tbl-exp-...``, ``fig-exp-...``) and the ``{numref}`` references
+      to them become ``tbl-exp-<method>-...``, so the six experiment pages of one book hold no
+      duplicate label;
+    - the settings line that the configuration cell prints (``notebook_config``: "preset: quick
+      ...; patches (16, 48, 48) ...", a code line cut off at 800 px) is dropped from the page: the
+      run header in words (:func:`run_header`) says the same. Its other outputs (warnings, errors)
+      stay.
 
     Args:
         nb: The executed notebook (``nbformat`` node).
@@ -114,6 +120,9 @@ def label_page(nb, method: str):
             figure["name"] = rename(figure["name"])
         if cell.cell_type == "markdown":
             cell.source = rename(cell.source)
+        elif cell.cell_type == "code" and "notebook_config(" in cell.source:
+            cell.outputs = [o for o in cell.get("outputs", []) if not (o.get("output_type") == "stream"
+                                                                       and o.get("name") == "stdout")]  # fmt: skip
     return nb
 
 
