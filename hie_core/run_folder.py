@@ -25,7 +25,7 @@ import fcntl
 import json
 import os
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -61,6 +61,7 @@ __all__ = [
     "read_config",
     "read_failure",
     "read_summary",
+    "resolve_data_dir",
     "run_folder_name",
     "run_folders",
     "run_lock",
@@ -276,6 +277,32 @@ def run_lock(run_dir: str | Path) -> Iterator[None]:
                 with contextlib.suppress(OSError):
                     folder.rmdir()
         os.close(fd)
+
+
+def resolve_data_dir(config: Any) -> Path:
+    """The data folder a run reads: its ``data_dir`` (which must exist), or the synthetic set (generated on first use).
+
+    Args:
+        config: a run configuration, or a mapping of its fields; read are ``data_dir``,
+            ``synthetic_preset`` and ``synthetic_test_cases`` (0: the synthetic preset's count).
+
+    Raises:
+        UserError: ``data_dir`` names no folder.
+    """
+    field = config.get if isinstance(config, Mapping) else lambda name: getattr(config, name)
+    data_dir = field("data_dir")
+    if data_dir:
+        path = Path(data_dir).expanduser().resolve()
+        if not path.is_dir():
+            raise UserError(
+                f"data_dir {data_dir!r}: no such folder; give a BONBID-HIE folder, or '' for the embedded synthetic dataset"
+            )
+        return path
+    from hie_core.synthetic import ensure_synthetic_dataset
+
+    test_cases = field("synthetic_test_cases")
+    counts = {"test": test_cases} if test_cases else None
+    return Path(ensure_synthetic_dataset(preset=field("synthetic_preset"), seed=0, counts=counts))
 
 
 def project_root(start: Path | None = None) -> Path:

@@ -25,7 +25,7 @@ from hie_core.run_folder import (
 PACKAGE = Path(run_folder.__file__).resolve().parent
 #: Ways to spell a run folder's name outside its module: an f-string ``seed{...}`` or
 #: ``-fold{...}``, a regular expression ``seed(\d+)`` / ``seed\d+``, a glob ``seed*``.
-NAME_SPELLINGS = re.compile(r"""(?<![\w-])seed\{|-fold\{|seed\(?\\d|(?<![\w*-])seed\*""")
+NAME_SPELLINGS = re.compile(r"""(?<![\w-])seed\{\w|-fold\{\w|seed\(?\\d|(?<![\w*-])seed\*""")
 
 
 def test_name_round_trip() -> None:
@@ -117,6 +117,7 @@ def test_pattern_catches_the_old_spellings() -> None:
     ]
     assert all(NAME_SPELLINGS.search(line) for line in old)
     assert not NAME_SPELLINGS.search('return base / "synthetic" / f"{preset}-seed{seed}{custom}"')
+    assert not NAME_SPELLINGS.search("f\"command per seed{' (add' + data + ')' if data else ''}\"")
     assert json.loads(json.dumps(run_folder.RUN_FILES)) == [
         "config.json",
         "history.csv",

@@ -113,8 +113,8 @@ def test_papermill_parameters_keep_their_types():
         (["--seeds", "0"], "--seeds must be at least 1"),
         (["--seeds", "two"], "argument --seeds: invalid int value: 'two'"),
         (["--jobs", "0"], "--jobs must be at least 1"),
-        (["--set", "widths=[4]"], "--set widths: not a parameter"),
-        (["--set", "epochs=0"], "epochs must be at least 1"),
+        (["--set", "widths=[4]"], "widths must be 4 whole numbers >= 1"),  # checked against the schema
+        (["--set", "epochs=0"], "epochs must be >= 1, got 0"),
         (["--no-wait"], "--no-wait applies to --cluster slurm only"),
         (["--device", "cuda:7"], "cuda:7"),
     ],

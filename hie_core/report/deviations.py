@@ -267,7 +267,7 @@ def _code_rows(
     """Deviations fixed in the code, whatever the preset (read from its constants)."""
     from hie_core.model import UNet3D
     from hie_core.preprocess import preprocess_case
-    from hie_core.training.step import l1_weights
+    from hie_core.protocol import l1_weights
 
     label = (
         config.get("label_interpolation")
@@ -325,7 +325,7 @@ def _same(a: Any, b: Any) -> bool:
 
 def _config_rows(config: Mapping[str, Any]) -> list[dict[str, str]]:
     """A row per setting that differs from the seed's description, or else from the resolved seed preset."""
-    from hie_core.training.config import make_config
+    from hie_core.config import jsonable, preset_values
 
     rows = []
     unused = set() if config.get("patch_shape") else {"foreground_fraction"}  # no patches, nothing to centre
@@ -335,13 +335,13 @@ def _config_rows(config: Mapping[str, Any]) -> list[dict[str, str]]:
             rows.append(_row(_ASPECT.get(field, field.replace("_", " ")), _SEED_WORDS.get(field) or
                              _setting(field, seed, "not described"), _setting(field, ours, "none"), _why(field, config)))  # fmt: skip
     if config.get("patch_shape") and "sw_overlap" in config:
-        from hie_core.training.fit import Selection
+        from hie_core.protocol import SELECTION_OVERLAP
 
         rows.append(_row("prediction", "the whole resampled volume at once", f"sliding window, overlap "
                          f"{_fmt(config['sw_overlap'])}", "patches cover any volume size"))  # fmt: skip
         mirrored = ", not mirrored" if config.get("mirror_axes") else ""
         rows.append(_row("selection-set scoring", "the whole resampled volume at once", f"sliding window, overlap "
-                         f"{_fmt(Selection.OVERLAP)}{mirrored}", "it only ranks epochs; overlapping windows every epoch "
+                         f"{_fmt(SELECTION_OVERLAP)}{mirrored}", "it only ranks epochs; overlapping windows every epoch "
                          "cost about a third of a quick run"))  # fmt: skip
     if int(config.get("folds") or 0) >= 2:
         rows.append(_row("cross-validation", "none: 4 validation cases", f"{config['folds']} folds over the training "
@@ -350,7 +350,7 @@ def _config_rows(config: Mapping[str, Any]) -> list[dict[str, str]]:
     rows += _loss_rows(config)
     handled = set(SEED_PROTOCOL) | _NOT_PROTOCOL | set(LOSS_SETTINGS) | {"widths", "prior_probability", "l1", "arch",
               "selection_fraction", "label_interpolation", "sw_overlap", "dropout", "folds"}  # fmt: skip
-    seed_preset = make_config(preset="seed", device="cpu").to_dict()
+    seed_preset = jsonable({**preset_values("seed", "cpu"), "device": "cpu"})
     for field in sorted(set(config) - handled):
         if field in seed_preset and not _same(config[field], seed_preset[field]):
             rows.append(_row(field.replace("_", " "), f"seed preset: {_fmt(seed_preset[field], 'none')}",
@@ -461,8 +461,8 @@ def deviations_table(
 def study_deviations(study_dir: str = "", preset: str = "seed") -> pd.DataFrame:
     """:func:`deviations_table` of a study (from ``results/study.json``), or of a preset when ``study_dir`` is empty."""
     if not study_dir:
-        from hie_core.training.config import make_config
+        from hie_core.config import jsonable, preset_values
 
-        return deviations_table(make_config(preset=preset, device="cpu").to_dict())
+        return deviations_table(jsonable({**preset_values(preset, "cpu"), "device": "cpu"}))
     info = load_study(study_dir).require_results().config
     return deviations_table(dict(info.run_config), info.synthetic, len(info.seeds), dict(info.n_cases))

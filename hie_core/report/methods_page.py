@@ -49,9 +49,9 @@ def study_config(study_dir: str = "", preset: str = "seed") -> dict[str, Any]:
     """
     if study_dir:
         return load_study(study_dir).run_settings
-    from hie_core.training.config import make_config
+    from hie_core.config import jsonable, preset_values
 
-    return make_config(preset=preset, device="cpu").to_dict()
+    return jsonable({**preset_values(preset, "cpu"), "device": "cpu"})  # as config.json holds it
 
 
 def study_archs(study_dir: str = "") -> tuple[str, ...]:
@@ -406,19 +406,19 @@ def setting_text(field: str, value: Any) -> str:
 
 
 def protocol_table(device: str = "cpu") -> pd.DataFrame:
-    """Every preset's settings as :func:`hie_core.training.config.make_config` resolves them on ``device``.
+    """Every preset's settings as :func:`hie_core.config.preset_values` resolves them on ``device``.
 
     Rows are the protocol's settings that the configuration has; ``from`` says whether a preset
     sets the value or it is the ``TrainConfig`` default (or chosen for the device).
     """
-    from hie_core.training.config import PRESETS, TrainConfig, make_config
+    from hie_core.config import FIELD_NAMES, PRESETS, preset_settings, preset_values
 
-    configs = {name: make_config(preset=name, device=device) for name in PRESETS}
-    fields = {f.name for f in dataclasses.fields(TrainConfig)}
+    configs = {name: preset_values(name, device) for name in PRESETS}
+    fields = set(FIELD_NAMES)
     rows = []
     for field, meaning in [(f, m) for f, m in _PROTOCOL if f in fields]:
         row = {"setting": meaning, "parameter": f"<code>{field}</code>"}
-        row.update({name: setting_text(field, getattr(cfg, field)) for name, cfg in configs.items()})
-        row["from"] = "preset" if any(field in v for v in PRESETS.values()) else "TrainConfig default"
+        row.update({name: setting_text(field, cfg[field]) for name, cfg in configs.items()})
+        row["from"] = "preset" if any(field in preset_settings(n) for n in PRESETS) else "TrainConfig default"
         rows.append(row)
     return pd.DataFrame(rows)

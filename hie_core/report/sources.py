@@ -78,13 +78,15 @@ def source_line(source: DataSource, preset: str | None = None, device: str | lis
 
 def study_dir_for(study_dir: str = "", preset: str = "auto") -> Path:
     """``study_dir``, or ``<runs>/<preset>`` when empty (``runs`` under the project root, or
-    ``$HIE_RUNS_DIR``: :func:`hie_core.training.experiment.runs_root`)."""
+    ``$HIE_RUNS_DIR``: :func:`hie_core.run_folder.runs_root`)."""
     if study_dir:
         return Path(study_dir).expanduser()
-    from hie_core.run_folder import runs_root
-    from hie_core.training.config import make_config
+    import torch
 
-    return runs_root() / make_config(preset=preset).preset
+    from hie_core.config import resolve_preset_name
+    from hie_core.run_folder import runs_root
+
+    return runs_root() / resolve_preset_name(preset, "cuda" if torch.cuda.is_available() else "cpu")
 
 
 def data_source(study_dir: str = "", data_dir: str = "") -> DataSource:
@@ -104,10 +106,10 @@ def data_source(study_dir: str = "", data_dir: str = "") -> DataSource:
     if study_dir:
         folder = Path(load_study(study_dir).data_dir)
     else:
-        from hie_core.training.config import make_config
-        from hie_core.training.experiment import resolve_data_dir
+        from hie_core.config import preset_values
+        from hie_core.run_folder import resolve_data_dir
 
-        folder = resolve_data_dir(make_config(preset="quick", device="cpu", data_dir=data_dir))
+        folder = resolve_data_dir({**preset_values("quick", "cpu"), "data_dir": data_dir})
     if not folder.is_dir():
         raise FileNotFoundError(f"{folder}: data folder not found (named by {study_dir or 'data_dir'})")
     return source_of_folder(folder)

@@ -44,6 +44,7 @@ from hie_core.run_folder import (
     RunFolderError,
     parse_run_folder_name,
     read_config,
+    run_folder_name,
     study_run_folders,
 )
 
@@ -215,7 +216,7 @@ class Study:
             run = next((r for r in self.runs.of(method) if (r.seed, r.fold) == (seed, fold)), None)
             if run is None:
                 raise KeyError(
-                    f"no finished run {method}/seed{seed}" + (f"-fold{fold}" if fold is not None else "")
+                    f"no finished run {method}/{run_folder_name(seed, fold)}"
                 )
             self._histories[key] = run.history()
         return self._histories[key]

@@ -63,7 +63,7 @@ def check_runs(runs: Sequence, configure: Callable[[dict], object], memory: bool
 
 @contextlib.contextmanager
 def study_lock(study_dir: Path) -> Iterator[None]:
-    """Hold ``study_dir``'s lock while the block runs (:func:`hie_core.training.experiment.run_lock`).
+    """Hold ``study_dir``'s lock while the block runs (:func:`hie_core.run_folder.run_lock`).
 
     Raises:
         StudyBusyError: another process holds it; the message names the folder and its PID.

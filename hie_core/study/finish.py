@@ -59,7 +59,7 @@ def finish_study(root: Path, study_dir: Path, data: Path, config, outcomes: list
     process at a time finishes a study (a lock on ``<study>/results``): a second one started
     together says so and stops after its runs.
     """
-    from hie_core.training.experiment import RunLockedError, run_lock
+    from hie_core.run_folder import RunLockedError, run_lock
 
     try:
         with run_lock(study_dir / "results"):

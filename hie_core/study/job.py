@@ -289,7 +289,7 @@ class GridJob(submitit.helpers.Checkpointable):
             print_outcome(outcome)
 
     def _run(self, run: GridRun) -> RunOutcome:
-        """Lock the run folder (:func:`hie_core.training.experiment.run_lock`), then run its notebook.
+        """Lock the run folder (:func:`hie_core.run_folder.run_lock`), then run its notebook.
 
         A folder another process holds is this run's failure, reported with that process's PID;
         its notebook and log are left as they are.

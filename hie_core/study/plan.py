@@ -40,8 +40,8 @@ DESIGNS = ("default", "powered")
 
 
 def _runs_dir(given: str) -> Path:
-    """``--runs-dir``, else :func:`hie_core.training.experiment.runs_root` (``runs/`` or ``$HIE_RUNS_DIR``)."""
-    from hie_core.training.experiment import runs_root
+    """``--runs-dir``, else :func:`hie_core.run_folder.runs_root` (``runs/`` or ``$HIE_RUNS_DIR``)."""
+    from hie_core.run_folder import runs_root
 
     return Path(given) if given else runs_root()
 
@@ -232,8 +232,9 @@ def plan_study(runs_dir: Path, study: str, losses: Sequence[str], seeds: int | N
     """
     from hie_core.data import load_dataset
     from hie_core.outputs import Read, check_outputs
+    from hie_core.run_folder import project_root, resolve_data_dir
     from hie_core.synthetic import is_synthetic_dir
-    from hie_core.training.experiment import default_study_name, project_root, resolve_data_dir
+    from hie_core.training.experiment import default_study_name
 
     _check_losses_seeds(losses, seeds, seed_start)
     combos, overrides = _method_grid(losses, grid or {}, overrides or {})

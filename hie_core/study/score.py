@@ -144,8 +144,8 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _default_data_dir() -> Path:
+    from hie_core.run_folder import resolve_data_dir
     from hie_core.training.config import make_config
-    from hie_core.training.experiment import resolve_data_dir
 
     return resolve_data_dir(make_config(preset="quick", device="cpu"))
 

@@ -65,7 +65,7 @@ from hie_core.fingerprint import (
 )
 from hie_core.io import atomic_write_text
 from hie_core.metrics import METRIC_NAMES, summarize
-from hie_core.run_folder import (
+from hie_core.run_folder import (  # noqa: F401 (the run folder's names, re-exported for older imports)
     RUN_FILES,
     SUMMARY_FILE,
     RunFolderError,
@@ -76,6 +76,7 @@ from hie_core.run_folder import (
     project_root,
     read_config,
     read_summary,
+    resolve_data_dir,
     run_folder_name,
     run_lock,
     runs_root,
@@ -124,20 +125,6 @@ FOLD_SEED = 0
 CV_SPLIT = "cv"
 #: Splits pooled for cross-validation (``None``: a folder without split folders).
 POOL_SPLITS = ("train", "val", None)
-
-
-def resolve_data_dir(config: TrainConfig) -> Path:
-    """The data folder: the user's (which must exist), or the synthetic set (generated on first use)."""
-    if config.data_dir:
-        path = Path(config.data_dir).expanduser().resolve()
-        if not path.is_dir():
-            raise UserError(f"data_dir {config.data_dir!r}: no such folder; give a BONBID-HIE folder, or '' for "
-                            "the embedded synthetic dataset")  # fmt: skip
-        return path
-    from hie_core.synthetic import ensure_synthetic_dataset
-
-    counts = {"test": config.synthetic_test_cases} if config.synthetic_test_cases else None
-    return Path(ensure_synthetic_dataset(preset=config.synthetic_preset, seed=0, counts=counts))
 
 
 def summarize_metrics(metrics: pd.DataFrame) -> dict:

@@ -32,6 +32,7 @@ import torch
 from hie_core import model as networks
 from hie_core.augment.config import derive_seed
 from hie_core.losses import loss_from_config
+from hie_core.protocol import SELECTION_OVERLAP
 from hie_core.training.batches import (
     STREAM_AUGMENT,
     STREAM_DROPOUT,
@@ -128,8 +129,8 @@ class Selection:
     run). Predictions of the reported splits blend overlapping windows (``sw_overlap``).
     """
 
-    #: Overlap of the selection set's sliding windows.
-    OVERLAP = 0.0
+    #: Overlap of the selection set's sliding windows (:data:`hie_core.protocol.SELECTION_OVERLAP`).
+    OVERLAP = SELECTION_OVERLAP
 
     def __init__(self, items: Sequence[TrainItem], config: TrainConfig) -> None:
         device = torch.device(config.device)

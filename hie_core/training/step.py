@@ -33,6 +33,7 @@ import torch
 from torch import nn
 
 from hie_core.losses import hausdorff_distance_field
+from hie_core.protocol import l1_weights
 
 __all__ = [
     "FastOptions",
@@ -40,7 +41,6 @@ __all__ = [
     "TrainStep",
     "make_train_step",
     "train_epoch",
-    "l1_weights",
     "COMPILE_MODES",
 ]
 
@@ -93,11 +93,6 @@ def _nonfinite(step: int, loss: float, norm: float) -> NonFiniteStep:
     if not math.isfinite(loss):
         return NonFiniteStep(step, "training loss", loss)
     return NonFiniteStep(step, "gradient norm", norm)
-
-
-def l1_weights(model: nn.Module) -> list[nn.Parameter]:
-    """Parameters under the L1 penalty: those with ``ndim > 1`` (convolution weights)."""
-    return [p for p in model.parameters() if p.ndim > 1]
 
 
 class TrainStep:
