@@ -13,9 +13,10 @@ This module is the folder's one owner, below training, report and study: the fol
 built only by :func:`run_folder_name` and read only by :func:`parse_run_folder_name`. It
 imports nothing above the core.
 
-``config.json`` is returned as it is on disk (a dict). Upgrading an old configuration to the
-current fields is the configuration loader's job; :func:`read_config` is the one place that
-reads the file, so that loader is called from here once it exists.
+``config.json`` is read in one place, :func:`read_config`, as it is on disk (a dict: the
+configuration under ``"config"``, with the run's provenance). :func:`read_settings` gives the
+configuration upgraded to the current schema by the one loader,
+:func:`hie_core.config.upgrade_config`, so a run folder written by an older version reads like a new one.
 """
 
 from __future__ import annotations
@@ -59,6 +60,7 @@ __all__ = [
     "prediction_path",
     "project_root",
     "read_config",
+    "read_settings",
     "read_failure",
     "read_summary",
     "resolve_data_dir",
@@ -170,7 +172,7 @@ def read_config(run_dir: str | Path) -> dict | None:
     """The run folder's ``config.json`` as a dict, or None when the folder has none.
 
     The dict is the file's content (``{"config": {...}, ...}``), as written by the code of its
-    day; the configuration loader upgrades its ``config`` entry.
+    day; :func:`read_settings` upgrades its ``config`` entry.
 
     Raises:
         RunFolderError: the file exists but is unreadable or is not a run's record; the message
@@ -187,6 +189,19 @@ def read_config(run_dir: str | Path) -> dict | None:
     except (OSError, ValueError, KeyError, TypeError):
         raise RunFolderError(f"{path}: unreadable; delete {run_dir} to start this run over") from None
     return info
+
+
+def read_settings(run_dir: str | Path) -> dict | None:
+    """The run's configuration upgraded to every current field (:func:`hie_core.config.upgrade_config`); None without ``config.json``.
+
+    Raises:
+        RunFolderError: ``config.json`` is unreadable (:func:`read_config`).
+        hie_core.errors.ConfigError: a stored value the schema refuses, naming the field.
+    """
+    from hie_core.config import upgrade_config
+
+    info = read_config(run_dir)
+    return None if info is None else upgrade_config(info["config"])
 
 
 def read_summary(run_dir: str | Path) -> dict | None:

@@ -9,12 +9,14 @@ from pathlib import Path
 import pytest
 
 from hie_core import run_folder
+from hie_core.config import DEFAULTS, FIELD_NAMES
 from hie_core.run_folder import (
     RunFolderError,
     is_finished_run,
     parse_run_folder_name,
     read_config,
     read_failure,
+    read_settings,
     read_summary,
     run_folder_name,
     run_folders,
@@ -60,10 +62,13 @@ def test_run_folders_in_seed_then_fold_order(tmp_path: Path) -> None:
 def test_records_round_trip_and_damage(tmp_path: Path) -> None:
     run = tmp_path / "seed0"
     run.mkdir()
-    assert read_config(run) is None and read_summary(run) is None and read_failure(run) is None
+    assert read_config(run) is None and read_settings(run) is None
+    assert read_summary(run) is None and read_failure(run) is None
     write_json({"config": {"loss": "dice", "seed": 0}, "synthetic": True}, run / run_folder.CONFIG_FILE)
     write_json({"splits": {"test": {"dice": 0.5}}}, run / run_folder.SUMMARY_FILE)
     assert read_config(run) == {"config": {"loss": "dice", "seed": 0}, "synthetic": True}
+    settings = read_settings(run)
+    assert settings["loss"] == "dice" and settings["arch"] == DEFAULTS["arch"]  # a missing field: its default
     assert read_summary(run)["splits"]["test"]["dice"] == 0.5
     assert not is_finished_run(run)
     for name in run_folder.RUN_FILES:
@@ -90,6 +95,8 @@ def test_run_folders_written_before_still_load() -> None:
         info = read_config(run)
         assert info is not None and isinstance(info["config"], dict), run
         assert parse_run_folder_name(run.name) == (info["config"]["seed"], None)
+        settings = read_settings(run)  # upgraded by the one loader: every current field
+        assert set(settings) == set(FIELD_NAMES) and settings["seed"] == info["config"]["seed"]
         if is_finished_run(run):
             assert run_folder.load_run(run).metrics.shape[0] > 0
 
