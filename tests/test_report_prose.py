@@ -44,7 +44,7 @@ def test_a_winner_is_named_only_when_the_tests_support_it(tmp_path: Path) -> Non
     disc = prose.discussion(r)
     assert "between-seed SD of a loss's mean Dice ranged from" in disc and "(DiceFocal+HDT)" in disc
     assert "The intervals carry this spread" in disc and "resamples runs as well as cases" in disc
-    assert "DiceFocal+HDT - DiceFocal: case " in disc and ", case x run " in disc  # the variance components
+    assert "DiceFocal+HDT - DiceFocal: case " in disc and ", case × run " in disc  # the variance components
     assert "(t tests on the mean difference)" in disc
     assert "A test that did not reach significance means the difference was not detectable" in disc
     assert "Averaged over the losses, mean Dice was" in disc and "(n = 6)" in disc
@@ -55,7 +55,7 @@ def test_a_winner_is_named_only_when_the_tests_support_it(tmp_path: Path) -> Non
         "first chosen by comparing variants scored on the synthetic test split" in disc
         and "*quick* preset" in disc
     )
-    assert "With 12 cases with a lesion x 2 runs per loss, the 95% CI" in disc
+    assert "With 12 cases with a lesion × 2 runs per loss, the 95% CI" in disc
     assert "validation split has 2 cases" in disc and "Synthetic data show" in disc
     assert "different versions of the code" not in disc and "did not finish" not in disc
 
@@ -84,7 +84,7 @@ def test_no_winner_on_noise_and_what_the_design_could_detect(tmp_path: Path) -> 
 def test_an_equivalent_primary_contrast_is_said_to_be_equivalent(tmp_path: Path) -> None:
     r = _results(tmp_path, {"dice_focal": [BASE, BASE], "dice_focal_hdt": [BASE + SMALL, BASE + SMALL]})
     text = prose.abstract(r)
-    assert "DiceFocal+HDT vs DiceFocal: Dice" in text and "equivalent within +-0.02" in text
+    assert "DiceFocal+HDT vs DiceFocal: Dice" in text and "equivalent within ±0.02" in text
     assert "**equivalent**" in text
 
 
@@ -135,7 +135,7 @@ def test_empty_labels_and_provenance_warnings(tmp_path: Path) -> None:
     r = read_results(r.study_dir)
     disc = prose.discussion(r)
     assert "1 case had an empty reference label" in disc and "Dice 1, Tversky 0" in disc
-    assert "With 11 cases with a lesion x 2 runs per loss" in disc  # the empty-label case is not in the means
+    assert "With 11 cases with a lesion × 2 runs per loss" in disc  # the empty-label case is not in the means
     assert (
         "different versions of the code" in disc
         and "Runs that did not finish are missing: hdt/seed0." in disc

@@ -11,7 +11,7 @@ What may be concluded follows the analysis plan (``book/analysis-plan.md``; :mod
   the design cannot decide is "not testable here", with its reason;
 - the seed's claims are reported one by one with their verdicts;
 - what the intervals carry, what the design detects and what reaching the target would take
-  are computed from the study's variance components (case, run, case x run).
+  are computed from the study's variance components (case, run, case × run).
 
 Each branch is covered by ``tests/test_report_prose.py``.
 """
@@ -118,7 +118,7 @@ def _primary_sentence(results: StudyResults, split: str) -> str:
     for _, r in primary.iterrows():
         verdict = r["verdict"]
         words = {"supported": "the hybrid is better", "contradicted": "the hybrid is worse",
-                 "equivalent": f"equivalent within +-{r['margin']:g}",
+                 "equivalent": f"equivalent within ±{r['margin']:g}",
                  "inconclusive": f"not detectable after Holm ({_detect(r)})",
                  NOT_TESTABLE: f"not testable here ({_reason(r)})"}[verdict]  # fmt: skip
         parts.append(
@@ -257,7 +257,7 @@ def _spread(results: StudyResults, split: str) -> str:
     else:
         text += f" The intervals come from this bootstrap: {bootstrap}." if bootstrap else ""
     parts = [f"{_name(c['contrast'].split(' - ')[0], results)} - {_name(c['contrast'].split(' - ')[1], results)}: "
-             f"case {c['sd_case']:.3f}, run {c['sd_run']:.3f}, case x run {c['sd_case_run']:.3f}"
+             f"case {c['sd_case']:.3f}, run {c['sd_run']:.3f}, case × run {c['sd_case_run']:.3f}"
              for c in results.config.variance_components.get(split, [])
              if all(isinstance(c.get(k), (int, float)) and math.isfinite(c[k]) for k in ("sd_case", "sd_run", "sd_case_run"))]  # fmt: skip
     if parts:
@@ -317,8 +317,8 @@ def _masd_sentence(results: StudyResults, split: str) -> str:
     undefined = ranked[ranked["masd_undefined_runs"] > 0]
     if undefined.empty:
         return "MASD was defined for every case with a lesion in every run of every method."
-    runs = ", ".join(f"{_name(r['method'], results)} ({int(r['masd_undefined'])} cases, {int(r['masd_undefined_runs'])} "
-                     "case-runs)" for _, r in undefined.iterrows())  # fmt: skip
+    runs = ", ".join(f"{_name(r['method'], results)} ({plural(int(r['masd_undefined']), 'case')}, "
+                     f"{plural(int(r['masd_undefined_runs']), 'case-run')})" for _, r in undefined.iterrows())  # fmt: skip
     counts = ", ".join(f"{_name(r['method'], results)} {int(r['masd_cases'])} of {int(r['n_cases'])}"
                        for _, r in ranked.iterrows() if math.isfinite(r["masd_cases"]))  # fmt: skip
     changed = (ranked["rank_mean"] != ranked["rank_mean_worst"]).any()
@@ -385,7 +385,7 @@ def _limitations(results: StudyResults, split: str) -> str:
     items = []
     if np.isfinite(width):
         n_lesion = int(losses["n_cases"].max())
-        items.append(f"With {n_lesion} cases with a lesion x {plural(len(info.seeds), 'run')} per loss, the 95% CI "
+        items.append(f"With {plural(n_lesion, 'case')} with a lesion × {plural(len(info.seeds), 'run')} per loss, the 95% CI "
                      f"of a loss's mean Dice is up to {width:.2f} wide.")  # fmt: skip
     grid_item = _grid_limitation(info)
     if grid_item:
