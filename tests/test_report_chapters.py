@@ -38,7 +38,7 @@ def test_dataset_summary_counts_and_strata(tiny_release: Path) -> None:
     assert summary.loc["all", "in-plane spacing (mm)"] == "1.20"
     assert summary.loc["all", "slice spacing (mm)"] == "3.00"
     lesion_ml = TINY_LESION * TINY_GEOMETRY.voxel_volume_ml
-    assert summary.loc["val", "lesion ml (median [range])"] == f"{lesion_ml:.1f} [{lesion_ml:.1f}]"
+    assert summary.loc["val", "lesion volume, mL (median [range])"] == f"{lesion_ml:.1f} [{lesion_ml:.1f}]"
 
 
 def test_case_table_adds_numeric_geometry_and_stratum(tiny_release: Path) -> None:

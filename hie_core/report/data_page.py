@@ -61,7 +61,7 @@ def _range(values: pd.Series, fmt: str = "{:.2f}") -> str:
 def dataset_summary(report: ValidationReport) -> pd.DataFrame:
     """Per split (and all): cases, sizes, spacings, brain and lesion volumes, strata.
 
-    Volumes are "median [min-max]" in ml; slices "min-median-max"; spacing ranges in mm.
+    Volumes are "median [min-max]" in mL; slices "min-median-max"; spacing ranges in mm.
     """
     table = case_table(report)
     groups = [(str(s), g) for s, g in table.groupby("split", sort=False, dropna=False)] + [("all", table)]
@@ -76,8 +76,8 @@ def dataset_summary(report: ValidationReport) -> pd.DataFrame:
             "slices (min-median-max)": f"{g['size_d'].min()}-{g['size_d'].median():g}-{g['size_d'].max()}",
             "in-plane spacing (mm)": _range(g["spacing_h_mm"]),
             "slice spacing (mm)": _range(g["spacing_d_mm"]),
-            "brain ml (median [range])": f"{g['brain_ml'].median():.0f} [{_range(g['brain_ml'], '{:.0f}')}]",
-            "lesion ml (median [range])": (
+            "brain volume, mL (median [range])": f"{g['brain_ml'].median():.0f} [{_range(g['brain_ml'], '{:.0f}')}]",
+            "lesion volume, mL (median [range])": (
                 f"{lesion.median():.1f} [{_range(lesion, '{:.1f}')}]" if len(lesion) else "-"
             ),
             "empty labels": int(g["empty_label"].fillna(False).astype(bool).sum()),

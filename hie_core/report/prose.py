@@ -396,7 +396,7 @@ def _limitations(results: StudyResults, split: str) -> str:
         items.append("The *quick* preset (a small U-Net for a CPU run) shows that the pipeline works end to end, "
                      "not how well the losses can do.")  # fmt: skip
     if results.has("val"):
-        items.append(f"The official validation split has {results.n_cases('val')} cases, too few for a test; it is "
+        items.append(f"The official validation split has {plural(results.n_cases('val'), 'case')}, too few for a test; it is "
                      "shown for comparison with the seed study.")  # fmt: skip
     if info.fingerprints_differ:
         items.append("The runs were produced by different versions of the code (their fingerprints differ).")

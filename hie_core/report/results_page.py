@@ -382,7 +382,7 @@ def strata_table(results: StudyResults, split: str = "test"):
     for metric in ("dice", "masd_mm", "nsd"):
         shown[_METRIC_HEAD[metric]] = _ci_column(s, metric)
     shown["false positives"] = [
-        "-" if not isinstance(v, (int, float)) or not math.isfinite(v) else f"{int(c)} cases, {v:.2f} mL"
+        "-" if not isinstance(v, (int, float)) or not math.isfinite(v) else f"{display.plural(int(c), 'case')}, {v:.2f} mL"
         for c, v in zip(s["fp_cases"].fillna(0), s["fp_volume_ml_mean"], strict=True)]  # fmt: skip
     shown["note"] = s["note"]
     note = ("Lesion burden = lesion volume / brain volume, as the challenge stratifies; mean [95% CI] (pigeonhole "
