@@ -7,7 +7,7 @@ One run of one method leaves one folder::
 
 holding :data:`RUN_FILES` (``config.json``, ``history.csv``, ``metrics.csv``, ``summary.json``),
 ``lesions.csv``, ``predictions/<split>/<case_id>_lesion.mha``, the weights (kept by
-:mod:`hie_core.training`), ``failed.json`` when the run failed, and the lock file ``.lock``.
+``hie_core.training``), ``failed.json`` when the run failed, and the lock file ``.lock``.
 
 This module is the folder's one owner, below training, report and study: the folder name is
 built only by :func:`run_folder_name` and read only by :func:`parse_run_folder_name`. It

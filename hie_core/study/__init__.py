@@ -34,17 +34,25 @@ combination with every loss and seed, each its own method folder ``runs/<study>/
 seed in every table. ``--plan``
 prints the run count, the projected hours on this device and the minimum detectable
 difference of the design, then exits; it runs, generates and writes nothing.
+
+The package in parts, each importable on its own: ``cli`` (the command line), ``plan`` (every
+check before anything is written; ``--plan`` is its dry run), ``forecast`` (the powered design
+and the ``--plan`` report), ``engine`` (the engine's choice and :func:`run_study`), ``finish``
+(references, outside predictions, results, book), ``grid`` and ``job`` (the grid engine and one
+cell's notebook), ``options``, ``checks`` and ``progress``; ``external``, ``masks`` and ``score``
+(outside predictions and ``hie-score``). Every name below is importable from ``hie_core.study``.
 """
 
 from __future__ import annotations
 
 from hie_core.report.power import TARGET_DICE
 from hie_core.report.seed_study import PRIMARY_CONTRASTS
+from hie_core.study import forecast as _forecast
+from hie_core.study import plan as _plan
 from hie_core.study.cli import EXIT_INTERRUPTED, INTERRUPTED, main  # noqa: F401 (the exit line and status)
 from hie_core.study.engine import CPU_LANES_MAX, make_engine, redo_notes, run_study  # noqa: F401
 from hie_core.study.finish import finish_study
 from hie_core.study.forecast import (  # noqa: F401 (the powered design's constants, for tests and callers)
-    BONBID_COUNTS,
     POWERED_FOLDS,
     POWERED_MIN_SEEDS,
     RUN_SECONDS_JSON,
@@ -60,8 +68,6 @@ from hie_core.study.options import (
     parse_grid,
 )
 from hie_core.study.plan import (  # noqa: F401 (parse_overrides: the --set parser)
-    DEFAULT_SEEDS,
-    DESIGNS,
     StudyPlan,
     parse_overrides,
     plan_study,
@@ -73,3 +79,12 @@ __all__ = ["DEFAULT_SEEDS", "RunOutcome", "GridRun", "GridJob", "Engine", "Study
            "finish_study", "redo_notes", "main", "DESIGNS", "PRIMARY_CONTRASTS", "TARGET_DICE", "BONBID_COUNTS", "powered_design",
            "reported_splits", "print_plan", "unique_losses", "parse_grid", "grid_combinations", "parse_externals",
            "GRID_PARAMETERS", "STUDY_FOLDERS"]  # fmt: skip
+
+# The constants again under the package's name, with the documentation they are read by.
+#: Seeds per loss when ``--seeds`` is not given: the seed protocol's 3 on CUDA; on a CPU as
+#: many as fit the main job's time budget (at least 2, for a between-seed spread).
+DEFAULT_SEEDS: dict[str, int] = _plan.DEFAULT_SEEDS
+#: ``--design`` choices: ``default`` (folds 0, :data:`DEFAULT_SEEDS`) and ``powered`` (:func:`powered_design`).
+DESIGNS: tuple[str, ...] = _plan.DESIGNS
+#: BONBID-HIE's case counts (Part I, Zenodo record 10602767), the sizes ``--design powered`` is chosen for.
+BONBID_COUNTS: dict[str, int] = _forecast.BONBID_COUNTS

@@ -44,8 +44,8 @@ import pandas as pd
 from hie_core.data import SPLIT_FOLDERS, Case, load_dataset
 from hie_core.io import atomic_write_text, read_geometry, read_image, write_image
 from hie_core.outputs import resolve_path
+from hie_core.study import masks as _masks
 from hie_core.study.masks import (  # noqa: F401 (re-exported: the checks are part of this API)
-    MASK_SUFFIXES,
     ExternalMask,
     ExternalPredictionError,
     ExternalPredictionWarning,
@@ -65,6 +65,8 @@ __all__ = [
 ]
 
 
+#: File types a predicted mask may have (MetaImage as in the release, NIfTI, NRRD).
+MASK_SUFFIXES: tuple[str, ...] = _masks.MASK_SUFFIXES
 #: The form of a name given to outside predictions (it names a folder of the study and a method).
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 

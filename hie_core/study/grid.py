@@ -238,7 +238,7 @@ def run_grid(runs: list[GridRun], root: Path, params: dict, engine: Engine, jobs
 
 def gathered_outcomes(runs: list[GridRun]) -> list[RunOutcome]:
     """Outcomes read from the run folders alone (``--gather``): finished = every results file
-    (:func:`hie_core.training.experiment.is_finished_run`; the weights may have been deleted)."""
+    (:func:`hie_core.run_folder.is_finished_run`; the weights may have been deleted)."""
 
     outcomes = []
     for run in runs:

@@ -48,7 +48,7 @@ def _runs_dir(given: str) -> Path:
 
 @dataclass(frozen=True)
 class StudyPlan:
-    """A validated study: nothing is written until :func:`hie_core.study.engine.run_study` runs it."""
+    """A validated study: nothing is written until :func:`hie_core.study.run_study` runs it."""
 
     root: Path
     study_dir: Path
@@ -207,7 +207,7 @@ def plan_study(runs_dir: Path, study: str, losses: Sequence[str], seeds: int | N
 
     ``dry_run=True`` is ``--plan``: the same checks, but the data are neither generated nor read
     (the cases per split come from the synthetic preset or the folder's file names,
-    :func:`_case_counts`), so the outside masks are not checked against them either; nothing
+    ``_case_counts``), so the outside masks are not checked against them either; nothing
     is written in either case.
 
     Args:

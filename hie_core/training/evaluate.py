@@ -30,7 +30,7 @@ from hie_core.io import read_image, write_image
 from hie_core.lesions import LESION_COLUMNS, lesion_metrics
 from hie_core.metrics import SCORE_COLUMNS, burden_stratum, case_metrics
 from hie_core.preprocess import Grid, PreprocessedCase, probabilities_to_native_mask, resample_to_geometry
-from hie_core.run_folder import LESIONS_FILE, prediction_path, write_lesions
+from hie_core.run_folder import LESIONS_FILE, prediction_path, write_lesions  # noqa: F401 (re-exported for older imports)
 from hie_core.training.inference import predict_probabilities
 
 __all__ = [

@@ -29,10 +29,10 @@ dataset, recorded in ``config.json`` as ``data_fingerprint``) it is loaded, not 
 produced by other code or from other data (a corrected label; or a folder from before runs
 recorded their data), it is trained again from scratch, and the run says why; with another
 configuration it is refused. An unfinished run resumes from its last epoch when both
-fingerprints match. A finished run needs only its results files (:data:`RUN_FILES`): its
+fingerprints match. A finished run needs only its results files (:data:`hie_core.run_folder.RUN_FILES`): its
 weights (:data:`WEIGHT_FILES`) may be deleted to save space, and only predicting with it
 (``hie-predict``) then fails, naming the missing file. Only one process at a time trains a
-run folder (:func:`run_lock`).
+run folder (:func:`hie_core.run_folder.run_lock`).
 """
 
 from __future__ import annotations
@@ -311,7 +311,7 @@ def run_experiment(config: TrainConfig, stop_after_epochs: int | None = None) ->
     Raises:
         hie_core.errors.UserError: the data folder is missing or invalid (nothing is
             written), or the run folder holds another configuration, or another process
-            is training it (:class:`RunLockedError`, see :func:`run_lock`).
+            is training it (:class:`hie_core.run_folder.RunLockedError`, see :func:`hie_core.run_folder.run_lock`).
     """
     run_dir = Path(config.output_dir)
     check_memory(config)  # a size that cannot fit is refused before anything is read or written

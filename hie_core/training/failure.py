@@ -6,10 +6,10 @@
 - :func:`check_loss_contract`: one forward and backward pass of a loss on a tiny tensor before
   training, so that a loss returning a non-scalar, a non-finite value or no gradient is refused
   with the contract (:mod:`hie_core.losses`), not with torch's internal error mid-run.
-- :data:`FAILED_FILE` (``failed.json`` in the run folder): written atomically when a run stops
+- :data:`hie_core.run_folder.FAILED_FILE` (``failed.json`` in the run folder): written atomically when a run stops
   on such an error; a run folder holding it is failed, never finished, and never enters a
   results table (:func:`hie_core.report.runs.find_runs` lists it with the runs that did not
-  finish). Started again, the run is trained from scratch (:func:`read_failure`).
+  finish). Started again, the run is trained from scratch (:func:`hie_core.run_folder.read_failure`).
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from hie_core.io import atomic_write_text
 
 # the failed status of a run folder (JSON: ``status``, ``message`` and, for a divergence,
 # ``epoch``, ``step``, ``what``, ``value``) is the run folder's: its name and its reader live there
-from hie_core.run_folder import FAILED_FILE, read_failure
+from hie_core.run_folder import FAILED_FILE, read_failure  # noqa: F401 (read_failure: re-exported for older imports)
 
 if TYPE_CHECKING:
     import torch
@@ -65,7 +65,7 @@ class TrainingDivergedError(UserError):
 
 
 def write_failure(run_dir: str | Path, error: BaseException) -> Path:
-    """Record ``error`` as the run folder's failed status (:data:`FAILED_FILE`, written atomically)."""
+    """Record ``error`` as the run folder's failed status (:data:`hie_core.run_folder.FAILED_FILE`, written atomically)."""
     path = Path(run_dir) / FAILED_FILE
     record = {"status": "failed", "message": str(error).strip().splitlines()[0] if str(error).strip() else
               type(error).__name__, "error": type(error).__name__}  # fmt: skip
