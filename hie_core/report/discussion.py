@@ -207,7 +207,7 @@ def can_say(results: StudyResults) -> str:
 
 
 def collapsed(results: StudyResults, split: str | None = None) -> list[str]:
-    """Losses whose mean Dice is below :data:`COLLAPSE_FRACTION` of the median of the others'."""
+    """Losses whose mean Dice is below ``COLLAPSE_FRACTION`` of the median of the others'."""
     split = split or _split(results)
     losses = _losses(results, split).set_index("method")["dice_mean"]
     return [
@@ -320,7 +320,7 @@ def case_methods(results: StudyResults, case_id: str) -> list[str]:
 
 def case_figure(results: StudyResults, case_id: str | None = None) -> BookFigure:
     """The failing case, still: the best loss's mask (first seed) against the reference over ZADC, on the slices
-    with reference or prediction (:func:`hie_core.report.stills.agreement_montage`).
+    with reference or prediction (``hie_core.report.stills.agreement_montage``).
 
     A still, not the slice viewer: the viewer of one case weighs 1-4 MB with plotly.js, more than a page may.
     """
@@ -336,12 +336,12 @@ def case_figure(results: StudyResults, case_id: str | None = None) -> BookFigure
     p = results.table("per_case", split)
     row = p[(p["case_id"] == case_id) & (p["method"] == method)].iloc[0]
     source = "SYNTHETIC data" if results.synthetic else "BONBID-HIE data"
-    title = f"{case_id}: {_name(method, results)}'s mask over ZADC, Dice {row['dice']:.3f} (mean of its runs); {source}"
-    fig = agreement_montage(v["zadc"], v["label"], v["predictions"][method], v["geometry"].spacing_mm, n=6,
+    title = f"{case_id}, {source}\n{_name(method, results)}'s mask over ZADC, Dice {row['dice']:.3f} (mean of its runs)"
+    fig = agreement_montage(v["zadc"], v["label"], v["predictions"][method], v["geometry"].spacing_mm, n=4, ncols=2,
                             title=title)  # fmt: skip
     fig.csv_data = p[p["case_id"] == case_id].reset_index(drop=True)
     fig.csv_name = f"case-{case_id}"
-    fig.alt = (f"Six axial slices of case {case_id} over its ZADC map, each voxel coloured by agreement between "
+    fig.alt = (f"Four axial slices of case {case_id} over its ZADC map, each voxel coloured by agreement between "
                f"{_name(method, results)}'s mask and the reference: true positives, misses and false positives.")  # fmt: skip
     return fig
 

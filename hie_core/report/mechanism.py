@@ -115,10 +115,11 @@ def lesion_scene(
 
 
 def loss_gradients(scene: LesionScene, losses: Sequence[str] = LOSS_NAMES) -> dict[str, np.ndarray]:
-    """d loss / d logit at every voxel, for each loss at the seed's settings (distances in voxels).
+    """The gradient of each loss (at the seed's settings, distances in voxels) with respect to every voxel's logit.
 
     Returns:
-        loss name -> (D, H, W) float64 gradient (negative: the loss raises that voxel's logit).
+        A dict from each loss name to its (D, H, W) float64 gradient, negative where the loss raises that
+        voxel's logit.
     """
     target = torch.from_numpy(scene.target)[None, None].float()
     out = {}
@@ -149,13 +150,13 @@ def gradient_table(
         empty_gradients: :func:`loss_gradients` of :func:`near_empty` of the same scene.
 
     Returns:
-        Columns ``loss`` (its display name); ``small_share``: the share of the gradient's total
-        magnitude on the voxels nearer the small lesion; ``missed_share``: the small lesion's share
-        of the missed reference voxels (logit < 0 inside the reference), what a loss that weighs
-        every missed voxel alike would give it; ``per_voxel_ratio``: the mean magnitude on a
-        small-lesion reference voxel over that on a large-lesion one; ``raise_share_empty``: at the
-        near-empty prediction, the share of the magnitude that raises logits (negative gradient:
-        towards finding the lesions); the rest lowers them (towards predicting nothing).
+        A frame with one row per loss. ``loss`` is its display name; ``small_share`` the share of the
+        gradient's total magnitude on the voxels nearer the small lesion; ``missed_share`` the small
+        lesion's share of the missed reference voxels (logit < 0 inside the reference), what a loss
+        that weighs every missed voxel alike would give it; ``per_voxel_ratio`` the mean magnitude on a
+        small-lesion reference voxel over that on a large-lesion one; ``raise_share_empty``, at the
+        near-empty prediction, the share of the magnitude that raises logits (a negative gradient,
+        towards finding the lesions), the rest lowering them (towards predicting nothing).
     """
     missed = scene.target & (scene.logits < 0)
     missed_share = float((missed & scene.nearest_small).sum() / max(int(missed.sum()), 1))
@@ -176,7 +177,7 @@ def gradient_table(
 
 def mechanism_figure(table: pd.DataFrame, scene: LesionScene, gradients: Mapping[str, np.ndarray],
                      title: str = "") -> BookFigure:  # fmt: skip
-    """|d loss / d logit| in the slice through both lesions, one panel per loss, and two bar charts.
+    """The gradient's magnitude in the slice through both lesions, one panel per loss, and two bar charts.
 
     Each panel has its own colour scale (0 to its maximum: the optimiser rescales the gradient as a
     whole); the reference outline is drawn on every panel. Below, from ``table``
