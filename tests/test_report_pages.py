@@ -40,6 +40,7 @@ def results(tmp_path: Path):
 def test_tables_have_no_index_and_carry_their_provenance(results) -> None:
     t1 = results_page.table1(results)._repr_html_()
     assert "row_heading" not in t1 and "SYNTHETIC BONBID-like data" in t1 and "preset quick" in t1
+    assert "CPU (test)" not in t1  # the device is said once, in the page's banner, not under every table
     assert t1.count("<tr>") == 1 + 4 and "ceiling" in t1  # header + dice, tversky, baseline, ceiling
     assert "0.900" in t1 and "<span class=\"hie-ci\">[" in t1  # the ceiling's Dice; the interval a span kept whole
     assert ">ZADC &lt; -2 (baseline)</td>" in t1 and ">label resampled (ceiling)</td>" in t1

@@ -57,7 +57,8 @@ _LIMITS_Z = 1.96  # Bland-Altman limits of agreement: bias +- 1.96 SD of the dif
 
 
 def _provenance(results: StudyResults) -> str:
-    return source_line(source_of(results), results.config.preset, results.config.device)
+    # the device is said once, in the page's banner (study_banner), not under every table
+    return source_line(source_of(results), results.config.preset)
 
 
 def _ci(frame: pd.DataFrame, metric: str, digits: int = 3) -> pd.Series:

@@ -55,7 +55,8 @@ def source_of(results: StudyResults) -> DataSource:
 
 
 def _provenance(results: StudyResults) -> str:
-    return source_line(source_of(results), results.config.preset, results.config.device)
+    # the device is said once, in the page's banner (study_banner), not under every table
+    return source_line(source_of(results), results.config.preset)
 
 
 #: How a study reports a split it did not (the note of that split's empty table).
