@@ -69,7 +69,7 @@ RESULTS_DIR = "results"
 #: The reported splits in page order (each written when the runs scored it), the test split,
 #: the out-of-fold predictions of a cross-validated study (``cv``), the official validation split.
 SPLITS = ("test", "cv", "val")
-#: Every loss is compared with these (when present): the Dice loss and the threshold baseline.
+#: What every loss is compared with, when present (the Dice loss and the threshold baseline).
 COMPARISON_REFERENCES = ("dice", "baseline")
 _KINDS = ("hypotheses", "table1", "comparisons", "strata", "per_case", *lesion_tables.LESION_KINDS)
 _RUN_KEYS_DROPPED = ("loss", "seed", "output_dir", "device", "data_dir")
@@ -307,7 +307,7 @@ class StudyResults:
 
     @property
     def config(self) -> StudyConfig:
-        """``study.json`` typed (:class:`~hie_core.report.study_records.StudyConfig`): read this, not ``info``'s keys."""
+        """``study.json`` typed (:class:`~hie_core.report.study_records.StudyConfig`); pages read this, not ``info``."""
         return StudyConfig.from_json(self.info)
 
     def table(self, kind: str, split: str = "test") -> pd.DataFrame:

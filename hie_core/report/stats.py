@@ -5,7 +5,7 @@ A study scores every case with every trained model (a run) of a method, so runs 
 built on it are in :mod:`hie_core.report.variance`; the one bootstrap of the project, the
 pigeonhole bootstrap of a ``(cases, runs)`` matrix (Owen 2007), is :mod:`hie_core.bootstrap`,
 re-exported here for the report (:func:`pigeonhole_means`, :func:`crossed_ci`,
-:func:`percentile_interval`, :func:`resamples`, :data:`CONFIDENCE`). With few runs its run part
+:func:`percentile_interval`, :func:`resamples`, :data:`~hie_core.bootstrap.CONFIDENCE`). With few runs its run part
 is narrow (a percentile interval cannot see a t quantile), so verdicts use the t test of
 :mod:`hie_core.report.variance`, not these intervals. This module adds:
 

@@ -150,7 +150,7 @@ class Study:
 
     @property
     def data_dir(self) -> str:
-        """The data folder the study read: ``study.json``'s, else the first trained run's.
+        """The data folder the study read (``study.json``'s, else the first trained run's).
 
         Raises:
             StudyFolderError: Neither results nor a finished run.
@@ -159,14 +159,14 @@ class Study:
 
     @property
     def run_settings(self) -> dict[str, Any]:
-        """The study's run settings (``TrainConfig`` fields): ``study.json``'s, else the first trained run's."""
+        """The study's run settings, ``TrainConfig`` fields (``study.json``'s, else the first trained run's)."""
         if self.config is not None:
             return dict(self.config.run_config)
         return dict(self._first_trained().settings)
 
     @property
     def synthetic(self) -> bool | None:
-        """Whether the study ran on synthetic data: ``study.json``'s flag, else any recorded run's; None if neither."""
+        """Whether the study ran on synthetic data (``study.json``'s flag, else any recorded run's); None if neither."""
         if self.has_results:  # the flag alone: the book's title needs it even when a table is missing
             try:
                 return bool(json.loads((self.path / RESULTS_DIR / _STUDY_JSON).read_text()).get("synthetic"))
@@ -182,7 +182,7 @@ class Study:
 
     @property
     def labels(self) -> dict[str, str]:
-        """Each method's display name: ``study.json``'s, else from the run folders."""
+        """Each method's display name (``study.json``'s, else from the run folders)."""
         if self.config is not None and self.config.method_labels:
             return dict(self.config.method_labels)
         return self.runs.labels
@@ -215,9 +215,7 @@ class Study:
         if key not in self._histories:
             run = next((r for r in self.runs.of(method) if (r.seed, r.fold) == (seed, fold)), None)
             if run is None:
-                raise KeyError(
-                    f"no finished run {method}/{run_folder_name(seed, fold)}"
-                )
+                raise KeyError(f"no finished run {method}/{run_folder_name(seed, fold)}")
             self._histories[key] = run.history()
         return self._histories[key]
 
