@@ -135,7 +135,7 @@ LOSS_ASPECTS = ("Tversky weights", "focal gamma", "Hausdorff DT alpha", "hybrid 
 def test_the_seeds_loss_settings_give_no_loss_rows(preset: str) -> None:
     _, table = _table(preset)
     assert not set(LOSS_ASPECTS) & set(table.index)
-    assert table.loc["hybrid losses", "this study"] == "0.9 x base + 0.1 x log(1 + HDT)"
+    assert table.loc["hybrid losses", "this study"] == "0.9 × base + 0.1 × log(1 + HDT)"
     assert not table.index.str.contains("tversky|gamma|hdt|hybrid weight").any()  # no generic field rows
 
 
@@ -148,7 +148,7 @@ def test_each_loss_setting_that_differs_from_the_seeds_has_its_row() -> None:
     assert "tversky_alpha, tversky_beta" in tversky["why"] and "Tversky, Tversky+HDT" in tversky["why"]
     assert tuple(table.loc["Hausdorff DT alpha", ["seed study", "this study"]]) == ("HDT alpha 2", "HDT alpha 1")
     assert tuple(table.loc["hybrid weight", ["seed study", "this study"]]) == ("w 0.1", "w 0.3")
-    assert table.loc["hybrid losses", "this study"] == "0.7 x base + 0.3 x log(1 + HDT)"
+    assert table.loc["hybrid losses", "this study"] == "0.7 × base + 0.3 × log(1 + HDT)"
     assert "focal gamma" not in table.index and "loss" not in table.index
     only_beta = {**config, "tversky_alpha": 0.3, "tversky_beta": 0.9}
     table = deviations.deviations_table(only_beta).set_index("aspect")

@@ -182,8 +182,8 @@ def _why(field: str, config: Mapping[str, Any]) -> str:
     elif field == "target_shape" and config.get("target_shape") is None:
         why = "replaced by a fixed spacing (the target spacing row)"
     elif field == "target_spacing_mm":
-        spacing = " x ".join(f"{v:g}" for v in config["target_spacing_mm"])
-        why = (f"a fixed spacing of {spacing} mm (D x H x W) gives every scan one physical voxel size instead of "
+        spacing = " × ".join(f"{v:g}" for v in config["target_spacing_mm"])
+        why = (f"a fixed spacing of {spacing} mm (D × H × W) gives every scan one physical voxel size instead of "
                f"squeezing each into one array size; {CEILING_WORDS}")  # fmt: skip
     elif field == "steps_per_epoch":
         why = f"an epoch is a fixed number of {'patch ' if patch else ''}steps, not one pass over the training cases"
@@ -199,14 +199,14 @@ _VALUE = {("zadc_norm", "volume"): "z-scored with its volume's mean and sd, like
 
 
 def _fmt(value: Any, missing: str = "not described") -> str:
-    """A setting for the table: shapes as "D x H x W", spacings in mm, None as ``missing``."""
+    """A setting for the table: shapes as "D × H × W", spacings in mm, None as ``missing``."""
     if value is None:
         return missing
     if isinstance(value, (list, tuple)):
         if len(value) == 3 and all(isinstance(v, int) for v in value):
-            return " x ".join(map(str, value)) + " voxels (D x H x W)"
+            return " × ".join(map(str, value)) + " voxels (D × H × W)"
         if len(value) == 3:
-            return " x ".join(f"{v:g}" for v in value) + " mm (D x H x W)"
+            return " × ".join(f"{v:g}" for v in value) + " mm (D × H × W)"
         return " - ".join(str(v) for v in value)
     return f"{value:g}" if isinstance(value, float) else str(value)
 
@@ -291,7 +291,7 @@ def _code_rows(
         _row("L1 penalty", f"{_fmt(SEED_PROTOCOL['l1'])} on the weights", f"{_fmt(config.get('l1'))} on the "
              f"{n_l1} weight tensors with ndim > 1 (of {n_all} parameter tensors)", "biases and normalisation scales "
              "are not weights of a connection; penalising them shifts activations, not sparsity"),
-        _row("hybrid losses", f"{1 - seed_w:g} x base + {seed_w:g} x log(HDT)", f"{1 - w:g} x base + {w:g} x log(1 + HDT)",
+        _row("hybrid losses", f"{1 - seed_w:g} × base + {seed_w:g} × log(HDT)", f"{1 - w:g} × base + {w:g} × log(1 + HDT)",
              "log(HDT) is minus infinity for a perfect prediction and negative below 1; log(1 + HDT) is 0 there"),
         _selection_row(config, n_cases),
         *([_row("how the preset was chosen", "not described", *choice)] if choice else []),
@@ -346,7 +346,7 @@ def _config_rows(config: Mapping[str, Any]) -> list[dict[str, str]]:
     if int(config.get("folds") or 0) >= 2:
         rows.append(_row("cross-validation", "none: 4 validation cases", f"{config['folds']} folds over the training "
                          "and validation cases, each case scored by the fold model that did not see it; the test split "
-                         "by every fold model", "scores every case once per run: the cases x runs a comparison needs"))  # fmt: skip
+                         "by every fold model", "scores every case once per run: the cases × runs a comparison needs"))  # fmt: skip
     rows += _loss_rows(config)
     handled = set(SEED_PROTOCOL) | _NOT_PROTOCOL | set(LOSS_SETTINGS) | {"widths", "prior_probability", "l1", "arch",
               "selection_fraction", "label_interpolation", "sw_overlap", "dropout", "folds"}  # fmt: skip
@@ -424,7 +424,7 @@ def _study_rows(
                      f"{PLAN_DATE}; fixed after pilot runs on the synthetic data, see its history), with verdicts, "
                      "'not testable here' where the design cannot reach one; cases and runs crossed: 95% CIs from the "
                      "pigeonhole bootstrap (cases and runs resampled independently), t tests and equivalence tests (TOST) "
-                     "on the mean difference from the case, run and case x run variance components (Satterthwaite df), "
+                     "on the mean difference from the case, run and case × run variance components (Satterthwaite df), "
                      "Wilcoxon as a sensitivity analysis; Holm within each family (primary, secondary, exploratory); the "
                      "detectable difference beside each comparison; challenge ranks",
                      "uncertainty on every number, with the trained model as the unit of replication; a claim only where "
