@@ -134,7 +134,7 @@ def test_deviations_table_from_a_study_and_from_presets(results) -> None:
     assert table.loc["data", "this study"].startswith("synthetic")
     assert table.loc["repeated runs", "this study"].startswith("2 seeds")
     assert table.loc["reported splits", "this study"] == "test (12 cases), official validation (2 cases)"
-    assert table.loc["target shape", "this study"] == "16 x 64 x 64 voxels (D x H x W)"
+    assert table.loc["target shape", "this study"] == "16 × 64 × 64 voxels (D × H × W)"
     assert "3 of 16 cases" in table.loc["model selection", "this study"]
     for aspect in ("output-bias prior", "L1 penalty", "hybrid losses", "label resampling", "metrics"):
         assert table.loc[aspect, "why"], aspect
