@@ -1,11 +1,11 @@
 """A run's configuration: the schema (every field, its default and range), presets as data, one loader.
 
-- :mod:`hie_core.config.schema`: :data:`FIELDS`, the only place a configuration default is
+- :mod:`hie_core.config.schema`: ``FIELDS``, the only place a configuration default is
   written, each field with its section, choices, range, label, unit, whether it changes results
-  and the version that added it; :func:`check_value` checks one value.
+  and the version that added it; :func:`~hie_core.config.check_value` checks one value.
 - :mod:`hie_core.config.presets`: ``seed``, ``quick`` and ``native`` as data (``quick`` and
-  ``native`` inherit from ``seed``); :func:`preset_values` resolves one.
-- :mod:`hie_core.config.load`: :func:`upgrade_config` and :func:`upgrade_model_file`, the one
+  ``native`` inherit from ``seed``); :func:`~hie_core.config.preset_values` resolves one.
+- :mod:`hie_core.config.load`: :func:`~hie_core.config.upgrade_config` and :func:`~hie_core.config.upgrade_model_file`, the one
   loader that turns a ``config.json`` or model file of any version into the current fields.
 
 The frozen configuration built from them, with the rules between fields, is

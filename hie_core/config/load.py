@@ -5,7 +5,7 @@ A run folder's ``config.json`` holds the configuration under ``"config"``; a mod
 13 hand-picked keys beside the weights (``widths``, ``arch``, ``norm``, ``target_shape``,
 ``target_spacing_mm``, ``patch_shape``, ``sw_overlap``, ``mirror_axes``, ``zadc_norm``,
 ``loss`` with ``state_dict``, ``in_channels``, ``arch_options`` and ``epoch``).
-:func:`upgrade_config` turns either into the current configuration: every field of the schema
+:func:`~hie_core.config.upgrade_config` turns either into the current configuration: every field of the schema
 (:mod:`hie_core.config.schema`), each checked, a field the file lacks at its default (the value
 every run had before the field existed), keys the schema no longer has dropped.
 """
@@ -38,7 +38,7 @@ def upgrade_config(stored: Mapping[str, Any]) -> dict[str, Any]:
 
     Returns:
         ``{field: value}`` for every field of the schema, in schema order, values normalised
-        (tuples, None) by :func:`~hie_core.config.schema.check_value`.
+        (tuples, None) by :func:`~hie_core.config.check_value`.
 
     Raises:
         hie_core.errors.ConfigError: a stored value the schema refuses, naming the field.
@@ -97,7 +97,7 @@ def notebook_overrides(
         overrides: the notebook's ``overrides`` parameter, ``{field: value}`` (None: none).
         parameters: the notebook's namespace (``globals()``): a field name there was given with
             papermill's ``-p NAME VALUE`` (papermill adds it after the parameters cell); the
-            parameters cell's own names (:data:`NOTEBOOK_PARAMETERS`) are not taken from it.
+            parameters cell's own names (``NOTEBOOK_PARAMETERS``) are not taken from it.
 
     Returns:
         ``{field: value}``, values as given (the configuration checks them).

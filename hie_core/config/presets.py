@@ -2,8 +2,8 @@
 
 A preset lists only what it changes from its parent (``inherits``), as nnU-Net's plans do;
 ``seed`` changes the schema's defaults (the seed study's protocol, arXiv:2502.09148) only in
-the synthetic dataset's size. :func:`preset_values` resolves the chain. The values a device
-brings (:data:`DEVICE_VALUES`: bf16 autocast, ``torch.compile`` and the batched augmentation
+the synthetic dataset's size. :func:`~hie_core.config.preset_values` resolves the chain. The values a device
+brings (``DEVICE_VALUES``: bf16 autocast, ``torch.compile`` and the batched augmentation
 on CUDA) come before the preset's, a user's overrides after.
 
 - ``seed``: whole 32 x 192 x 192 volumes, batch 4, at most 100 epochs of one pass over the
@@ -105,7 +105,7 @@ def resolve_preset_name(preset: str, device: str) -> str:
     """``auto`` -> ``seed`` on CUDA, ``quick`` otherwise; another name is checked.
 
     Raises:
-        hie_core.errors.ConfigError: not one of :data:`PRESET_NAMES`.
+        hie_core.errors.ConfigError: not one of ``PRESET_NAMES``.
     """
     if not isinstance(preset, str) or preset not in PRESET_NAMES:
         raise ConfigError(f"preset must be one of {', '.join(PRESET_NAMES)}; got {preset!r}")
@@ -136,7 +136,7 @@ def preset_values(name: str, device: str = "cpu") -> dict[str, Any]:
     """Every field's value under preset ``name`` on ``device``: defaults, device values, then the chain.
 
     Args:
-        name: one of :data:`PRESETS` (``auto`` is resolved first: :func:`resolve_preset_name`).
+        name: one of ``PRESETS`` (``auto`` is resolved first: :func:`~hie_core.config.resolve_preset_name`).
         device: ``"cpu"``, ``"cuda"`` or ``"cuda:N"``.
 
     Returns:

@@ -1,23 +1,23 @@
 """The run configuration's schema: every field of a training run, its default, choices and range.
 
 This module is the one place where a configuration default is written. Each :class:`Field`
-carries its section (:data:`SECTIONS`), its type, its default (the seed study's value where it
+carries its section (``SECTIONS``), its type, its default (the seed study's value where it
 has one), its choices or range, a label and unit for readers, whether it changes a run's
 results (a field that does not, such as ``output_dir``, is left out of the run's fingerprint),
-and the schema version it was added in (:data:`CONFIG_VERSION`). A field added after the first
+and the schema version it was added in (``CONFIG_VERSION``). A field added after the first
 version has, as its default, the value every run written before it had, so the loader
 (:mod:`hie_core.config.load`) fills it in for old ``config.json`` and model files, and the
 fingerprint leaves it out while it is at that value (old runs keep their hash).
 
-:func:`check_value` checks and normalises one value (``"16,48,48"`` -> ``(16, 48, 48)``, the
+:func:`~hie_core.config.check_value` checks and normalises one value (``"16,48,48"`` -> ``(16, 48, 48)``, the
 text ``"none"`` -> None where a field may be None) and raises a
 :class:`~hie_core.errors.ConfigError` that names the field. Rules between fields (exactly one
 preprocessing grid, a patch that fits the network, a loss name that loads) are the
 configuration's own: :class:`hie_core.training.config.TrainConfig`.
 
 The loss settings (section ``"loss"``, all but ``loss`` itself) also name the built-in losses
-that read them (:attr:`Field.readers`) and their short name in a method's display name
-(:attr:`Field.short`); :mod:`hie_core.losses` builds the losses from them.
+that read them (``Field.readers``) and their short name in a method's display name
+(``Field.short``); :mod:`hie_core.losses` builds the losses from them.
 """
 
 from __future__ import annotations
@@ -52,8 +52,8 @@ class Field:
 
     Attributes:
         name: the field's name (a ``config.json`` key, a notebook and ``--set`` parameter).
-        section: one of :data:`SECTIONS`.
-        kind: one of :data:`KINDS`.
+        section: one of ``SECTIONS``.
+        kind: one of ``KINDS``.
         default: the value when neither preset nor user sets it (the seed's, where it has one).
         label: a few words for a reader.
         unit: ``"mm"``, ``"voxels"``, ``"epochs"`` ... or ``""`` (no unit).
@@ -63,7 +63,7 @@ class Field:
         optional: None is allowed (the text ``"none"`` sets it).
         length: the number of items of a tuple field (None: any number).
         results: whether the value can change a run's numbers (else it is not fingerprinted).
-        added: the :data:`CONFIG_VERSION` that introduced the field.
+        added: the ``CONFIG_VERSION`` that introduced the field.
         short: a loss setting's short name in a method's display name (``"w"``).
         readers: the built-in losses that read a loss setting.
         group: a loss setting's row in the Methods page's deviations table (settings of one
@@ -201,7 +201,7 @@ LOSS_SETTINGS: dict[str, Field] = {f.name: f for f in FIELDS if f.is_loss_settin
 
 
 def section_fields(section: str) -> tuple[Field, ...]:
-    """The fields of one of :data:`SECTIONS`, in schema order."""
+    """The fields of one of ``SECTIONS``, in schema order."""
     if section not in SECTIONS:
         raise ConfigError(f"section must be one of {', '.join(SECTIONS)}; got {section!r}")
     return tuple(f for f in FIELDS if f.section == section)

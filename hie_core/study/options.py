@@ -8,12 +8,12 @@ Each problem is one :class:`hie_core.errors.ConfigError` naming the option.
 Grid values are separated by commas; a value that is itself a list is written with ``x``
 (``--grid patch_shape=16x48x48,24x64x64``) or in brackets (``--grid "patch_shape=[16,48,48],[24,64,64]"``).
 
-Every key is a field of the configuration's schema (:data:`hie_core.config.FIELDS`), checked there:
-any field can be set or gridded except those the study sets itself (:data:`GRID_PARAMETERS`, each
+Every key is a field of the configuration's schema (``hie_core.config.FIELDS``), checked there:
+any field can be set or gridded except those the study sets itself (``GRID_PARAMETERS``, each
 with its own option). :func:`notebook_values` passes them to ``notebooks/train.ipynb``, the
 parameters of its parameters cell by name and every other field in its ``overrides``.
 
-Loss settings (:data:`hie_core.config.LOSS_SETTINGS`: ``tversky_alpha``, ``hybrid_weight``, ...)
+Loss settings (``hie_core.config.LOSS_SETTINGS``: ``tversky_alpha``, ``hybrid_weight``, ...)
 apply to the losses that read them only (:func:`hie_core.losses.uses_setting`), whether given by
 ``--grid`` or by ``--set`` (:func:`loss_settings_to_grid` makes a ``--set`` of one a one-value
 grid): ``--losses dice,tversky_hdt --grid hybrid_weight=0.1,0.5`` trains Dice once. A setting no
@@ -108,7 +108,7 @@ def parse_grid(items: Sequence[str], archs: str = "", fixed: Sequence[str] = ())
     """``--grid KEY=V1,V2`` (repeatable) and ``--archs A,B`` -> ``{key: [values]}``, keys in the order given.
 
     Args:
-        items: The ``--grid`` options (keys: fields of :data:`hie_core.config.FIELDS`).
+        items: The ``--grid`` options (keys: fields of ``hie_core.config.FIELDS``).
         archs: ``--archs``, the grid over ``arch`` ("" for none).
         fixed: Keys ``--set`` gives (a key is set once: by ``--set`` or by a grid).
 

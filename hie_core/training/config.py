@@ -8,7 +8,7 @@ notebook's parameters: ``preset="auto"`` means ``"seed"`` where CUDA is availabl
 ``"quick"`` otherwise, and every explicitly given parameter overrides the preset. Every field is
 checked when the configuration is built, so a wrong notebook parameter (``-p lr abc``,
 ``-p epochs 1.5``) fails at once with a :class:`~hie_core.errors.ConfigError` that names it.
-A stored configuration of any version is read with :meth:`TrainConfig.from_dict`, through the
+A stored configuration of any version is read with ``TrainConfig.from_dict``, through the
 one loader (:func:`hie_core.config.upgrade_config`).
 """
 
@@ -149,7 +149,7 @@ def _doc_line(field: Field) -> str:
     return f"    {field.name} ({field.section}): {field.label}{unit}{rng}; default {field.default!r}."
 
 
-#: Every setting of one training run: the schema's fields (:data:`hie_core.config.FIELDS`), frozen.
+#: Every setting of one training run: the schema's fields (``hie_core.config.FIELDS``), frozen.
 TrainConfig = dataclasses.make_dataclass(
     "TrainConfig",
     [(f.name, Any, dataclasses.field(default=f.default)) for f in FIELDS],
