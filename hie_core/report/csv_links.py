@@ -21,6 +21,7 @@ from urllib.parse import quote, unquote
 import numpy as np
 import pandas as pd
 
+from hie_core.io import atomic_write_bytes as atomic_bytes
 from hie_core.io import atomic_write_text
 
 if TYPE_CHECKING:
@@ -49,9 +50,12 @@ _LINK = re.compile(
 )
 
 
+_IMAGE = re.compile(r'(<img src=")data:image/png;base64,([A-Za-z0-9+/=]+)("[^>]*\bclass="hie-figure")')
+
+
 def csv_text(frame: pd.DataFrame) -> str:
-    """``frame`` as CSV text (no index, ``\\n`` line ends, floats at full precision, NaN empty)."""
-    return frame.to_csv(index=False, lineterminator="\n")
+    """``frame`` as CSV text (no index, ``\\n`` line ends, floats to 6 significant digits, NaN empty)."""
+    return frame.to_csv(index=False, lineterminator="\n", float_format="%.6g")
 
 
 def plain_frame(frame: pd.DataFrame) -> pd.DataFrame:
@@ -102,11 +106,13 @@ def _column(values: Any, n: int) -> list:
 def plotly_frame(fig: go.Figure) -> pd.DataFrame:
     """The data a plotly figure shows first (not its animation frames), one row per point.
 
-    Columns ``trace``, ``x``, ``y`` (and ``z`` for heatmaps and images, one row per pixel, its
-    column and row as ``x``/``y`` in axis units when the trace gives ``x0``/``dx``, else as
-    indices; ``text`` when points carry one).
+    Columns ``trace``, ``x``, ``y`` (``text`` when points carry one), one row per point; a
+    heatmap or image as its matrix, one row per image row: ``trace``, ``y`` (the row's position
+    in axis units when the trace gives ``y0``/``dy``, else its index) and one column per image
+    column, named by its ``x``. Images come after the points.
     """
     rows: list[pd.DataFrame] = []
+    images: list[pd.DataFrame] = []
     for i, trace in enumerate(fig.data):
         name = getattr(trace, "name", None) or f"trace {i + 1}"
         z = getattr(trace, "z", None)
@@ -123,8 +129,10 @@ def plotly_frame(fig: go.Figure) -> pd.DataFrame:
                 xs = float(getattr(trace, "x0", 0) or 0) + float(getattr(trace, "dx", 1) or 1) * np.arange(nx)
             if ys is None or len(ys) != ny:
                 ys = float(getattr(trace, "y0", 0) or 0) + float(getattr(trace, "dy", 1) or 1) * np.arange(ny)
-            gx, gy = np.meshgrid(xs, ys)
-            rows.append(pd.DataFrame({"trace": name, "x": gx.ravel(), "y": gy.ravel(), "z": z.ravel()}))
+            matrix = pd.DataFrame(z, columns=[f"x={x:.4g}" for x in xs])
+            matrix.insert(0, "y", np.round(ys, 4))
+            matrix.insert(0, "trace", name)
+            images.append(matrix)
             continue
         x, y = getattr(trace, "x", None), getattr(trace, "y", None)
         if x is None and y is None:
@@ -135,7 +143,8 @@ def plotly_frame(fig: go.Figure) -> pd.DataFrame:
         if text is not None and not isinstance(text, str):
             part["text"] = _column(text, n)
         rows.append(pd.DataFrame(part))
-    return pd.concat(rows, ignore_index=True) if rows else pd.DataFrame({"trace": [], "x": [], "y": []})
+    parts = rows + images
+    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame({"trace": [], "x": [], "y": []})
 
 
 def matplotlib_frame(fig: Figure) -> pd.DataFrame:
@@ -175,12 +184,25 @@ def matplotlib_frame(fig: Figure) -> pd.DataFrame:
     return frame
 
 
+def _image_to_file(m: re.Match, folder: Path) -> str:
+    import base64
+
+    data = base64.b64decode(m.group(2))
+    name = f"{hashlib.sha1(data).hexdigest()[:16]}.png"
+    folder.mkdir(exist_ok=True)
+    if not (folder / name).is_file():
+        atomic_bytes(folder / name, data)
+    return f"{m.group(1)}{folder.name}/{name}{m.group(3)}"
+
+
 def _page_csv_files(page: Path) -> int:
-    """One page's CSV links to files in ``<stem>_data/`` (see :func:`write_csv_files`)."""
+    """One page's CSV links (and :class:`~hie_core.report.display.BookFigure` images) to files in
+    ``<stem>_data/`` (see :func:`write_csv_files`)."""
     text = page.read_text(encoding="utf-8")
-    if "data:text/csv" not in text:
+    if "data:text/csv" not in text and "data:image/png;base64," not in text:
         return 0
     folder = page.parent / f"{page.stem}_data"
+    text = _IMAGE.sub(lambda m: _image_to_file(m, folder), text)
     used: list[str] = []
 
     def to_file(m: re.Match) -> str:
@@ -195,14 +217,16 @@ def _page_csv_files(page: Path) -> int:
         return f"{m.group(1)}{folder.name}/{name}.csv{m.group(3)}{name}.csv{m.group(5)}"
 
     new = _LINK.sub(to_file, text)
-    if new != text:
+    if new != page.read_text(encoding="utf-8"):
         atomic_write_text(page, new)
     return len(used)
 
 
 def write_csv_files(outdir: Path) -> int:
     """In a built book: each CSV link's data as ``<page stem>_data/<name>.csv`` beside its page,
-    the link pointing there (the ``download`` name kept); return how many files were written.
+    the link pointing there (the ``download`` name kept); return how many CSV files were written.
+    A :class:`~hie_core.report.display.BookFigure`'s inline PNG (class ``hie-figure``) becomes a
+    file there too (``<hash>.png``): a page then loads its images as files, 25% lighter than base64.
 
     Two links of a page with one name get ``-2``, ``-3``... A page is rewritten atomically.
     """
