@@ -30,11 +30,17 @@ else:
 
 
 def pytest_collection_modifyitems(config, items) -> None:
-    """The test tiers: ``slow`` marks what needs the trained study or runs a notebook.
+    """The test tiers: ``slow`` marks what needs seconds of training, a notebook or a study.
 
-    ``pytest -m "not slow"`` is the unit tier (a few minutes on 2 cores); CI runs everything.
-    Slow are: every test that uses the :func:`main_study` fixture (it trains the README's
-    12-run study), every notebook nbval executes, and tests marked ``slow`` by hand.
+    ``pytest -m "not slow"`` is the unit tier (under 3 minutes on 2 cores; every module keeps
+    fast tests there); CI runs everything. Slow are: every test that uses the :func:`main_study`
+    fixture (it trains the README's 12-run study), every notebook nbval executes, and the tests
+    marked ``@pytest.mark.slow`` where they are defined: those that train runs through papermill
+    or submitit (``test_study_runner``), rehearse or benchmark training in a subprocess
+    (``test_device_check``, ``test_step``), or train several runs to compare them
+    (``test_train``). A test is marked slow only when it cannot be made fast without checking
+    less: first smaller data, fewer resamples (``HIE_BOOTSTRAP_RESAMPLES``), fewer epochs, or a
+    fixture shared by a module.
     """
     slow = pytest.mark.slow
     for item in items:

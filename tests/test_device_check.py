@@ -134,6 +134,7 @@ def test_projection_of_one_loss_closed_form():
     assert dc.device_slug("NVIDIA H200") == "nvidia-h200" and dc.device_slug("") == "unknown-device"
 
 
+@pytest.mark.slow
 def test_rehearsal_of_the_study_stage_writes_a_readable_report(tmp_path):
     """The real script, stage 'study' only, on tiny settings on the CPU; results outside the repo."""
     out, results = tmp_path / "out", tmp_path / "results"

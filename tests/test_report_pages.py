@@ -29,12 +29,23 @@ def shown(monkeypatch: pytest.MonkeyPatch) -> list:
     return out
 
 
-@pytest.fixture
-def results(tmp_path: Path):
-    study = write_study(tmp_path / "study", {"dice": [BASE, BASE + 0.02], "tversky": [BASE + 0.1 + J, BASE + 0.12 + J],
-                                             "baseline": [BASE - 0.2 - J], "ceiling": [np.full(12, 0.9)]})  # fmt: skip
+def _results(folder: Path):
+    study = write_study(folder / "study", {"dice": [BASE, BASE + 0.02], "tversky": [BASE + 0.1 + J, BASE + 0.12 + J],
+                                           "baseline": [BASE - 0.2 - J], "ceiling": [np.full(12, 0.9)]})  # fmt: skip
     write_results(study)
     return results_page.open_results(str(study))
+
+
+@pytest.fixture(scope="module")
+def results(tmp_path_factory: pytest.TempPathFactory):
+    """A study folder with its results, written once for the tests that only read it (seconds)."""
+    return _results(tmp_path_factory.mktemp("pages"))
+
+
+@pytest.fixture
+def own_results(tmp_path: Path):
+    """The same study, of the test's own: for a test that changes the folder."""
+    return _results(tmp_path)
 
 
 def test_tables_have_no_index_and_carry_their_provenance(results) -> None:
@@ -167,7 +178,8 @@ def test_deviations_name_every_changed_setting() -> None:
     assert "epochs" not in table.index  # same as the seed
 
 
-def test_experiment_page_reads_the_new_history_columns(results, shown: list) -> None:
+def test_experiment_page_reads_the_new_history_columns(own_results, shown: list) -> None:
+    results = own_results  # a folder of its own: this test changes it
     run_dir = results.study_dir / "dice" / "seed0"
     (run_dir / "model_best.pt").write_bytes(b"")
     (run_dir / "checkpoint_last.pt").write_bytes(b"")
@@ -180,7 +192,8 @@ def test_experiment_page_reads_the_new_history_columns(results, shown: list) -> 
         experiment.check_run_folder(run)
 
 
-def test_study_archs_are_the_networks_its_runs_trained(results) -> None:
+def test_study_archs_are_the_networks_its_runs_trained(own_results) -> None:
+    results = own_results  # a folder of its own: this test changes it
     from hie_core.report import methods_page
 
     assert methods_page.study_archs("") == ()

@@ -162,6 +162,7 @@ def test_make_train_step_validates_arguments():
         make_train_step(model, get_loss("dice"), _optimizer(model), l1=0.0, **{**kwargs, "grad_clip": 0.0})
 
 
+@pytest.mark.slow
 def test_benchmark_small_mode_writes_both_pipelines(tmp_path):
     out = tmp_path / "small.json"
     start = time.perf_counter()

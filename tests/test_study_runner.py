@@ -1,8 +1,9 @@
 """The study runner: the loss x seed grid, its engines (none, local, slurm), resumption, user errors.
 
-The fast tests need no training. The slow ones train tiny runs (1-3 epochs on the tiny
-synthetic set, quick preset, CPU) through papermill, some through submitit's local
-executor; each costs one or two notebook start-ups (about 10-25 s on 2 cores).
+The fast tests need no training. The slow ones (marked ``slow``: not in the unit tier) train
+tiny runs (1-3 epochs on the tiny synthetic set, quick preset, CPU) through papermill, some
+through submitit's local executor; each costs one or two notebook start-ups (about 10-25 s on
+2 cores, 40-50 s with submitit).
 """
 
 from __future__ import annotations
@@ -214,6 +215,7 @@ def test_no_finished_run_means_no_results_and_exit_1(tiny_synthetic, tmp_path, c
 # ----------------------------------------------------------------------------- tiny training runs
 
 
+@pytest.mark.slow
 def test_local_cluster_runs_the_grid_through_submitit(tiny_synthetic, tmp_path):
     """The issue's "Done when": --cluster local --losses dice --seeds 2 --no-book."""
     proc = subprocess.run([sys.executable, "-m", "hie_core.study", *tiny_cli(tiny_synthetic, tmp_path, "--cluster",
@@ -234,6 +236,7 @@ def test_local_cluster_runs_the_grid_through_submitit(tiny_synthetic, tmp_path):
     assert not (study_dir / "book").exists()  # --no-book
 
 
+@pytest.mark.slow
 def test_a_failed_run_is_reported_and_the_others_still_run(tiny_synthetic, tmp_path, capsys):
     broken = tmp_path / "s" / "dice" / "seed0" / "train.ipynb"
     broken.mkdir(parents=True)  # papermill cannot write the executed notebook there
@@ -252,6 +255,7 @@ def test_a_failed_run_is_reported_and_the_others_still_run(tiny_synthetic, tmp_p
     assert f"not finished (see {log}" in out and "dice/seed1" in out
 
 
+@pytest.mark.slow
 def test_a_fold_run_through_the_notebook_reports_its_fold_as_cv(tiny_synthetic, tmp_path):
     from hie_core.report.runs import find_runs
 
@@ -300,6 +304,7 @@ def _submit_tiny(tmp_path: Path, data_dir: Path) -> tuple[submitit.local.local.L
     return job, run
 
 
+@pytest.mark.slow
 def test_a_preempted_job_is_requeued_and_resumes_from_its_checkpoint(tiny_synthetic, tmp_path):
     job, run = _submit_tiny(tmp_path, tiny_synthetic)
     (task,) = grid._child_pids(job._process.pid)  # the job's Python under submitit's local controller
@@ -327,6 +332,7 @@ def _gone(pid: int) -> bool:
         return True
 
 
+@pytest.mark.slow
 def test_a_killed_job_resubmitted_finishes_from_its_checkpoint(tiny_synthetic, tmp_path):
     job, run = _submit_tiny(tmp_path, tiny_synthetic)
     tree = _process_tree(job._process.pid)  # task, papermill, kernel
@@ -391,6 +397,7 @@ def test_an_empty_or_cut_off_executed_notebook_is_removed_and_a_readable_one_kep
     assert sorted(p.name for p in tmp_path.iterdir()) == ["good.ipynb"]
 
 
+@pytest.mark.slow
 def test_ctrl_c_during_a_run_ends_the_study_with_one_line_and_exit_130(tiny_synthetic, tmp_path):
     env = {**os.environ, "HIE_CACHE_DIR": str(tmp_path / "cache"), "PYTHONUNBUFFERED": "1"}
     cli = tiny_cli(tiny_synthetic, tmp_path / "runs", "--seeds", "1", "--jobs", "1")  # in this process
@@ -415,6 +422,7 @@ def test_ctrl_c_during_a_run_ends_the_study_with_one_line_and_exit_130(tiny_synt
     assert not notebook.exists() or json.loads(notebook.read_text())["cells"]
 
 
+@pytest.mark.slow
 def test_ctrl_c_with_local_jobs_ends_every_process_without_a_traceback(tiny_synthetic, tmp_path):
     """The issue's probe: Ctrl-C printed the one line, then submitit's KeyboardInterrupt traceback."""
     env = {**os.environ, "HIE_CACHE_DIR": str(tmp_path / "cache"), "PYTHONUNBUFFERED": "1"}

@@ -126,6 +126,7 @@ def test_a_run_with_mirroring_resumes_to_identical_results(tiny_synthetic, tmp_p
     _same_results(whole.run_dir, tmp_path / "interrupted")
 
 
+@pytest.mark.slow
 def test_killed_run_resumes_to_identical_results(reference_run, tiny_synthetic, tmp_path):
     out = tmp_path / "killed"
     config = tiny_config(tiny_synthetic, out)
@@ -276,6 +277,7 @@ def test_code_fingerprint_follows_the_sources_that_make_results(tmp_path, monkey
     assert cfg.code_fingerprint() != base
 
 
+@pytest.mark.slow
 def test_patch_training_with_sliding_window_on_a_fixed_spacing_grid(tiny_synthetic, tmp_path):
     """The native preset's machinery at a tiny size: fixed-spacing grid, lesion patches, sliding window."""
     config = tiny_config(tiny_synthetic, tmp_path / "patches", target_shape=None, target_spacing_mm=(6.0, 3.0, 3.0),
@@ -295,6 +297,7 @@ def test_patch_training_with_sliding_window_on_a_fixed_spacing_grid(tiny_synthet
         assert geometry.same_grid(read_image(case.adc)[1])
 
 
+@pytest.mark.slow
 def test_loader_and_device_sources_train_identically_without_augmentation(tiny_synthetic, tmp_path):
     """One training loop: the TorchIO back end's DataLoader and the device source differ only in augmentation."""
     from hie_core.training import fit as fit_module
