@@ -84,8 +84,8 @@ def test_reproduce_box_names_each_seed_and_checks_the_run_folder(study: Path) ->
     finally:
         IPython.display.display = original
     box = shown[0]["text/html"]
-    assert "Reproduce this run" in box and "-p loss dice -p seed 0" in box and "-p seed 1" in box
-    assert f"{len(run.metrics)} native-grid predictions" in box
+    assert "The commands" in box and "-p loss dice -p seed 0" in box and "-p seed 1" in box
+    assert f"run folder was complete (4 files, {len(run.metrics)} native-grid predictions)" in box
 
 
 def test_label_page_makes_names_unique_per_loss() -> None:

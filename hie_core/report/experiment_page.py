@@ -337,10 +337,9 @@ def _command(cfg: dict, seed: int) -> str:
 
 
 def reproduce_box(result) -> None:
-    """A "Reproduce this run" box: the papermill command of each seed on this page, where the run
-    folder goes, and the check that this run's folder is complete
-    (:func:`hie_core.report.experiment.check_run_folder`, which raises when it is not). Shown at the
-    end of the page."""
+    """The box under the page's "Reproduce this run" heading, at its end: the papermill command of
+    each seed on the page, where the run folder goes, and the check that this run's folder is
+    complete (:func:`hie_core.report.experiment.check_run_folder`, which raises when it is not)."""
     import contextlib
     import io
 
@@ -349,7 +348,7 @@ def reproduce_box(result) -> None:
     printed = io.StringIO()
     with contextlib.redirect_stdout(printed):
         check_run_folder(result)
-    checked = printed.getvalue().strip()
+    checked = printed.getvalue().strip().removeprefix("run folder complete: ")
     cfg = RunConfig.of_result(result).settings
     commands = "<br>".join(f"<code>{html.escape(_command(cfg, seed))}</code>" for seed in _seeds(result))
     data = "" if source_of_run(result.config).synthetic else " -p data_dir YOUR_BONBID_FOLDER"
@@ -358,5 +357,5 @@ def reproduce_box(result) -> None:
             "Each writes its run folder under <code>runs/&lt;preset&gt;/&lt;loss&gt;/seed&lt;k&gt;/</code> "
             "(<code>-p output_dir</code> names another) and finds a finished run of the same code and "
             "settings there instead of training again. The notebook's first cell lists every parameter."
-            + (f" When this page ran, this seed's {html.escape(checked)}." if checked else ""))  # fmt: skip
-    display.admonition("Reproduce this run", text, kind="tip")
+            + (f" When this page ran, this seed's run folder was complete ({html.escape(checked)})." if checked else ""))  # fmt: skip
+    display.admonition("The commands", text, kind="tip")  # under the page's "Reproduce this run" heading
