@@ -214,3 +214,35 @@ def test_every_table_and_figure_has_a_csv_link_that_downloads(main_study, tmp_pa
         driver.quit()
     assert not missing, missing[:20]
     assert not over_http and not from_file, (over_http[:10], from_file[:10])
+
+
+def test_a_large_figure_script_is_gzipped_and_runs_the_same_in_a_browser(tmp_path):
+    """book_compress: the loader's code is the original script, and a browser runs it (from file://)."""
+    from hie_core.report.book_compress import compress_figure_scripts, inflate_script
+
+    site = tmp_path / "site"
+    site.mkdir()
+    payload = "0" * 200_000  # what a viewer's slices look like to gzip: long, repetitive
+    script = (
+        f'\n window.PLOTLYENV={{}}; document.getElementById("out").textContent = "ran " + "{payload}".length;'
+    )
+    small = '\n window.PLOTLYENV={}; document.getElementById("small").textContent = "small ran";'
+    (site / "p.html").write_text(
+        f'<html><body><p id="out"></p><p id="small"></p><script>{script}</script><script>{small}</script></body></html>'
+    )
+    changed = compress_figure_scripts(site)
+    before, after = changed["p.html"]
+    text = (site / "p.html").read_text()
+    assert after < before / 50 and small in text and payload not in text
+    assert inflate_script(text) == script
+    _need_chromium()
+    driver = _driver(tmp_path, width=800)
+    try:
+        from selenium.webdriver.support.ui import WebDriverWait
+
+        driver.get((site / "p.html").as_uri())
+        WebDriverWait(driver, 20).until(lambda d: d.find_element("id", "out").text)
+        assert driver.find_element("id", "out").text == "ran 200000"
+        assert driver.find_element("id", "small").text == "small ran"
+    finally:
+        driver.quit()

@@ -20,6 +20,8 @@ written (``build-finished``):
   bundles that no page loads (:func:`remove_unloaded`: the full bundle where every figure
   takes the cartesian one).
 
+- gzips each large plotly figure's script in its page, inflated by the browser
+  (:func:`hie_core.report.book_compress.compress_figure_scripts`: a slice viewer 4 times lighter);
 - writes each table's and figure's CSV (a ``data:`` link in the notebook output) to a file beside
   its page (:func:`hie_core.report.csv_links.write_csv_files`).
 
@@ -38,6 +40,7 @@ from pathlib import Path
 from urllib.parse import quote, unquote, urlsplit
 
 from hie_core.io import atomic_write_text
+from hie_core.report.book_compress import compress_figure_scripts
 from hie_core.report.book_mathjax import MATHJAX_COMPONENTS, MATHJAX_ENTRY
 from hie_core.report.csv_links import write_csv_files
 
@@ -378,6 +381,7 @@ def _lighten(app, exception) -> None:
     if exception is not None or app.builder.format != "html":
         return
     write_csv_files(Path(app.outdir))  # first: the pages then weigh what a reader loads
+    compress_figure_scripts(Path(app.outdir))
     replace_fontawesome(Path(app.outdir))
     drop_search_scripts(Path(app.outdir))
     remove_source_maps(Path(app.outdir))
