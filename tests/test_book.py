@@ -432,13 +432,15 @@ def test_every_page_whole_at_1280_and_800_px_over_http(main_study, tmp_path):
     assert len(api) == len(API_PAGES) + 1 and max(api.values()) <= chapter, (chapter, api)
 
 
-def test_no_alias_of_a_loss_metric_or_unit_on_any_page_in_a_real_browser(main_study, tmp_path):
+def test_names_numbers_captions_and_alt_texts_on_every_page_in_a_real_browser(main_study, tmp_path):
     """Every reader page as the browser renders it (after its scripts ran) names each loss, metric
-    and unit by its one display name (hie_core.methods.ALIASES; the scan is unit-tested in
-    test_copy_check.py), and makes no number slip ("1 cases", "+-", "-0.000")."""
+    and unit by its one display name (hie_core.methods.ALIASES), makes no number slip ("1 cases",
+    "+-", "-0.000"), shows every table, image and plotly figure in a numbered, captioned figure and
+    gives every image an alt text that is not a file path (the scans are unit-tested in
+    test_copy_check.py)."""
     from selenium.webdriver.support.ui import WebDriverWait
 
-    from hie_core.report.copy_check import aliases_in_page, copy_slips, reader_pages
+    from hie_core.report.copy_check import aliases_in_page, copy_slips, figure_problems, reader_pages
 
     if _chromium() is None:
         if os.environ.get("CI"):
@@ -454,7 +456,8 @@ def test_no_alias_of_a_loss_metric_or_unit_on_any_page_in_a_real_browser(main_st
                 driver.get(url + page)
                 WebDriverWait(driver, 60).until(lambda d: d.execute_script(_READY))
                 rendered = driver.page_source
-                problems += [f"{page}: {hit}" for hit in aliases_in_page(rendered) + copy_slips(rendered)]
+                hits = aliases_in_page(rendered) + copy_slips(rendered) + figure_problems(rendered)
+                problems += [f"{page}: {hit}" for hit in hits]
     finally:
         driver.quit()
     assert problems == [], "\n".join(problems)

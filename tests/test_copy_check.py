@@ -5,7 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 
 from hie_core.methods import ALIASES, COLUMN_LABELS, DISPLAY_NAMES, column_label
-from hie_core.report.copy_check import aliases_in_book, aliases_in_page, copy_slips, page_text
+from hie_core.report.copy_check import (
+    aliases_in_book,
+    aliases_in_page,
+    copy_slips,
+    figure_problems,
+    page_text,
+)
 
 _PAGE = """<html><head><title>Hausdorff DT</title></head><body>
 <nav class="bd-sidebar-primary">HDT</nav>
@@ -69,3 +75,24 @@ def test_registry_names_each_thing_once() -> None:
     for label in [*DISPLAY_NAMES.values(), *COLUMN_LABELS.values()]:
         assert aliases_in_page(f"<p>{label}</p>") == [], label
     assert set(ALIASES) <= set(DISPLAY_NAMES.values())
+
+
+_FIGURES = """<html><body><img src="logo.png" alt=""><article>
+<figure id="fig-ok"><img src="data:image/png;base64,AA" alt="Two line charts of the training curves">
+<figcaption><p><span class="caption-number">Fig. 3 </span>Curves.</p></figcaption></figure>
+<img src="../../_images/abc.png" alt="../../_images/abc.png">
+<figure><div class="plotly-graph-div" id="viewer"></div><figcaption><p>No number</p></figcaption></figure>
+<figure class="captioned_table"><table><tr><td><table><tr><td>inner</td></tr></table></td></tr></table>
+<figcaption><p><span class="caption-number">Table 2 </span>Runs.</p></figcaption></figure>
+<table><tr><td>loose table</td></tr></table>
+</article></body></html>"""
+
+
+def test_figure_problems_finds_paths_as_alt_text_and_figures_without_numbered_captions() -> None:
+    found = figure_problems(_FIGURES)
+    assert len(found) == 4, found
+    assert sum("alt text" in f and "a path" in f for f in found) == 1  # the logo outside the article is not read
+    assert any("div without a numbered caption: 'viewer'" in f for f in found)
+    assert any("table without a numbered caption: 'loose table'" in f for f in found)
+    assert sum("img without a numbered caption" in f for f in found) == 1  # the path-named image, not Fig. 3
+    assert not any("inner" in f for f in found)

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from hie_core.methods import ALIASES
 
-__all__ = ["aliases_in_book", "aliases_in_page", "copy_slips", "page_text", "reader_pages"]
+__all__ = ["aliases_in_book", "aliases_in_page", "copy_slips", "figure_problems", "page_text", "reader_pages"]
 
 #: Elements whose text a reader does not read as prose.
 _SKIPPED = {"code", "pre", "script", "style", "kbd", "samp", "svg", "math", "mjx-container", "head", "title"}
@@ -146,3 +146,35 @@ if __name__ == "__main__":  # pragma: no cover - a convenience for a person
         print(name)
         for hit in hits:
             print("   ", hit)
+
+
+_IMAGE_PATH = re.compile(r"(^|/)_images/|\.(png|jpe?g|svg|gif|webp)$", re.IGNORECASE)
+
+
+def figure_problems(page_html: str) -> list[str]:
+    """Every table, image and plotly figure of a page's article that is not in a numbered, captioned
+    figure (Sphinx's ``<figure>`` with a ``figcaption`` holding its "Fig. N" / "Table N"), and every
+    image whose alt text is missing or a file path.
+
+    Needs BeautifulSoup (installed with the book's extras).
+    """
+    from bs4 import BeautifulSoup
+
+    soup = BeautifulSoup(page_html, "html.parser")
+    article = soup.find("article") or soup
+    found = []
+    for img in article.find_all("img"):
+        alt = (img.get("alt") or "").strip()
+        if not alt or _IMAGE_PATH.search(alt):
+            found.append(f"image alt text {alt[:60]!r} is {'a path' if alt else 'missing'}")
+    items = [*article.find_all("table"), *article.find_all("img"),
+             *article.find_all("div", class_="plotly-graph-div")]  # fmt: skip
+    for item in items:
+        if item.find_parent("table") is not None:  # a table inside a table's cell is the outer one's
+            continue
+        figure = item.find_parent("figure")
+        caption = figure.find("figcaption") if figure is not None else None
+        if caption is None or caption.find(class_="caption-number") is None:
+            text = item.get("alt") or item.get("id") or item.get_text(" ", strip=True)
+            found.append(f"{item.name} without a numbered caption: {str(text)[:60]!r}")
+    return found
