@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from hie_core.report import discussion, mechanism, seed_study
+from hie_core.report import discussion, front_page, mechanism, published, seed_study
 from hie_core.report.book import BOOK_NOTEBOOKS
 from hie_core.report.results import StudyResults, read_results, write_results
 from tests.report_fixtures import write_study
@@ -108,7 +108,7 @@ def test_the_largest_burden_scoring_lowest_is_said_and_qualified(study: StudyRes
 
 def test_short_abstract_and_what_the_study_can_say(study: StudyResults) -> None:
     r = study
-    text = discussion.short_abstract(r)
+    text = front_page.short_abstract(r)
     assert text.startswith("**Design.** 3 losses, each trained 2 times (seeds) with the *quick* preset on a "
                            "synthetic BONBID-like dataset")  # fmt: skip
     assert "**Answer.**" in text and "**What it could detect.**" in text
@@ -122,24 +122,24 @@ def test_published_numbers_come_from_the_seed_and_the_cited_papers(
     study: StudyResults, tmp_path: Path
 ) -> None:
     r = study
-    text = discussion.published_text(r)
-    sparseg = discussion.PUBLISHED[0]
+    text = published.published_text(r)
+    sparseg = published.PUBLISHED[0]
     assert f"reached Dice {sparseg.dice:.3f}" in text and f"{{cite}}`{sparseg.citation}`" in text
     assert "rank correlation of" in text and "synthetic volumes" in text
     bib = (ROOT / "book" / "references.bib").read_text()
-    for p in discussion.PUBLISHED:
+    for p in published.PUBLISHED:
         assert f"{{{p.citation}," in bib
-    assert f"{{{discussion.CHALLENGE_SUMMARY[0]}," in bib
-    table = discussion.published_table(r).text
+    assert f"{{{published.CHALLENGE_SUMMARY[0]}," in bib
+    table = published.published_table(r).text
     assert f"{seed_study.SEED_TABLE['tversky'][0]:.3f}" in table and f"{sparseg.dice:.3f}" in table
     real = _study(tmp_path / "real", synthetic=False)
-    assert "only this book's test-split Dice is comparable" in discussion.published_text(real)
+    assert "only this book's test-split Dice is comparable" in published.published_text(real)
 
 
 def test_headline_figure_is_the_primary_contrasts_forest(tmp_path: Path) -> None:
     r = _results(tmp_path, {"tversky": [BASE, BASE + 0.01], "tversky_hdt": [BASE + 0.05 + J, BASE + 0.06 + J],
                             "baseline": [BASE - 0.1]})  # fmt: skip
-    fig = discussion.headline_figure(r)
+    fig = front_page.headline_figure(r)
     assert list(fig.csv_data["contrast"]) == ["Tversky+HDT vs Tversky"] and fig.csv_data[
         "metric"
     ].tolist() == ["dice"]

@@ -1,28 +1,24 @@
-"""The Discussion page and the front page's short abstract, computed from a study's result files.
+"""The Discussion page, computed from a study's result files.
 
 Every number comes from ``runs/<study>/results/`` (:class:`~hie_core.report.results.StudyResults`:
 ``study.json``, Table 1, the hypotheses, the strata and the per-case scores), from the seed
-study's published Table 1 (:mod:`hie_core.report.seed_study`), from :data:`PUBLISHED`, the
-published results on the BONBID-HIE test set that the page cites, or from the loss-gradient
-figure computed on the page (:mod:`hie_core.report.mechanism`). Each sentence says where its
-numbers come from, and on synthetic data each says so.
+study's published Table 1 (:mod:`hie_core.report.seed_study`) or from the loss-gradient figure
+computed on the page (:mod:`hie_core.report.mechanism`). Each sentence says where its numbers come
+from, and on synthetic data each says so. The page's other parts: the published results
+(:mod:`hie_core.report.published`) and the front page's abstract (:mod:`hie_core.report.front_page`).
 
-- :func:`short_abstract` and :func:`headline_figure`: the front page's design, answer and what
-  the design could detect, in three short paragraphs, and the primary contrasts' forest plot;
 - :func:`can_say`: the verdicts, and the differences the design could and could not detect;
 - :func:`collapsed` and :func:`collapse_text`: a loss whose Dice collapses, shown from its
   predicted volumes and empty predictions, explained with the gradient figure;
-- :func:`failing_cases`, :func:`failing_table` and :func:`failing_text`: the lowest-Dice cases
-  against their resampling ceiling, the threshold baseline and their lesions;
+- :func:`failing_cases`, :func:`failing_table`, :func:`failing_text` and :func:`case_figure`: the
+  lowest-Dice cases against their resampling ceiling, the threshold baseline and their lesions;
 - :func:`burden_text`: the lesion-burden strata, when the largest burden scores lowest;
-- :func:`published_table` and :func:`published_text`: these numbers beside the seed's and the
-  published test-set results, and why they cannot be compared number for number.
+- :func:`limitations`: the study's limitations.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -34,8 +30,6 @@ from hie_core.report.results import StudyResults
 from hie_core.report.sources import SYNTHETIC_LABEL
 
 __all__ = [
-    "PUBLISHED",
-    "Published",
     "burden_text",
     "can_say",
     "case_figure",
@@ -45,11 +39,7 @@ __all__ = [
     "failing_cases",
     "failing_table",
     "failing_text",
-    "headline_figure",
     "limitations",
-    "published_table",
-    "published_text",
-    "short_abstract",
     "worst_case",
 ]
 
@@ -58,28 +48,6 @@ _METRICS = {"dice": "Dice", "masd_mm": "MASD", "nsd": "NSD"}
 COLLAPSE_FRACTION = 0.5
 #: A case's ceiling or baseline Dice counts as "high" at or above this value, "low" below it.
 HIGH_DICE = 0.5
-
-
-@dataclass(frozen=True)
-class Published:
-    """A published result on the 44-case BONBID-HIE 2023 test set (means over the cases)."""
-
-    method: str
-    citation: str
-    source: str
-    dice: float
-    masd_mm: float
-    nsd: float
-    note: str
-
-
-#: Published results on the BONBID-HIE test set, each from its cited paper.
-PUBLISHED: tuple[Published, ...] = (
-    Published("SPARSeg (2D UNet++, Tversky + log-Hausdorff + Focal)", "rao2025sparseg", "Rao et al., MICCAI 2025", 0.6060, 2.6484, 0.7477,
-              "the best published result on the test set"),
-)  # fmt: skip
-#: The organisers' summary of the published state of the art (Dice "around 0.5") on their challenge page.
-CHALLENGE_SUMMARY = ("bonbid2023challenge", 0.5)
 
 
 def _split(results: StudyResults) -> str:
@@ -100,75 +68,6 @@ def _losses(results: StudyResults, split: str) -> pd.DataFrame:
 
 def _ci(row: pd.Series, metric: str = "dice", digits: int = 3) -> str:
     return format_ci(row[f"{metric}_mean"], row[f"{metric}_ci_low"], row[f"{metric}_ci_high"], digits)
-
-
-# --- the front page ------------------------------------------------------------------------------
-
-
-def short_abstract(results: StudyResults) -> str:
-    """Design, answer and what the design could detect (Markdown, three labelled paragraphs)."""
-    split = _split(results)
-    info = results.config
-    losses = _losses(results, split)
-    n_lesion = int(losses["n_cases"].max()) if len(losses) else 0
-    data = ("a synthetic BONBID-like dataset (no patient data: the numbers test the pipeline, not the losses on "
-            "real scans)" if results.synthetic else "the BONBID-HIE release")  # fmt: skip
-    folds = info.design.folds
-    design = (f"**Design.** {plural(len(results.losses), 'loss', 'losses')}, each trained "
-              f"{plural(len(info.seeds), 'time')} (seeds){f' in {folds}-fold cross-validation' if folds else ''} "
-              f"with the *{info.preset}* preset on {data}, scored {_where(results, split)} "
-              f"({n_lesion} with a lesion) with the challenge's metrics on each scan's native grid.")  # fmt: skip
-    h = results.table("hypotheses", split)
-    primary = h[h["family"] == "primary"]
-    verdicts = "; ".join(f"{_name(r['method'], results)} vs {_name(r['reference'], results)}: {r['verdict']} "
-                         f"(Dice {r['estimate']:+.3f} [{r['ci_low']:+.3f}, {r['ci_high']:+.3f}])"
-                         for _, r in primary.iterrows())  # fmt: skip
-    best = info.best_loss.get(split, {})
-    top = losses.sort_values("dice_mean", ascending=False, kind="stable").iloc[0] if len(losses) else None
-    if best.get("named"):
-        winner = f"{_name(best['candidate'], results)} had the best Dice, better than every other loss in paired tests."
-    elif top is not None:
-        winner = (f"No loss was shown best; the highest mean Dice was {_name(top['method'], results)}'s "
-                  f"{_ci(top)}.")  # fmt: skip
-    else:
-        winner = ""
-    answer = (
-        f"**Answer.** Does a Hausdorff term help its base loss (the primary contrasts)? {verdicts}. {winner}"
-    )
-    mdd = primary["mdd"][np.isfinite(primary["mdd"])] if len(primary) else pd.Series(dtype=float)
-    if len(mdd):
-        detect = (f"**What it could detect.** Differences in mean Dice of about {mdd.min():.2f} to {mdd.max():.2f} "
-                  f"in the primary contrasts (80% power, Holm over {len(primary)}); a smaller difference, such as most "
-                  "of those between the losses here, would go unseen. *Inconclusive* means not detectable, not equal.")  # fmt: skip
-    else:
-        detect = "**What it could detect.** The design could not measure it (too few cases or runs)."
-    return "\n\n".join(p for p in (design, answer, detect) if p)
-
-
-def headline_figure(results: StudyResults) -> BookFigure:
-    """The answer at a glance: the primary contrasts (each hybrid against its base loss, Dice) in the Results
-    page's forest plot (:func:`hie_core.report.forest.forest_figure`): difference with its 95% CI, the
-    equivalence margin shaded, the detectable difference marked, the verdict in colour, shape and words."""
-    from hie_core.report import forest
-    from hie_core.report.results_page import method_label
-
-    split = _split(results)
-    h = results.table("hypotheses", split)
-    primary = h[h["family"] == "primary"]
-    rows = forest.forest_data(primary if len(primary) else h, lambda m: method_label(m, results))
-    source = SYNTHETIC_LABEL if results.synthetic else "BONBID-HIE data"
-    fig = forest.forest_figure(rows, title=f"{source}, {split} split")
-    fig.csv_data, fig.csv_name = rows, f"headline-{split}"
-    what = (
-        "the primary contrasts, each hybrid loss minus its base loss,"
-        if len(primary)
-        else "the tested claims,"
-    )
-    fig.alt = (f"Forest plot of {what} as differences with their 95% confidence intervals: "
-               + "; ".join(f"{r['contrast']} ({r['metric']}) {r['estimate']:+.3f} (95% CI {r['ci_low']:+.3f} to {r['ci_high']:+.3f}), "
-                           f"{r['verdict']}" for _, r in rows.iterrows())
-               + "; the equivalence margin is shaded and the detectable difference marked.")  # fmt: skip
-    return fig
 
 
 # --- what the study can and cannot say -----------------------------------------------------------
@@ -435,61 +334,6 @@ def burden_text(results: StudyResults) -> str:
             text += (f" With {plural(int(counts[lowest]), 'case')} it has no interval: a pattern to check on more "
                      "cases, not a finding.")  # fmt: skip
     return text
-
-
-# --- against published numbers -------------------------------------------------------------------
-
-
-def published_table(results: StudyResults):
-    """This study's Dice per loss beside the seed's (its 4 validation cases) and the published test-set results."""
-    split = _split(results)
-    losses = _losses(results, split)
-    where = f"this study ({'synthetic ' if results.synthetic else ''}{split}, {results.n_cases(split)} cases)"
-    rows = [{"method": _name(r["method"], results), where: _ci(r),
-             "seed study (4 validation cases)": f"{seed_study.SEED_TABLE[r['method']][0]:.3f}"
-             if r["method"] in seed_study.SEED_TABLE else "-"} for _, r in losses.iterrows()]  # fmt: skip
-    for p in PUBLISHED:
-        rows.append({"method": f"{p.method}, published (44 test cases)", where: "-",
-                     "seed study (4 validation cases)": "-", "published test set": f"{p.dice:.3f}"})  # fmt: skip
-    frame = pd.DataFrame(rows).fillna("-")
-    note = (f"Mean Dice over cases with a lesion. {SYNTHETIC_LABEL + '. ' if results.synthetic else ''}"
-            f"Seed: {seed_study.SEED_TABLE_NOTE} Published: " + "; ".join(f"{p.method}, {p.source}" for p in PUBLISHED)
-            + ".")  # fmt: skip
-    return table(frame, note=note, csv_name=f"published-{split}")
-
-
-def published_text(results: StudyResults) -> str:
-    """How these numbers relate to the seed's and the challenge's published ones (Markdown)."""
-    split = _split(results)
-    losses = _losses(results, split).set_index("method")
-    seed = {m: v[0] for m, v in seed_study.SEED_TABLE.items() if m in losses.index}
-    parts = []
-    if len(seed) >= 2:
-        ours = losses.loc[list(seed), "dice_mean"]
-        rho = pd.Series(seed).rank().corr(ours.rank(), method="spearman")
-        seed_top, our_top = max(seed, key=seed.get), ours.idxmax()
-        seed_low, our_low = min(seed, key=seed.get), ours.idxmin()
-        parts.append(
-            f"The seed study {{cite}}`{seed_study.CITATION}` ranked {_name(seed_top, results)} first and "
-            f"{_name(seed_low, results)} last by Dice on its 4 validation cases; {_where(results, split)} the highest "
-            f"mean Dice is {_name(our_top, results)}'s and the lowest {_name(our_low, results)}'s, a rank correlation "
-            f"of {rho:.2f} over the {len(seed)} losses. The seed's Dice ranged from {min(seed.values()):.2f} to "
-            f"{max(seed.values()):.2f}; here from {ours.min():.2f} to {ours.max():.2f}.")  # fmt: skip
-    cite, dice = CHALLENGE_SUMMARY
-    pub = "; ".join(f"{p.method} reached Dice {p.dice:.3f}, MASD {p.masd_mm:.2f} mm and NSD {p.nsd:.3f} {{cite}}`{p.citation}`, "
-                    f"{p.note}" for p in PUBLISHED)  # fmt: skip
-    parts.append(f"On the real 44-case test set, the organisers put U-Net and the other published methods at a Dice of "
-                 f"about {dice:.1f} {{cite}}`{cite}`; {pub}.")  # fmt: skip
-    if results.synthetic:
-        parts.append("None of these numbers can be set against this book's: they were computed on synthetic volumes whose "
-                     "lesions are drawn by a generator, with known truth and none of the real scans' variation. Only the "
-                     "order of the losses, and whether a loss collapses, can be compared, and only as a check of the "
-                     "pipeline.")  # fmt: skip
-    else:
-        parts.append("The seed's numbers are on 4 validation cases and a resampled grid in voxels, the published ones on "
-                     "the 44 test cases: only this book's test-split Dice is comparable with the published Dice, and the "
-                     "2023 leaderboard's surface distances may carry the evaluator's axis-order error.")  # fmt: skip
-    return " ".join(parts)
 
 
 def limitations(results: StudyResults) -> str:
