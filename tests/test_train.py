@@ -119,7 +119,7 @@ def test_interrupted_run_resumes_to_identical_results(reference_run, tiny_synthe
 def test_a_run_with_mirroring_resumes_to_identical_results(tiny_synthetic, tmp_path):
     options = dict(mirror_axes=(2,))
     whole = run_experiment(tiny_config(tiny_synthetic, tmp_path / "whole", **options))
-    assert torch.load(whole.run_dir / "model_best.pt", weights_only=True)["mirror_axes"] == [2]
+    assert torch.load(whole.run_dir / "model_best.pt", weights_only=True)["config"]["mirror_axes"] == [2]
     config = tiny_config(tiny_synthetic, tmp_path / "interrupted", **options)
     assert run_experiment(config, stop_after_epochs=1) is None
     run_experiment(config)

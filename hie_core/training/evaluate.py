@@ -19,12 +19,14 @@ its masks writes one row per reference and predicted lesion to ``<out_dir>/lesio
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 
+from hie_core.config import DEFAULTS
 from hie_core.data import Case
 from hie_core.io import read_image, write_image
 from hie_core.lesions import LESION_COLUMNS, lesion_metrics
@@ -54,12 +56,19 @@ def predict_native(
     pre: PreprocessedCase,
     device: str = "cpu",
     amp: bool = False,
-    patch_shape: Sequence[int] | None = None,
-    overlap: float = 0.5,
-    mirror_axes: Sequence[int] = (),
+    settings: Mapping[str, Any] | None = None,
 ) -> np.ndarray:
-    """A binary lesion mask (D, H, W) on the case's native grid."""
-    prob = predict_probabilities(model, pre.image, device, amp, patch_shape, overlap, mirror_axes)
+    """A binary lesion mask (D, H, W) on the case's native grid.
+
+    Args:
+        settings: the run's configuration, every field of the schema (``dataclasses.asdict`` of a
+            ``TrainConfig``, or the ``meta`` of :func:`hie_core.training.checkpoints.load_model_file`);
+            the options of prediction (``patch_shape``, ``sw_overlap``, ``mirror_axes``) are read here,
+            so a new one is read where it is used. None or a missing field: the schema's default.
+    """
+    options = {**DEFAULTS, **(settings or {})}
+    prob = predict_probabilities(model, pre.image, device, amp, options["patch_shape"], options["sw_overlap"],
+                                 options["mirror_axes"])  # fmt: skip
     return probabilities_to_native_mask(prob, pre.geometry, pre.native_geometry)
 
 
@@ -120,11 +129,11 @@ def evaluate_model(
     device: str = "cpu",
     amp: bool = False,
     progress: bool = True,
-    patch_shape: Sequence[int] | None = None,
-    overlap: float = 0.5,
-    mirror_axes: Sequence[int] = (),
+    settings: Mapping[str, Any] | None = None,
 ) -> list[dict]:
     """Predict each case, write the native-grid mask, and score it (with ``out_dir``: masks and ``lesions.csv``).
+
+    ``settings``: the run's configuration, as :func:`predict_native` takes it.
 
     Returns:
         One dict per case with :data:`METRIC_COLUMNS` (metrics only where a label exists).
@@ -134,7 +143,7 @@ def evaluate_model(
     rows, lesions = [], []
     bar = tqdm(list(cases), desc="evaluate", unit="case", disable=not progress)
     for case, pre in bar:
-        pred = predict_native(model, pre, device, amp, patch_shape, overlap, mirror_axes)
+        pred = predict_native(model, pre, device, amp, settings)
         rows.append(_score(case, pred, out_dir, lesions=lesions))
         if "dice" in rows[-1]:
             bar.set_postfix(dice=f"{rows[-1]['dice']:.3f}")

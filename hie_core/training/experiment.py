@@ -380,8 +380,7 @@ def _run_locked(config: TrainConfig, run_dir: Path, data_dir: Path, data: DataFi
     train_seconds = time.perf_counter() - t0
     model, meta = load_best_model(run_dir / BEST, config.device)
     rows = evaluate_model(model, _preprocess(reported, config), run_dir, config.device, config.amp,
-                          patch_shape=config.patch_shape, overlap=config.sw_overlap,
-                          mirror_axes=config.mirror_axes)  # fmt: skip
+                          settings=dataclasses.asdict(config))  # fmt: skip
     metrics = pd.DataFrame(rows).reindex(columns=list(METRIC_COLUMNS))
     _write_table(metrics, run_dir / "metrics.csv")
     summary = {"loss": config.loss, "preset": config.preset, "seed": config.seed, "synthetic": info["synthetic"],

@@ -70,8 +70,8 @@ def predict_pair(
     model, meta: dict, adc_path: Path, zadc_path: Path, device: str = "cpu"
 ) -> tuple[np.ndarray, object]:
     """Predict one ADC/ZADC pair -> (binary mask (D, H, W) uint8, native geometry)."""
-    from hie_core.preprocess import Grid, preprocess_arrays, probabilities_to_native_mask
-    from hie_core.training.inference import predict_probabilities
+    from hie_core.preprocess import Grid, preprocess_arrays
+    from hie_core.training.evaluate import predict_native
 
     adc, geometry = read_image(adc_path, dtype=np.float32)
     zadc, zgeometry = read_image(zadc_path, dtype=np.float32)
@@ -89,9 +89,7 @@ def predict_pair(
         spacing_mm=meta["target_spacing_mm"],
     )
     pre = preprocess_arrays(adc, zadc, geometry, target_shape=grid, zadc_norm=meta["zadc_norm"])
-    prob = predict_probabilities(model, pre.image, device, device.startswith("cuda"), meta["patch_shape"],
-                                 meta["sw_overlap"], meta["mirror_axes"])  # fmt: skip
-    mask = probabilities_to_native_mask(prob, pre.geometry, pre.native_geometry)
+    mask = predict_native(model, pre, device, device.startswith("cuda"), meta)  # meta: the run's configuration
     return mask.astype(np.uint8), geometry
 
 
