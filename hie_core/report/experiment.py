@@ -220,10 +220,13 @@ def _fmt_row(row: pd.Series, metric: str, digits: int) -> str:
 
 
 def per_case_table(result: RunResult):
-    """The per-case metrics, one row per case (the whole table, no index)."""
-    heads = {"split": "split", "case_id": "case", "stratum": "lesion-burden stratum",
-             "burden_percent": "lesion burden (%)", **METRIC_LABELS,
-             "n_pred": "predicted voxels", "n_ref": "reference voxels"}  # fmt: skip
+    """The per-case metrics of this run alone, one row per case (the whole table, no index); the
+    book's page shows every seed instead (:func:`hie_core.report.experiment_page.case_table`).
+    Headers from the registry of display names (:data:`hie_core.methods.COLUMN_LABELS`)."""
+    from hie_core.methods import COLUMN_LABELS
+
+    columns = ("split", "case_id", "stratum", "burden_percent", "dice", "masd_mm", "nsd", "n_pred", "n_ref")
+    heads = {c: COLUMN_LABELS[c] for c in columns}
     table = result.metrics[[c for c in heads if c in result.metrics]].rename(columns=heads)
     return display.table(table, precision=3, note="Lesion burden: lesion volume / brain volume. MASD is undefined "
                          "(-) where exactly one of prediction and reference is empty.")  # fmt: skip
