@@ -104,3 +104,22 @@ def test_label_page_makes_names_unique_per_loss() -> None:
         == "{numref}`tbl-exp-tversky-hdt-segresnet-runs` and {numref}`fig-exp-tversky-hdt-segresnet-curves`"
     )
     assert nb.cells[1].metadata["mystnb"]["figure"]["name"] == "tbl-exp-tversky-hdt-segresnet-runs"
+
+
+def test_a_fold_runs_page_reports_that_fold_with_a_val_split_only(tmp_path: Path) -> None:
+    """A cross-validation study's fold-1 run (trained before any fold-0 run exists, its metrics the
+    val split only): the page's tables show that fold's runs, not an empty concatenation."""
+    root = write_study(tmp_path / "study", {"dice": DICE["dice"]})
+    for folder in sorted(root.glob("dice/seed*")):
+        info = json.loads((folder / "config.json").read_text())
+        info["config"] |= {"folds": 3, "fold": 1}
+        (folder / "config.json").write_text(json.dumps(info))
+        metrics = pd.read_csv(folder / "metrics.csv")
+        metrics[metrics["split"] == "val"].to_csv(folder / "metrics.csv", index=False)
+        folder.rename(folder.parent / f"{folder.name}-fold1")
+    run = load_run(root / "dice" / "seed0-fold1")
+    html = page.case_table(run)._repr_html_()
+    assert html.count("<tr") == 1 + 2 * 2  # two val cases in each of two seeds
+    assert "2 validation cases, each in 2 seeds (the models that held out fold 1)" in html
+    assert len(page.runs_table(run).text.splitlines()) == 1 + 2 + 1  # both seeds' fold-1 runs
+    assert "seeds 0 and 1" in page.curves_figure(run).alt

@@ -177,18 +177,28 @@ def _run_row(seed: int, history: pd.DataFrame, summary: dict) -> dict:
     }
 
 
+def _fold(result) -> int | None:
+    """The fold this run holds out (``config.fold`` of a cross-validation run); None for a plain run.
+
+    The page reports the runs of this fold in every seed, so a fold-1 run's page shows fold 1's models
+    (a study runner may execute it before fold 0's run exists)."""
+    cfg = result.config["config"]
+    return int(cfg.get("fold") or 0) if int(cfg.get("folds") or 0) > 1 else None
+
+
 def _histories(result) -> dict[int, tuple[pd.DataFrame, dict]]:
-    """Seed -> (history, summary) of every run of this loss in the study folder (fold 0 or none)."""
+    """Seed -> (history, summary) of every run of this loss in the study folder (this run's fold, or none)."""
     from pathlib import Path
 
     out: dict[int, tuple[pd.DataFrame, dict]] = {}
     parent = Path(result.run_dir).resolve().parent
     this_seed = RunConfig.of_result(result).seed
     out[this_seed] = (result.history, result.summary)
+    fold = _fold(result)
     for seed in _seeds(result):
         if seed in out:
             continue
-        for folder in (parent / run_folder_name(seed), parent / run_folder_name(seed, 0)):
+        for folder in (parent / run_folder_name(seed), parent / run_folder_name(seed, 0 if fold is None else fold)):
             summary = read_summary(folder)
             if (folder / HISTORY_FILE).is_file() and summary is not None:
                 out[seed] = (pd.read_csv(folder / HISTORY_FILE), summary)
@@ -298,8 +308,10 @@ def case_table(result):
 
     Volumes are in mL when the run recorded them (runs before they did: voxel counts).
     """
-    frames = [m.assign(seed=seed) for seed, fold, m in _sibling_runs(result) if fold in (None, 0)]
-    data = pd.concat(frames, ignore_index=True)
+    this_fold = _fold(result)
+    frames = [m.assign(seed=seed) for seed, fold, m in _sibling_runs(result)
+              if fold in (None, 0 if this_fold is None else this_fold)]  # fmt: skip
+    data = pd.concat(frames, ignore_index=True)  # never empty: this run is its own sibling
     volumes = "ref_volume_ml" in data and "pred_volume_ml" in data
     columns = [c for c in CASE_COLUMNS if c in data] if volumes else [
         c for c in (*CASE_COLUMNS[:4], "n_ref", "seed", *CASE_COLUMNS[6:9], "n_pred") if c in data]  # fmt: skip
@@ -317,7 +329,8 @@ def case_table(result):
     counts = _and(
         [display.plural(int(cases[s]), f"{names[s]} case") for s in ("test", "cv", "val") if s in cases]
     )
-    note = (f"{counts[0].upper() + counts[1:]}, each in {display.plural(len(seeds), 'seed')}. Lesion burden: lesion volume over brain volume. "
+    models = "" if this_fold is None else f" (the models that held out fold {this_fold})"
+    note = (f"{counts[0].upper() + counts[1:]}, each in {display.plural(len(seeds), 'seed')}{models}. Lesion burden: lesion volume over brain volume. "
             "MASD is undefined (-) where exactly one of prediction and reference is empty. Volumes in "
             f"{UNIT_LABELS['ml']}.")  # fmt: skip
     return display.table(shown, note=note, scroll=True)
