@@ -16,7 +16,7 @@ folder (every file atomically):
   is trained again from scratch when started again.
 
 Which cases train and which are reported follows the configuration's design
-(``design_cases``): without folds, the training split trains (its selection set carved
+(:mod:`hie_core.training.design`): without folds, the training split trains (its selection set carved
 out for early stopping) and the validation and test splits are reported; with ``folds`` K,
 the training and validation cases form the pool, fold ``fold`` of it (``cv_folds``, the
 same for every loss and seed) is reported as split ``"cv"``, the rest trains, and the test
@@ -49,10 +49,8 @@ from hie_core.config import jsonable, notebook_overrides, upgrade_config
 from hie_core.data import (
     Case,
     DatasetError,
-    ValidationReport,
     carve_validation,
     discover_cases,
-    kfold,
     load_dataset,
 )
 from hie_core.errors import ConfigError, UserError
@@ -90,6 +88,14 @@ from hie_core.training.config import (
     provenance,
     run_fingerprint,
 )
+from hie_core.training.design import (  # noqa: F401 (FOLD_SEED, POOL_SPLITS, cv_folds: re-exported for older imports)
+    CV_SPLIT,
+    FOLD_SEED,
+    POOL_SPLITS,
+    cv_folds,
+    design_cases,
+    reference_cases,
+)
 from hie_core.training.evaluate import METRIC_COLUMNS, evaluate_baseline, evaluate_ceiling, evaluate_model
 from hie_core.training.failure import FAILED_FILE, TrainingDivergedError, read_failure, write_failure
 from hie_core.training.fit import BEST, HISTORY_COLUMNS, TrainItem, fit, load_best_model
@@ -103,11 +109,6 @@ __all__ = [
     "run_baseline",
     "run_ceiling",
     "notebook_config",
-    "FOLD_SEED",
-    "CV_SPLIT",
-    "POOL_SPLITS",
-    "cv_folds",
-    "design_cases",
     "default_study_name",
 ]
 
@@ -118,13 +119,6 @@ WEIGHT_FILES = (BEST, TRAINING_CHECKPOINT)
 #: folder's path is one: its files are compared by the data fingerprint instead, so a link, a trailing slash
 #: or a moved copy of the same files is the same dataset, and changed files retrain the run with the reason.
 _NOT_COMPARED = ("output_dir", "device", "num_workers", "data_dir")
-#: Seed of the cross-validation partition, one partition for every loss and seed, so that the
-#: losses are compared case by case (each case scored by models that never saw it).
-FOLD_SEED = 0
-#: The split name of held-out fold cases in ``metrics.csv``.
-CV_SPLIT = "cv"
-#: Splits pooled for cross-validation (``None``: a folder without split folders).
-POOL_SPLITS = ("train", "val", None)
 
 
 def summarize_metrics(metrics: pd.DataFrame) -> dict:
@@ -247,59 +241,6 @@ def _preprocess(cases: list[Case], config: TrainConfig):
     return [(case, cache.get(case, config.grid, zadc_norm=config.zadc_norm)) for case in cases]
 
 
-def _strata(report: ValidationReport) -> dict[str, str]:
-    """Case id -> lesion-burden stratum (``"empty"``, or the challenge's), for stratified folds."""
-    from hie_core.metrics import burden_stratum
-
-    return {r.case.case_id: "empty" if not r.lesion_voxels else burden_stratum(r.burden_percent or 0.0)
-            for r in report.cases}  # fmt: skip
-
-
-def cv_folds(cases: list[Case], report: ValidationReport, folds: int) -> list[tuple[list[Case], list[Case]]]:
-    """The cross-validation partition of the pool (training and validation cases): ``folds`` pairs.
-
-    Each pair is (training cases, held-out fold), by :func:`hie_core.data.kfold` with
-    :data:`FOLD_SEED`, stratified by lesion burden. It depends on the data only, never on the
-    loss or the run's seed: every case is held out by exactly one fold, for every loss.
-
-    Args:
-        cases, report: from :func:`hie_core.data.load_dataset`.
-        folds: K >= 2.
-    """
-    pool = [c for c in cases if c.split in POOL_SPLITS]
-    if not 2 <= folds <= len(pool):
-        raise UserError(f"folds {folds}: the pool holds {len(pool)} training and validation case(s); "
-                        f"use 2 to {len(pool)} folds")  # fmt: skip
-    return kfold(pool, folds, FOLD_SEED, strata=_strata(report))
-
-
-def design_cases(
-    cases: list[Case], report: ValidationReport, config: TrainConfig
-) -> tuple[list[Case], list[Case]]:
-    """(training cases, reported cases) of a run, as the module docstring says.
-
-    The selection set for early stopping is carved out of the training cases later. Held-out
-    fold cases are returned with split :data:`CV_SPLIT` (so they are scored and saved as such).
-    """
-    test = [c for c in cases if c.split == "test"]
-    if config.folds >= 2:
-        train, held = cv_folds(cases, report, config.folds)[config.fold]
-        return train, [dataclasses.replace(c, split=CV_SPLIT) for c in held] + test
-    return [c for c in cases if c.split in ("train", None)], [c for c in cases if c.split in ("val", "test")]
-
-
-def _reference_cases(cases: list[Case], cv: bool) -> list[Case]:
-    """The cases a reference method (baseline, ceiling) scores: a run's reported splits.
-
-    With ``cv`` every pool case counts as split :data:`CV_SPLIT` (a reference has no training,
-    so no case is held out from it), then the test split.
-    """
-    if cv:
-        pool = [dataclasses.replace(c, split=CV_SPLIT) for c in cases if c.split in POOL_SPLITS]
-        return pool + [c for c in cases if c.split == "test"]
-    return [c for c in cases if c.split in ("val", "test")]
-
-
 def run_experiment(config: TrainConfig, stop_after_epochs: int | None = None) -> RunResult | None:
     """Train and evaluate one loss; resumable; see the module docstring for the files.
 
@@ -411,7 +352,7 @@ def run_baseline(
     """
     out_dir = Path(out_dir)
     cases, _ = load_dataset(data_dir)
-    reported = _reference_cases(cases, cv)
+    reported = reference_cases(cases, cv)
     return _reference_run("zadc_threshold", evaluate_baseline(reported, out_dir, threshold), out_dir,
                           {"threshold": threshold})  # fmt: skip
 
@@ -423,7 +364,7 @@ def run_ceiling(data_dir: str | Path, out_dir: str | Path, config: TrainConfig) 
     """
     out_dir = Path(out_dir)
     cases, _ = load_dataset(data_dir)
-    reported = _reference_cases(cases, config.folds >= 2)
+    reported = reference_cases(cases, config.folds >= 2)
     return _reference_run("resampling_ceiling", evaluate_ceiling(reported, config.grid, out_dir), out_dir,
                           {"grid": config.grid.to_dict(), "preset": config.preset})  # fmt: skip
 
