@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import base64
+import io
 import itertools
 import json
 import re
 import shutil
+from urllib.parse import unquote
 
 import numpy as np
 import pandas as pd
@@ -16,6 +18,7 @@ from matplotlib.figure import Figure
 
 from hie_core.lesions import label_lesions
 from hie_core.report import charts, display, live, slices, stills, volumes
+from hie_core.report.csv_links import csv_link, plotly_frame
 
 SPACING_MM = (3.0, 0.8, 0.6)
 
@@ -267,9 +270,21 @@ def test_show_emits_html_and_plotly_mime(case: dict[str, np.ndarray], monkeypatc
     fig = _viewer(case)
     display.show(fig, "v1", plotly_mime=True)
     bundle, raw = shown[0]
-    assert raw and bundle["text/html"] == display.figure_html(fig, "v1")
+    # the figure, then the link that downloads the data it shows first (issue 27: a CSV link under every figure)
+    figure, link = bundle["text/html"].split("\n<p ", 1)
+    assert raw and figure == display.figure_html(fig, "v1")
+    frame = plotly_frame(fig)
+    assert "<p " + link == csv_link(frame, "v1", "figure data")
+    assert 'download="v1.csv"' in link and f"Download the figure data as CSV ({len(frame):,} rows)" in link
+    href = re.search(r'href="data:text/csv;charset=utf-8,([^"]*)"', link).group(1)
+    assert pd.read_csv(io.StringIO(unquote(href))).shape == frame.shape and len(frame) > 0
     assert len(bundle["application/vnd.plotly.v1+json"]["frames"]) == 6
     json.dumps(bundle)  # a JSON-able mime bundle
+    given = pd.DataFrame({"slice_mm": [0.0, 4.0], "dice": [0.5, 0.25]})
+    display.show(fig, "v2", data=given)  # the data a caller names is what the link downloads
+    html_only = shown[1][0]
+    assert "application/vnd.plotly.v1+json" not in html_only
+    assert html_only["text/html"].endswith(csv_link(given, "v2", "figure data"))
 
 
 def test_plotly_js_path() -> None:

@@ -198,7 +198,8 @@ def _histories(result) -> dict[int, tuple[pd.DataFrame, dict]]:
     for seed in _seeds(result):
         if seed in out:
             continue
-        for folder in (parent / run_folder_name(seed), parent / run_folder_name(seed, 0 if fold is None else fold)):
+        folds = parent / run_folder_name(seed, 0 if fold is None else fold)
+        for folder in (parent / run_folder_name(seed), folds):
             summary = read_summary(folder)
             if (folder / HISTORY_FILE).is_file() and summary is not None:
                 out[seed] = (pd.read_csv(folder / HISTORY_FILE), summary)
