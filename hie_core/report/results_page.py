@@ -259,11 +259,6 @@ def hypotheses_table(results: StudyResults, split: str = "test", claims: str = "
             f"{html.escape(v)}<br><small>{html.escape(reason)}</small>" if v == NOT_TESTABLE and reason else v
         )
 
-    def components(r) -> str:
-        sds = [_number(r[k], _DIGITS[r["metric"]] + 1) for k in ("sd_case", "sd_run", "sd_case_run")]
-        df = "-" if not math.isfinite(r["df"]) else f"{r['df']:.1f}"
-        return f"{' / '.join(sds)}<br><small>df {df}</small>"
-
     shown = pd.DataFrame({
         "claim": [f"{k}<br><small>{f}</small>" for k, f in zip(h["hypothesis"], h["family"], strict=True)],
         "verdict": [judged(v, r) for v, r in zip(h["verdict"], h["reason"], strict=True)],
@@ -272,7 +267,6 @@ def hypotheses_table(results: StudyResults, split: str = "test", claims: str = "
         "p (Holm)": h["p_holm"].map(display.format_p),
         "margin / detectable": [f"{_number(a, _DIGITS[m])}<br><small>{_number(d, _DIGITS[m])}</small>"
                                 for a, d, m in zip(h["margin"], h["mdd"], h["metric"], strict=True)],
-        "SD case / run / case x run": h.apply(components, axis=1),
         "cases x runs": [design(n, s, m) for n, s, m in zip(h["n_cases"], h["n_seeds"], h["metric"], strict=True)],
         "seed's": [_number(v, _DIGITS[m], True) for v, m in zip(h["seed_estimate"], h["metric"], strict=True)],
     })  # fmt: skip
@@ -284,7 +278,7 @@ def hypotheses_table(results: StudyResults, split: str = "test", claims: str = "
             "second; Dice and NSD over cases with a lesion, MASD over the cases it is defined for in every run of "
             "both; 95% CI: pigeonhole bootstrap (cases and runs resampled independently). p (Holm): two-sided t "
             "test of the mean difference, its SE from the contrast's variance components (SDs of case, run and "
-            "case x run, shown with the Satterthwaite df) and Holm-adjusted within its family (primary: the "
+            "case x run, with the Satterthwaite df: columns sd_case, sd_run, sd_case_run and df of the CSV) and Holm-adjusted within its family (primary: the "
             f"{n_primary} Dice contrasts of claim a; secondary: every other row); for d the t test of the linear "
             "trend. Margin: equivalence margin of the two one-sided t tests. Detectable: the difference this design "
             "detects with 80% power at its family's strictest Holm level, from the row's SE and df. Verdict: "
@@ -293,8 +287,7 @@ def hypotheses_table(results: StudyResults, split: str = "test", claims: str = "
             "outside the Holm families). Seed's: the seed's own difference, from its Table 1 (4 validation cases, "
             f"its own grid and units). {_provenance(results)}.")  # fmt: skip
     return display.table(shown, precision=3, note=note,
-                         html_columns=["claim", "verdict", "contrast", "difference [95% CI]", "margin / detectable",
-                                       "SD case / run / case x run"],
+                         html_columns=["claim", "verdict", "contrast", "difference [95% CI]", "margin / detectable"],
                          data=h, csv_name=f"hypotheses-{split}{'-' + claims if claims else ''}")  # fmt: skip
 
 
