@@ -96,3 +96,9 @@ def test_figure_problems_finds_paths_as_alt_text_and_figures_without_numbered_ca
     assert any("table without a numbered caption: 'loose table'" in f for f in found)
     assert sum("img without a numbered caption" in f for f in found) == 1  # the path-named image, not Fig. 3
     assert not any("inner" in f for f in found)
+
+
+def test_figure_problems_finds_alt_text_that_names_no_content() -> None:
+    page = ('<article><figure><img src="data:image/png;base64,AA" alt="Figure"><figcaption><p>'
+            '<span class="caption-number">Fig. 1 </span>A diagram.</p></figcaption></figure></article>')  # fmt: skip
+    assert figure_problems(page) == ["image alt text 'Figure' does not describe the image"]

@@ -72,6 +72,13 @@ def test_sample_case_is_lower_median_nonzero_training_burden(tmp_path: Path) -> 
     assert data_page.sample_case(report).case_id == "MGHNICU_004-VISIT_01"
 
 
+def _alt_problems(fig: BookFigure) -> list[str]:
+    """The alt-text problems the book's copy check finds in a figure as the book renders it."""
+    from hie_core.report.copy_check import figure_problems
+
+    return [f for f in figure_problems(f"<article>{fig._repr_html_()}</article>") if "alt text" in f]
+
+
 def test_sample_case_figures(tiny_release: Path) -> None:
     cases, report = load_dataset(tiny_release)
     arrays = load_case(cases[0])
@@ -84,6 +91,11 @@ def test_sample_case_figures(tiny_release: Path) -> None:
     assert isinstance(still, BookFigure) and len(still.axes) == 4
     assert still._repr_png_().startswith(b"\x89PNG")
     assert "slice 2" in still._suptitle.get_text()  # lesion slices 2-3: the first busiest
+    lesion = int(arrays["label"][2].sum())  # the crop keeps the whole lesion
+    depth = 2.5 * TINY_GEOMETRY.spacing_mm[0]
+    assert f"{cases[0].case_id} (SOURCE-X) at axial slice 2 (depth {depth:.1f} mm)" in still.alt
+    assert f"({lesion} voxels on this slice)" in still.alt
+    assert _alt_problems(still) == []
 
 
 def _write_run(study: Path, data_dir: Path, target_shape: list[int]) -> None:
@@ -248,6 +260,9 @@ def test_unet_table_summary_and_diagram_follow_the_model() -> None:
     fig = diagrams.unet_diagram(kwargs, shape)
     texts = [t.get_text() for t in fig.axes[0].texts]
     assert any("bottleneck\n16 -> 32 ch\n1x2x2" in t for t in texts)
+    assert fig.alt.startswith("Diagram of the 3D U-Net: the input of 2 channels (ADC, ZADC) at 8x16x16 voxels")
+    assert "bottleneck (16 to 32 channels, 1x2x2)" in fig.alt and "1 logit map of 8x16x16 voxels" in fig.alt
+    assert _alt_problems(fig) == []
 
 
 def test_seed_unet_size() -> None:
@@ -263,6 +278,8 @@ def test_pipeline_figure_reads_the_constants_and_the_study() -> None:
     texts = " ".join(t.get_text() for t in fig.axes[0].texts)
     assert "32x192x192" in texts and "5 transforms" in texts and "6 compared" in texts
     assert len(fig.axes[0].patches) == 8
+    assert fig.alt.startswith("Flow chart of the pipeline in 8 steps") and "3. preprocessing resample to 32x192x192" in fig.alt
+    assert _alt_problems(fig) == []
     quick = " ".join(
         t.get_text()
         for t in diagrams.pipeline_figure({"target_shape": [16, 64, 64], "widths": [8, 16, 32, 64]})

@@ -149,6 +149,8 @@ if __name__ == "__main__":  # pragma: no cover - a convenience for a person
 
 
 _IMAGE_PATH = re.compile(r"(^|/)_images/|\.(png|jpe?g|svg|gif|webp)$", re.IGNORECASE)
+#: Alt texts that name the kind of thing and not what it shows (BookFigure's fallback without titles).
+_BARE_ALTS = frozenset({"figure", "image", "plot", "chart", "diagram", "png"})
 
 
 def figure_problems(page_html: str) -> list[str]:
@@ -167,6 +169,8 @@ def figure_problems(page_html: str) -> list[str]:
         alt = (img.get("alt") or "").strip()
         if not alt or _IMAGE_PATH.search(alt):
             found.append(f"image alt text {alt[:60]!r} is {'a path' if alt else 'missing'}")
+        elif alt.lower().rstrip(".") in _BARE_ALTS:
+            found.append(f"image alt text {alt!r} does not describe the image")
     items = [*article.find_all("table"), *article.find_all("img"),
              *article.find_all("div", class_="plotly-graph-div")]  # fmt: skip
     for item in items:

@@ -169,4 +169,10 @@ def sample_case_still(arrays: Mapping[str, Any], label: str) -> BookFigure:
         handles=[Patch(color=REFERENCE_COLOUR, label=REFERENCE_LABEL)], loc="outside lower center", fontsize=8
     )
     fig.suptitle(f"{arrays['case_id']}, slice {k} - {label}", fontsize=10)
+    sz = arrays["geometry"].spacing_mm[0]
+    lesion = int(mask[crop].sum())
+    fig.alt = (f"Four grey-scale panels of case {arrays['case_id']} ({label}) at axial slice {k} (depth "
+               f"{(k + 0.5) * sz:.1f} mm), cropped to the brain ({(c1 - c0) * sx:.0f} mm wide, {(r1 - r0) * sy:.0f} mm "
+               f"high): the ADC map, the ZADC map (window -5 to 5), the lesion label ("
+               f"{plural(lesion, 'voxel')} on this slice) and the label in colour over the ADC map.")  # fmt: skip
     return fig

@@ -76,6 +76,8 @@ def pipeline_figure(config: Mapping[str, Any] | None = None) -> BookFigure:
     ax.set_xlim(-1.2, 9.0)
     ax.set_ylim(-1.0, 2.3)
     ax.set_axis_off()
+    steps = "; ".join(f"{i + 1}. " + text.replace("\n", " ") for i, (text, _) in enumerate(stages))
+    fig.alt = f"Flow chart of the pipeline in {len(stages)} steps, left to right, then back along a second row: {steps}."
     return fig
 
 
@@ -117,4 +119,11 @@ def unet_diagram(
     ax.set_xlim(-3.4, 8.7)
     ax.set_ylim(-3.6, 1.0)
     ax.set_axis_off()
+    said = lambda b: f"{b['block']} ({b['in ch']} to {b['out ch']} channels, {b['feature map (D x H x W)']})"  # noqa: E731
+    fig.alt = (f"Diagram of the 3D U-Net: the input of {enc[0]['in ch']} channels (ADC, ZADC) at "
+               f"{enc[0]['feature map (D x H x W)']} voxels goes down the encoder, "
+               f"{', '.join(said(b) for b in enc)}, to the {said(neck)}, and up the decoder, "
+               f"{', '.join(said(b) for b in dec[::-1])}, each decoder block concatenating the encoder block of its "
+               f"level (skip); a {head['block']} convolution gives {head['out ch']} logit map of "
+               f"{head['feature map (D x H x W)']} voxels. Each block: two 3D convolutions with {norm} and LeakyReLU.")  # fmt: skip
     return fig
