@@ -40,7 +40,7 @@ from pathlib import Path
 from urllib.parse import quote, unquote, urlsplit
 
 from hie_core.io import atomic_write_text
-from hie_core.report.book_compress import compress_figure_scripts
+from hie_core.report.book_compress import compress_figure_scripts, drop_brand_font
 from hie_core.report.book_mathjax import MATHJAX_COMPONENTS, MATHJAX_ENTRY
 from hie_core.report.csv_links import write_csv_files
 
@@ -382,6 +382,7 @@ def _lighten(app, exception) -> None:
         return
     write_csv_files(Path(app.outdir))  # first: the pages then weigh what a reader loads
     compress_figure_scripts(Path(app.outdir))
+    drop_brand_font(Path(app.outdir))
     replace_fontawesome(Path(app.outdir))
     drop_search_scripts(Path(app.outdir))
     remove_source_maps(Path(app.outdir))

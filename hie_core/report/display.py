@@ -65,11 +65,22 @@ class BookFigure(Figure):
     csv_name: str = ""
     #: The image's alt text (empty: the panel titles).
     alt: str = ""
+    #: A PNG of at most 256 colours (a chart of a few flat colours: about a third of the bytes).
+    palette: bool = False
 
     def _repr_png_(self) -> bytes:
         buffer = io.BytesIO()
         self.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
-        return buffer.getvalue()
+        if not self.palette:
+            return buffer.getvalue()
+        from PIL import Image
+
+        image = (
+            Image.open(io.BytesIO(buffer.getvalue())).convert("RGB").quantize(256, dither=Image.Dither.NONE)
+        )
+        out = io.BytesIO()
+        image.save(out, format="PNG", optimize=True)
+        return out.getvalue()
 
     def _repr_html_(self) -> str:
         import base64

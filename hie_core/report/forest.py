@@ -133,6 +133,7 @@ def forest_figure(data: pd.DataFrame, title: str = "") -> BookFigure:
         fig.suptitle(title, fontsize=11)
     fig.csv_data = data
     fig.csv_name = "claims-forest"
+    fig.palette = True
     fig.alt = (f"Forest plot of {len(data)} contrasts of the seed's claims: "
                + "; ".join(f"{int((data['verdict'] == v).sum())} {v}" for v in shown))  # fmt: skip
     return fig
