@@ -85,6 +85,8 @@ _FIGURES = """<html><body><img src="logo.png" alt=""><article>
 <figure class="captioned_table"><table><tr><td><table><tr><td>inner</td></tr></table></td></tr></table>
 <figcaption><p><span class="caption-number">Table 2 </span>Runs.</p></figcaption></figure>
 <table><tr><td>loose table</td></tr></table>
+<table id="tbl-md"><caption><span class="caption-number">Table 3 </span>A {table} directive's.</caption>
+<tr><td>captioned</td></tr></table>
 </article></body></html>"""
 
 

@@ -312,9 +312,13 @@ def test_performance_page_shows_the_device_json_and_says_when_there_is_none(tmp_
     root = tmp_path / "none"
     (root / "benchmarks" / "results").mkdir(parents=True)
     (root / "benchmarks" / "results" / "run_seconds.json").write_text(json.dumps({"cuda": {}}))
+    # a preset comparison (rows and its decision) is the Methods page's: no table here, numbered or not
+    preset = {"rows": [{"variant": "(quick preset)", "loss": "dice", "test_dice": 0.5}], "decision": {"adopted": []}}
+    (root / "benchmarks" / "results" / "quick_preset_dev.json").write_text(json.dumps(preset))
     assert page.benchmark_results(root) == []  # the --plan timings are not a benchmark
     page.show_benchmarks(root)
     assert len(shown) == 1 and "No GPU benchmark of the current code is committed" in shown[0]
+    assert "<table" not in shown[0]
 
     root = _final_json(tmp_path)
     shown.clear()

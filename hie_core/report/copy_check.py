@@ -155,7 +155,8 @@ _BARE_ALTS = frozenset({"figure", "image", "plot", "chart", "diagram", "png"})
 
 def figure_problems(page_html: str) -> list[str]:
     """Every table, image and plotly figure of a page's article that is not in a numbered, captioned
-    figure (Sphinx's ``<figure>`` with a ``figcaption`` holding its "Fig. N" / "Table N"), and every
+    figure (Sphinx's ``<figure>`` with a ``figcaption`` holding its "Fig. N" / "Table N", or a MyST
+    ``{table}``'s ``<caption>``), and every
     image whose alt text is missing or a file path.
 
     Needs BeautifulSoup (installed with the book's extras).
@@ -178,6 +179,8 @@ def figure_problems(page_html: str) -> list[str]:
             continue
         figure = item.find_parent("figure")
         caption = figure.find("figcaption") if figure is not None else None
+        if caption is None and item.name == "table":  # a MyST {table} directive: Sphinx's <caption>
+            caption = item.find("caption", recursive=False)
         if caption is None or caption.find(class_="caption-number") is None:
             text = item.get("alt") or item.get("id") or item.get_text(" ", strip=True)
             found.append(f"{item.name} without a numbered caption: {str(text)[:60]!r}")

@@ -169,7 +169,8 @@ def show_benchmarks(root: Path | None = None) -> None:
     for name, data in devices:
         show(display.markdown(_device_prose(name, data)))
         show(display.table(_device_table(data), precision=2, note=f"{name}; pipeline: ours", scroll=True))
-    others = [(n, d) for n, d in files if d.get("rows") and not _is_device_check(d)]
+    # the other benchmarks are benchmark_results' (a preset comparison with its decision is the Methods page's)
+    others = [(n, d) for n, d in files if d.get("rows") and "decision" not in d and not _is_device_check(d)]
     for name, data in others:
         device = data.get("device", {})
         label = device.get("name", device) if isinstance(device, dict) else device
