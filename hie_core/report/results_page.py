@@ -337,9 +337,16 @@ def _median_best_epochs(results: StudyResults) -> dict[str, str]:
     return out
 
 
-def comparisons_table(results: StudyResults, split: str = "test"):
-    """Each method against the Dice loss and the baseline: paired difference [CI], Holm p, detectable difference, verdict."""
+def comparisons_table(results: StudyResults, split: str = "test", metric: str = ""):
+    """Each method against the Dice loss and the baseline: paired difference [CI], Holm p, detectable difference, verdict.
+
+    ``metric``: only that metric's rows (``"dice"``, ``"masd_mm"``, ``"nsd"``), so that a long table reads
+    as one per metric; empty: every row. Holm's family stays the whole table's (the note says so).
+    """
     c = results.table("comparisons", split)
+    n_tests = int(c["p_holm"].notna().sum()) if not c.empty else 0
+    if metric:
+        c = c[c["metric"] == metric].reset_index(drop=True)
     if c.empty:
         return display.markdown("No paired comparison: the study has no Dice-loss or baseline reference.")
     shown = pd.DataFrame({
@@ -352,19 +359,19 @@ def comparisons_table(results: StudyResults, split: str = "test"):
         "verdict": c["verdict"], "better mean": c["favours"].map(lambda m: method_label(m, results) if m else "-"),
         "Wilcoxon p": c["p_wilcoxon"].map(display.format_p),
     })  # fmt: skip
-    n_tests = int(c["p_holm"].notna().sum())
     note = (f"Exploratory family: difference = method minus reference, paired over the cases both scored "
             "(Dice, NSD: cases with a lesion; MASD: cases defined in every run of both); 95% CI from the pigeonhole "
             "bootstrap (cases and runs resampled independently); p: two-sided t test of the mean difference with "
             "its SE from the variance components of case, run and case × run (Satterthwaite df), Holm-adjusted over "
-            f"the {n_tests} testable rows of this table; equivalence p: two one-sided t tests against ±margin (Dice "
+            f"the {n_tests} testable rows of the comparisons, every metric together; equivalence p: two one-sided t tests against ±margin (Dice "
             f"and NSD {results.config.design.margins['dice']:g}, MASD "
             f"{results.config.design.margins['masd_mm']:g} mm), Holm-adjusted; detectable: the difference "
             "detectable with 80% power at the table's strictest Holm level. Verdict: different, equivalent, "
             f"inconclusive (neither: the design cannot tell) or {NOT_TESTABLE} (fewer than 5 cases, or no test). "
             "Wilcoxon p: the signed-rank test of the run-averaged case differences, unadjusted, a sensitivity "
             "check only. For MASD lower is better.")  # fmt: skip
-    return display.table(shown, precision=3, note=note, html_columns=["difference [95% CI]"])
+    return display.table(shown, precision=3, note=note, html_columns=["difference [95% CI]"], data=c,
+                         csv_name=f"comparisons-{split}{'-' + metric if metric else ''}")  # fmt: skip
 
 
 def strata_table(results: StudyResults, split: str = "test"):
