@@ -153,12 +153,12 @@ def test_methods_table_costs_every_arch_on_the_studys_window_and_marks_its_own()
               "target_spacing_mm": [4.0, 2.0, 2.0], "patch_shape": [16, 48, 48]}  # fmt: skip
     table = architectures_table(config).set_index("arch")
     assert list(table.index) == list(ARCHS) and table["this study"].tolist() == ["", "", "yes", ""]
-    cost = table["forward GFLOP / 16x48x48 window"]
+    cost = table["forward GFLOP / 16×48×48 window"]
     unet = build_model("unet3d", 2, SMALL, norm="instance")
     assert table.loc["unet3d", "parameters"] == count_parameters(unet)
     assert cost["unet3d"] == pytest.approx(forward_flops(unet, (1, 2, 16, 48, 48)) / 1e9)
     assert cost[["segresnet", "dynunet"]].gt(0).all() and math.isnan(cost["swinunetr"])
     assert table.loc["swinunetr", "fits the window"] == "no: sides must be multiples of 32"
-    assert table.loc["dynunet", "size"] == "filters 4-8-16-32; strides 2x2x2 2x2x2 1x2x2"
+    assert table.loc["dynunet", "size"] == "filters 4-8-16-32; strides 2×2×2 2×2×2 1×2×2"
     marked = architectures_table(config, study_archs=["unet3d", "segresnet"])["this study"]
     assert marked.tolist() == ["yes", "yes", "", ""]

@@ -158,7 +158,7 @@ def test_rehearsal_of_the_study_stage_writes_a_readable_report(tmp_path):
     assert (
         native["status"] == "ok"
         and native["patch_shape"] == [8, 16, 8]
-        and native["grid"] == "6 x 3 x 3 mm voxels"
+        and native["grid"] == "6 × 3 × 3 mm voxels"
     )
     run = report["study"]["runs"][0]
     assert run["status"] == "ok" and [e["epoch"] for e in run["epochs"]] == [1, 2]

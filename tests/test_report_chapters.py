@@ -137,17 +137,17 @@ def test_data_source_follows_the_manifest_however_the_folder_is_named(
 def test_preprocessing_text_names_this_studys_grid() -> None:
     small = methods_page.preprocessing_text({"target_shape": [16, 64, 64], "preset": "small"})
     assert (
-        "**16 x 64 x 64 voxels**" in small
-        and "seed study resampled every scan to 32 x 192 x 192 voxels" in small
+        "**16 × 64 × 64 voxels**" in small
+        and "seed study resampled every scan to 32 × 192 × 192 voxels" in small
     )
     seed = methods_page.preprocessing_text({"target_shape": [32, 192, 192], "preset": "seed"})
-    assert "**32 x 192 x 192 voxels**" in seed and "seed study" not in seed and "patches" not in seed
+    assert "**32 × 192 × 192 voxels**" in seed and "seed study" not in seed and "patches" not in seed
     assert "Each map is then z-scored" in seed and "normative atlas" not in seed
     quick = methods_page.preprocessing_text({"target_shape": None, "target_spacing_mm": [4.0, 2.0, 2.0],
                                              "patch_shape": [16, 48, 48], "foreground_fraction": 0.67, "preset": "quick",
                                              "zadc_norm": "atlas"})  # fmt: skip
     assert (
-        "**4 x 2 x 2 mm voxels**" in quick and "patches of 16 x 48 x 48 voxels, 67% of them centred" in quick
+        "**4 × 2 × 2 mm voxels**" in quick and "patches of 16 × 48 × 48 voxels, 67% of them centred" in quick
     )
     assert "ZADC is kept as it is, a z-score against the normative atlas" in quick
     assert methods_page.network_input({"patch_shape": [16, 48, 48], "target_shape": None}) == (16, 48, 48)
@@ -195,11 +195,11 @@ def test_preprocessing_table_keeps_extent() -> None:
     table = methods_page.preprocessing_table(
         native, {"seed": (32, 192, 192), "quick": Grid(shape=(16, 64, 64))}
     )
-    assert table["shape (D x H x W)"].tolist() == ["41 x 256 x 256", "32 x 192 x 192", "16 x 64 x 64"]
-    assert table["extent mm (D x H x W)"].nunique() == 1
+    assert table["shape (D × H × W)"].tolist() == ["41 × 256 × 256", "32 × 192 × 192", "16 × 64 × 64"]
+    assert table["extent mm (D × H × W)"].nunique() == 1
     assert (
-        table["spacing mm (D x H x W)"].iloc[1]
-        == f"{2.5 * 41 / 32:.3f} x {0.7 * 256 / 192:.3f} x {0.7 * 256 / 192:.3f}"
+        table["spacing mm (D × H × W)"].iloc[1]
+        == f"{2.5 * 41 / 32:.3f} × {0.7 * 256 / 192:.3f} × {0.7 * 256 / 192:.3f}"
     )
 
 
@@ -252,22 +252,22 @@ def test_unet_table_summary_and_diagram_follow_the_model() -> None:
     model = UNet3D(**kwargs)
     assert table["parameters"].sum() == count_parameters(model)
     assert table["block"].tolist()[:4] == ["encoder 1", "encoder 2", "encoder 3", "bottleneck"]
-    assert table["feature map (D x H x W)"].tolist()[:4] == ["8x16x16", "4x8x8", "2x4x4", "1x2x2"]
+    assert table["feature map (D × H × W)"].tolist()[:4] == ["8×16×16", "4×8×8", "2×4×4", "1×2×2"]
     assert table["out ch"].tolist() == [4, 8, 16, 32, 16, 8, 4, 1]
     summary = methods_page.unet_summary(kwargs, shape).iloc[0]
     assert summary["parameters"] == count_parameters(model)
     assert summary["forward GFLOP / volume"] == pytest.approx(forward_flops(model, (1, 2, *shape)) / 1e9)
     fig = diagrams.unet_diagram(kwargs, shape)
     texts = [t.get_text() for t in fig.axes[0].texts]
-    assert any("bottleneck\n16 -> 32 ch\n1x2x2" in t for t in texts)
-    assert fig.alt.startswith("Diagram of the 3D U-Net: the input of 2 channels (ADC, ZADC) at 8x16x16 voxels")
-    assert "bottleneck (16 to 32 channels, 1x2x2)" in fig.alt and "1 logit map of 8x16x16 voxels" in fig.alt
+    assert any("bottleneck\n16 -> 32 ch\n1×2×2" in t for t in texts)
+    assert fig.alt.startswith("Diagram of the 3D U-Net: the input of 2 channels (ADC, ZADC) at 8×16×16 voxels")
+    assert "bottleneck (16 to 32 channels, 1×2×2)" in fig.alt and "1 logit map of 8×16×16 voxels" in fig.alt
     assert _alt_problems(fig) == []
 
 
 def test_seed_unet_size() -> None:
     summary = methods_page.unet_summary().iloc[0]
-    assert summary["input (C x D x H x W)"] == "2x32x192x192"
+    assert summary["input (C × D × H × W)"] == "2×32×192×192"
     assert (
         500 < summary["forward GFLOP / volume"] < 512
     )  # the seed's U-Net on one 2 x 32 x 192 x 192 volume: about 506 GFLOP
@@ -276,9 +276,9 @@ def test_seed_unet_size() -> None:
 def test_pipeline_figure_reads_the_constants_and_the_study() -> None:
     fig = diagrams.pipeline_figure()
     texts = " ".join(t.get_text() for t in fig.axes[0].texts)
-    assert "32x192x192" in texts and "5 transforms" in texts and "6 compared" in texts
+    assert "32×192×192" in texts and "5 transforms" in texts and "6 compared" in texts
     assert len(fig.axes[0].patches) == 8
-    assert fig.alt.startswith("Flow chart of the pipeline in 8 steps") and "3. preprocessing resample to 32x192x192" in fig.alt
+    assert fig.alt.startswith("Flow chart of the pipeline in 8 steps") and "3. preprocessing resample to 32×192×192" in fig.alt
     assert _alt_problems(fig) == []
     quick = " ".join(
         t.get_text()
@@ -286,9 +286,9 @@ def test_pipeline_figure_reads_the_constants_and_the_study() -> None:
         .axes[0]
         .texts
     )
-    assert "16x64x64" in quick and "8-16-32-64" in quick and "192" not in quick
+    assert "16×64×64" in quick and "8-16-32-64" in quick and "192" not in quick
     spaced = diagrams.pipeline_figure({"target_spacing_mm": [4.0, 2.0, 2.0], "widths": [8, 16, 32, 64]})
-    assert "4x2x2 mm" in " ".join(t.get_text() for t in spaced.axes[0].texts)
+    assert "4×2×2 mm" in " ".join(t.get_text() for t in spaced.axes[0].texts)
 
 
 def test_metric_rules_table_official_semantics() -> None:
@@ -313,7 +313,7 @@ def test_protocol_table_comes_from_presets() -> None:
             expected = methods_page.setting_text(field, getattr(config, field))
             assert table.loc[field, preset] == expected, (preset, field)
     assert (
-        table.loc["target_shape", "seed"] == "32 x 192 x 192"
+        table.loc["target_shape", "seed"] == "32 × 192 × 192"
         and table.loc["patch_shape", "seed"] == "whole volume"
     )
     assert (

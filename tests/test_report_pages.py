@@ -17,6 +17,15 @@ from hie_core.training.evaluate import prediction_path
 from hie_core.training.experiment import load_run
 from tests.report_fixtures import write_study
 
+
+@pytest.fixture(scope="module", autouse=True)
+def _few_resamples():
+    """The results step's bootstrap at 499 resamples, not 9,999: the intervals' resample count is not
+    what these tests check, and the module's shared fixtures are written under it too."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("HIE_BOOTSTRAP_RESAMPLES", "499")
+        yield
+
 BASE = np.round(np.linspace(0.30, 0.74, 12), 3)
 J = 0.001 * np.arange(12)
 
@@ -134,7 +143,7 @@ def test_study_timings_per_loss(results) -> None:
     assert table.loc["dice", "total train s"] == pytest.approx(10.0) and table.loc["dice", "x dice"] == 1.0
     shown = performance_page.timings_table(results.study_dir)
     assert (
-        "device: CPU (test); grid: 16 x 64 x 64 voxels" in shown.text
+        "device: CPU (test); grid: 16 × 64 × 64 voxels" in shown.text
         and "device" not in shown.text.splitlines()[0]
     )
     assert ">Tversky</td>" in shown.data and ">tversky<" not in shown.data and "time vs Dice" in shown.data

@@ -13,6 +13,15 @@ from hie_core.report import design_prose, power, preset_dev, prose
 from hie_core.report.results import StudyResults, read_results, write_results
 from tests.report_fixtures import write_study
 
+
+@pytest.fixture(scope="module", autouse=True)
+def _few_resamples():
+    """The results step's bootstrap at 499 resamples, not 9,999: the intervals' resample count is not
+    what these tests check, and the module's shared fixtures are written under it too."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("HIE_BOOTSTRAP_RESAMPLES", "499")
+        yield
+
 BASE = np.round(np.linspace(0.30, 0.74, 12), 3)
 J = 0.001 * np.arange(12)
 SMALL = 0.001 * np.array([3, -3.5, 2, -2.5, 4, -4.5, 1, -1.5, 5, -5.5, 6, -4])
@@ -50,7 +59,7 @@ def test_a_winner_is_named_only_when_the_tests_support_it(tmp_path: Path) -> Non
     assert "Averaged over the losses, mean Dice was" in disc and "(n = 6)" in disc
     assert "Strata with fewer than 5 cases have no interval." in disc  # 1-5% has 4 cases, >5% 2
     assert "MASD was defined for every case with a lesion in every run of every method." in disc
-    assert "(16 x 64 x 64 voxels) is coarser than the seed's (32 x 192 x 192 voxels)" in disc
+    assert "(16 × 64 × 64 voxels) is coarser than the seed's (32 × 192 × 192 voxels)" in disc
     assert (
         "first chosen by comparing variants scored on the synthetic test split" in disc
         and "*quick* preset" in disc

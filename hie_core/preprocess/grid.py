@@ -127,10 +127,10 @@ class Grid:
         return spacing_geometry(native, self.spacing_mm)
 
     def describe(self) -> str:
-        """``"32 x 192 x 192 voxels"`` or ``"2.5 x 1 x 1 mm voxels"`` (D x H x W)."""
+        """``"32 × 192 × 192 voxels"`` or ``"2.5 × 1 × 1 mm voxels"`` (D × H × W), as the book prints sizes."""
         if self.shape is not None:
-            return " x ".join(map(str, self.shape)) + " voxels"
-        return " x ".join(f"{s:g}" for s in self.spacing_mm) + " mm voxels"
+            return " × ".join(map(str, self.shape)) + " voxels"
+        return " × ".join(f"{s:g}" for s in self.spacing_mm) + " mm voxels"
 
     def to_dict(self) -> dict:
         return {"shape": None if self.shape is None else list(self.shape),

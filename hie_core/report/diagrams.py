@@ -48,7 +48,7 @@ def pipeline_figure(config: Mapping[str, Any] | None = None) -> BookFigure:
     from hie_core.report.runs import run_grid
 
     config = config or {"target_shape": DEFAULT_TARGET_SHAPE}
-    grid = run_grid(config).describe().replace(" x ", "x").replace(" voxels", "")
+    grid = run_grid(config).describe().replace(" × ", "×").replace(" voxels", "")
     widths = config.get("widths", DEFAULT_WIDTHS)
     stages = [
         ("BONBID-HIE folder\nADC, ZADC, label (.mha)", "#dbe9f6"),
@@ -89,7 +89,7 @@ def unet_diagram(
     enc, neck, dec, head = blocks[:3], blocks[3], blocks[4:7][::-1], blocks[7]
     fig = BookFigure(figsize=(10, 5.2), layout="constrained")
     ax = fig.subplots()
-    text = lambda b: f"{b['block']}\n{b['in ch']} -> {b['out ch']} ch\n{b['feature map (D x H x W)']}"  # noqa: E731
+    text = lambda b: f"{b['block']}\n{b['in ch']} -> {b['out ch']} ch\n{b['feature map (D × H × W)']}"  # noqa: E731
     size = (2.0, 0.8)
     for lvl in range(3):
         _box(ax, (0, -lvl), text(enc[lvl]) + (f"\ndropout {enc[lvl]['dropout']:g}" if enc[lvl]["dropout"] else ""),
@@ -103,27 +103,27 @@ def unet_diagram(
     _arrow(ax, (0, -2.42), (1.48, -3))
     _arrow(ax, (3.52, -3), (5, -2.42))
     ax.text(
-        0.6, -2.95, "max-pool 2x2x2\n(also between\nencoder levels)", ha="right", fontsize=7, color="dimgray"
+        0.6, -2.95, "max-pool 2×2×2\n(also between\nencoder levels)", ha="right", fontsize=7, color="dimgray"
     )
-    ax.text(4.4, -2.95, "transposed conv 2x2x2\n(also between\ndecoder levels)", ha="left", fontsize=7,
+    ax.text(4.4, -2.95, "transposed conv 2×2×2\n(also between\ndecoder levels)", ha="left", fontsize=7,
             color="dimgray")  # fmt: skip
-    _box(ax, (7.6, 0), f"{head['block']} conv\n-> {head['out ch']} logit map\n{head['feature map (D x H x W)']}",
+    _box(ax, (7.6, 0), f"{head['block']} conv\n-> {head['out ch']} logit map\n{head['feature map (D × H × W)']}",
          (1.9, 0.8), "#f2e1f2")  # fmt: skip
     _arrow(ax, (6.02, 0), (6.63, 0))
-    _box(ax, (-2.4, 0), f"input\n{enc[0]['in ch']} ch (ADC, ZADC)\n{enc[0]['feature map (D x H x W)']}",
+    _box(ax, (-2.4, 0), f"input\n{enc[0]['in ch']} ch (ADC, ZADC)\n{enc[0]['feature map (D × H × W)']}",
          (1.8, 0.8), "#eeeeee")  # fmt: skip
     _arrow(ax, (-1.48, 0), (-1.02, 0))
     norm = {"batch": "BatchNorm", "instance": "InstanceNorm"}[(model_kwargs or {}).get("norm") or DEFAULTS["norm"]]
-    ax.text(2.5, 0.75, f"each block: (3x3x3 conv -> {norm} -> LeakyReLU) x 2, then dropout where given",
+    ax.text(2.5, 0.75, f"each block: (3×3×3 conv -> {norm} -> LeakyReLU) × 2, then dropout where given",
             ha="center", fontsize=8)  # fmt: skip
     ax.set_xlim(-3.4, 8.7)
     ax.set_ylim(-3.6, 1.0)
     ax.set_axis_off()
-    said = lambda b: f"{b['block']} ({b['in ch']} to {b['out ch']} channels, {b['feature map (D x H x W)']})"  # noqa: E731
+    said = lambda b: f"{b['block']} ({b['in ch']} to {b['out ch']} channels, {b['feature map (D × H × W)']})"  # noqa: E731
     fig.alt = (f"Diagram of the 3D U-Net: the input of {enc[0]['in ch']} channels (ADC, ZADC) at "
-               f"{enc[0]['feature map (D x H x W)']} voxels goes down the encoder, "
+               f"{enc[0]['feature map (D × H × W)']} voxels goes down the encoder, "
                f"{', '.join(said(b) for b in enc)}, to the {said(neck)}, and up the decoder, "
                f"{', '.join(said(b) for b in dec[::-1])}, each decoder block concatenating the encoder block of its "
                f"level (skip); a {head['block']} convolution gives {head['out ch']} logit map of "
-               f"{head['feature map (D x H x W)']} voxels. Each block: two 3D convolutions with {norm} and LeakyReLU.")  # fmt: skip
+               f"{head['feature map (D × H × W)']} voxels. Each block: two 3D convolutions with {norm} and LeakyReLU.")  # fmt: skip
     return fig

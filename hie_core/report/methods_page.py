@@ -80,10 +80,10 @@ def preprocessing_text(config: Mapping[str, Any]) -> str:
     """The preprocessing paragraph: this study's grid, intensity scaling and patches (Markdown)."""
     seed, ours = Grid(shape=DEFAULT_TARGET_SHAPE), run_grid(config)
     if ours.shape is not None:
-        text = (f"Both maps are resampled with SimpleITK (linear) to an array of **{ours.describe()}** (D x H x W), "
+        text = (f"Both maps are resampled with SimpleITK (linear) to an array of **{ours.describe()}** (D × H × W), "
                 "the spacing rescaled so that the physical extent of each scan is kept.")  # fmt: skip
     else:
-        text = (f"Both maps are resampled with SimpleITK (linear) to **{ours.describe()}** (D x H x W): each scan "
+        text = (f"Both maps are resampled with SimpleITK (linear) to **{ours.describe()}** (D × H × W): each scan "
                 "keeps its extent and its resolution, so array sizes differ from case to case.")  # fmt: skip
     if config.get("zadc_norm", DEFAULTS["zadc_norm"]) == "atlas":
         text += (" ADC is then z-scored with the mean and standard deviation of its whole resampled volume; ZADC is "
@@ -98,7 +98,7 @@ def preprocessing_text(config: Mapping[str, Any]) -> str:
     if patch:
         fraction = config.get("foreground_fraction")
         centred = f", {fraction:.0%} of them centred on a lesion voxel" if isinstance(fraction, float) else ""
-        text += (f" Training draws patches of {' x '.join(map(str, patch))} voxels{centred}; prediction slides a "
+        text += (f" Training draws patches of {' × '.join(map(str, patch))} voxels{centred}; prediction slides a "
                  "window of that size over the whole volume.")  # fmt: skip
     if ours != seed:
         text += (f" The seed study resampled every scan to {seed.describe()}; this study's "
@@ -114,10 +114,10 @@ def preprocessing_table(native: ImageGeometry, grids: Mapping[str, Grid | Sequen
     rows = [("native", native)] + [
         (f"{n}: {as_grid(g).describe()}", as_grid(g).geometry(native)) for n, g in grids.items()
     ]
-    fmt = lambda v, p: " x ".join(f"{x:.{p}f}" if p else str(x) for x in v)  # noqa: E731
+    fmt = lambda v, p: " × ".join(f"{x:.{p}f}" if p else str(x) for x in v)  # noqa: E731
     return pd.DataFrame(
-        [{"grid": name, "shape (D x H x W)": fmt(g.shape, 0), "spacing mm (D x H x W)": fmt(g.spacing_mm, 3),
-          "extent mm (D x H x W)": fmt(g.extent_mm, 1), "voxel volume (mm3)": 1000 * g.voxel_volume_ml}
+        [{"grid": name, "shape (D × H × W)": fmt(g.shape, 0), "spacing mm (D × H × W)": fmt(g.spacing_mm, 3),
+          "extent mm (D × H × W)": fmt(g.extent_mm, 1), "voxel volume (mm3)": 1000 * g.voxel_volume_ml}
          for name, g in rows]
     )  # fmt: skip
 
@@ -248,10 +248,10 @@ def unet_blocks(model_kwargs: Mapping[str, Any], shape: Sequence[int]) -> tuple[
     specs += [
         (f"decoder {3 - j}", w[3 - j], w[2 - j], 2 - j, 0.0, dec) for j, dec in enumerate(model.decoders)
     ]
-    specs.append(("output 1x1x1", w[0], model.out_channels, 0, 0.0, model.head))
-    keys = ("block", "in ch", "out ch", "feature map (D x H x W)", "dropout", "parameters")
+    specs.append(("output 1×1×1", w[0], model.out_channels, 0, 0.0, model.head))
+    keys = ("block", "in ch", "out ch", "feature map (D × H × W)", "dropout", "parameters")
     rows = [
-        dict(zip(keys, (name, c_in, c_out, "x".join(str(int(s) // 2**lvl) for s in shape), drop,
+        dict(zip(keys, (name, c_in, c_out, "×".join(str(int(s) // 2**lvl) for s in shape), drop,
                         count_parameters(module)), strict=True))
         for name, c_in, c_out, lvl, drop, module in specs
     ]  # fmt: skip
@@ -273,7 +273,7 @@ def unet_summary(
 
     model, _ = unet_blocks(model_kwargs or {}, shape)
     flops = forward_flops(model, (1, model.in_channels, *shape))
-    return pd.DataFrame([{"input (C x D x H x W)": "x".join(map(str, (model.in_channels, *shape))),
+    return pd.DataFrame([{"input (C × D × H × W)": "×".join(map(str, (model.in_channels, *shape))),
                           "widths": "-".join(map(str, model.widths)), "parameters": count_parameters(model),
                           "forward GFLOP / volume": flops / 1e9}])  # fmt: skip
 
@@ -283,7 +283,7 @@ def _arch_size(arch: str, widths: Sequence[int], options: Mapping[str, Any]) -> 
     if arch == "segresnet":
         return f"{widths[0]} initial filters, doubling at 3 downsamplings"
     if arch == "dynunet":
-        strides = " ".join("x".join(map(str, st)) for st in options["strides"][1:])
+        strides = " ".join("×".join(map(str, st)) for st in options["strides"][1:])
         return f"filters {'-'.join(map(str, widths[: len(options['strides'])]))}; strides {strides}"
     if arch == "swinunetr":
         return f"feature size {options['feature_size']}, attention window 7"
@@ -335,7 +335,7 @@ def architectures_table(config: Mapping[str, Any], study_archs: Sequence[str] = 
         rows.append({"network": ARCH_LABELS[arch], "arch": arch,
                      "this study": "yes" if arch in trained else "",
                      "size": _arch_size(arch, widths, options), "parameters": count_parameters(model),
-                     f"forward GFLOP / {'x'.join(map(str, window))} window": flops, "fits the window": fits})  # fmt: skip
+                     f"forward GFLOP / {'×'.join(map(str, window))} window": flops, "fits the window": fits})  # fmt: skip
     return pd.DataFrame(rows)
 
 
@@ -377,7 +377,7 @@ _AXIS_NAMES = ("D", "H", "W")
 
 
 def setting_text(field: str, value: Any) -> str:
-    """A run setting as a reader reads it: sizes joined by " x ", axes by name, no Python reprs.
+    """A run setting as a reader reads it: sizes joined by " × ", axes by name, no Python reprs.
 
     ``None`` is said in words for the fields where it has a meaning (one pass per epoch, whole
     volumes, the other grid kind), an empty tuple is "none", numbers keep their significant digits.
@@ -395,7 +395,7 @@ def setting_text(field: str, value: Any) -> str:
     if field in ("widths", "dropout") and value:
         return ", ".join(f"{v:g}" for v in value)
     if isinstance(value, tuple | list):
-        return " x ".join(f"{v:g}" if isinstance(v, float) else str(v) for v in value) if value else "none"
+        return " × ".join(f"{v:g}" if isinstance(v, float) else str(v) for v in value) if value else "none"
     if isinstance(value, bool):
         return "yes" if value else "no"
     if isinstance(value, float):
