@@ -123,3 +123,23 @@ def test_a_fold_runs_page_reports_that_fold_with_a_val_split_only(tmp_path: Path
     assert "2 validation cases, each in 2 seeds (the models that held out fold 1)" in html
     assert len(page.runs_table(run).text.splitlines()) == 1 + 2 + 1  # both seeds' fold-1 runs
     assert "seeds 0 and 1" in page.curves_figure(run).alt
+
+
+def test_command_passes_only_the_notebooks_parameters() -> None:
+    """The rerun command of a fold run: settings without a notebook parameter go in ``overrides`` (one
+    YAML value), so papermill accepts every name (it warns about any the parameters cell lacks)."""
+    import shlex
+
+    import papermill
+    import yaml
+
+    cfg = {"loss": "dice", "preset": "quick", "folds": 3, "fold": 1, "synthetic_test_cases": 20}
+    command = page._command(cfg, 1)
+    assert "-p folds" not in command and "\n" not in command
+    args = shlex.split(command)
+    names = [args[i + 1] for i, a in enumerate(args) if a == "-p"]
+    values = [yaml.safe_load(args[i + 1]) for i, a in enumerate(args) if a == "-y"]
+    assert values == [{"overrides": {"folds": 3, "fold": 1, "synthetic_test_cases": 20}}]
+    declared = set(papermill.inspect_notebook(str(Path(__file__).parents[1] / "notebooks" / "train.ipynb")))
+    assert {*names, "overrides"} <= declared and names == ["loss", "seed", "preset"]
+    assert "-y" not in page._command({"loss": "dice", "preset": "quick"}, 0)

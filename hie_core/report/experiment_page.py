@@ -339,14 +339,22 @@ def case_table(result):
 
 def _command(cfg: dict, seed: int) -> str:
     """The papermill command that reruns this loss's run of ``seed`` (the settings that differ from the
-    notebook's defaults)."""
+    notebook's defaults), one line to copy.
+
+    The notebook's own parameters (``loss``, ``seed``, ``preset``) go with ``-p``; configuration fields
+    it has no parameter for (``folds``, ``fold``, ``synthetic_test_cases``) go in its ``overrides``
+    dict as one YAML ``-y`` value, so papermill names no unknown parameter.
+    """
     parts = ["papermill notebooks/train.ipynb out.ipynb", f"-p loss {cfg.get('loss')}", f"-p seed {seed}"]
     if cfg.get("preset") and cfg.get("preset") != "auto":
         parts.append(f"-p preset {cfg['preset']}")
+    overrides = {}
     if int(cfg.get("folds") or 0) > 1:
-        parts += [f"-p folds {cfg['folds']}", f"-p fold {cfg.get('fold', 0)}"]
+        overrides |= {"folds": int(cfg["folds"]), "fold": int(cfg.get("fold") or 0)}
     if cfg.get("synthetic_test_cases"):
-        parts.append(f"-p synthetic_test_cases {cfg['synthetic_test_cases']}")
+        overrides["synthetic_test_cases"] = int(cfg["synthetic_test_cases"])
+    if overrides:
+        parts.append('-y "overrides: {' + ", ".join(f"{k}: {v}" for k, v in overrides.items()) + '}"')
     return " ".join(parts)
 
 
