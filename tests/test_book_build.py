@@ -301,6 +301,7 @@ def _next_page(html: Path, page: str) -> str:
     return match.group(1)
 
 
+@pytest.mark.slow
 def test_tiny_book_builds_with_only_python(tmp_path, monkeypatch):
     """Two losses of six, npm and node shadowed: a complete book with folded code and references."""
     calls = _shadow_npm_and_node(tmp_path, monkeypatch)

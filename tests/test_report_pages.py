@@ -26,6 +26,7 @@ def _few_resamples():
         mp.setenv("HIE_BOOTSTRAP_RESAMPLES", "499")
         yield
 
+
 BASE = np.round(np.linspace(0.30, 0.74, 12), 3)
 J = 0.001 * np.arange(12)
 

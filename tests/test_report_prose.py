@@ -22,6 +22,7 @@ def _few_resamples():
         mp.setenv("HIE_BOOTSTRAP_RESAMPLES", "499")
         yield
 
+
 BASE = np.round(np.linspace(0.30, 0.74, 12), 3)
 J = 0.001 * np.arange(12)
 SMALL = 0.001 * np.array([3, -3.5, 2, -2.5, 4, -4.5, 1, -1.5, 5, -5.5, 6, -4])
