@@ -37,8 +37,8 @@ def pytest_collection_modifyitems(config, items) -> None:
     fixture (it trains the README's 12-run study), every notebook nbval executes, and the tests
     marked ``@pytest.mark.slow`` where they are defined: those that train runs through papermill
     or submitit (``test_study_runner``), rehearse or benchmark training in a subprocess
-    (``test_device_check``, ``test_step``), or train several runs to compare them
-    (``test_train``). A test is marked slow only when it cannot be made fast without checking
+    (``test_device_check``, ``test_step``), train several runs to compare them (``test_train``),
+    or build a book with Sphinx (``test_book_build``). A test is marked slow only when it cannot be made fast without checking
     less: first smaller data, fewer resamples (``HIE_BOOTSTRAP_RESAMPLES``), fewer epochs, or a
     fixture shared by a module.
     """
