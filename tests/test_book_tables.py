@@ -109,9 +109,9 @@ def csv_downloads(driver, base_url: str, pages: list[str], folder: Path, timeout
             driver.execute_script("arguments[0].scrollIntoView({block: 'center'});", link)
             link.click()  # a reader's click (a user gesture), not a script's
             end = time.monotonic() + timeout
-            while not target.is_file() and time.monotonic() < end:
+            while not _downloaded(target) and time.monotonic() < end:
                 time.sleep(0.05)
-            if not target.is_file():
+            if not _downloaded(target):
                 problems.append(f"{page}: {names[k]} did not download")
                 continue
             try:
@@ -122,6 +122,12 @@ def csv_downloads(driver, base_url: str, pages: list[str], folder: Path, timeout
             if frame.empty or not len(frame.columns):
                 problems.append(f"{page}: {names[k]} holds no row")
     return problems
+
+
+def _downloaded(target: Path) -> bool:
+    """Chromium reserves the file name with an empty file and writes ``<name>.crdownload`` first."""
+    partial = list(target.parent.glob("*.crdownload"))
+    return target.is_file() and target.stat().st_size > 0 and not partial
 
 
 def _generated(pages: list[str]) -> list[str]:
