@@ -11,7 +11,7 @@ import pytest
 
 from hie_core.data import discover_cases
 from hie_core.io import read_image, write_image
-from hie_core.report import deviations, experiment, performance_page, results_page
+from hie_core.report import deviations, experiment, performance_page, prose, results_page
 from hie_core.report.results import write_results
 from hie_core.training.evaluate import prediction_path
 from hie_core.training.experiment import load_run
@@ -84,8 +84,13 @@ def test_tables_have_no_index_and_carry_their_provenance(results) -> None:
     assert (
         ">0.5000</td>" in seed and ">Inf</td>" in seed and ">not run</td>" in seed
     )  # Tversky+HDT; HDT's MSD
-    absent = results_page.table1(results, "cv")
-    assert "<table" in absent.data and "This study did not report the out-of-fold" in absent.data
+    # a split the study did not report: no empty numbered table, one sentence that says so
+    assert results_page.table1(results, "cv") is None
+    said = prose.other_splits(results)
+    assert said == (
+        "The tables below give the main results on the official validation split (2 cases). This study did not "
+        "report the out-of-fold (cross-validation) results: a study run with --folds K reports them."
+    )
     per_case = results_page.per_case_table(results)
     assert len(per_case.text.splitlines()) == 1 + 12 + 1  # header, one row per case, the note
     assert "overflow" not in per_case._repr_html_() and "max-height" not in per_case._repr_html_()  # whole
@@ -101,7 +106,7 @@ def test_banner_abstract_discussion_and_chart(results, shown: list) -> None:
     assert (
         "could detect a Dice difference" not in results_page.design_note(results).data
     )  # nor a design figure
-    assert "Limitations." in results_page.discussion(results).data
+    assert not hasattr(results_page, "discussion")  # the Discussion page holds it (test_results_page_points_to_it)
     results_page.table1_chart(results)
     assert 'id="table1-figure"' in shown[1]["text/html"]
     results_page.curves_figure(results)
@@ -224,3 +229,16 @@ def test_long_paths_and_dotted_names_in_cells_may_break() -> None:
     cells = display.table(frame)._repr_html_()
     assert "benchmarks/<wbr>results/<wbr>quick_<wbr>preset_<wbr>dev.<wbr>json" in cells
     assert ">0.430 and a_b<" in cells  # short words stay whole
+
+
+def test_results_page_points_to_the_discussion_and_shows_no_table_of_an_unreported_split() -> None:
+    """The Results notebook: no discussion of its own (one sentence linking the Discussion page, whose
+    Limitations it repeated), and no reference to the other splits' tables, which a study may not show."""
+    import nbformat
+
+    nb = nbformat.read(Path(__file__).parents[1] / "notebooks" / "results.ipynb", 4)
+    text = "\n".join(c.source for c in nb.cells)
+    assert "page.discussion(" not in text and "Discussion and limitations" not in text
+    assert text.count("{doc}`discussion`") == 1
+    assert "{numref}`tbl-results-table1-cv`" not in text and "{numref}`tbl-results-table1-val`" not in text
+    assert "prose.other_splits(results)" in text

@@ -33,7 +33,7 @@ from hie_core.report.runs import run_grid
 from hie_core.report.seed_study import CLAIMS
 from hie_core.report.study_records import StudyConfig
 
-__all__ = ["ALPHA", "abstract", "best_loss", "discussion", "significant"]
+__all__ = ["ALPHA", "abstract", "best_loss", "discussion", "other_splits", "significant"]
 
 #: The verdict of a row the design cannot decide (:data:`hie_core.report.hypotheses.NOT_TESTABLE`).
 NOT_TESTABLE = "not testable here"
@@ -415,3 +415,21 @@ def discussion(results: StudyResults) -> str:
     paragraphs = [_spread(results, split), _power(results, split), _strata_sentence(results, split), _masd_sentence(results, split), _empty_sentence(results, split),
                   _limitations(results, split)]  # fmt: skip
     return "\n\n".join(p for p in paragraphs if p)
+
+
+def other_splits(results: StudyResults, splits: tuple[str, ...] = ("cv", "val")) -> str:
+    """One paragraph on the splits beside the test split: those reported (shown in the tables under
+    it, with their case counts), and those not, each with how a study reports it. Said once here,
+    so the Results page shows no empty table for a split the study did not report
+    (:func:`hie_core.report.results_page.table1` shows nothing for one)."""
+    from hie_core.report.results_page import _HOW_TO_REPORT, split_label
+
+    shown = [f"{split_label(s)} ({plural(results.n_cases(s), 'case')})" for s in splits if results.has(s)]
+    missing = [s for s in splits if not results.has(s)]
+    text = [f"The tables below give the main results on the {' and the '.join(shown)}." if shown else ""]
+    for split in missing:
+        how = _HOW_TO_REPORT.get(split, "").removesuffix(".")
+        label = split_label(split) + ("" if split_label(split).endswith("split") else " results")
+        how = how.replace("reports it", "reports them") if label.endswith("results") else how
+        text.append(f"This study did not report the {label}" + (f": {how[0].lower()}{how[1:]}." if how else "."))
+    return " ".join(t for t in text if t)

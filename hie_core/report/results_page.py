@@ -26,7 +26,7 @@ from hie_core.report.tables import MIN_STRATUM_CI
 from hie_core.report.variance import NOT_TESTABLE
 
 __all__ = [
-    "abstract", "case_arrays", "comparisons_table", "curves_figure", "design_note", "discussion", "figure6",
+    "abstract", "case_arrays", "comparisons_table", "curves_figure", "design_note", "figure6",
     "hypotheses_table", "live_case_viewer", "masd_sensitivity_table", "method_label", "open_results", "per_case_table", "seed_table", "source_of",
     "split_label", "strata_table", "study_banner", "table1", "table1_chart",
 ]  # fmt: skip
@@ -91,11 +91,6 @@ def abstract(results: StudyResults):
     return display.markdown(prose.abstract(results))
 
 
-def discussion(results: StudyResults):
-    """Discussion and limitations (:func:`hie_core.report.prose.discussion`) as Markdown."""
-    return display.markdown(prose.discussion(results))
-
-
 def design_note(results: StudyResults):
     """What this design could detect (:func:`hie_core.report.design_prose.design_sentence`) as Markdown."""
     return display.markdown(prose.design_sentence(results))
@@ -124,14 +119,13 @@ def _share(value: float) -> str:
 
 
 def table1(results: StudyResults, split: str = "test"):
-    """Table 1: n, mean [95% CI] of each metric, ranks, P(best Dice), seed SD and false positives, one row per method."""
-    if not results.has(split):  # a row that says so, so the table's caption never stands alone
-        how = _HOW_TO_REPORT.get(split, "")
-        note = f"This study did not report the {split_label(split)}." + (f" {how}" if how else "")
-        row = pd.DataFrame(
-            {"split": [split_label(split)], "reported": ["no: not part of this study's design"]}
-        )
-        return display.table(row, note=note)
+    """Table 1: n, mean [95% CI] of each metric, ranks, P(best Dice), seed SD and false positives, one row per method.
+
+    None (the cell shows nothing, so the book numbers no empty table) when the study did not report
+    ``split``: :func:`hie_core.report.prose.other_splits` says so once, in a sentence.
+    """
+    if not results.has(split):
+        return None
     t = results.table("table1", split)
     shown = pd.DataFrame(
         {"method": _labels(t["method"], results), "cases with a lesion": t["n_cases"], "runs": t["n_runs"]}
@@ -158,7 +152,7 @@ def table1(results: StudyResults, split: str = "test"):
         shown["false positives on empty labels"] = [
             f"{int(c)} of {n_empty}, {v:.2f} mL" if math.isfinite(v) else f"{int(c)} of {n_empty}"
             for c, v in zip(t["fp_cases"], t["fp_volume_ml_mean"], strict=True)]  # fmt: skip
-    note = (f"Cases with a lesion of the {split_label(split)}; runs: seeds x folds scored per case. Mean [95% CI] over "
+    note = (f"Cases with a lesion of the {split_label(split)}; runs: seeds × folds scored per case. Mean [95% CI] over "
             "cases and runs; the interval is the pigeonhole bootstrap's, which resamples cases and runs "
             "independently (a trained model's shift is shared by every case it scores). Dice and NSD over every "
             "case with a lesion; MASD, as the challenge averages it, over each method's own cases where its MASD is "
