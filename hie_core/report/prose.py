@@ -421,7 +421,7 @@ def other_splits(results: StudyResults, splits: tuple[str, ...] = ("cv", "val"))
     """One paragraph on the splits beside the test split: those reported (shown in the tables under
     it, with their case counts), and those not, each with how a study reports it. Said once here,
     so the Results page shows no empty table for a split the study did not report
-    (:func:`hie_core.report.results_page.table1` shows nothing for one)."""
+    (the Results page's ``results_page.table1`` shows nothing for one)."""
     from hie_core.report.results_page import _HOW_TO_REPORT, split_label
 
     shown = [f"{split_label(s)} ({plural(results.n_cases(s), 'case')})" for s in splits if results.has(s)]
