@@ -11,7 +11,7 @@ import pytest
 
 from hie_core.data import discover_cases
 from hie_core.io import read_image, write_image
-from hie_core.report import deviations, experiment, performance_page, prose, results_page
+from hie_core.report import deviations, experiment, performance_page, prose, results_case, results_page
 from hie_core.report.results import write_results
 from hie_core.training.evaluate import prediction_path
 from hie_core.training.experiment import load_run
@@ -109,7 +109,7 @@ def test_banner_abstract_discussion_and_chart(results, shown: list) -> None:
     assert not hasattr(results_page, "discussion")  # the Discussion page holds it (test_results_page_points_to_it)
     results_page.table1_chart(results)
     assert 'id="table1-figure"' in shown[1]["text/html"]
-    results_page.curves_figure(results)
+    results_case.curves_figure(results)
     assert shown[2]["text/html"].count('"name":"Dice, seed ') >= 2  # both seeds of dice drawn
 
 
@@ -126,13 +126,13 @@ def test_figure6_shows_the_median_case_with_every_mask(
             write_image(label, geometry, prediction_path(folder, case))
     write_results(study)
     res = results_page.open_results(str(study))
-    arrays = results_page.case_arrays(res)
+    arrays = results_case.case_arrays(res)
     assert arrays["case_id"] == ids["test"][0]  # mean Dice 0.3 vs 0.7: the lower median of two
     assert list(arrays["predictions"]) == ["dice", "tversky", "baseline"]
-    results_page.figure6(res)
+    results_case.figure6(res)
     html = shown[0]["text/html"]
     assert 'id="figure6"' in html and f"{ids['test'][0]} (test)" in html
-    viewer = results_page.live_case_viewer(res, ids["test"][1])
+    viewer = results_case.live_case_viewer(res, ids["test"][1])
     assert viewer.overlay_dropdown.options == (
         "Dice",
         "Tversky",

@@ -223,7 +223,7 @@ def case_figure(results: StudyResults, case_id: str | None = None) -> BookFigure
 
     A still, not the slice viewer: the viewer of one case weighs 1-4 MB with plotly.js, more than a page may.
     """
-    from hie_core.report.results_page import case_arrays
+    from hie_core.report.results_case import case_arrays
     from hie_core.report.stills import agreement_montage
 
     split = _split(results)

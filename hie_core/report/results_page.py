@@ -17,17 +17,17 @@ import pandas as pd
 from hie_core.methods import label_of_id
 from hie_core.metrics import METRIC_LABELS
 from hie_core.report import display, prose, seed_study
-from hie_core.report.charts import table1_figure, training_curves_figure
+from hie_core.report.charts import table1_figure
 from hie_core.report.results import StudyResults
-from hie_core.report.runs import REFERENCES, StudyFolderError, load_case
+from hie_core.report.runs import REFERENCES, StudyFolderError
 from hie_core.report.sources import DataSource, banner, source_line, study_dir_for
 from hie_core.report.study_model import load_study
 from hie_core.report.tables import MIN_STRATUM_CI
 from hie_core.report.variance import NOT_TESTABLE
 
 __all__ = [
-    "abstract", "case_arrays", "comparisons_table", "curves_figure", "design_note", "figure6",
-    "hypotheses_table", "live_case_viewer", "masd_sensitivity_table", "method_label", "open_results", "per_case_table", "seed_table", "source_of",
+    "abstract", "comparisons_table", "design_note",
+    "hypotheses_table", "masd_sensitivity_table", "method_label", "open_results", "per_case_table", "seed_table", "source_of",
     "split_label", "strata_table", "study_banner", "table1", "table1_chart",
 ]  # fmt: skip
 
@@ -402,64 +402,3 @@ def per_case_table(results: StudyResults, split: str = "test", metric: str = "di
             "ceiling: the label resampled through the training grid); all metrics per case and run-level counts are "
             f"in results/per_case_{split}.csv.")  # fmt: skip
     return display.table(wide, precision=3, note=note)
-
-
-def curves_figure(results: StudyResults, div_id: str = "all-curves") -> None:
-    """Training curves of every trained method and seed (read from the run folders' ``history.csv``)."""
-    study = load_study(results.study_dir)
-    histories = {method_label(m, results): study.histories(m) for m in study.runs.losses}
-    display.show(training_curves_figure(histories), div_id)
-
-
-def _pick_case(results: StudyResults, split: str) -> str:
-    p = results.table("per_case", split)
-    p = p[p["method"].isin(results.losses) & (p["n_ref"] > 0)]
-    mean = p.groupby("case_id")["dice"].mean().sort_values(kind="stable")
-    if mean.empty:
-        raise ValueError(f"no {split} case with a lesion to show")
-    return str(mean.index[(len(mean) - 1) // 2])
-
-
-def case_arrays(results: StudyResults, case_id: str | None = None, split: str = "test") -> dict:
-    """One case's maps, label and each method's mask (first seed of each method, outside predictions, baseline, ceiling).
-
-    Args:
-        results: The study's results.
-        case_id: The case; default the case with the median mean Dice over the losses.
-        split: Its split.
-    """
-    from hie_core.data import discover_cases
-
-    case_id = case_id or _pick_case(results, split)
-    cases = {c.case_id: c for c in discover_cases(results.config.data_dir)}
-    case = cases[case_id]
-    arrays = load_case(case)
-    predictions = load_study(results.study_dir).predictions(case)
-    return {**arrays, "predictions": predictions}
-
-
-def figure6(
-    results: StudyResults, case_id: str | None = None, split: str = "test", div_id: str = "figure6"
-) -> None:
-    """One case, interactive: ADC/ZADC, each method's mask against the reference, one method at a time.
-
-    :func:`hie_core.report.slices.case_viewer`: a menu picks the method (the losses, then the
-    baseline and the ceiling) whose true positives, misses and false positives are shown.
-    """
-    from hie_core.report.slices import case_viewer
-
-    v = case_arrays(results, case_id, split)
-    predictions = {method_label(m, results): mask for m, mask in v["predictions"].items()}
-    fig = case_viewer(v["adc"], v["zadc"], v["label"], v["geometry"].spacing_mm, predictions,
-                      title=f"{v['case_id']} ({v['split'] or split})")  # fmt: skip
-    display.show(fig, div_id)
-
-
-def live_case_viewer(results: StudyResults, case_id: str | None = None, split: str = "test"):
-    """The case of :func:`figure6` in the live ipywidgets viewer (needs a running kernel), same coding."""
-    from hie_core.report.live import live_viewer
-
-    v = case_arrays(results, case_id, split)
-    predictions = {method_label(m, results): mask for m, mask in v["predictions"].items()}
-    return live_viewer({"ADC": v["adc"], "ZADC": v["zadc"]}, predictions, v["geometry"].spacing_mm,
-                       reference=v["label"])  # fmt: skip
