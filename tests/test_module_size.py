@@ -12,11 +12,6 @@ ROOT = Path(__file__).resolve().parent.parent
 PACKAGE = ROOT / "hie_core"
 #: The most lines a module of the package may have.
 LIMIT = 450
-#: TEMPORARY: modules still over the limit on 2026-12-07 while their split is under way (issue 26),
-#: with their length then. Not an allowance: an entry goes when its module is split (the second
-#: test says when), and no module is ever added.
-KNOWN_OVER: dict[str, int] = {
-}
 
 
 def module_lengths() -> dict[str, int]:
@@ -29,19 +24,10 @@ def module_lengths() -> dict[str, int]:
 
 
 def test_no_module_is_over_the_limit() -> None:
-    over = {path: n for path, n in module_lengths().items() if n > LIMIT and path not in KNOWN_OVER}
+    over = {path: n for path, n in module_lengths().items() if n > LIMIT}
     assert not over, (
         f"module(s) over {LIMIT} lines: "
         + ", ".join(f"{path} ({n} lines)" for path, n in over.items())
         + "; split each by concern into modules of at most "
         f"{LIMIT} lines (a package whose __init__ re-exports the public names keeps every import path)"
-    )
-
-
-def test_the_known_list_holds_only_modules_still_over() -> None:
-    lengths = module_lengths()
-    done = [path for path in KNOWN_OVER if lengths.get(path, 0) <= LIMIT]
-    assert not done, (
-        f"now at most {LIMIT} lines (or gone): {', '.join(done)}; "
-        "remove them from KNOWN_OVER in tests/test_module_size.py"
     )
