@@ -305,39 +305,6 @@ def test_page_size_for_a_256x256x32_case() -> None:
     assert 2 * (256 * 256 * 32) * 4 / 3 < len(html) < 10e6  # both maps are in it, base64 uint8
 
 
-def test_augmentation_and_preprocessing_viewers(case: dict[str, np.ndarray]) -> None:
-    before = case["adc"]
-    fig = slices.augmentation_viewer(before, {"gamma": before * 1.01, "noise": before + 5}, SPACING_MM)
-    assert [t.name for t in fig.data] == ["before", "gamma", "noise", "gamma", "noise"] and len(
-        fig.frames
-    ) == 6
-    button = fig.layout.updatemenus[0].buttons[1]  # one row switches "after" and "after - before"
-    assert button.method == "update" and button.args[0] == {"visible": [False, True, False, True]}
-    assert button.args[1] == {"annotations[2].text": "after - before (window \u00b15)"} and list(
-        button.args[2]
-    ) == [1, 2, 3, 4]
-    frame = fig.frames[3].data  # one window for before and after: a brighter "after" is brighter on screen
-    assert (frame[1].z >= frame[0].z).all()
-    r0, r1, c0, c1 = volumes.brain_box([before], margin=4)
-    brain = before[3, r0:r1, c0:c1] > 0
-    assert (frame[4].z == 255).all()  # +5 everywhere: the top of its own window
-    assert len(np.unique(frame[3].z[brain])) > 20  # a 1% gamma-like change spreads over the difference window
-    assert fig.layout.yaxis2.showticklabels is False and fig.layout.yaxis3.showticklabels is False
-    native = np.ones((6, 20, 24), np.float32)
-    resampled = np.ones((4, 10, 12), np.float32)
-    label = np.zeros((4, 10, 12), bool)
-    label[3, 2:4, 2:4] = True
-    fig = slices.preprocessing_viewer(native, (2.0, 1.0, 1.0), resampled, (3.0, 2.0, 2.0), None, label)
-    # Native slices 4 and 5 (centres 9 and 11 mm) show resampled slice 3 (9-12 mm), the others not.
-    assert len(fig.frames) == 6 and fig.layout.sliders[0].active == 4
-    assert [int(f.data[2].z.sum()) for f in fig.frames] == [0, 0, 0, 0, 4, 4]
-    np.testing.assert_array_equal(fig.frames[5].data[2].z, np.ones((2, 2), np.uint8))
-    assert fig.frames[5].data[2].x0 == pytest.approx(4.0)
-    assert (
-        fig.layout.xaxis2.matches == "x" and fig.layout.yaxis2.showticklabels is False
-    )  # no labels over panel 1
-
-
 def test_training_curves_figure() -> None:
     epochs = np.arange(1, 6)
 

@@ -4,6 +4,7 @@ One function per table or figure, computed from the configuration of the study's
 (:func:`study_config`) and the code's constants, never typed by hand: the grids
 (:func:`preprocessing_table`), the augmentations, the U-Net's blocks and cost, the metric rules
 on toy masks and the training protocol. The diagrams are in :mod:`hie_core.report.diagrams`,
+the before/after preprocessing and augmentation montages in :mod:`hie_core.report.methods_figures`,
 the deviations from the seed study in :mod:`hie_core.report.deviations`.
 """
 
@@ -15,15 +16,14 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
-import plotly.graph_objects as go
 
 from hie_core.config import DEFAULTS
 from hie_core.io import ImageGeometry
 from hie_core.metrics import case_metrics
 from hie_core.model import ARCH_LABELS, DEFAULT_WIDTHS
 from hie_core.preprocess import DEFAULT_TARGET_SHAPE, Grid
+from hie_core.report.methods_figures import augmentation_figure, preprocessing_figure
 from hie_core.report.runs import run_grid
-from hie_core.report.slices import augmentation_viewer, preprocessing_viewer
 from hie_core.report.study_model import load_study
 
 if TYPE_CHECKING:
@@ -216,23 +216,6 @@ def augmentation_examples(
         alone = dataclasses.replace(config, p=0.0, **{f"p_{n}": float(n == name) for n in TRANSFORM_NAMES})
         out[name] = TorchioAugmenter(alone)(image, label, pre.geometry.spacing_mm, seed=seed)[0].numpy()
     return out
-
-
-def preprocessing_figure(arrays: Mapping[str, Any], pre: PreprocessedCase, label: str) -> go.Figure:
-    """Native ADC (left) against the preprocessed, z-scored ADC channel (right), labels toggled."""
-    resampled_label = None if pre.label is None else pre.label[0]
-    title = f"{arrays['case_id']}: native grid vs {pre.image.shape[1:]} - {label}"
-    return preprocessing_viewer(arrays["adc"], arrays["geometry"].spacing_mm, pre.image[0], pre.geometry.spacing_mm,
-                                arrays["label"], resampled_label, title=title)  # fmt: skip
-
-
-def augmentation_figure(
-    pre: PreprocessedCase, examples: Mapping[str, np.ndarray], label: str, channel: int = 0
-) -> go.Figure:
-    """Before/after viewer of :func:`augmentation_examples` for one channel (0 ADC, 1 ZADC)."""
-    name = ("ADC", "ZADC")[channel]
-    return augmentation_viewer(pre.image[channel], {k: v[channel] for k, v in examples.items()},
-                               pre.geometry.spacing_mm, title=f"{pre.case_id}, preprocessed {name} - {label}")  # fmt: skip
 
 
 def unet_blocks(model_kwargs: Mapping[str, Any], shape: Sequence[int]) -> tuple[Any, list[dict]]:

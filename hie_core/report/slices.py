@@ -1,4 +1,4 @@
-"""Plotly slice viewers for the static book: one case, a prediction against its reference, a transform.
+"""Plotly slice viewers for the static book: one case, and predictions against its reference.
 
 The book is static HTML with no kernel, so its interactivity is Plotly's: one frame per axial
 slice (the D axis of a (D, H, W) array), a slider that jumps between frames (never autoplay),
@@ -38,19 +38,15 @@ from hie_core.report.volumes import (
     busiest_slice,
     check_volumes,
     overlay_colors,
-    window_to_uint8,
 )
 
 __all__ = [
     "LESION_RING_CODES",
-    "augmentation_viewer",
     "case_viewer",
     "lesion_ring_codes",
-    "preprocessing_viewer",
     "slice_viewer",
 ]
 
-_DIVERGING = [[0.0, "rgb(0,114,178)"], [0.5, "rgb(0,0,0)"], [1.0, "rgb(230,159,0)"]]  # Okabe-Ito ends
 _AGREEMENT_ALPHA = 0.8
 _NO_OVERLAY = "no overlay"
 
@@ -229,103 +225,3 @@ def case_viewer(
     fig.add_annotation(text="overlay:", x=0.0, y=fig.layout.updatemenus[-1].y,
                        xref="paper", yref="paper", xanchor="left", yanchor="bottom", yshift=6, showarrow=False)  # fmt: skip
     return fig
-
-
-def augmentation_viewer(
-    before: np.ndarray,
-    afters: Mapping[str, np.ndarray],
-    spacing_mm: Sequence[float],
-    title: str = "",
-    initial_slice: int | None = None,
-) -> go.Figure:
-    """Before, after and after minus before an augmentation; buttons switch the augmentation.
-
-    Before and after share the original's window (its 1st-99th percentile in the brain), so an
-    intensity change shows as a change of brightness; the difference panel has a window per
-    augmentation (the 99th percentile of its absolute difference in the brain, named in its
-    title), so a small change (a mild gamma, a blur) shows as clearly as a large one.
-
-    Args:
-        before: Original image (D, H, W).
-        afters: Augmentation name -> augmented image (D, H, W) on the same grid.
-        spacing_mm: (sz, sy, sx) voxel spacing in mm.
-        title: Figure title.
-        initial_slice: First slice shown; default the middle slice.
-
-    Returns:
-        A three-panel figure with one shared slider and one row of buttons.
-    """
-    if not afters:
-        raise ValueError("afters is empty: give at least one augmented image")
-    maps, _, spacing = check_volumes({"before": before, **afters}, {}, spacing_mm)
-    before = maps.pop("before")
-    depth = before.shape[0]
-    window = window_to_uint8(before)[1]
-    box = brain_box([before], margin=4)  # elastic warps move content a few voxels
-    brain = before != before.flat[0]
-    diffs, diff_windows, titles = {}, {}, {}
-    for name, after in maps.items():
-        diffs[name] = np.nan_to_num(after - before)
-        inside = np.abs(diffs[name][brain]) if brain.any() else np.abs(diffs[name]).ravel()
-        half = float(np.percentile(inside, 99)) if inside.size else 0.0
-        half = half if half > 0 else 1e-6
-        diff_windows[name] = (-half, half)
-        titles[name] = {"annotations[2].text": f"after - before (window \u00b1{half:.3g})"}
-    slices = np.arange(depth)
-    left = make_panel("before", {"before": before}, {}, spacing, {"before": window}, slices, box)
-    right = make_panel("after", maps, {}, spacing, dict.fromkeys(maps, window), slices, box)
-    diff = make_panel(next(iter(titles.values()))["annotations[2].text"], diffs, {}, spacing, diff_windows,
-                       slices, box, _DIVERGING)  # fmt: skip
-    start = depth // 2 if initial_slice is None else initial_slice
-    return build_figure(
-        [left, right, diff], {}, depth_labels(slices, spacing[0]), start, title, 520, titles=titles
-    )
-
-
-def preprocessing_viewer(
-    native: np.ndarray,
-    native_spacing_mm: Sequence[float],
-    resampled: np.ndarray,
-    resampled_spacing_mm: Sequence[float],
-    native_label: np.ndarray | None = None,
-    resampled_label: np.ndarray | None = None,
-    title: str = "",
-) -> go.Figure:
-    """Native (left) and resampled (right) grids of one map, matched by slice position in mm.
-
-    Both grids are assumed to share their origin and physical extent (the resampling keeps the
-    extent). The slider runs over the grid with more slices; the other panel shows its slice
-    whose centre is nearest in z. Each panel is cropped to its brain and label; the linked axes
-    show both over the same extent in mm.
-
-    Args:
-        native: Map on the native grid (D1, H1, W1).
-        native_spacing_mm: (sz, sy, sx) of the native grid in mm.
-        resampled: The same map resampled (D2, H2, W2).
-        resampled_spacing_mm: (sz, sy, sx) of the resampled grid in mm.
-        native_label: Optional lesion mask on the native grid (D1, H1, W1).
-        resampled_label: Optional lesion mask on the resampled grid (D2, H2, W2); both labels
-            share one legend toggle, so label resampling distortion can be compared.
-        title: Figure title.
-
-    Returns:
-        A two-panel figure with one frame per slice of the finer grid in z.
-    """
-    grids = [(native, native_spacing_mm, native_label), (resampled, resampled_spacing_mm, resampled_label)]
-    checked = [check_volumes({"map": v}, {} if m is None else {"lesion label": m}, s) for v, s, m in grids]
-    depths = [c[0]["map"].shape[0] for c in checked]
-    dz = [c[2][0] for c in checked]
-    driver = int(np.argmax(depths))
-    centres_mm = (np.arange(depths[driver]) + 0.5) * dz[driver]
-    panels = []
-    for i, (images, overlays, spacing) in enumerate(checked):
-        frame_slices = np.clip(np.floor(centres_mm / dz[i]), 0, depths[i] - 1).astype(int)  # nearest centre
-        panels.append(make_panel(["native", "resampled"][i], images, overlays, spacing, None, frame_slices))
-    labels = [f"{centres_mm[k]:.1f} mm" for k in range(depths[driver])]
-    counts = [
-        sum(int(np.count_nonzero(m[p.frame_slices[f]])) for p in panels for m in p.overlays.values())
-        for f in range(depths[driver])
-    ]
-    start = int(np.argmax(counts)) if any(counts) else depths[driver] // 2
-    scales = {"lesion label": [_rgba(REFERENCE_COLOUR, 0.6)]}
-    return build_figure(panels, scales, labels, start, title, 560)
