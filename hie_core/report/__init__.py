@@ -10,7 +10,8 @@ One job per module, one definition of each helper:
 - pictures: ``display`` (tables without index, Plotly as HTML, BookFigure, the "mean [CI]"
   formatter), ``volumes`` (windowing, crops, the agreement colours), ``slices`` and ``slice_frames``
   (Plotly slice viewers and their frames),
-  ``live`` (ipywidgets viewer), ``stills`` (matplotlib montage), ``charts`` (curves,
+  ``live`` (ipywidgets viewer), ``stills`` (matplotlib montage), ``methods_figures`` (the
+  Methods page's before/after montages), ``charts`` (curves,
   Table 1 as a figure), ``diagrams`` (pipeline, U-Net);
 - pages: ``data_page``, ``methods_page``, ``results_page`` (Intro and Results),
   ``performance_page``, ``experiment`` (the training notebook);
