@@ -79,5 +79,7 @@ def test_augmentation_figure_one_row_per_transform(with_label: bool) -> None:
         1.01 * rows.loc["gamma", "mean original in brain"]
     )
     assert _png_width(fig) <= 720
+    same = methods_page.augmentation_figure(pre, {"blur": pre.image.copy()}, "synthetic")
+    assert same.axes[2].get_title() == "blur − original (no change on this slice)"
     with pytest.raises(ValueError, match="examples is empty"):
         methods_page.augmentation_figure(pre, {}, "synthetic")

@@ -86,7 +86,7 @@ def preprocessing_figure(
     depths_mm = [_depth(k, spacings[1][0]) for k in ks]
     native_ks = [int(np.clip(np.floor(d / spacings[0][0]), 0, native.shape[0] - 1)) for d in depths_mm]
     fig = BookFigure(figsize=(WIDTH_IN, 0.6 + 2 * WIDTH_IN / len(ks) * 0.95), layout="constrained")
-    axes = fig.subplots(2, len(ks), squeeze=False)
+    axes = fig.subplots(2, len(ks), squeeze=False, sharex="col", sharey="col")  # both grids on one mm scale
     rows, records = [], []
     for r, (name, volume, mask, slices, spacing) in enumerate((
         ("native", native, native_label, native_ks, spacings[0]),
@@ -108,6 +108,7 @@ def preprocessing_figure(
     fig.suptitle(f"{arrays['case_id']} ({label}): native {'×'.join(map(str, native.shape))} vs "
                  f"preprocessed {'×'.join(map(str, resampled.shape))}", fontsize=FONT_PT)  # fmt: skip
     fig.csv_data, fig.csv_name = pd.DataFrame(records), "methods-preprocessing"
+    fig.palette = True  # 256 colours: grey levels and one outline colour, about a third fewer bytes
     fig.alt = (f"Axial ADC slices of case {arrays['case_id']} ({label}) at {len(ks)} depths "
                f"({', '.join(f'{d:.1f}' for d in depths_mm)} mm): top row the native grid "
                f"({'×'.join(map(str, native.shape))} voxels), bottom row the preprocessed, z-scored grid "
@@ -153,18 +154,20 @@ def augmentation_figure(
         diff = np.nan_to_num(after_k - before[k])
         inside = np.abs(diff[brain]) if brain.any() else np.abs(diff).ravel()
         half = float(np.percentile(inside, 99)) if inside.size else 0.0
-        half = half if half > 0 else 1e-6
+        window_text = f"±{half:.2g}" if half > 0 else "no change on this slice"
+        half = half if half > 0 else 1.0
         _panel(axes[r, 0], gray[k], spacing, box, f"original, {d:.1f} mm")
         _panel(axes[r, 1], window_to_uint8(after_k, window)[0], spacing, box, f"{transform}, {d:.1f} mm")
-        _panel(axes[r, 2], np.clip(diff / half, -1, 1), spacing, box, f"{transform} − original (±{half:.2g})",
+        _panel(axes[r, 2], np.clip(diff / half, -1, 1), spacing, box, f"{transform} − original ({window_text})",
                cmap="RdBu_r")  # fmt: skip
         records.append({"transform": transform, "channel": name, "slice": k, "depth mm": round(d, 2),
                         "mean original in brain": float(before[k][brain].mean()) if brain.any() else float("nan"),
                         "mean augmented in brain": float(after_k[brain].mean()) if brain.any() else float("nan"),
-                        "difference window ±": half,
+                        "difference window ±": half if window_text[0] == "±" else 0.0,
                         "mean |difference| in brain": float(inside.mean()) if inside.size else 0.0})  # fmt: skip
     fig.suptitle(f"{pre.case_id} ({label}), preprocessed {name}, depth {d:.1f} mm", fontsize=FONT_PT)
     fig.csv_data, fig.csv_name = pd.DataFrame(records), "methods-augmentation"
+    fig.palette = True  # 256 colours shared by the grey and red-blue panels: fewer bytes on the page
     fig.alt = (f"{n} rows, one per transform ({', '.join(examples)}), of case {pre.case_id}'s preprocessed "
                f"{name} channel ({label}) at depth {d:.1f} mm: the original, the transformed slice in the "
                "original's window, and their difference in a red-blue window of its own.")  # fmt: skip
