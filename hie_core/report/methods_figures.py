@@ -47,11 +47,11 @@ def _panel(ax: Axes, image: np.ndarray, spacing_mm: Sequence[float], box: tuple[
     """One uint8/float slice (H, W) cropped to ``box``, in mm, with the mask's outline if any."""
     r0, r1, c0, c1 = box
     sy, sx = float(spacing_mm[1]), float(spacing_mm[2])
-    extent = ((c0 - 0.5) * sx, (c1 - 0.5) * sx, (r1 - 0.5) * sy, (r0 - 0.5) * sy)
+    extent = (c0 * sx, c1 * sx, r1 * sy, r0 * sy)  # voxel edges: grids of one extent line up in mm
     ax.imshow(image[r0:r1, c0:c1], cmap=cmap, extent=extent, interpolation="nearest",
               vmin=0 if cmap == "gray" else -1, vmax=255 if cmap == "gray" else 1)  # fmt: skip
     if mask is not None and mask[r0:r1, c0:c1].any():
-        ys, xs = (np.arange(r0, r1)) * sy, (np.arange(c0, c1)) * sx
+        ys, xs = (np.arange(r0, r1) + 0.5) * sy, (np.arange(c0, c1) + 0.5) * sx  # voxel centres
         ax.contour(
             xs, ys, mask[r0:r1, c0:c1].astype(float), levels=[0.5], colors=REFERENCE_COLOUR, linewidths=1
         )
