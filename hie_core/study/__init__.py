@@ -75,7 +75,7 @@ from hie_core.study.plan import (  # noqa: F401 (parse_overrides: the --set pars
     unique_losses,
 )
 
-__all__ = ["DEFAULT_SEEDS", "RunOutcome", "GridRun", "GridJob", "Engine", "StudyPlan", "plan_study", "run_study",
+__all__ = ["DEFAULT_SEEDS", "Engine", "StudyPlan", "plan_study", "run_study",
            "finish_study", "redo_notes", "main", "DESIGNS", "PRIMARY_CONTRASTS", "TARGET_DICE", "BONBID_COUNTS", "powered_design",
            "reported_splits", "print_plan", "unique_losses", "parse_grid", "grid_combinations", "parse_externals",
            "GRID_PARAMETERS", "STUDY_FOLDERS"]  # fmt: skip
