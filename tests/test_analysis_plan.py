@@ -41,13 +41,13 @@ def test_the_page_is_in_the_book() -> None:
 
 
 def test_margins_levels_and_components_are_the_codes() -> None:
-    assert f"+-{tables.MARGINS['dice']:g} Dice" in PAGE and f"+-{tables.MARGINS['nsd']:g} NSD" in PAGE
-    assert f"+-{tables.MARGINS['masd_mm']:g} mm MASD" in PAGE and f"+-{EPOCH_MARGIN:g} epochs" in PAGE
+    assert f"±{tables.MARGINS['dice']:g} Dice" in PAGE and f"±{tables.MARGINS['nsd']:g} NSD" in PAGE
+    assert f"±{tables.MARGINS['masd_mm']:g} mm MASD" in PAGE and f"±{EPOCH_MARGIN:g} epochs" in PAGE
     assert f"Family-wise error rate {power.ALPHA:g}" in PAGE and f"Power {power.POWER:.0%}" in PAGE
     assert f"**Target difference {power.TARGET_DICE:g} Dice**" in PAGE
     noise = power.default_noise()
     assert (f"{noise.sd_case:g}\n(case), {noise.sd_run:g} (run" in PAGE
-            and f"{noise.sd_case_run:g} (case x run)" in PAGE)  # fmt: skip
+            and f"{noise.sd_case_run:g} (case × run)" in PAGE)  # fmt: skip
 
 
 def _design_rows() -> list[tuple[int, int, int, str]]:
@@ -56,7 +56,7 @@ def _design_rows() -> list[tuple[int, int, int, str]]:
     for line in PAGE.splitlines():
         cells = [c.strip() for c in line.strip("|").split("|")]
         if len(cells) == 4 and re.fullmatch(r"\d+( with a lesion)?", cells[1]):
-            folds = re.match(r"(\d+) folds x (\d+) seeds", cells[2])
+            folds = re.match(r"(\d+) folds × (\d+) seeds", cells[2])
             seeds = int(folds.group(2)) if folds else int(cells[2].split()[0])
             rows.append((int(cells[1].split()[0]), seeds, int(folds.group(1)) if folds else 0, cells[3]))
     return rows
@@ -113,7 +113,7 @@ def test_the_reproduce_page_states_the_measurements() -> None:
     assert f"largest difference {other['max_abs_state_difference']:.3f}" in page
     noise = power.default_noise()
     assert f"SD of {noise.sd_run:g} " in page and f"{noise.sd_case:g} between" in page
-    assert f"{noise.sd_case_run:g} for case x run" in page
+    assert f"{noise.sd_case_run:g} for case × run" in page
 
 
 def test_the_untestable_rules_are_the_codes() -> None:
