@@ -527,12 +527,9 @@ def test_book_within_its_weight(main_study):
     assert total <= BOOK_LIMIT_BYTES, f"book {total / 1e6:.2f} MB"
 
 
-@pytest.mark.xfail(strict=True, reason="not met yet: Methods loads MathJax (1.7 MB) and plotly.js (1.5 MB) for its "
-                   "equations and two slice viewers, 5.1 MB on a first visit; Data and Results are at about 3.0 MB")  # fmt: skip
 def test_every_page_within_its_weight(main_study):
     """No page over 3 MB on a first visit (the page, its scripts, stylesheets and images, and what the
-    stylesheets load: hie_core.report.book_weight). Strict: it fails as soon as every page meets the limit,
-    so the mark is removed then."""
+    stylesheets load: hie_core.report.book_weight)."""
     from hie_core.report.book_weight import page_weights
 
     weights = page_weights(main_study.html_dir)
