@@ -53,6 +53,7 @@ API_PAGES = (
     "api-grid",
     "api-watch",
     "api-results",
+    "api-study-model",
     "api-external",
     "api-statistics",
     "api-power",
