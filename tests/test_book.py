@@ -328,7 +328,7 @@ return document.readyState === 'complete'
 def serve(folder: Path):
     """A local HTTP server for ``folder`` on a free port, in a thread; yields its base URL."""
     handler = functools.partial(_QuietHandler, directory=str(folder))
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    server = _Server(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
@@ -336,6 +336,13 @@ def serve(folder: Path):
     finally:
         server.shutdown()
         server.server_close()
+
+
+class _Server(http.server.ThreadingHTTPServer):
+    """Room for the search page's burst of page fetches: with the default backlog of 5, a busy
+    machine resets some (``net::ERR_CONNECTION_RESET``), which the test would read as a broken page."""
+
+    request_queue_size = 128
 
 
 class _QuietHandler(http.server.SimpleHTTPRequestHandler):
