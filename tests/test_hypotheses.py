@@ -129,7 +129,7 @@ def test_claim_c_is_not_testable_where_early_stopping_cannot_act(clear_study: Pa
     h = _hyp(clear_study)
     c = _row(h, "dice_focal_hdt - dice_focal", "best_epoch")
     assert (
-        c["verdict"] == NOT_TESTABLE and "patience 15 >= 15 epochs" in c["reason"] and math.isnan(c["p_holm"])
+        c["verdict"] == NOT_TESTABLE and "patience 15 ≥ 15 epochs" in c["reason"] and math.isnan(c["p_holm"])
     )
     capped = _row(h, "tversky_hdt - tversky", "best_epoch")
     assert capped["verdict"] != NOT_TESTABLE

@@ -129,7 +129,7 @@ def _cap_reason(runs: pd.DataFrame) -> str:
     early = e.dropna(subset=["patience"])
     if len(early) and (early["patience"] >= early["epochs"]).any():
         r = early[early["patience"] >= early["epochs"]].iloc[0]
-        return (f"early stopping cannot act: patience {int(r['patience'])} >= {int(r['epochs'])} epochs, so every "
+        return (f"early stopping cannot act: patience {int(r['patience'])} ≥ {int(r['epochs'])} epochs, so every "
                 "run trains to the cap")  # fmt: skip
     capped = e[e["best_epoch"] >= e["epochs"]]
     if len(capped):
