@@ -59,7 +59,7 @@ from hie_core.study.forecast import (  # noqa: F401 (the powered design's consta
     powered_design,
     print_plan,
 )
-from hie_core.study.grid import Engine, GridJob, GridRun, RunOutcome
+from hie_core.study.grid import Engine, GridJob, GridRun, RunOutcome  # noqa: F401 (the run records: importable here, documented on the grid page)
 from hie_core.study.options import (
     GRID_PARAMETERS,
     STUDY_FOLDERS,
