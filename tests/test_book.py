@@ -306,6 +306,14 @@ for (const table of root.querySelectorAll('table')) {
   }
   if (!clipped && r.right > ar.right + 1) problems.push(`table in ${where(table)} runs ${Math.round(r.right - ar.right)} px past the page`);
 }
+// equations and code: a box whose content is wider than it scrolls or hides the rest
+for (const el of root.querySelectorAll('div.math, mjx-container[display="true"], pre, div.highlight')) {
+  const r = el.getBoundingClientRect();
+  if (r.width === 0 || r.height === 0) continue;
+  const dx = el.scrollWidth - el.clientWidth;
+  if (dx > 1 && clips(el)) problems.push(`${el.tagName.toLowerCase()} in ${where(el)}: ${dx} px hidden across`);
+  else if (r.right > ar.right + 1) problems.push(`${el.tagName.toLowerCase()} in ${where(el)} runs ${Math.round(r.right - ar.right)} px past the page`);
+}
 const content = 'table, img, svg, canvas, iframe, video, pre, .plotly-graph-div, .math';
 for (const figure of root.querySelectorAll('figure, div.figure')) {
   const caption = figure.querySelector('figcaption, .caption');
@@ -389,13 +397,17 @@ def check_pages(
 
 
 # A table in a fixed-height scroll box, a wide table in a sideways-scrolling box, a caption
-# without content, and a console error: the check must report all four.
+# without content, a console error, an equation and a code line wider than their boxes: the
+# check must report all six (and not the short code block).
 _CLIPPED_PAGE = """<html><body><article class="bd-article" style="width:600px">
 <div id="tall" style="max-height:50px;overflow-y:auto"><table><tr><td>1</td></tr><tr><td>2</td></tr>
 <tr><td>3</td></tr><tr><td>4</td></tr></table></div>
 <div id="wide" style="overflow-x:auto"><table style="width:2000px"><tr><td>x</td></tr></table></div>
 <figure id="empty"><div class="cell_output"></div><figcaption>Table 3: augmentations</figcaption></figure>
 <figure id="fine"><table><tr><td>ok</td></tr></table><figcaption>Table 4: fine</figcaption></figure>
+<div id="eq"><div class="math" style="overflow-x:auto"><span style="display:inline-block;width:1500px">L = a + b</span></div></div>
+<div id="code"><pre style="overflow-x:auto">a_very_long_line_of_code = 'xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx'</pre></div>
+<div id="wrapped"><pre style="white-space:pre-wrap;overflow-x:auto">short enough</pre></div>
 <script>console.error("boom")</script></article></body></html>"""
 
 
@@ -410,8 +422,10 @@ def test_page_check_finds_clipped_tables_and_empty_captions(tmp_path):
             problems = check_pages(driver, url, ["bad.html"], widths=(1280,))
     finally:
         driver.quit()
-    assert len(problems) == 4, problems
+    assert len(problems) == 6, problems
     assert any("#tall" in p and "down" in p for p in problems), problems
+    assert any(p.startswith("bad.html at 1280 px: div in #eq") and "across" in p for p in problems), problems
+    assert any("pre in #code" in p and "across" in p for p in problems), problems
     assert any("#wide" in p and "across" in p for p in problems), problems
     assert any("caption without" in p and "#empty" in p for p in problems), problems
     assert any("boom" in p for p in problems), problems
