@@ -80,6 +80,20 @@ def write_tiny_case(
     return paths
 
 
+#: The results step's bootstrap resamples in the report tests (9,999 by default).
+FEW_RESAMPLES = "499"
+
+
+@pytest.fixture(scope="module")
+def few_resamples():
+    """The results step's bootstrap at :data:`FEW_RESAMPLES` for a whole test module (its shared
+    fixtures are written under it too): the intervals' resample count is not what those tests check.
+    A module asks for it with ``pytestmark = pytest.mark.usefixtures("few_resamples")``."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("HIE_BOOTSTRAP_RESAMPLES", FEW_RESAMPLES)
+        yield
+
+
 @pytest.fixture
 def tiny_release(tmp_path: Path) -> Path:
     """A release root with Train (3 cases, one empty label), Val (1) and Test (2)."""

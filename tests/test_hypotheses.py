@@ -27,9 +27,7 @@ SMALL = 0.001 * np.array([3, -3.5, 2, -2.5, 4, -4.5, 1, -1.5, 5, -5.5, 6, -4])
 LARGE = 0.01 * np.array([15, -14, 12, -13, 9, -8, 17, -18, 6, -5, 11, -12])
 
 
-@pytest.fixture(autouse=True)
-def _few_resamples(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("HIE_BOOTSTRAP_RESAMPLES", "499")
+pytestmark = pytest.mark.usefixtures("few_resamples")  # tests/conftest.py
 
 
 def _t_p(diff: np.ndarray) -> float:

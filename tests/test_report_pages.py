@@ -17,14 +17,7 @@ from hie_core.training.evaluate import prediction_path
 from hie_core.training.experiment import load_run
 from tests.report_fixtures import write_study
 
-
-@pytest.fixture(scope="module", autouse=True)
-def _few_resamples():
-    """The results step's bootstrap at 499 resamples, not 9,999: the intervals' resample count is not
-    what these tests check, and the module's shared fixtures are written under it too."""
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("HIE_BOOTSTRAP_RESAMPLES", "499")
-        yield
+pytestmark = pytest.mark.usefixtures("few_resamples")  # tests/conftest.py
 
 
 BASE = np.round(np.linspace(0.30, 0.74, 12), 3)
