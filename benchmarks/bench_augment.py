@@ -25,6 +25,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from anywhere
 from hie_core.augment import TRANSFORM_NAMES, AugmentConfig, BatchAugmenter, TorchioAugmenter  # noqa: E402
+from hie_core.config import preset_values  # noqa: E402
 
 SPACING_MM = (2.8, 0.9, 0.9)  # a typical resampled BONBID-HIE volume, (D, H, W)
 
@@ -93,7 +94,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--shape", type=int, nargs=3, default=(32, 192, 192), metavar=("D", "H", "W"))
+    parser.add_argument("--shape", type=int, nargs=3, default=preset_values("seed")["target_shape"], metavar=("D", "H", "W"))
     parser.add_argument("--n", type=int, default=10, help="timed repeats per configuration (median reported)")
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=(4, 8))
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")

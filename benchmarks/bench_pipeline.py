@@ -39,6 +39,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script 
 
 from _cli import model_parser  # noqa: E402  (benchmarks/ is on sys.path when run as a script)
 
+from hie_core.config import preset_values  # noqa: E402
 from hie_core.losses import LOSS_NAMES, get_loss  # noqa: E402
 from hie_core.model import UNet3D, count_parameters, forward_flops  # noqa: E402
 from hie_core.training.batches import TrainItem  # noqa: E402
@@ -49,6 +50,9 @@ SMALL = {"shape": (16, 32, 32), "widths": (4, 8, 16, 32), "batch": 2, "steps": 2
          "workers": 1, "metric_shape": (16, 64, 64), "infer_repeats": 2}  # fmt: skip
 SPACING_MM = (2.8, 0.9, 0.9)  # a typical resampled BONBID-HIE volume, (D, H, W)
 METRIC_SPACING_MM = (2.2, 0.7, 0.7)
+
+#: The seed protocol's configuration (its dropout and norm build the U-Net).
+SEED = preset_values("seed")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -346,7 +350,7 @@ def run_pipeline(name: str, items, model, init_state, args, device, flops_fwd: f
             run = lambda s=step: s(*next_batch())  # noqa: E731
         else:
             step = make_train_step(
-                model, get_loss(loss_name), optimizer, l1=1e-4, grad_clip=1.0, amp=options.amp,
+                model, get_loss(loss_name), optimizer, l1=SEED["l1"], grad_clip=SEED["grad_clip"], amp=options.amp,
                 channels_last=options.channels_last, compile=options.compile,
             )  # fmt: skip
             run = lambda s=step: s(*next_batch())  # noqa: E731
@@ -434,7 +438,8 @@ def main(argv: list[str] | None = None) -> dict:
         torch.set_num_threads(args.threads)
     shape = tuple(args.shape)
     torch.manual_seed(args.seed)
-    model = UNet3D(widths=tuple(args.widths)).to(device)  # default init: both EDTs run from step 1
+    model = UNet3D(widths=tuple(args.widths), dropout=SEED["dropout"], norm=SEED["norm"])
+    model = model.to(device)  # default init: both EDTs run from step 1
     init_state = {k: v.clone() for k, v in model.state_dict().items()}
     flops_fwd = forward_flops(model, (1, 2, *shape))
     info = device_info(device, args)

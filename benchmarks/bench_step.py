@@ -31,10 +31,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from _cli import model_parser  # noqa: E402  (benchmarks/ is on sys.path when run as a script)
 
+from hie_core.config import preset_values  # noqa: E402
 from hie_core.losses import LOSS_NAMES, get_loss  # noqa: E402
 from hie_core.model import UNet3D, count_parameters, forward_flops  # noqa: E402
 
 MONAI_BASELINE = "tversky_hdt[monai]"
+
+#: The seed protocol's configuration (its dropout and norm build the U-Net).
+SEED = preset_values("seed")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -142,7 +146,7 @@ def main(argv: list[str] | None = None) -> dict:
         device = torch.device(args.device)
     shape = tuple(args.shape)
     torch.manual_seed(args.seed)
-    model = UNet3D(widths=tuple(args.widths)).to(device)
+    model = UNet3D(widths=tuple(args.widths), dropout=SEED["dropout"], norm=SEED["norm"]).to(device)
     n_params = count_parameters(model)
     gflop = forward_flops(model, (1, 2, *shape)) / 1e9
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu"

@@ -247,8 +247,12 @@ def _target(name: str, value, limit: float, unit: str, higher_is_better: bool, s
 def _bench_on_seed_grid(bench: dict | None) -> bool:
     settings = (bench or {}).get("settings") or {}
     settings = settings.get("ours", settings) or {}  # merged runs keep each pipeline's settings
-    return (list(settings.get("shape", [])) == [32, 192, 192] and list(settings.get("widths", [])) == [32, 64, 128, 256]
-            and settings.get("batch") == 4)  # fmt: skip
+    from hie_core.config import preset_values
+
+    seed = preset_values("seed", "cuda")
+    return (list(settings.get("shape", [])) == list(seed["target_shape"])
+            and list(settings.get("widths", [])) == list(seed["widths"])
+            and settings.get("batch") == seed["batch_size"])  # fmt: skip
 
 
 def evaluate_targets(bench: dict | None, study: dict | None) -> list[dict]:

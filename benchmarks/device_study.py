@@ -69,6 +69,7 @@ def run_profile(args: argparse.Namespace) -> dict:
     from torch.profiler import ProfilerActivity, profile
 
     from hie_core.augment import AugmentConfig, BatchAugmenter
+    from hie_core.config import preset_values
     from hie_core.losses import get_loss
     from hie_core.model import UNet3D
     from hie_core.training.batches import DeviceBatches
@@ -80,7 +81,8 @@ def run_profile(args: argparse.Namespace) -> dict:
     cuda = device.type == "cuda"
     options = FastOptions.for_device(device)
     torch.manual_seed(0)
-    model = UNet3D(widths=tuple(args.widths)).to(device)
+    seed = preset_values("seed")
+    model = UNet3D(widths=tuple(args.widths), dropout=seed["dropout"], norm=seed["norm"]).to(device)
     init = {k: v.clone() for k, v in model.state_dict().items()}
     items = synthetic_items(max(2 * args.batch, 8), tuple(args.shape), 0)
     source = DeviceBatches(items, None, BatchAugmenter(AugmentConfig()), device)
@@ -93,7 +95,7 @@ def run_profile(args: argparse.Namespace) -> dict:
     for loss in args.losses:
         model.load_state_dict(init)
         optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=1e-3)
-        step = make_train_step(model, get_loss(loss), optimizer, l1=1e-4, grad_clip=1.0, amp=options.amp,
+        step = make_train_step(model, get_loss(loss), optimizer, l1=seed["l1"], grad_clip=seed["grad_clip"], amp=options.amp,
                                channels_last=options.channels_last, compile=options.compile)  # fmt: skip
         batches = ours_batches(source, items, batch_args)
         t0 = time.perf_counter()

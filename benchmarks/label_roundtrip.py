@@ -27,15 +27,18 @@ from scipy import ndimage
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
+from hie_core.config import preset_values  # noqa: E402
 from hie_core.io import ImageGeometry  # noqa: E402
 from hie_core.preprocess import (  # noqa: E402
-    DEFAULT_TARGET_SHAPE,
     probabilities_to_native_mask,
     resample,
     resampled_geometry,
     to_native,
 )
 
+#: The seed protocol's grid, an array shape (D, H, W), and its ZADC scaling.
+SEED = preset_values("seed")
+SEED_GRID = tuple(SEED["target_shape"])
 SIZES_VOXELS = (5, 20, 50, 100, 300, 1000, 5000)
 GEOMETRIES = {
     "160x160x40 @ 1.1x1.1x2.75 mm": ImageGeometry((40, 160, 160), (2.75, 1.1, 1.1), (-88.0, -88.0, -55.0)),
@@ -84,12 +87,12 @@ def dice(a: np.ndarray, b: np.ndarray) -> float:
 
 def round_trip(mask: np.ndarray, native: ImageGeometry, method: str) -> tuple[np.ndarray, bool]:
     """(native mask after the round trip, whether the resampled label is empty)."""
-    target = resampled_geometry(native, DEFAULT_TARGET_SHAPE)
+    target = resampled_geometry(native, SEED_GRID)
     down, up = method.split("/")
     if down == "nearest":
-        small = resample(mask.astype(np.uint8), native, DEFAULT_TARGET_SHAPE, "nearest")[0].astype(np.float32)
+        small = resample(mask.astype(np.uint8), native, SEED_GRID, "nearest")[0].astype(np.float32)
     else:
-        small = resample(mask, native, DEFAULT_TARGET_SHAPE, "linear")[0]
+        small = resample(mask, native, SEED_GRID, "linear")[0]
         if down == "linear":
             small = (small >= 0.5).astype(np.float32)
     empty = not (small >= 0.5).any()
@@ -101,7 +104,7 @@ def round_trip(mask: np.ndarray, native: ImageGeometry, method: str) -> tuple[np
 def run(trials: int, seed: int) -> None:
     rng = np.random.default_rng(seed)
     for name, native in GEOMETRIES.items():
-        print(f"\n## native {name} -> {DEFAULT_TARGET_SHAPE} (D, H, W); mean Dice (% lesions lost)\n")
+        print(f"\n## native {name} -> {SEED_GRID} (D, H, W); mean Dice (% lesions lost)\n")
         print("| shape | voxels | " + " | ".join(METHODS) + " |")
         print("|---|---:|" + "---:|" * len(METHODS))
         for make in (sphere, blob):
@@ -149,15 +152,15 @@ def time_preprocessing() -> None:
         ]
         case = _Case("timing", None, *paths)
         t0 = time.perf_counter()
-        preprocess_case(case)
+        preprocess_case(case, SEED_GRID, SEED["zadc_norm"])
         t1 = time.perf_counter()
         cache = PreprocessCache(root / "cache")
-        cache.get(case)
+        cache.get(case, SEED_GRID, SEED["zadc_norm"])
         t2 = time.perf_counter()
         loads = []
         for _ in range(5):
             t = time.perf_counter()
-            PreprocessCache(root / "cache").get(case)  # fresh instance: hashes come from disk records
+            PreprocessCache(root / "cache").get(case, SEED_GRID, SEED["zadc_norm"])  # fresh instance: hashes come from disk records
             loads.append(time.perf_counter() - t)
         size_mb = sum(p.stat().st_size for p in (root / "cache").glob("*.npz")) / 1e6
     print(

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from hie_core.config import DEFAULTS
 from hie_core.errors import UserError
 from hie_core.model import ARCH_LABELS, UNet3D, arch_options, build_model
 from hie_core.training.checkpoints import (
@@ -23,7 +24,7 @@ WIDTHS = [4, 8, 16, 32]
 def model_payload(seed: int = 0, **extra) -> dict:
     """A model-file payload as the trainer writes it (tiny widths)."""
     torch.manual_seed(seed)
-    model = UNet3D(in_channels=2, out_channels=1, widths=WIDTHS, prior_probability=0.3)
+    model = UNet3D(in_channels=2, out_channels=1, widths=WIDTHS, prior_probability=0.3, dropout=DEFAULTS["dropout"], norm=DEFAULTS["norm"])
     return {"state_dict": model.state_dict(), "widths": list(WIDTHS), "in_channels": 2,
             "target_shape": [8, 16, 16], "loss": "dice", "epoch": 1, **extra}  # fmt: skip
 
@@ -34,7 +35,7 @@ def write_model_file(path: Path, seed: int = 0, **extra) -> Path:
 
 
 def training_payload(epoch: int = 3) -> dict:
-    model = UNet3D(in_channels=2, out_channels=1, widths=WIDTHS)
+    model = UNet3D(in_channels=2, out_channels=1, widths=WIDTHS, dropout=DEFAULTS["dropout"], norm=DEFAULTS["norm"])
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
     scheduler = torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=0.9)
     return {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
@@ -74,7 +75,7 @@ def test_model_file_of_another_arch_rebuilds_it_from_the_recorded_options(tmp_pa
     # an anisotropic patch: DynUNet's kernels and strides are planned from it, and recorded
     options = arch_options(arch, WIDTHS, (32, 64, 64), (4.0, 2.0, 2.0))
     torch.manual_seed(0)
-    model = build_model(arch, 2, WIDTHS, norm="instance", prior_probability=0.3, options=options)
+    model = build_model(arch, 2, WIDTHS, norm="instance", prior_probability=0.3, options=options, dropout=DEFAULTS["dropout"])
     payload = {**model_payload(), "state_dict": model.state_dict(), "arch": arch, "arch_options": options,
                "norm": "instance", "patch_shape": [32, 64, 64], "target_spacing_mm": [4.0, 2.0, 2.0]}  # fmt: skip
     loaded, meta = load_model_file(save_checkpoint(tmp_path / "model_best.pt", payload))
@@ -163,7 +164,7 @@ def test_training_checkpoint_round_trip(tmp_path):
     path = save_checkpoint(tmp_path / "checkpoint_last.pt", training_payload(epoch=3))
     payload = load_training_checkpoint(path)
     assert payload["epoch"] == 3 and payload["history"] == [{"epoch": 1}]
-    model = UNet3D(in_channels=2, out_channels=1, widths=WIDTHS)
+    model = UNet3D(in_channels=2, out_channels=1, widths=WIDTHS, dropout=DEFAULTS["dropout"], norm=DEFAULTS["norm"])
     model.load_state_dict(payload["model"])
     torch.optim.AdamW(model.parameters()).load_state_dict(payload["optimizer"])
 

@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import ast
-import io
 import json
-import re
-import tokenize
 from pathlib import Path
 
 import numpy as np
@@ -133,7 +130,7 @@ def _old_model_file(path: Path, model: torch.nn.Module) -> Path:
 
 def test_an_old_model_file_loads_through_the_loader_and_hie_predict_uses_it(tiny_release, tmp_path):
     torch.manual_seed(0)
-    model = UNet3D(in_channels=2, out_channels=1, widths=(4, 8, 16, 32), prior_probability=0.3)
+    model = UNet3D(in_channels=2, out_channels=1, widths=(4, 8, 16, 32), prior_probability=0.3, dropout=DEFAULTS["dropout"], norm=DEFAULTS["norm"])
     old = _old_model_file(tmp_path / "old" / "model_best.pt", model)
     loaded, meta = load_model_file(old)
     assert meta["config_version"] == 1 and meta["epoch"] == 3 and meta["loss"] == "dice"
@@ -244,64 +241,3 @@ def test_the_notebook_takes_its_named_parameters_and_overrides_checked_against_t
         notebook_overrides({"epoch": 2})
     with pytest.raises(ConfigError, match="hybrid_weight is given both as -p hybrid_weight and in overrides"):
         notebook_overrides({"hybrid_weight": 0.5}, namespace)
-
-
-#: Configuration defaults that only the schema may spell: each preset's grid, patch and widths (the
-#: values other modules once repeated), in code (docstrings and comments may name them).
-_LITERALS = (r"\(4\.0, 2\.0, 2\.0\)", r"\(2\.5, 1\.0, 1\.0\)", r"\(16, 48, 48\)", r"\(32, 128, 128\)",
-             r"\(8, 16, 32, 64\)")  # fmt: skip
-#: A quoted string in a line of code.
-_STRING = re.compile(r"'[^']*'|\"[^\"]*\"")
-#: ``.get("<field>", <its default>)``: a stored configuration read with a default of its own.
-_GET = re.compile(r"""\.get\(\s*["'](\w+)["']\s*,\s*([^()]+?)\s*\)""")
-
-
-def _constant(token: str):
-    """A string token's value (None for an f-string)."""
-    try:
-        return ast.literal_eval(token)
-    except (ValueError, SyntaxError):
-        return None
-
-
-def _code_lines(path: Path) -> dict[int, tuple[str, list]]:
-    """Line number -> (the code without comments, strings as their values; the line's string values)."""
-    lines: dict[int, tuple[str, list]] = {}
-    for tok in tokenize.generate_tokens(io.StringIO(path.read_text()).readline):
-        if tok.type in (tokenize.COMMENT, tokenize.NL, tokenize.NEWLINE):
-            continue
-        code, strings = lines.get(tok.start[0], ("", []))
-        text = tok.string
-        if tok.type == tokenize.STRING:
-            strings.append(_constant(text))
-            text = "S" if "\n" in text or _constant(text) is None else repr(_constant(text))
-        lines[tok.start[0]] = (code + " " + text, strings)
-    return lines
-
-
-def test_no_source_file_outside_the_schema_spells_a_configuration_default():
-    """No ``"unet3d"`` (but in the networks' registry), no preset value, no ``.get(field, default)``.
-
-    Defaults that mean "nothing" (``""``, 0, False, an empty tuple) are left out of the ``.get``
-    check: ``.get("seed", 0)`` reads a number, not a choice.
-    """
-    found = []
-    for path in sorted((ROOT / "hie_core").rglob("*.py")):
-        rel = path.relative_to(ROOT).as_posix()
-        if rel.startswith("hie_core/config/"):
-            continue
-        for number, (code, strings) in _code_lines(path).items():
-            where = f"{rel}:{number}: {code.strip()[:100]}"
-            if not rel.startswith("hie_core/model/") and "unet3d" in strings:
-                found.append(where)
-            bare = _STRING.sub("S", code).replace(" ", "").replace(",", ", ")  # strings left out
-            found += [where for pattern in _LITERALS if re.search(pattern, bare)]
-            for key, text in _GET.findall(code.replace(" ", "")):
-                try:
-                    value = ast.literal_eval(text)
-                except (ValueError, SyntaxError):
-                    continue
-                value = tuple(value) if isinstance(value, list) else value
-                if key in FIELD_NAMES and value and value == DEFAULTS[key]:
-                    found.append(where)
-    assert not found, "configuration defaults outside hie_core/config:\n" + "\n".join(found)

@@ -5,13 +5,14 @@ from __future__ import annotations
 import pytest
 import torch
 
+from hie_core.config import DEFAULTS
 from hie_core.model import UNet3D
 from hie_core.training.inference import predict_logits
 
 
 def _model() -> UNet3D:
     torch.manual_seed(0)
-    return UNet3D(in_channels=2, out_channels=1, widths=(4, 8, 8, 16), norm="instance").eval()
+    return UNet3D(in_channels=2, out_channels=1, widths=(4, 8, 8, 16), norm="instance", dropout=DEFAULTS["dropout"]).eval()
 
 
 @pytest.mark.parametrize("patch", [None, (8, 16, 16)])

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from hie_core.config import DEFAULTS
 from hie_core.data import discover_cases
 from hie_core.io import ImageGeometry, read_image, write_image
 from hie_core.training import predict
@@ -93,7 +94,7 @@ def test_predict_with_a_model_file_of_another_arch(tiny_release, tmp_path):
 
     options = arch_options("dynunet", [4, 8, 16, 32], (8, 16, 16))
     torch.manual_seed(0)
-    model = build_model("dynunet", 2, [4, 8, 16, 32], prior_probability=0.3, options=options)
+    model = build_model("dynunet", 2, [4, 8, 16, 32], prior_probability=0.3, options=options, dropout=DEFAULTS["dropout"], norm=DEFAULTS["norm"])
     path = write_model_file(tmp_path / "model_best.pt", state_dict=model.state_dict(), arch="dynunet",
                             arch_options=options)  # fmt: skip
     case = discover_cases(tiny_release, splits=["val"])[0]

@@ -10,6 +10,7 @@ import pytest
 import SimpleITK as sitk
 
 import hie_core.preprocess as pp
+from hie_core.config import preset_values
 from hie_core.io import ImageGeometry, write_image
 
 try:
@@ -27,6 +28,8 @@ except ImportError:  # the data module is written in parallel; same attributes
 
 # an oblique grid: axes permuted and flipped, so (x, y, z) vs (D, H, W) mistakes show
 DIRECTION = (0.0, -1.0, 0.0, 1.0, 0.0, 0.0, 0.0, 0.0, 1.0)
+#: The seed protocol's grid (D, H, W).
+SEED_GRID = tuple(preset_values("seed")["target_shape"])
 NATIVE = ImageGeometry((8, 20, 24), (3.0, 1.2, 1.0), (10.0, -20.0, 5.0), DIRECTION)
 
 
@@ -109,7 +112,7 @@ def test_preprocess_arrays_shape_dtype_and_zscore() -> None:
     label = (rng.random(NATIVE.shape) > 0.7).astype(np.uint8) * 2  # nonzero = lesion
     for mode in ("linear", "nearest"):
         out = pp.preprocess_arrays(
-            adc, zadc, NATIVE, label, (6, 16, 30), label_interpolation=mode, case_id="c"
+            adc, zadc, NATIVE, label, (6, 16, 30), "volume", label_interpolation=mode, case_id="c"
         )
         assert out.image.shape == (2, 6, 16, 30) and out.image.dtype == np.float32
         assert out.label.shape == (1, 6, 16, 30) and out.label.dtype == np.uint8
@@ -127,8 +130,8 @@ def test_atlas_scaling_keeps_zadc_as_given_and_zscores_adc() -> None:
     rng = np.random.default_rng(1)
     adc = rng.normal(1350.0, 430.0, NATIVE.shape)
     zadc = rng.normal(-1.0, 3.0, NATIVE.shape)
-    volume = pp.preprocess_arrays(adc, zadc, NATIVE, target_shape=(6, 16, 30))
-    atlas = pp.preprocess_arrays(adc, zadc, NATIVE, target_shape=(6, 16, 30), zadc_norm="atlas")
+    volume = pp.preprocess_arrays(adc, zadc, NATIVE, None, (6, 16, 30), "volume")
+    atlas = pp.preprocess_arrays(adc, zadc, NATIVE, None, (6, 16, 30), "atlas")
     np.testing.assert_array_equal(atlas.image[0], volume.image[0])  # ADC z-scored either way
     resampled_zadc = pp.resample(zadc, NATIVE, (6, 16, 30), "linear")[0]
     np.testing.assert_allclose(atlas.image[1], resampled_zadc, atol=1e-5)  # ZADC on its own scale
@@ -138,11 +141,11 @@ def test_atlas_scaling_keeps_zadc_as_given_and_zscores_adc() -> None:
     burdened = zadc.copy()
     burdened[:, :10] = -6.0
     for norm, moves in (("volume", True), ("atlas", False)):
-        a = pp.preprocess_arrays(adc, zadc, NATIVE, target_shape=NATIVE.shape, zadc_norm=norm).image[1]
-        b = pp.preprocess_arrays(adc, burdened, NATIVE, target_shape=NATIVE.shape, zadc_norm=norm).image[1]
+        a = pp.preprocess_arrays(adc, zadc, NATIVE, None, NATIVE.shape, norm).image[1]
+        b = pp.preprocess_arrays(adc, burdened, NATIVE, None, NATIVE.shape, norm).image[1]
         assert (abs(a[:, 15:] - b[:, 15:]).max() > 0.1) == moves, norm
     with pytest.raises(ValueError, match="zadc_norm must be one of"):
-        pp.preprocess_arrays(adc, zadc, NATIVE, target_shape=(6, 16, 30), zadc_norm="raw")
+        pp.preprocess_arrays(adc, zadc, NATIVE, None, (6, 16, 30), "raw")
 
 
 def test_zscore_of_a_constant_map_is_zero() -> None:
@@ -156,7 +159,7 @@ def test_identity_when_target_shape_is_native() -> None:
     adc = rng.normal(1000.0, 100.0, NATIVE.shape).astype(np.float32)
     zadc = rng.normal(0.0, 1.0, NATIVE.shape).astype(np.float32)
     label = (rng.random(NATIVE.shape) > 0.5).astype(np.uint8)
-    out = pp.preprocess_arrays(adc, zadc, NATIVE, label, NATIVE.shape)
+    out = pp.preprocess_arrays(adc, zadc, NATIVE, label, NATIVE.shape, "volume")
     assert out.geometry == NATIVE
     np.testing.assert_array_equal(out.image[0], pp.zscore(adc)[0])
     np.testing.assert_array_equal(out.label[0], label)
@@ -182,7 +185,7 @@ def test_round_trip_keeps_few_hundred_voxel_lesions(label_interpolation: str) ->
         lesion = np.sqrt(sum(g**2 for g in grid)) <= radius_mm
         assert 200 < lesion.sum() < 500
         out = pp.preprocess_arrays(
-            lesion * 1.0, lesion * 1.0, native, lesion, label_interpolation=label_interpolation
+            lesion * 1.0, lesion * 1.0, native, lesion, SEED_GRID, "volume", label_interpolation=label_interpolation
         )
         back = pp.probabilities_to_native_mask(out.label[0].astype(np.float32), out.geometry, native)
         assert back.dtype == bool and back.shape == native.shape
@@ -207,15 +210,15 @@ def test_to_native_and_arguments_are_checked() -> None:
 
 def test_preprocess_case_reads_files_and_checks_grids(tmp_path: Path) -> None:
     case = _write_case(tmp_path, np.random.default_rng(3))
-    out = pp.preprocess_case(case, (4, 10, 12))
+    out = pp.preprocess_case(case, (4, 10, 12), "volume")
     assert out.image.shape == (2, 4, 10, 12) and out.label.shape == (1, 4, 10, 12)
-    unlabelled = pp.preprocess_case(Case("u", None, case.adc, case.zadc, None), (4, 10, 12))
+    unlabelled = pp.preprocess_case(Case("u", None, case.adc, case.zadc, None), (4, 10, 12), "volume")
     assert unlabelled.label is None
     np.testing.assert_array_equal(unlabelled.image, out.image)
     shifted = ImageGeometry(NATIVE.shape, NATIVE.spacing_mm, (0.0, 0.0, 0.0), DIRECTION)
     write_image(np.zeros(NATIVE.shape, np.uint8), shifted, tmp_path / "bad.mha")
     with pytest.raises(ValueError, match="label grid differs"):
-        pp.preprocess_case(Case("b", None, case.adc, case.zadc, tmp_path / "bad.mha"), (4, 10, 12))
+        pp.preprocess_case(Case("b", None, case.adc, case.zadc, tmp_path / "bad.mha"), (4, 10, 12), "volume")
 
 
 @pytest.fixture()
@@ -244,12 +247,12 @@ def test_cache_hit_reads_and_resamples_nothing(tmp_path: Path, counting: dict[st
     data = tmp_path / "data"
     case = _write_case(data, np.random.default_rng(4))
     before = _snapshot(data)
-    first = pp.PreprocessCache(tmp_path / "cache").get(case, (4, 10, 12))
+    first = pp.PreprocessCache(tmp_path / "cache").get(case, (4, 10, 12), "volume")
     assert (
         counting["read_image"] == 3 and counting["resample_to_geometry"] > 0 and counting["file_sha256"] == 3
     )
     counting.update({k: 0 for k in counting})
-    again = pp.PreprocessCache(tmp_path / "cache").get(case, (4, 10, 12))  # new instance: hashes from disk
+    again = pp.PreprocessCache(tmp_path / "cache").get(case, (4, 10, 12), "volume")  # new instance: hashes from disk
     assert counting == {"read_image": 0, "resample_to_geometry": 0, "file_sha256": 0}
     np.testing.assert_array_equal(again.image, first.image)
     np.testing.assert_array_equal(again.label, first.label)
@@ -262,19 +265,19 @@ def test_cache_hit_reads_and_resamples_nothing(tmp_path: Path, counting: dict[st
 def test_cache_invalidates_on_input_or_parameter_change(tmp_path: Path, counting: dict[str, int]) -> None:
     case = _write_case(tmp_path / "data", np.random.default_rng(5))
     cache = pp.PreprocessCache(tmp_path / "cache")
-    first = cache.get(case, (4, 10, 12))
-    other_shape = cache.get(case, (8, 10, 12))
+    first = cache.get(case, (4, 10, 12), "volume")
+    other_shape = cache.get(case, (8, 10, 12), "volume")
     assert other_shape.image.shape == (2, 8, 10, 12)
-    other_mode = cache.get(case, (4, 10, 12), label_interpolation="nearest")
+    other_mode = cache.get(case, (4, 10, 12), "volume", label_interpolation="nearest")
     assert counting["read_image"] == 9
     zadc = np.random.default_rng(6).normal(5.0, 1.0, NATIVE.shape).astype(np.float32)
     write_image(zadc, NATIVE, case.zadc)
-    changed = cache.get(case, (4, 10, 12))
+    changed = cache.get(case, (4, 10, 12), "volume")
     assert counting["read_image"] == 12
     assert not np.array_equal(changed.image[1], first.image[1])
     np.testing.assert_array_equal(changed.image[0], first.image[0])
     assert other_mode.label is not None and len(list(cache.cache_dir.glob("*.npz"))) == 4
-    atlas = cache.get(case, (4, 10, 12), zadc_norm="atlas")  # another scaling: another entry
+    atlas = cache.get(case, (4, 10, 12), "atlas")  # another scaling: another entry
     assert counting["read_image"] == 15 and len(list(cache.cache_dir.glob("*.npz"))) == 5
     assert not np.array_equal(atlas.image[1], changed.image[1])
 
@@ -282,14 +285,14 @@ def test_cache_invalidates_on_input_or_parameter_change(tmp_path: Path, counting
 def test_corrupt_cache_entry_is_recomputed(tmp_path: Path, counting: dict[str, int]) -> None:
     case = _write_case(tmp_path / "data", np.random.default_rng(7))
     cache = pp.PreprocessCache(tmp_path / "cache")
-    first = cache.get(case, (4, 10, 12))
-    entry = cache.path(case, (4, 10, 12), "linear")
+    first = cache.get(case, (4, 10, 12), "volume")
+    entry = cache.path(case, (4, 10, 12), "volume", "linear")
     entry.write_bytes(entry.read_bytes()[:100])
     with pytest.warns(UserWarning, match="unreadable cache entry"):
-        again = cache.get(case, (4, 10, 12))
+        again = cache.get(case, (4, 10, 12), "volume")
     np.testing.assert_array_equal(again.image, first.image)
     assert counting["read_image"] == 6
-    cache.get(case, (4, 10, 12))  # the rewritten entry is good again
+    cache.get(case, (4, 10, 12), "volume")  # the rewritten entry is good again
     assert counting["read_image"] == 6
 
 
@@ -306,5 +309,5 @@ def test_unwritable_cache_only_warns(tmp_path: Path) -> None:
     (tmp_path / "a_file").write_text("not a folder")
     cache = pp.PreprocessCache(tmp_path / "a_file" / "cache")
     with pytest.warns(UserWarning, match="cannot write cache file"):
-        out = cache.get(case, (4, 10, 12))
-    np.testing.assert_array_equal(out.image, pp.preprocess_case(case, (4, 10, 12)).image)
+        out = cache.get(case, (4, 10, 12), "volume")
+    np.testing.assert_array_equal(out.image, pp.preprocess_case(case, (4, 10, 12), "volume").image)

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from hie_core.augment import AugmentConfig
+from hie_core.config import DEFAULTS, preset_values
 from hie_core.data import load_dataset
 from hie_core.io import ImageGeometry
 from hie_core.model import UNet3D, count_parameters, forward_flops
@@ -135,15 +136,15 @@ def test_data_source_follows_the_manifest_however_the_folder_is_named(
 
 
 def test_preprocessing_text_names_this_studys_grid() -> None:
-    small = methods_page.preprocessing_text({"target_shape": [16, 64, 64], "preset": "small"})
+    small = methods_page.preprocessing_text({**DEFAULTS, "target_shape": [16, 64, 64], "preset": "small"})
     assert (
         "**16 × 64 × 64 voxels**" in small
         and "seed study resampled every scan to 32 × 192 × 192 voxels" in small
     )
-    seed = methods_page.preprocessing_text({"target_shape": [32, 192, 192], "preset": "seed"})
+    seed = methods_page.preprocessing_text({**DEFAULTS, "target_shape": [32, 192, 192], "preset": "seed"})
     assert "**32 × 192 × 192 voxels**" in seed and "seed study" not in seed and "patches" not in seed
     assert "Each map is then z-scored" in seed and "normative atlas" not in seed
-    quick = methods_page.preprocessing_text({"target_shape": None, "target_spacing_mm": [4.0, 2.0, 2.0],
+    quick = methods_page.preprocessing_text({**DEFAULTS, "target_shape": None, "target_spacing_mm": [4.0, 2.0, 2.0],
                                              "patch_shape": [16, 48, 48], "foreground_fraction": 0.67, "preset": "quick",
                                              "zadc_norm": "atlas"})  # fmt: skip
     assert (
@@ -184,7 +185,7 @@ def test_selection_text_says_what_picks_the_epoch_and_what_picked_the_preset() -
 def test_notebook_sentences_about_model_selection_are_computed() -> None:
     source = (Path(__file__).resolve().parents[1] / "notebooks" / "methods.ipynb").read_text()
     assert "ever picks a model" not in source and "methods_page.selection_text(config" in source
-    spacing = {"target_shape": None, "target_spacing_mm": [4.0, 2.0, 2.0], "preset": "quick"}
+    spacing = {**DEFAULTS, "target_shape": None, "target_spacing_mm": [4.0, 2.0, 2.0], "preset": "quick"}
     assert "an approximate bound for networks trained on this grid" in methods_page.preprocessing_text(
         spacing
     )
@@ -221,7 +222,7 @@ def tiny_pre():
     zadc = rng.normal(0, 2, geometry.shape).astype(np.float32)
     label = np.zeros(geometry.shape, np.uint8)
     label[3:5, 8:14, 8:14] = 1
-    return preprocess_arrays(adc, zadc, geometry, label, target_shape=(8, 24, 24))
+    return preprocess_arrays(adc, zadc, geometry, label, (8, 24, 24), "volume")
 
 
 @pytest.mark.filterwarnings("ignore:The maximum displacement is larger")
@@ -247,7 +248,7 @@ def test_augmentation_examples_identity_parameters(tiny_pre) -> None:
 
 
 def test_unet_table_summary_and_diagram_follow_the_model() -> None:
-    kwargs, shape = {"widths": (4, 8, 16, 32)}, (8, 16, 16)
+    kwargs, shape = {"widths": (4, 8, 16, 32), "dropout": (0.0, 0.1, 0.2, 0.3), "norm": "batch"}, (8, 16, 16)
     table = methods_page.unet_table(kwargs, shape)
     model = UNet3D(**kwargs)
     assert table["parameters"].sum() == count_parameters(model)
@@ -266,7 +267,8 @@ def test_unet_table_summary_and_diagram_follow_the_model() -> None:
 
 
 def test_seed_unet_size() -> None:
-    summary = methods_page.unet_summary().iloc[0]
+    seed = preset_values("seed")
+    summary = methods_page.unet_summary(methods_page.unet_kwargs(seed), seed["target_shape"]).iloc[0]
     assert summary["input (C × D × H × W)"] == "2×32×192×192"
     assert (
         500 < summary["forward GFLOP / volume"] < 512
@@ -347,7 +349,7 @@ def test_banner_is_a_warning_for_synthetic_data(monkeypatch: pytest.MonkeyPatch)
 def test_unet_diagram_names_the_norm_the_runs_used(norm: str, shown: str) -> None:
     from hie_core.report import diagrams
 
-    fig = diagrams.unet_diagram({"widths": (8, 16, 32, 64), "norm": norm}, (16, 48, 48))
+    fig = diagrams.unet_diagram({"widths": (8, 16, 32, 64), "dropout": (0.0,) * 4, "norm": norm}, (16, 48, 48))
     texts = " ".join(t.get_text() for t in fig.axes[0].texts)
     assert f"conv -> {shown} -> LeakyReLU" in texts and ("InstanceNorm" in texts) == (norm == "instance")
 

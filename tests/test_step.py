@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import torch
 
+from hie_core.config import DEFAULTS
 from hie_core.losses import get_loss
 from hie_core.model import UNet3D
 from hie_core.training.step import FastOptions, l1_weights, make_train_step, train_epoch
@@ -35,7 +36,7 @@ def _batch(n: int = 2, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
 
 def _model(seed: int = 0) -> UNet3D:
     torch.manual_seed(seed)
-    return UNet3D(widths=WIDTHS, prior_probability=0.3)
+    return UNet3D(widths=WIDTHS, prior_probability=0.3, dropout=DEFAULTS["dropout"], norm=DEFAULTS["norm"])
 
 
 def _optimizer(model: torch.nn.Module) -> torch.optim.Optimizer:
@@ -142,7 +143,7 @@ def test_compiled_step_matches_eager_on_cuda():
     losses = {}
     for compile_ in (False, True):
         torch.manual_seed(0)
-        model = UNet3D(widths=WIDTHS, dropout=(0.0, 0.0, 0.0, 0.0), prior_probability=0.3).cuda()
+        model = UNet3D(widths=WIDTHS, dropout=(0.0, 0.0, 0.0, 0.0), prior_probability=0.3, norm=DEFAULTS["norm"]).cuda()
         step = make_train_step(
             model, get_loss("tversky_hdt"), torch.optim.SGD(model.parameters(), lr=0.1), l1=1e-4,
             grad_clip=1.0, amp=True, channels_last=True, compile=compile_,

@@ -29,8 +29,8 @@ from typing import Any
 
 from hie_core.augment.config import BACKENDS
 from hie_core.errors import ConfigError
-from hie_core.model import ARCHS, DEFAULT_DROPOUT, DEFAULT_WIDTHS, NORMS
-from hie_core.preprocess import DEFAULT_TARGET_SHAPE, ZADC_NORMS
+from hie_core.model import ARCHS, NORMS
+from hie_core.preprocess import ZADC_NORMS
 
 __all__ = ["CONFIG_VERSION", "SECTIONS", "KINDS", "Field", "FieldError", "FIELDS", "FIELD_NAMES", "DEFAULTS", "LOSS_SETTINGS",
            "MAX_SYNTHETIC_TEST_CASES", "check_value", "section_fields"]  # fmt: skip
@@ -136,7 +136,8 @@ FIELDS: tuple[Field, ...] = (
     _f("selection_fraction", "data", "float", 0.2, "share of the training split held out for early stopping",
        **_FRACTION),
     # grid
-    _f("target_shape", "grid", "ints", DEFAULT_TARGET_SHAPE, "preprocessing grid as an array shape (D, H, W)",
+    # the seed's (x, y, z) = (192, 192, 32) as an array shape
+    _f("target_shape", "grid", "ints", (32, 192, 192), "preprocessing grid as an array shape (D, H, W)",
        unit="voxels", low=1, optional=True, length=3),
     _f("target_spacing_mm", "grid", "floats", None, "preprocessing grid as a voxel size (D, H, W)", unit="mm",
        **_POS, optional=True, length=3),
@@ -147,8 +148,8 @@ FIELDS: tuple[Field, ...] = (
        high=1),
     # model
     _f("arch", "model", "str", "unet3d", "network", choices=ARCHS, added=2),
-    _f("widths", "model", "ints", DEFAULT_WIDTHS, "U-Net channel widths", unit="channels", low=1, length=4),
-    _f("dropout", "model", "floats", DEFAULT_DROPOUT,
+    _f("widths", "model", "ints", (32, 64, 128, 256), "U-Net channel widths", unit="channels", low=1, length=4),
+    _f("dropout", "model", "floats", (0.0, 0.1, 0.2, 0.3),
        "U-Net dropout at encoder levels 1-3 and the bottleneck", **_FRACTION, length=4),
     _f("norm", "model", "str", "batch", "U-Net normalisation", choices=NORMS),
     _f("prior_probability", "model", "float", 0.01, "initial lesion probability of the network (output bias)",

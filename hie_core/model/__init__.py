@@ -18,11 +18,11 @@ from hie_core.model import archs as _archs
 from hie_core.model import unet as _unet
 from hie_core.model.archs import arch_divisors, arch_options, build_model, check_arch, output_conv
 from hie_core.model.cost import count_parameters, forward_flops, training_memory_bytes
-from hie_core.model.unet import DEFAULT_DROPOUT, DEFAULT_WIDTHS, UNet3D
+from hie_core.model.unet import UNet3D
 
 __all__ = ["UNet3D", "count_parameters", "forward_flops", "training_memory_bytes", "DIVISOR", "NORMS", "ARCHS",
            "ARCH_LABELS", "build_model", "arch_options", "arch_divisors", "check_arch", "output_conv",
-           "SWIN_DIVISOR", "DEFAULT_WIDTHS", "DEFAULT_DROPOUT"]  # fmt: skip
+           "SWIN_DIVISOR"]  # fmt: skip
 
 # The constants again under the package's name, with the documentation they are read by.
 #: Every spatial size must be a multiple of this (three 2x2x2 max-pools).

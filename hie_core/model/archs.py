@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from torch import nn
 
 from hie_core.errors import ConfigError
-from hie_core.model.unet import DEFAULT_DROPOUT, DEFAULT_WIDTHS, DIVISOR, NORMS, UNet3D
+from hie_core.model.unet import DIVISOR, NORMS, UNet3D
 
 __all__ = [
     "ARCHS",
@@ -66,7 +66,7 @@ def _dynunet_plan(
 
 def arch_options(
     arch: str,
-    widths: Sequence[int] = DEFAULT_WIDTHS,
+    widths: Sequence[int],
     window_shape: Sequence[int] | None = None,
     spacing_mm: Sequence[float] | None = None,
 ) -> dict:
@@ -105,17 +105,21 @@ def arch_options(
 
 
 def arch_divisors(
-    arch: str, window_shape: Sequence[int] | None = None, spacing_mm: Sequence[float] | None = None
+    arch: str,
+    widths: Sequence[int],
+    window_shape: Sequence[int] | None = None,
+    spacing_mm: Sequence[float] | None = None,
 ) -> tuple[int, int, int]:
     """What each side (D, H, W) of an input to ``arch`` must be a multiple of, in voxels.
 
     8 for ``unet3d`` and ``segresnet`` (three 2x downsamplings), 32 for ``swinunetr``; for
-    ``dynunet`` the product of its strides along each axis (planned for ``window_shape``).
+    ``dynunet`` the product of its strides along each axis (planned for ``window_shape`` with
+    one level per width).
     """
     if arch == "swinunetr":
         return (SWIN_DIVISOR,) * 3
     if arch == "dynunet":
-        strides = arch_options(arch, DEFAULT_WIDTHS, window_shape, spacing_mm)["strides"]
+        strides = arch_options(arch, widths, window_shape, spacing_mm)["strides"]
         return tuple(math.prod(st[axis] for st in strides) for axis in range(3))  # type: ignore[return-value]
     if arch == "segresnet":
         return (2**_SEGRESNET_DOWNS,) * 3
@@ -123,9 +127,9 @@ def arch_divisors(
 
 
 def check_arch(
-    arch: str, window_shape: Sequence[int], spacing_mm: Sequence[float] | None = None, norm: str = "batch"
+    arch: str, widths: Sequence[int], window_shape: Sequence[int], spacing_mm: Sequence[float] | None, norm: str
 ) -> None:
-    """Refuse a training window (D, H, W) that ``arch`` cannot take.
+    """Refuse a training window (D, H, W) that ``arch`` with these ``widths`` and ``norm`` cannot take.
 
     Raises:
         hie_core.errors.ConfigError: ``arch`` is unknown, a side of the window is not a
@@ -135,11 +139,11 @@ def check_arch(
     if arch not in ARCHS:
         raise ConfigError(f"arch {arch!r} is not one of {', '.join(ARCHS)}")
     shape = tuple(int(s) for s in window_shape)
-    if arch == "dynunet" and len(arch_options(arch, DEFAULT_WIDTHS, shape, spacing_mm)["strides"]) < 3:
+    if arch == "dynunet" and len(arch_options(arch, widths, shape, spacing_mm)["strides"]) < 3:
         raise ConfigError(f"arch 'dynunet' needs a window it can halve at least twice (nnU-Net's rule: a side "
                           f"is halved while it has 8 voxels or more); {shape} is too small: use a larger "
                           "patch_shape (or target_shape), or another arch")  # fmt: skip
-    divisors = arch_divisors(arch, shape, spacing_mm)
+    divisors = arch_divisors(arch, widths, shape, spacing_mm)
     if any(s % d for s, d in zip(shape, divisors, strict=True)):
         rule = (f"every side divisible by {SWIN_DIVISOR} (a 2x patch embedding and four 2x merges)"
                 if arch == "swinunetr" else f"sides divisible by {divisors} (its downsamplings)")  # fmt: skip
@@ -166,11 +170,11 @@ def output_conv(model: nn.Module) -> nn.Conv3d:
 
 
 def build_model(
-    arch: str = "unet3d",
-    in_channels: int = 2,
-    widths: Sequence[int] = DEFAULT_WIDTHS,
-    dropout: Sequence[float] = DEFAULT_DROPOUT,
-    norm: str = "batch",
+    arch: str,
+    in_channels: int,
+    widths: Sequence[int],
+    dropout: Sequence[float],
+    norm: str,
     prior_probability: float | None = None,
     window_shape: Sequence[int] | None = None,
     spacing_mm: Sequence[float] | None = None,

@@ -53,7 +53,8 @@ def training_memory_bytes(
     widths: Sequence[int],
     window: Sequence[int],
     batch_size: int,
-    arch: str = "unet3d",
+    arch: str,
+    norm: str,
     spacing_mm: Sequence[float] | None = None,
 ) -> int:
     """A generous estimate of one training step's activation memory in float32, in bytes.
@@ -72,13 +73,17 @@ def training_memory_bytes(
         window: The training input (D, H, W): the patch, or the whole grid.
         batch_size: Samples per step.
         arch: The network, one of :data:`ARCHS`.
+        norm: Its normalisation, ``"batch"`` or ``"instance"`` (the dry pass builds it; the U-Net's
+            formula holds for both).
         spacing_mm: The grid's spacing (D, H, W) in mm, or None (see :func:`arch_options`).
     """
     voxels = math.prod(int(v) for v in window)
     if arch == "unet3d":
         per_voxel = 2 * sum(6 * w / 8**level for level, w in enumerate(widths))  # encoder and decoder
         return int(batch_size * voxels * per_voxel * 4 * 2)
-    model = build_model(arch, 2, widths, window_shape=window, spacing_mm=spacing_mm).to("meta").train()
+    no_dropout = (0.0,) * len(widths)  # only the U-Net has dropout, and its memory comes from the formula
+    model = build_model(arch, 2, widths, no_dropout, norm, window_shape=window, spacing_mm=spacing_mm)
+    model = model.to("meta").train()
     params = {id(p) for p in model.parameters()}
     saved: dict[int, int] = {}
 

@@ -25,13 +25,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["UNet3D", "DoubleConv", "UpBlock", "DIVISOR", "NORMS", "DEFAULT_WIDTHS", "DEFAULT_DROPOUT"]
+__all__ = ["UNet3D", "DoubleConv", "UpBlock", "DIVISOR", "NORMS"]
 
 #: Every spatial size must be a multiple of this (three 2x2x2 max-pools).
 DIVISOR = 8
-
-DEFAULT_WIDTHS = (32, 64, 128, 256)
-DEFAULT_DROPOUT = (0.0, 0.1, 0.2, 0.3)
 
 #: The normalisation layers a U-Net can use, the seed's BatchNorm or InstanceNorm (nnU-Net's choice for patches).
 NORMS = ("batch", "instance")
@@ -50,7 +47,7 @@ class DoubleConv(nn.Sequential):
     """
 
     def __init__(
-        self, in_channels: int, out_channels: int, dropout: float, negative_slope: float, norm: str = "batch"
+        self, in_channels: int, out_channels: int, dropout: float, negative_slope: float, norm: str
     ) -> None:
         layers: list[nn.Module] = []
         for c_in in (in_channels, out_channels):
@@ -68,7 +65,7 @@ class UpBlock(nn.Module):
     """Transposed conv 2x2x2 stride 2, concatenation with the skip, double convolution."""
 
     def __init__(
-        self, in_channels: int, out_channels: int, negative_slope: float, norm: str = "batch"
+        self, in_channels: int, out_channels: int, negative_slope: float, norm: str
     ) -> None:
         super().__init__()
         self.up = nn.ConvTranspose3d(in_channels, out_channels, kernel_size=2, stride=2)
@@ -136,12 +133,13 @@ class UNet3D(nn.Module):
         self,
         in_channels: int = 2,
         out_channels: int = 1,
-        widths: Sequence[int] = DEFAULT_WIDTHS,
-        dropout: Sequence[float] = DEFAULT_DROPOUT,
+        *,
+        widths: Sequence[int],
+        dropout: Sequence[float],
+        norm: str,
         negative_slope: float = 0.01,
         pad_to_multiple: bool = False,
         prior_probability: float | None = None,
-        norm: str = "batch",
     ) -> None:
         super().__init__()
         _check_config(in_channels, out_channels, widths, dropout, negative_slope)

@@ -34,7 +34,6 @@ is importable from ``hie_core.preprocess``.
 from __future__ import annotations
 
 from hie_core.preprocess import case as _case
-from hie_core.preprocess import grid as _grid
 from hie_core.preprocess.cache import PreprocessCache, default_cache_dir, file_sha256
 from hie_core.preprocess.case import (
     PreprocessedCase,
@@ -55,8 +54,6 @@ from hie_core.preprocess.grid import (
 )
 
 # The constants again under the package's name, with the documentation they are read by.
-#: Seed's (x, y, z) = (192, 192, 32) as an array shape (D, H, W).
-DEFAULT_TARGET_SHAPE: tuple[int, int, int] = _grid.DEFAULT_TARGET_SHAPE
 #: Version of the preprocessing output; bumping it invalidates every cache entry.
 PREPROCESS_VERSION: int = _case.PREPROCESS_VERSION
 #: The ways the ZADC channel is scaled. ``"volume"``, z-scored with its volume's mean and sd as
@@ -65,7 +62,6 @@ PREPROCESS_VERSION: int = _case.PREPROCESS_VERSION
 ZADC_NORMS: tuple[str, ...] = _case.ZADC_NORMS
 
 __all__ = [
-    "DEFAULT_TARGET_SHAPE",
     "ZADC_NORMS",
     "Grid",
     "as_grid",

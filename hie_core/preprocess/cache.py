@@ -23,7 +23,7 @@ from hie_core.preprocess.case import (
     _check_zadc_norm,
     preprocess_case,
 )
-from hie_core.preprocess.grid import DEFAULT_TARGET_SHAPE, Grid, Interpolation, _check_interpolation, as_grid
+from hie_core.preprocess.grid import Grid, Interpolation, _check_interpolation, as_grid
 
 if TYPE_CHECKING:
     from hie_core.data import Case
@@ -87,8 +87,8 @@ class PreprocessCache:
         self,
         case: Case,
         target_shape: Grid | tuple[int, int, int],
+        zadc_norm: str,
         label_interpolation: Interpolation,
-        zadc_norm: str = "volume",
     ) -> str:
         """The entry key of ``case`` under these parameters (hex SHA-256)."""
         grid = as_grid(target_shape)
@@ -109,33 +109,33 @@ class PreprocessCache:
         self,
         case: Case,
         target_shape: Grid | tuple[int, int, int],
+        zadc_norm: str,
         label_interpolation: Interpolation,
-        zadc_norm: str = "volume",
     ) -> Path:
         """Where the entry of ``case`` under these parameters lives."""
         safe_id = re.sub(r"[^A-Za-z0-9_.-]", "_", case.case_id)
         return (
             self.cache_dir
-            / f"{safe_id}-{self.key(case, target_shape, label_interpolation, zadc_norm)[:24]}.npz"
+            / f"{safe_id}-{self.key(case, target_shape, zadc_norm, label_interpolation)[:24]}.npz"
         )
 
     def get(
         self,
         case: Case,
-        target_shape: Grid | tuple[int, int, int] = DEFAULT_TARGET_SHAPE,
+        target_shape: Grid | tuple[int, int, int],
+        zadc_norm: str,
         label_interpolation: Interpolation = "linear",
-        zadc_norm: str = "volume",
     ) -> PreprocessedCase:
         """The preprocessed case: from the cache, or computed, stored and returned."""
         _check_interpolation(label_interpolation)
         _check_zadc_norm(zadc_norm)
-        entry = self.path(case, target_shape, label_interpolation, zadc_norm)
+        entry = self.path(case, target_shape, zadc_norm, label_interpolation)
         if entry.is_file():
             try:
                 return _load_entry(entry, case.case_id, as_grid(target_shape).shape)
             except Exception as exc:  # corrupt/truncated/foreign file: recompute
                 warnings.warn(f"{entry}: unreadable cache entry, recomputing ({exc})", stacklevel=2)
-        result = preprocess_case(case, target_shape, label_interpolation, zadc_norm)
+        result = preprocess_case(case, target_shape, zadc_norm, label_interpolation)
         _try_write(entry, _dump_entry(result))
         return result
 

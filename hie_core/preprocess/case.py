@@ -12,7 +12,6 @@ import numpy as np
 
 from hie_core.io import ImageGeometry, read_image
 from hie_core.preprocess.grid import (
-    DEFAULT_TARGET_SHAPE,
     Grid,
     Interpolation,
     _check_interpolation,
@@ -98,11 +97,11 @@ def preprocess_arrays(
     adc: np.ndarray,
     zadc: np.ndarray,
     geometry: ImageGeometry,
-    label: np.ndarray | None = None,
-    target_shape: Grid | tuple[int, int, int] = DEFAULT_TARGET_SHAPE,
+    label: np.ndarray | None,
+    target_shape: Grid | tuple[int, int, int],
+    zadc_norm: str,
     label_interpolation: Interpolation = "linear",
     case_id: str = "",
-    zadc_norm: str = "volume",
 ) -> PreprocessedCase:
     """Resample, z-score and stack one case given as arrays on one native grid.
 
@@ -110,12 +109,13 @@ def preprocess_arrays(
         adc: (D, H, W) ADC map in 10^-6 mm^2/s.
         zadc: (D, H, W) ZADC map, same grid.
         geometry: the native grid of all three arrays.
-        label: optional (D, H, W) lesion mask (nonzero = lesion), same grid.
-        target_shape: the output grid: a :class:`Grid`, or an array shape (D, H, W).
-        label_interpolation: ``"linear"`` (fraction >= 0.5) or ``"nearest"`` (the seed's).
-        case_id: carried into the result.
+        label: (D, H, W) lesion mask (nonzero = lesion), same grid, or None.
+        target_shape: the output grid: a :class:`Grid`, or an array shape (D, H, W) (a run's
+            ``target_shape`` or ``target_spacing_mm``).
         zadc_norm: ``"volume"`` (ZADC z-scored like ADC, the seed's) or ``"atlas"`` (ZADC as
             it is); see :data:`ZADC_NORMS`.
+        label_interpolation: ``"linear"`` (fraction >= 0.5) or ``"nearest"`` (the seed's).
+        case_id: carried into the result.
 
     Returns:
         The :class:`PreprocessedCase`.
@@ -151,9 +151,9 @@ def preprocess_arrays(
 
 def preprocess_case(
     case: Case,
-    target_shape: Grid | tuple[int, int, int] = DEFAULT_TARGET_SHAPE,
+    target_shape: Grid | tuple[int, int, int],
+    zadc_norm: str,
     label_interpolation: Interpolation = "linear",
-    zadc_norm: str = "volume",
 ) -> PreprocessedCase:
     """Read a case's ADC, ZADC (and label) files and preprocess them (:func:`preprocess_arrays`).
 
@@ -178,7 +178,7 @@ def preprocess_case(
         geometry,
         arrays["label"],
         target_shape,
+        zadc_norm,
         label_interpolation,
         case.case_id,
-        zadc_norm,
     )

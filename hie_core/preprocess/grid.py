@@ -17,7 +17,6 @@ import numpy as np
 from hie_core.io import ImageGeometry
 
 __all__ = [
-    "DEFAULT_TARGET_SHAPE",
     "Grid",
     "Interpolation",
     "as_grid",
@@ -31,8 +30,6 @@ __all__ = [
 
 Interpolation = Literal["linear", "nearest"]
 
-#: Seed's (x, y, z) = (192, 192, 32) as an array shape (D, H, W).
-DEFAULT_TARGET_SHAPE: tuple[int, int, int] = (32, 192, 192)
 _INTERPOLATIONS = ("linear", "nearest")
 
 

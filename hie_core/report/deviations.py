@@ -118,7 +118,8 @@ def _code_rows(
         config.get("label_interpolation")
         or inspect.signature(preprocess_case).parameters["label_interpolation"].default
     )
-    model = UNet3D(widths=tuple(config.get("widths") or DEFAULTS["widths"]), norm=config.get("norm") or DEFAULTS["norm"])
+    settings = {**DEFAULTS, **config}  # a partial configuration: the schema's defaults for the rest
+    model = UNet3D(widths=tuple(settings["widths"]), dropout=tuple(settings["dropout"]), norm=settings["norm"])
     n_l1, n_all = len(l1_weights(model)), len(list(model.parameters()))
     seed_w = LOSS_SETTINGS["hybrid_weight"].default
     w = float(config.get("hybrid_weight", seed_w))

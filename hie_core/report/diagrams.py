@@ -13,7 +13,6 @@ from matplotlib.patches import FancyBboxPatch
 
 from hie_core.config import DEFAULTS
 from hie_core.metrics import NSD_TOLERANCE_MM
-from hie_core.preprocess import DEFAULT_TARGET_SHAPE
 from hie_core.report.display import BookFigure
 from hie_core.report.methods_page import unet_blocks
 
@@ -40,16 +39,15 @@ def pipeline_figure(config: Mapping[str, Any] | None = None) -> BookFigure:
 
     Args:
         config: ``TrainConfig`` fields (``target_shape`` or ``target_spacing_mm``, ``widths``) of
-            the study; default the code's defaults (the seed's grid and widths).
+            the study; None: the schema's defaults (the seed's grid and widths).
     """
     from hie_core.augment import TRANSFORM_NAMES, AugmentConfig
     from hie_core.losses import LOSS_NAMES
-    from hie_core.model import DEFAULT_WIDTHS
     from hie_core.report.runs import run_grid
 
-    config = config or {"target_shape": DEFAULT_TARGET_SHAPE}
+    config = config or DEFAULTS
     grid = run_grid(config).describe().replace(" × ", "×").replace(" voxels", "")
-    widths = config.get("widths", DEFAULT_WIDTHS)
+    widths = config["widths"]
     stages = [
         ("BONBID-HIE folder\nADC, ZADC, label (.mha)", "#dbe9f6"),
         ("validation\ngrids, values, pairs", "#dbe9f6"),
@@ -81,11 +79,10 @@ def pipeline_figure(config: Mapping[str, Any] | None = None) -> BookFigure:
     return fig
 
 
-def unet_diagram(
-    model_kwargs: Mapping[str, Any] | None = None, shape: Sequence[int] = DEFAULT_TARGET_SHAPE
-) -> BookFigure:
-    """Encoder (left), bottleneck (bottom), decoder (right), skips; sizes from the built model."""
-    _, blocks = unet_blocks(model_kwargs or {}, shape)
+def unet_diagram(model_kwargs: Mapping[str, Any], shape: Sequence[int]) -> BookFigure:
+    """Encoder (left), bottleneck (bottom), decoder (right), skips; sizes from the model built with
+    ``model_kwargs`` (:func:`~hie_core.report.methods_page.unet_kwargs`) for an input of ``shape``."""
+    _, blocks = unet_blocks(model_kwargs, shape)
     enc, neck, dec, head = blocks[:3], blocks[3], blocks[4:7][::-1], blocks[7]
     fig = BookFigure(figsize=(10, 5.2), layout="constrained")
     ax = fig.subplots()
@@ -113,7 +110,7 @@ def unet_diagram(
     _box(ax, (-2.4, 0), f"input\n{enc[0]['in ch']} ch (ADC, ZADC)\n{enc[0]['feature map (D × H × W)']}",
          (1.8, 0.8), "#eeeeee")  # fmt: skip
     _arrow(ax, (-1.48, 0), (-1.02, 0))
-    norm = {"batch": "BatchNorm", "instance": "InstanceNorm"}[(model_kwargs or {}).get("norm") or DEFAULTS["norm"]]
+    norm = {"batch": "BatchNorm", "instance": "InstanceNorm"}[model_kwargs["norm"]]
     ax.text(2.5, 0.75, f"each block: (3×3×3 conv -> {norm} -> LeakyReLU) × 2, then dropout where given",
             ha="center", fontsize=8)  # fmt: skip
     ax.set_xlim(-3.4, 8.7)

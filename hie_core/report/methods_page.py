@@ -17,13 +17,12 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from hie_core.config import DEFAULTS
 from hie_core.io import ImageGeometry
 from hie_core.metrics import case_metrics
-from hie_core.model import ARCH_LABELS, DEFAULT_WIDTHS
-from hie_core.preprocess import DEFAULT_TARGET_SHAPE, Grid
+from hie_core.model import ARCH_LABELS
+from hie_core.preprocess import Grid
 from hie_core.report.methods_figures import augmentation_figure, preprocessing_figure
-from hie_core.report.runs import run_grid
+from hie_core.report.runs import run_grid, seed_grid
 from hie_core.report.study_model import load_study
 
 if TYPE_CHECKING:
@@ -34,7 +33,7 @@ __all__ = [
     "architectures_table", "augmentation_examples", "augmentation_figure", "augmentation_table", "metric_rules_table",
     "mirroring_text", "network_input", "preprocessing_figure", "preprocessing_table", "preprocessing_text", "protocol_table",
     "selection_text", "study_config",
-    "study_grids", "unet_blocks", "unet_summary", "unet_table",
+    "study_grids", "unet_blocks", "unet_kwargs", "unet_summary", "unet_table",
 ]  # fmt: skip
 
 
@@ -63,7 +62,7 @@ def study_archs(study_dir: str = "") -> tuple[str, ...]:
 
 def study_grids(config: Mapping[str, Any]) -> dict[str, Grid]:
     """The seed's preprocessing grid, plus the study's own grid where it differs."""
-    grids = {"seed protocol": Grid(shape=DEFAULT_TARGET_SHAPE)}
+    grids = {"seed protocol": seed_grid()}
     ours = run_grid(config)
     if ours != grids["seed protocol"]:
         grids["this study"] = ours
@@ -72,20 +71,20 @@ def study_grids(config: Mapping[str, Any]) -> dict[str, Grid]:
 
 def network_input(config: Mapping[str, Any]) -> tuple[int, int, int]:
     """What the U-Net sees in training (D, H, W): the patch, or the whole fixed-shape volume."""
-    shape = config.get("patch_shape") or config.get("target_shape") or DEFAULT_TARGET_SHAPE
+    shape = config.get("patch_shape") or config["target_shape"]  # a spacing grid always has a patch
     return tuple(int(s) for s in shape)  # type: ignore[return-value]
 
 
 def preprocessing_text(config: Mapping[str, Any]) -> str:
     """The preprocessing paragraph: this study's grid, intensity scaling and patches (Markdown)."""
-    seed, ours = Grid(shape=DEFAULT_TARGET_SHAPE), run_grid(config)
+    seed, ours = seed_grid(), run_grid(config)
     if ours.shape is not None:
         text = (f"Both maps are resampled with SimpleITK (linear) to an array of **{ours.describe()}** (D × H × W), "
                 "the spacing rescaled so that the physical extent of each scan is kept.")  # fmt: skip
     else:
         text = (f"Both maps are resampled with SimpleITK (linear) to **{ours.describe()}** (D × H × W): each scan "
                 "keeps its extent and its resolution, so array sizes differ from case to case.")  # fmt: skip
-    if config.get("zadc_norm", DEFAULTS["zadc_norm"]) == "atlas":
+    if config["zadc_norm"] == "atlas":
         text += (" ADC is then z-scored with the mean and standard deviation of its whole resampled volume; ZADC is "
                  "kept as it is, a z-score against the normative atlas already (the seed z-scored it again per "
                  "volume, which makes its scale depend on the lesion burden).")  # fmt: skip
@@ -218,6 +217,11 @@ def augmentation_examples(
     return out
 
 
+def unet_kwargs(config: Mapping[str, Any]) -> dict[str, Any]:
+    """The :class:`hie_core.model.UNet3D` arguments of a run configuration: its widths, dropout and norm."""
+    return {"widths": tuple(config["widths"]), "dropout": tuple(config["dropout"]), "norm": config["norm"]}
+
+
 def unet_blocks(model_kwargs: Mapping[str, Any], shape: Sequence[int]) -> tuple[Any, list[dict]]:
     """The built model and one row per block (see :func:`unet_table`)."""
     from hie_core.model import UNet3D, count_parameters
@@ -241,20 +245,16 @@ def unet_blocks(model_kwargs: Mapping[str, Any], shape: Sequence[int]) -> tuple[
     return model, rows
 
 
-def unet_table(
-    model_kwargs: Mapping[str, Any] | None = None, shape: Sequence[int] = DEFAULT_TARGET_SHAPE
-) -> pd.DataFrame:
-    """Per block of :class:`hie_core.model.UNet3D`: channels, feature-map size, dropout, parameters."""
-    return pd.DataFrame(unet_blocks(model_kwargs or {}, shape)[1])
+def unet_table(model_kwargs: Mapping[str, Any], shape: Sequence[int]) -> pd.DataFrame:
+    """Per block of :class:`hie_core.model.UNet3D` (:func:`unet_kwargs`): channels, feature-map size, dropout, parameters."""
+    return pd.DataFrame(unet_blocks(model_kwargs, shape)[1])
 
 
-def unet_summary(
-    model_kwargs: Mapping[str, Any] | None = None, shape: Sequence[int] = DEFAULT_TARGET_SHAPE
-) -> pd.DataFrame:
+def unet_summary(model_kwargs: Mapping[str, Any], shape: Sequence[int]) -> pd.DataFrame:
     """One row: widths, parameters and forward GFLOP per volume (batch 1) on ``shape`` (D, H, W)."""
     from hie_core.model import count_parameters, forward_flops
 
-    model, _ = unet_blocks(model_kwargs or {}, shape)
+    model, _ = unet_blocks(model_kwargs, shape)
     flops = forward_flops(model, (1, model.in_channels, *shape))
     return pd.DataFrame([{"input (C × D × H × W)": "×".join(map(str, (model.in_channels, *shape))),
                           "widths": "-".join(map(str, model.widths)), "parameters": count_parameters(model),
@@ -300,15 +300,15 @@ def architectures_table(config: Mapping[str, Any], study_archs: Sequence[str] = 
     )
 
     window = network_input(config)
-    widths = tuple(int(w) for w in config.get("widths") or DEFAULT_WIDTHS)
-    spacing, norm = config.get("target_spacing_mm"), config.get("norm", DEFAULTS["norm"])
-    trained, rows = set(study_archs) or {config.get("arch", DEFAULTS["arch"])}, []
+    widths = tuple(int(w) for w in config["widths"])
+    spacing, norm = config.get("target_spacing_mm"), config["norm"]
+    trained, rows = set(study_archs) or {config["arch"]}, []
     for arch in ARCHS:
         options = arch_options(arch, widths, window, spacing)
-        model = build_model(arch, 2, widths, norm=norm, options=options)
-        divisors = arch_divisors(arch, window, spacing)
+        model = build_model(arch, 2, widths, config["dropout"], norm, options=options)
+        divisors = arch_divisors(arch, widths, window, spacing)
         try:
-            check_arch(arch, window, spacing, norm)
+            check_arch(arch, widths, window, spacing, norm)
             flops, fits = forward_flops(model, (1, 2, *window)) / 1e9, "yes"
         except ConfigError:
             broken = any(s % d for s, d in zip(window, divisors, strict=True))

@@ -24,12 +24,11 @@ import numpy as np
 import pandas as pd
 
 from hie_core.methods import label_of_id
-from hie_core.preprocess import DEFAULT_TARGET_SHAPE, Grid
 from hie_core.report.design_prose import design_sentence
 from hie_core.report.display import format_ci, plural
 from hie_core.report.power import ALPHA
 from hie_core.report.results import StudyResults
-from hie_core.report.runs import run_grid
+from hie_core.report.runs import run_grid, seed_grid
 from hie_core.report.seed_study import CLAIMS
 from hie_core.report.study_records import StudyConfig
 
@@ -344,7 +343,7 @@ def _empty_sentence(results: StudyResults, split: str) -> str:
 
 def _grid_limitation(info: StudyConfig) -> str:
     """A sentence when the study's grid is not the seed's: what it bounds, and where that is measured."""
-    seed, ours = Grid(shape=DEFAULT_TARGET_SHAPE), run_grid(info.run_config)
+    seed, ours = seed_grid(), run_grid(info.run_config)
     if ours == seed:
         return ""
     coarser = ours.shape is not None and np.prod(ours.shape) < np.prod(seed.shape)

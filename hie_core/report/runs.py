@@ -362,6 +362,14 @@ def find_runs(study_dir: str | Path) -> StudyRuns:
     return StudyRuns(study_dir, runs, unfinished)
 
 
+def seed_grid() -> Grid:
+    """The seed protocol's preprocessing grid: the ``seed`` preset's ``target_shape``."""
+    from hie_core.config import preset_values
+    from hie_core.preprocess import Grid
+
+    return Grid(shape=tuple(preset_values("seed")["target_shape"]))
+
+
 def run_grid(config: Mapping[str, Any]) -> Grid:
     """The preprocessing grid of a run configuration (``TrainConfig`` fields): a shape or a spacing."""
     from hie_core.preprocess import Grid

@@ -201,7 +201,7 @@ def load_model_file(path: str | Path, device: str | torch.device = "cpu") -> tup
     arch, widths = config["arch"], config["widths"]
     options = payload.get("arch_options", {})
     try:
-        model = build_model(arch, payload["in_channels"], widths, norm=config["norm"], options=options)
+        model = build_model(arch, payload["in_channels"], widths, config["dropout"], config["norm"], options=options)
         model.load_state_dict(payload["state_dict"])
     except (RuntimeError, TypeError, AttributeError, KeyError, ValueError) as exc:
         raise CheckpointError(

@@ -94,7 +94,7 @@ class _Rules:
         if self.norm == "instance" and window and math.prod(s // DIVISOR for s in window) < 2:
             raise ConfigError(f"norm 'instance' needs a bottleneck of at least 2 voxels; {window} / {DIVISOR} "
                               "leaves one: use a larger patch_shape, or norm='batch'")  # fmt: skip
-        check_arch(self.arch, window, self.target_spacing_mm, self.norm)  # each network's own sizes
+        check_arch(self.arch, self.widths, window, self.target_spacing_mm, self.norm)  # each network's own sizes
         if (
             self.patch_shape
             and self.target_shape

@@ -194,7 +194,7 @@ def check_memory(config: TrainConfig) -> None:
     if window is None or total is None:
         return
     need = training_memory_bytes(
-        config.widths, window, config.batch_size, config.arch, config.target_spacing_mm
+        config.widths, window, config.batch_size, config.arch, config.norm, config.target_spacing_mm
     )
     if need > total:
         what = "patch_shape" if config.patch_shape else "target_shape"

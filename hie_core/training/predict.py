@@ -88,7 +88,7 @@ def predict_pair(
         shape=None if meta["target_spacing_mm"] else tuple(meta["target_shape"]),
         spacing_mm=meta["target_spacing_mm"],
     )
-    pre = preprocess_arrays(adc, zadc, geometry, target_shape=grid, zadc_norm=meta["zadc_norm"])
+    pre = preprocess_arrays(adc, zadc, geometry, label=None, target_shape=grid, zadc_norm=meta["zadc_norm"])
     mask = predict_native(model, pre, device, device.startswith("cuda"), meta)  # meta: the run's configuration
     return mask.astype(np.uint8), geometry
 
