@@ -138,7 +138,7 @@ def make_variant_config(overrides: dict, loss: str, seed: int, out: Path, data_d
 def row_from_run(out: Path, variant: str, loss: str, seed: int, steps_per_epoch: int) -> dict:
     """The measurements of a finished run folder ``out`` (``history.csv``, ``summary.json``, ``metrics.csv``).
 
-    ``test_dice_lesion`` is the study's endpoint (test cases with a lesion, :mod:`hie_core.report.tables`);
+    ``test_dice_lesion`` is the study's endpoint (test cases with a lesion, :mod:`hie_core.report.analysis.tables`);
     ``test_dice`` averages every test case, an empty reference label scored 0 or 1.
     """
     import pandas as pd

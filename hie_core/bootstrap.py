@@ -17,7 +17,7 @@ that of the crossed model plus a small excess in the case x run part (Owen: cons
   ``HIE_BOOTSTRAP_RESAMPLES``, else 9999.
 
 It lives in the core, below :mod:`hie_core.metrics` (a run's summary) and
-:mod:`hie_core.report.stats` (the study's tables), which both use it. A matrix cell that is NaN
+:mod:`hie_core.report.analysis.stats` (the study's tables), which both use it. A matrix cell that is NaN
 (an MASD with one mask empty) is skipped: a resample's mean is then the mean of its defined cells.
 """
 

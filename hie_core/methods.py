@@ -13,7 +13,7 @@ A method is a loss trained with one network and one value of each grid parameter
 The module is also the book's one registry of display names (:data:`DISPLAY_NAMES`): each
 loss, metric, per-case column and unit has one name a reader sees, the decimals it is shown
 with (:data:`DECIMALS`), and the aliases no page may use (:data:`ALIASES`, scanned for in every
-built page by ``hie_core.report.copy_check.aliases_in_book``).
+built page by ``hie_core.report.book.copy_check.aliases_in_book``).
 
 Each run's ``config.json`` is the source of truth: :func:`method_id` and :func:`method_label`
 read it (or a ``TrainConfig.to_dict()``); the grid keys of a folder can be read back from its id

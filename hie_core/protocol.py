@@ -1,7 +1,7 @@
 """Fixed choices of the training protocol that are code, not configuration fields.
 
 The training loop (``hie_core.training``) applies them and the Methods page
-(:mod:`hie_core.report.deviations`) reports them, so both read them here, in the core:
+(:mod:`hie_core.report.pages.deviations`) reports them, so both read them here, in the core:
 
 - :func:`l1_weights`: the parameters the L1 weight penalty covers (the weights of the
   convolutions, not biases or normalisation scales);

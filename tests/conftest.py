@@ -161,7 +161,7 @@ def main_study(tmp_path_factory) -> MainStudy:
     As the README's main job: every loss with the default CPU seeds
     (``hie_core.study.DEFAULT_SEEDS``) into ``<runs>/quick/<loss>/seed<k>/``, then the
     baseline, the ceiling, ``results/`` and the book, which is built outside the project
-    (``HIE_BOOK_DIR``, see :func:`hie_core.report.book.book_dir`) into ``<book>/html``. Nothing
+    (``HIE_BOOK_DIR``, see :func:`hie_core.report.book.build.book_dir`) into ``<book>/html``. Nothing
     is written into the repository. ``HIE_TEST_RUNS_DIR`` names a folder to keep the runs in
     instead (finished runs there are reused, so a second session costs only the results and
     the book).

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from hie_core.report import plan, power, tables
-from hie_core.report.hypotheses import EPOCH_MARGIN
+from hie_core.report.analysis import plan, power, tables
+from hie_core.report.analysis.hypotheses import EPOCH_MARGIN
 
 ROOT = Path(__file__).resolve().parents[1]
 PAGE = (ROOT / plan.PLAN_PAGE).read_text()
@@ -117,6 +117,6 @@ def test_the_reproduce_page_states_the_measurements() -> None:
 
 
 def test_the_untestable_rules_are_the_codes() -> None:
-    from hie_core.report.variance import MIN_VERDICT_CASES
+    from hie_core.report.analysis.variance import MIN_VERDICT_CASES
 
     assert f"fewer than {MIN_VERDICT_CASES} cases or run pairs" in PAGE

@@ -148,7 +148,7 @@ def test_a_segresnet_run_trains_and_predicts(tiny_synthetic, tmp_path):
 
 
 def test_methods_table_costs_every_arch_on_the_studys_window_and_marks_its_own():
-    from hie_core.report.methods_page import architectures_table
+    from hie_core.report.pages.methods_page import architectures_table
 
     config = {**DEFAULTS, "widths": list(SMALL), "norm": "instance", "arch": "dynunet", "target_shape": None,
               "target_spacing_mm": [4.0, 2.0, 2.0], "patch_shape": [16, 48, 48]}  # fmt: skip

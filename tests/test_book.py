@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from hie_core.report.book import (
+from hie_core.report.book.build import (
     API_PAGES,
     BOOK_NOTEBOOKS,
     book_size,
@@ -461,7 +461,7 @@ def test_names_numbers_captions_and_alt_texts_on_every_page_in_a_real_browser(ma
     test_copy_check.py)."""
     from selenium.webdriver.support.ui import WebDriverWait
 
-    from hie_core.report.copy_check import aliases_in_page, copy_slips, figure_problems, reader_pages
+    from hie_core.report.book.copy_check import aliases_in_page, copy_slips, figure_problems, reader_pages
 
     if _chromium() is None:
         if os.environ.get("CI"):
@@ -538,8 +538,8 @@ PAGE_LIMIT_BYTES = 3_000_000
 
 
 def test_book_within_its_weight(main_study):
-    """At most 15 MB in all: no ``_sources``, no source maps, no icon font script (hie_core.report.book_weight)."""
-    from hie_core.report.book_weight import book_bytes, page_weights
+    """At most 15 MB in all: no ``_sources``, no source maps, no icon font script (hie_core.report.book.weight)."""
+    from hie_core.report.book.weight import book_bytes, page_weights
 
     html = main_study.html_dir
     total, weights = book_bytes(html), page_weights(html)
@@ -553,8 +553,8 @@ def test_book_within_its_weight(main_study):
 
 def test_every_page_within_its_weight(main_study):
     """No page over 3 MB on a first visit (the page, its scripts, stylesheets and images, and what the
-    stylesheets load: hie_core.report.book_weight)."""
-    from hie_core.report.book_weight import page_weights
+    stylesheets load: hie_core.report.book.weight)."""
+    from hie_core.report.book.weight import page_weights
 
     weights = page_weights(main_study.html_dir)
     heavy = {page: round(size / 1e6, 2) for page, size in weights.items() if size > PAGE_LIMIT_BYTES}

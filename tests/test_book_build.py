@@ -1,4 +1,4 @@
-"""Unit tests of hie_core.report.book on tiny study folders written here (no training, no kernel).
+"""Unit tests of hie_core.report.book.build on tiny study folders written here (no training, no kernel).
 
 The notebooks are written with nbformat as papermill leaves them (parameters cells, outputs,
 papermill metadata). The last test builds a whole tiny book with ``npm`` and ``node`` shadowed
@@ -20,8 +20,8 @@ import yaml
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_output
 
 from hie_core.losses import LOSS_NAMES
-from hie_core.report import book
-from hie_core.report.book import (
+from hie_core.report.book import build as book
+from hie_core.report.book.build import (
     BOOK_NOTEBOOKS,
     BookError,
     collect_notebooks,
@@ -29,8 +29,8 @@ from hie_core.report.book import (
     fold_code,
     write_toc,
 )
-from hie_core.report.book_mathjax import MATHJAX_COMPONENTS, MATHJAX_CONFIG, MATHJAX_ENTRY
-from hie_core.report.book_plotly import CARTESIAN_JS, CARTESIAN_SOURCE
+from hie_core.report.book.mathjax import MATHJAX_COMPONENTS, MATHJAX_CONFIG, MATHJAX_ENTRY
+from hie_core.report.book.plotly_bundle import CARTESIAN_JS, CARTESIAN_SOURCE
 
 ROOT = Path(__file__).resolve().parent.parent
 #: the keys the book cites; each must be a complete entry of book/references.bib
@@ -263,7 +263,7 @@ def test_table_never_scrolls_and_figures_have_no_toolbar():
     import pandas as pd
     import plotly.graph_objects as go
 
-    from hie_core.report import display
+    from hie_core.report.viewers import display
 
     frame = pd.DataFrame({"case_id": [f"case {i}" for i in range(40)], "dice": [0.5] * 40})
     for kwargs in ({}, {"scroll": True}, {"wrap": True}):

@@ -17,7 +17,9 @@ import nbformat
 import pytest
 import yaml
 
-from hie_core.report import book_meta, book_plotly, book_weight
+from hie_core.report.book import meta as book_meta
+from hie_core.report.book import plotly_bundle as book_plotly
+from hie_core.report.book import weight as book_weight
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -145,7 +147,7 @@ def test_reference_list_sorted_by_surname_with_its_capitals_and_a_link_each():
     from pybtex.database import parse_file
     from pybtex.plugin import find_plugin
 
-    from hie_core.report.bibliography import STYLE, plain_key
+    from hie_core.report.book.bibliography import STYLE, plain_key
 
     assert plain_key('{\\c{C}}i{\\c{c}}ek, {\\"O}zg{\\"u}n') == "cicek, ozgun"
     bib = parse_file(ROOT / "book" / "references.bib")
@@ -252,7 +254,7 @@ def test_mathjax_only_on_pages_with_their_own_equations(tmp_path):
     src = tmp_path / "src"
     src.mkdir()
     (src / "conf.py").write_text(
-        'extensions = ["sphinx.ext.mathjax", "hie_core.report.book_weight"]\nmathjax_path = "m/tex-svg.js"\n'
+        'extensions = ["sphinx.ext.mathjax", "hie_core.report.book.weight"]\nmathjax_path = "m/tex-svg.js"\n'
     )
     (src / "index.rst").write_text("Root\n====\n\nNo maths.\n\n.. toctree::\n\n   maths\n")
     (src / "maths.rst").write_text("Maths\n=====\n\n.. math:: x^2\n")
@@ -292,7 +294,7 @@ def test_page_bundle_takes_the_cartesian_plotly_where_it_draws_every_trace():
 
 def test_committed_cartesian_bundle_matches_the_installed_plotly(tmp_path):
     """After an upgrade of plotly, this fails: update book/vendor/ (book_plotly's docstring says how)."""
-    from hie_core.report.display import plotly_js_path
+    from hie_core.report.viewers.display import plotly_js_path
 
     full = Path(plotly_js_path())
     assert book_plotly.bundle_version(ROOT / book_plotly.CARTESIAN_SOURCE) == book_plotly.bundle_version(full)
@@ -311,8 +313,8 @@ def test_mathjax_parts_render_tex_from_a_file(tmp_path):
     """The vendored components typeset inline and display maths, an AMS environment and a package
     loaded on demand, with MathML for screen readers, from file:// and without console errors;
     page_weights counts the components startup.js loads."""
-    from hie_core.report.book import mathjax_source
-    from hie_core.report.book_mathjax import MATHJAX_CONFIG, vendor_mathjax
+    from hie_core.report.book.build import mathjax_source
+    from hie_core.report.book.mathjax import MATHJAX_CONFIG, vendor_mathjax
 
     site = tmp_path / "site"
     vendor_mathjax(mathjax_source().parent, site / "_static" / "mathjax")

@@ -17,8 +17,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from hie_core.report import display
-from hie_core.report.csv_links import CSV_LINK_CLASS, csv_link, write_csv_files
+from hie_core.report.viewers import display
+from hie_core.report.viewers.csv_links import CSV_LINK_CLASS, csv_link, write_csv_files
 from tests.test_book import _chromium, _driver, book_pages, serve
 
 #: the least computed font size, in CSS px, of any table cell's text (the issue's 14 px)
@@ -224,7 +224,7 @@ def test_every_table_and_figure_has_a_csv_link_that_downloads(main_study, tmp_pa
 
 def test_a_large_figure_script_is_gzipped_and_runs_the_same_in_a_browser(tmp_path):
     """book_compress: the loader's code is the original script, and a browser runs it (from file://)."""
-    from hie_core.report.book_compress import compress_figure_scripts, inflate_script
+    from hie_core.report.book.compress import compress_figure_scripts, inflate_script
 
     site = tmp_path / "site"
     site.mkdir()

@@ -18,7 +18,7 @@ from scipy import stats as scipy_stats
 
 from hie_core import bootstrap
 from hie_core.metrics import summarize
-from hie_core.report import stats
+from hie_core.report.analysis import stats
 
 ROOT = Path(__file__).resolve().parents[1]
 

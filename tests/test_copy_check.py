@@ -1,11 +1,11 @@
-"""The copy editor's scan (hie_core.report.copy_check) on small HTML pages and book folders."""
+"""The copy editor's scan (hie_core.report.book.copy_check) on small HTML pages and book folders."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 from hie_core.methods import ALIASES, COLUMN_LABELS, DISPLAY_NAMES, column_label
-from hie_core.report.copy_check import (
+from hie_core.report.book.copy_check import (
     aliases_in_book,
     aliases_in_page,
     copy_slips,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from hie_core.report import deviations
+from hie_core.report.pages import deviations
 from hie_core.training.config import PRESETS, make_config
 
 
@@ -70,7 +70,7 @@ def test_model_selection_and_how_the_preset_was_chosen(preset: str) -> None:
         assert (
             "benchmarks/README.md" in chosen["this study"] and "flatter the preset slightly" in chosen["why"]
         )
-        # the development-set check, read from its committed file (hie_core.report.preset_dev)
+        # the development-set check, read from its committed file (hie_core.report.pages.preset_dev)
         assert "then checked on a development set that no reported split touches" in chosen["this study"]
         assert "On the development set (the synthetic set of generator seed 1" in chosen["why"]
         assert "see how the preset was chosen" in selection["why"]

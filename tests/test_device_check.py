@@ -305,7 +305,7 @@ def test_runs_summary_and_the_final_json(tmp_path):
 
 
 def test_performance_page_shows_the_device_json_and_says_when_there_is_none(tmp_path, monkeypatch):
-    from hie_core.report import performance_page as page
+    from hie_core.report.pages import performance_page as page
 
     shown = []
     monkeypatch.setattr("IPython.display.display", lambda obj: shown.append(str(getattr(obj, "data", obj))))

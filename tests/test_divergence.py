@@ -141,7 +141,7 @@ def test_a_diverged_run_fails_with_epoch_step_and_value_and_is_retrained_when_st
 
 
 def test_find_runs_lists_a_failed_run_and_never_scores_it(tmp_path):
-    from hie_core.report.runs import _loss_runs
+    from hie_core.report.analysis.runs import _loss_runs
 
     folder = tmp_path / "s" / "dice" / "seed0"
     folder.mkdir(parents=True)

@@ -11,8 +11,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from hie_core.report import experiment, tables
-from hie_core.report.runs import find_runs
+from hie_core.report.analysis import tables
+from hie_core.report.analysis.runs import find_runs
+from hie_core.report.pages import experiment
 from hie_core.training.experiment import load_run, summarize_metrics
 from tests.report_fixtures import write_study
 

@@ -1,4 +1,4 @@
-"""The experiment page (hie_core.report.experiment_page): every seed of a loss, in words and numbers."""
+"""The experiment page (hie_core.report.pages.experiment_page): every seed of a loss, in words and numbers."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import nbformat
 import pandas as pd
 import pytest
 
-from hie_core.report import experiment_page as page
-from hie_core.report.copy_check import aliases_in_page, copy_slips
+from hie_core.report.book.copy_check import aliases_in_page, copy_slips
+from hie_core.report.pages import experiment_page as page
 from hie_core.training.experiment import load_run, summarize_metrics
 from tests.report_fixtures import write_study
 

@@ -180,7 +180,7 @@ def _study(tmp_path: Path, release: Path, **kwargs) -> Path:
 
 def test_add_external_writes_a_run_folder_find_runs_reads(tiny_release, tmp_path):
     from hie_core.fingerprint import edited_results
-    from hie_core.report.runs import find_runs
+    from hie_core.report.analysis.runs import find_runs
 
     study = _study(tmp_path, tiny_release)
     preds = _perfect(tiny_release, tmp_path / "preds")
@@ -284,7 +284,7 @@ def _release_with_an_empty_label(tmp_path: Path) -> Path:
 def test_the_endpoint_is_table_1s_empty_labels_apart(tmp_path, capsys):
     """Perfect masks on the two lesion cases, a 1-voxel false positive on the empty one: Dice 1 over 2 cases
     (as Table 1), not 0.667 over 3; the empty case is in the stratum "empty label", as in per_case_<split>.csv."""
-    from hie_core.report.tables import EMPTY_STRATUM
+    from hie_core.report.analysis.tables import EMPTY_STRATUM
     from hie_core.study.score import endpoint
 
     release = _release_with_an_empty_label(tmp_path)

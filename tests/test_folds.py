@@ -16,7 +16,7 @@ import pytest
 from hie_core.config import FIELDS
 from hie_core.data import Case, kfold, load_dataset
 from hie_core.errors import ConfigError
-from hie_core.report.runs import StudyFolderError, find_runs
+from hie_core.report.analysis.runs import StudyFolderError, find_runs
 from hie_core.synthetic import PRESETS, ensure_synthetic_dataset, synthetic_cache_dir
 from hie_core.training import experiment
 from hie_core.training.config import TrainConfig, make_config, run_fingerprint

@@ -1,4 +1,4 @@
-"""The Results page's forest plot (hie_core.report.forest) on a small hypotheses table written here."""
+"""The Results page's forest plot (hie_core.report.pages.forest) on a small hypotheses table written here."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from hie_core.report.forest import VERDICT_STYLE, forest_data, forest_figure
+from hie_core.report.pages.forest import VERDICT_STYLE, forest_data, forest_figure
 
 
 def _hypotheses() -> pd.DataFrame:

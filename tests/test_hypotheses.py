@@ -1,4 +1,4 @@
-"""Tests of the seed's claims as hypotheses (hie_core.report.hypotheses) and the study's endpoint rules.
+"""Tests of the seed's claims as hypotheses (hie_core.report.analysis.hypotheses) and the study's endpoint rules.
 
 Every study folder is written by the test (no training): per-case Dice per seed, MASD and NSD
 from closed forms (tests/report_fixtures.py), so each verdict branch is built on purpose.
@@ -14,9 +14,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from hie_core.report import hypotheses, results
-from hie_core.report.stats import holm
-from hie_core.report.variance import NOT_TESTABLE
+from hie_core.report.analysis import hypotheses, results
+from hie_core.report.analysis.stats import holm
+from hie_core.report.analysis.variance import NOT_TESTABLE
 from tests.report_fixtures import STRATA_CYCLE, masd_of, write_study
 
 BASE = np.round(np.linspace(0.30, 0.74, 12), 3)

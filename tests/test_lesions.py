@@ -235,7 +235,7 @@ def test_evaluation_writes_lesion_columns_and_rows_that_agree(tiny_release, tmp_
     assert empty["n_fp_lesions"].iloc[0] == empty["n_pred_lesions"].iloc[0]
 
 
-# ---- the study's lesion tables (hie_core.report.lesion_tables) ----
+# ---- the study's lesion tables (hie_core.report.analysis.lesion_tables) ----
 
 
 def _lesion_rows(method: str, seed: int, case: str, rows: list[tuple[str, float, bool]]) -> list[dict]:
@@ -250,7 +250,7 @@ def _runs_frame(cases: list[str], seeds: list[int], method: str = "dice") -> pd.
 
 
 def test_ratio_ci_resamples_numerator_and_denominator_together(monkeypatch):
-    from hie_core.report.lesion_tables import ratio_ci
+    from hie_core.report.analysis.lesion_tables import ratio_ci
 
     monkeypatch.setenv("HIE_BOOTSTRAP_RESAMPLES", "199")
     total = np.array([[4.0, 4.0], [2.0, 2.0], [6.0, 6.0]])
@@ -261,7 +261,7 @@ def test_ratio_ci_resamples_numerator_and_denominator_together(monkeypatch):
 
 
 def test_lesion_bands_pool_the_lesions_of_every_case_and_run(monkeypatch):
-    from hie_core.report.lesion_tables import ALL_SIZES, band_counts, lesion_bands
+    from hie_core.report.analysis.lesion_tables import ALL_SIZES, band_counts, lesion_bands
 
     monkeypatch.setenv("HIE_BOOTSTRAP_RESAMPLES", "199")
     rows = (_lesion_rows("dice", 0, "A", [("reference", 0.05, True), ("reference", 0.5, True),
@@ -283,7 +283,7 @@ def test_lesion_bands_pool_the_lesions_of_every_case_and_run(monkeypatch):
 
 
 def test_table1b_means_over_cases_with_a_lesion_and_the_empty_label_endpoint(monkeypatch):
-    from hie_core.report.lesion_tables import TABLE1B_COLUMNS, lesion_run_scores, table1b
+    from hie_core.report.analysis.lesion_tables import TABLE1B_COLUMNS, lesion_run_scores, table1b
 
     monkeypatch.setenv("HIE_BOOTSTRAP_RESAMPLES", "199")
     base = {"method": "dice", "split": "test", "fold": None, "n_pred": 5, "pred_volume_ml": 0.1,
@@ -314,7 +314,7 @@ def test_table1b_means_over_cases_with_a_lesion_and_the_empty_label_endpoint(mon
 
 
 def test_claim_d_on_lesions_pairs_small_and_larger_lesions_within_cases(monkeypatch):
-    from hie_core.report.lesion_tables import band_counts, lesion_claims
+    from hie_core.report.analysis.lesion_tables import band_counts, lesion_claims
 
     monkeypatch.setenv("HIE_BOOTSTRAP_RESAMPLES", "199")
     rows, cases = [], [f"c{i}" for i in range(6)]
@@ -340,8 +340,8 @@ def test_lesion_files_for_a_run_folder_from_before_the_lesion_metrics(tiny_relea
 
     from hie_core.data import discover_cases
     from hie_core.io import read_image, write_image
-    from hie_core.report.lesion_tables import add_lesion_files, main
-    from hie_core.report.runs import StudyFolderError, find_runs
+    from hie_core.report.analysis.lesion_tables import add_lesion_files, main
+    from hie_core.report.analysis.runs import StudyFolderError, find_runs
     from hie_core.training.evaluate import prediction_path
 
     run = tmp_path / "study" / "dice" / "seed0"
@@ -378,7 +378,7 @@ def test_lesion_files_for_a_run_folder_from_before_the_lesion_metrics(tiny_relea
 
 
 def test_bland_altman_and_detection_charts():
-    from hie_core.report.lesion_figures import bland_altman_chart, bland_altman_stats, detection_chart
+    from hie_core.report.pages.lesion_figures import bland_altman_chart, bland_altman_stats, detection_chart
 
     s = bland_altman_stats([1.0, 2.0, 3.0], [2.0, 2.0, 5.0])  # differences 1, 0, 2: mean 1, SD 1
     assert (s["bias"], s["sd"], s["n"]) == (1.0, 1.0, 3)

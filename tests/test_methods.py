@@ -24,8 +24,10 @@ from hie_core.methods import (
     method_label,
     sort_methods,
 )
-from hie_core.report import charts, results, results_page
-from hie_core.report.runs import find_runs
+from hie_core.report.analysis import results
+from hie_core.report.analysis.runs import find_runs
+from hie_core.report.pages import results_page
+from hie_core.report.viewers import charts
 from hie_core.study.grid import plan_grid
 from tests.report_fixtures import write_study
 
@@ -178,7 +180,7 @@ def test_finish_study_adds_outside_predictions_before_the_results(tmp_path, monk
     monkeypatch.setattr(experiment, "run_baseline", lambda *a, **k: calls.append("baseline"))
     monkeypatch.setattr(experiment, "run_ceiling", lambda *a, **k: calls.append("ceiling"))
     monkeypatch.setattr(study.finish, "_add_external", lambda s, name, folder: calls.append(f"external {name}"))
-    from hie_core.report import results as results_module
+    from hie_core.report.analysis import results as results_module
 
     monkeypatch.setattr(results_module, "write_results", lambda *a, **k: calls.append("results"))
     config = type("C", (), {"folds": 0})()

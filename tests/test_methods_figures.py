@@ -1,4 +1,4 @@
-"""The Methods page's static before/after figures (hie_core.report.methods_figures)."""
+"""The Methods page's static before/after figures (hie_core.report.pages.methods_figures)."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ import pytest
 from PIL import Image
 
 from hie_core.io import ImageGeometry
-from hie_core.report import methods_page
-from hie_core.report.display import BookFigure
+from hie_core.report.pages import methods_page
+from hie_core.report.viewers.display import BookFigure
 
 
 def _pre(image: np.ndarray, label: np.ndarray | None, spacing: tuple[float, float, float]) -> SimpleNamespace:

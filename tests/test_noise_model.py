@@ -1,4 +1,4 @@
-"""Calibration of the crossed noise model (hie_core.report.variance, hie_core.report.stats).
+"""Calibration of the crossed noise model (hie_core.report.analysis.variance, hie_core.report.analysis.stats).
 
 Simulated per-case, per-run score tables with known case, run and case x run SDs (no training):
 the method-of-moments components come back within tolerance, and the pigeonhole (crossed)
@@ -13,7 +13,7 @@ import math
 import numpy as np
 import pytest
 
-from hie_core.report import power, stats, variance
+from hie_core.report.analysis import power, stats, variance
 
 B = 299  # resamples per simulated study: coverage needs the 2.5% and 97.5% quantiles only roughly
 

@@ -15,9 +15,9 @@ from hie_core.data import load_dataset
 from hie_core.io import ImageGeometry
 from hie_core.model import UNet3D, count_parameters, forward_flops
 from hie_core.preprocess import Grid, preprocess_arrays
-from hie_core.report import data_page, diagrams, methods_page, sources
-from hie_core.report.display import BookFigure
-from hie_core.report.runs import StudyFolderError, load_case
+from hie_core.report.analysis.runs import StudyFolderError, load_case
+from hie_core.report.pages import data_page, diagrams, methods_page, sources
+from hie_core.report.viewers.display import BookFigure
 from hie_core.training.config import PRESETS, TrainConfig, make_config
 from tests.conftest import TINY_GEOMETRY, write_tiny_case
 
@@ -75,7 +75,7 @@ def test_sample_case_is_lower_median_nonzero_training_burden(tmp_path: Path) -> 
 
 def _alt_problems(fig: BookFigure) -> list[str]:
     """The alt-text problems the book's copy check finds in a figure as the book renders it."""
-    from hie_core.report.copy_check import figure_problems
+    from hie_core.report.book.copy_check import figure_problems
 
     return [f for f in figure_problems(f"<article>{fig._repr_html_()}</article>") if "alt text" in f]
 
@@ -347,7 +347,7 @@ def test_banner_is_a_warning_for_synthetic_data(monkeypatch: pytest.MonkeyPatch)
 
 @pytest.mark.parametrize(("norm", "shown"), [("batch", "BatchNorm"), ("instance", "InstanceNorm")])
 def test_unet_diagram_names_the_norm_the_runs_used(norm: str, shown: str) -> None:
-    from hie_core.report import diagrams
+    from hie_core.report.pages import diagrams
 
     fig = diagrams.unet_diagram({"widths": (8, 16, 32, 64), "dropout": (0.0,) * 4, "norm": norm}, (16, 48, 48))
     texts = " ".join(t.get_text() for t in fig.axes[0].texts)

@@ -1,4 +1,4 @@
-"""Tests of hie_core.report.discussion (the Discussion page and the front page's abstract) on small study folders."""
+"""Tests of hie_core.report.pages.discussion (the Discussion page and the front page's abstract) on small study folders."""
 
 from __future__ import annotations
 
@@ -9,9 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from hie_core.report import discussion, front_page, mechanism, published, seed_study
-from hie_core.report.book import BOOK_NOTEBOOKS
-from hie_core.report.results import StudyResults, read_results, write_results
+from hie_core.report.analysis import seed_study
+from hie_core.report.analysis.results import StudyResults, read_results, write_results
+from hie_core.report.book.build import BOOK_NOTEBOOKS
+from hie_core.report.pages import discussion, front_page, mechanism, published
 from tests.report_fixtures import write_study
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -156,7 +157,7 @@ def test_the_discussion_notebook_names_what_the_text_refers_to() -> None:
     nb = json.loads((ROOT / "notebooks" / "discussion.ipynb").read_text())
     names = {c["metadata"].get("mystnb", {}).get("figure", {}).get("name") for c in nb["cells"]}
     targets = set(
-        re.findall(r"\{\{?numref\}?\}`([^`]+)`", (ROOT / "hie_core" / "report" / "discussion.py").read_text())
+        re.findall(r"\{\{?numref\}?\}`([^`]+)`", (ROOT / "hie_core" / "report" / "pages" / "discussion.py").read_text())
     )
     assert targets and targets <= names
     params = next(c for c in nb["cells"] if "parameters" in c["metadata"].get("tags", []))

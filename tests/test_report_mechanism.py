@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from hie_core.losses import LOSS_SETTINGS, hausdorff_distance_field
-from hie_core.report import mechanism
+from hie_core.report.pages import mechanism
 
 TVERSKY_ALPHA_FP = LOSS_SETTINGS["tversky_alpha"].default
 TVERSKY_BETA_FN = LOSS_SETTINGS["tversky_beta"].default

@@ -11,8 +11,8 @@ import pytest
 
 from hie_core.data import discover_cases
 from hie_core.io import read_image, write_image
-from hie_core.report import deviations, experiment, performance_page, prose, results_case, results_page
-from hie_core.report.results import write_results
+from hie_core.report.analysis.results import write_results
+from hie_core.report.pages import deviations, experiment, performance_page, prose, results_case, results_page
 from hie_core.training.evaluate import prediction_path
 from hie_core.training.experiment import load_run
 from tests.report_fixtures import write_study
@@ -202,7 +202,7 @@ def test_experiment_page_reads_the_new_history_columns(own_results, shown: list)
 
 def test_study_archs_are_the_networks_its_runs_trained(own_results) -> None:
     results = own_results  # a folder of its own: this test changes it
-    from hie_core.report import methods_page
+    from hie_core.report.pages import methods_page
 
     assert methods_page.study_archs("") == ()
     assert methods_page.study_archs(str(results.study_dir)) == ("unet3d",)  # runs without ``arch``: the U-Net
@@ -216,7 +216,7 @@ def test_study_archs_are_the_networks_its_runs_trained(own_results) -> None:
 def test_long_paths_and_dotted_names_in_cells_may_break() -> None:
     import pandas as pd
 
-    from hie_core.report import display
+    from hie_core.report.viewers import display
 
     frame = pd.DataFrame({"why": ["see (benchmarks/results/quick_preset_dev.json)", "0.430 and a_b"]})
     cells = display.table(frame)._repr_html_()

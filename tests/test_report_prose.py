@@ -1,4 +1,4 @@
-"""Tests of hie_core.report.prose: every branch of the abstract and the discussion, from small study folders."""
+"""Tests of hie_core.report.pages.prose: every branch of the abstract and the discussion, from small study folders."""
 
 from __future__ import annotations
 
@@ -9,8 +9,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from hie_core.report import design_prose, power, preset_dev, prose
-from hie_core.report.results import StudyResults, read_results, write_results
+from hie_core.report.analysis import power
+from hie_core.report.analysis.results import StudyResults, read_results, write_results
+from hie_core.report.pages import design_prose, preset_dev, prose
 from tests.report_fixtures import write_study
 
 pytestmark = pytest.mark.usefixtures("few_resamples")  # tests/conftest.py

@@ -1,4 +1,4 @@
-"""Tests of hie_core.report.results (and runs, tables): the result files of a study folder."""
+"""Tests of hie_core.report.analysis.results (and runs, tables): the result files of a study folder."""
 
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from hie_core.report import results
-from hie_core.report.runs import StudyFolderError, find_runs
-from hie_core.report.stats import holm
+from hie_core.report.analysis import results
+from hie_core.report.analysis.runs import StudyFolderError, find_runs
+from hie_core.report.analysis.stats import holm
 from tests.report_fixtures import masd_of, nsd_of, write_study
 
 TABLE1_ISSUE = ["method", "n_cases", "n_runs", "dice_mean", "dice_ci_low", "dice_ci_high", "masd_mm_mean",
@@ -203,7 +203,7 @@ def test_missing_study_or_results_say_what_to_run(tmp_path: Path, capsys: pytest
     (tmp_path / "empty").mkdir()
     with pytest.raises(StudyFolderError, match="no finished run folder"):
         results.write_results(tmp_path / "empty")
-    with pytest.raises(StudyFolderError, match="hie_core.report.results"):
+    with pytest.raises(StudyFolderError, match="hie_core.report.analysis.results"):
         results.read_results(tmp_path / "empty")
     assert results.main([str(tmp_path / "empty")]) == 2
     err = capsys.readouterr().err

@@ -1,4 +1,4 @@
-"""Tests of hie_core.report.stats and hie_core.report.variance: the crossed test, the trend test, Holm, ranks."""
+"""Tests of hie_core.report.analysis.stats and hie_core.report.analysis.variance: the crossed test, the trend test, Holm, ranks."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 from scipy import stats as scipy_stats
 
-from hie_core.report import stats, variance
+from hie_core.report.analysis import stats, variance
 
 
 @pytest.fixture(autouse=True)

@@ -17,8 +17,8 @@ from matplotlib.colors import to_rgb
 from matplotlib.figure import Figure
 
 from hie_core.lesions import label_lesions
-from hie_core.report import charts, display, live, slices, stills, volumes
-from hie_core.report.csv_links import csv_link, plotly_frame
+from hie_core.report.viewers import charts, display, live, slices, stills, volumes
+from hie_core.report.viewers.csv_links import csv_link, plotly_frame
 
 SPACING_MM = (3.0, 0.8, 0.6)
 

@@ -1,4 +1,4 @@
-"""The results model (hie_core.report.study_model): built once per study, typed, read by every page.
+"""The results model (hie_core.report.analysis.study_model): built once per study, typed, read by every page.
 
 A tiny study written here with closed-form scores (tests/report_fixtures.py), and a copy of the
 finished quick study at /tmp/verify/quick when the machine has one (made by the code before the
@@ -16,11 +16,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from hie_core.report import study_model
-from hie_core.report.results import write_results
-from hie_core.report.runs import StudyFolderError
-from hie_core.report.study_model import Study, load_study
-from hie_core.report.study_records import RunConfig, StudyConfig
+from hie_core.report.analysis import study_model
+from hie_core.report.analysis.results import write_results
+from hie_core.report.analysis.runs import StudyFolderError
+from hie_core.report.analysis.study_model import Study, load_study
+from hie_core.report.analysis.study_records import RunConfig, StudyConfig
 from tests.report_fixtures import write_study
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -139,10 +139,17 @@ def test_old_quick_study_loads(tmp_path: Path) -> None:
 
 # The modules that may read study records themselves: the model, the readers and writer under it,
 # and the analysis that writes the lesion files before any result exists.
-_READERS = {"study_model.py", "study_records.py", "runs.py", "results.py", "lesion_tables.py"}
+_READERS = {"analysis/study_model.py", "analysis/study_records.py", "analysis/runs.py", "analysis/results.py",
+            "analysis/lesion_tables.py"}
 # JSON read by pages that is not a study record: benchmark result files, a figure's own JSON,
 # inline icons, the forecast's run timings read before a study is reportable (study --plan).
-_OTHER_JSON = {"performance_page.py", "preset_dev.py", "display.py", "book_weight.py", "forecast.py"}
+_OTHER_JSON = {"pages/performance_page.py", "pages/preset_dev.py", "viewers/display.py", "book/weight.py",
+               "analysis/forecast.py"}
+
+
+def _in_report(path: Path) -> str:
+    """``hie_core/report/pages/prose.py`` -> ``pages/prose.py``."""
+    return path.relative_to(ROOT / "hie_core" / "report").as_posix()
 
 
 def _calls(path: Path) -> list[tuple[str, int]]:
@@ -160,12 +167,12 @@ def _calls(path: Path) -> list[tuple[str, int]]:
 def test_report_pages_read_the_study_only_through_the_model() -> None:
     offenders = []
     for path in sorted((ROOT / "hie_core" / "report").rglob("*.py")):
-        if path.name in _READERS:
+        if _in_report(path) in _READERS:
             continue
         for name, line in _calls(path):
-            if name == "find_runs" or path.name not in _OTHER_JSON:
+            if name == "find_runs" or _in_report(path) not in _OTHER_JSON:
                 offenders.append(f"{path.relative_to(ROOT)}:{line} {name}")
-    assert not offenders, "read the study with hie_core.report.study_model.load_study instead: " + ", ".join(
+    assert not offenders, "read the study with hie_core.report.analysis.study_model.load_study instead: " + ", ".join(
         offenders
     )
 
@@ -175,7 +182,7 @@ def test_report_pages_read_study_json_typed() -> None:
     offenders = [
         f"{path.relative_to(ROOT)}:{node.lineno}"
         for path in sorted((ROOT / "hie_core" / "report").rglob("*.py"))
-        if path.name not in _READERS
+        if _in_report(path) not in _READERS
         for node in ast.walk(ast.parse(path.read_text()))
         if isinstance(node, ast.Attribute) and node.attr == "info"
     ]

@@ -18,8 +18,8 @@ import pytest
 
 from hie_core import study
 from hie_core.errors import ConfigError
-from hie_core.report.forecast import split_mdd
-from hie_core.report.power import case_floor, default_noise
+from hie_core.report.analysis.forecast import split_mdd
+from hie_core.report.analysis.power import case_floor, default_noise
 from hie_core.synthetic import PRESETS
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -257,7 +257,7 @@ def test_a_failed_run_is_reported_and_the_others_still_run(tiny_synthetic, tmp_p
 
 @pytest.mark.slow
 def test_a_fold_run_through_the_notebook_reports_its_fold_as_cv(tiny_synthetic, tmp_path):
-    from hie_core.report.runs import find_runs
+    from hie_core.report.analysis.runs import find_runs
 
     run = plan_grid(tmp_path / "s", ["dice"], seeds=1, folds=2)[1]
     (outcome,) = GridJob([run], ROOT, {**tiny_params(tiny_synthetic), "steps_per_epoch": 2})()
@@ -356,7 +356,8 @@ def test_a_failed_results_step_skips_the_book(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
 ) -> None:
     """The book must never be built from the previous results/ as if it were this study's."""
-    from hie_core.report import book, results
+    from hie_core.report.analysis import results
+    from hie_core.report.book import build as book
     from hie_core.training import experiment
 
     monkeypatch.setattr(experiment, "run_baseline", lambda *a, **k: None)

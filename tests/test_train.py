@@ -116,6 +116,7 @@ def test_interrupted_run_resumes_to_identical_results(reference_run, tiny_synthe
     _same_results(reference_run.run_dir, out)
 
 
+@pytest.mark.slow  # trains a tiny run
 def test_a_run_with_mirroring_resumes_to_identical_results(tiny_synthetic, tmp_path):
     options = dict(mirror_axes=(2,))
     whole = run_experiment(tiny_config(tiny_synthetic, tmp_path / "whole", **options))
@@ -242,6 +243,7 @@ def test_nonexistent_data_dir_is_refused_before_anything_is_written(tmp_path):
     assert not out.exists()
 
 
+@pytest.mark.slow  # trains a tiny run
 def test_a_run_of_other_code_is_trained_again(reference_run, tiny_synthetic, tmp_path, capsys, monkeypatch):
     import shutil
 
@@ -270,7 +272,7 @@ def test_code_fingerprint_follows_the_sources_that_make_results(tmp_path, monkey
     )
     monkeypatch.setattr(cfg, "__file__", str(package / "training" / "config.py"))
     assert cfg.code_fingerprint() == base
-    (package / "report" / "prose.py").write_text("# a change to the book's prose\n", encoding="utf-8")
+    (package / "report" / "pages" / "prose.py").write_text("# a change to the book's prose\n", encoding="utf-8")
     assert cfg.code_fingerprint() == base  # reporting does not change a run's numbers
     losses = package / "losses.py"
     losses.write_text(losses.read_text() + "\n# one more line\n")
@@ -317,6 +319,7 @@ def test_loader_and_device_sources_train_identically_without_augmentation(tiny_s
     _same_results(runs["loader"].run_dir, runs["device"].run_dir)
 
 
+@pytest.mark.slow  # trains a tiny run
 def test_a_truncated_training_checkpoint_is_named_with_how_to_restart(tiny_synthetic, tmp_path):
     from hie_core.training.checkpoints import CheckpointError
 
@@ -337,7 +340,7 @@ def test_a_truncated_training_checkpoint_is_named_with_how_to_restart(tiny_synth
 def test_a_finished_run_without_its_weights_is_still_finished(
     reference_run, tiny_synthetic, tmp_path, capsys
 ):
-    from hie_core.report.experiment import check_run_folder
+    from hie_core.report.pages.experiment import check_run_folder
     from hie_core.study.grid import GridRun, gathered_outcomes
     from hie_core.training.checkpoints import CheckpointError
 
@@ -371,8 +374,9 @@ def test_a_finished_run_missing_a_results_file_is_trained_again(
     pd.testing.assert_frame_equal(again.metrics, reference_run.metrics)
 
 
+@pytest.mark.slow  # trains a tiny run
 def test_an_edited_result_file_is_named_and_the_run_redone(reference_run, tiny_synthetic, tmp_path, capsys):
-    from hie_core.report.runs import StudyFolderError, find_runs
+    from hie_core.report.analysis.runs import StudyFolderError, find_runs
 
     out = tmp_path / "study" / "dice" / "seed0"
     shutil.copytree(reference_run.run_dir, out)

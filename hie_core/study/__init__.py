@@ -40,51 +40,56 @@ check before anything is written; ``--plan`` is its dry run), ``forecast`` (the 
 and the ``--plan`` report), ``engine`` (the engine's choice and :func:`run_study`), ``finish``
 (references, outside predictions, results, book), ``grid`` and ``job`` (the grid engine and one
 cell's notebook), ``options``, ``checks`` and ``progress``; ``external``, ``masks`` and ``score``
-(outside predictions and ``hie-score``). Every name below is importable from ``hie_core.study``.
+(outside predictions and ``hie-score``). Every name below is importable from ``hie_core.study``; each is
+imported from its part when first asked for, so ``hie-score`` (``hie_core.study.score``) loads only what it uses.
 """
 
 from __future__ import annotations
 
-from hie_core.report.power import TARGET_DICE
-from hie_core.report.seed_study import PRIMARY_CONTRASTS
-from hie_core.study import forecast as _forecast
-from hie_core.study import plan as _plan
-from hie_core.study.cli import EXIT_INTERRUPTED, INTERRUPTED, main  # noqa: F401 (the exit line and status)
-from hie_core.study.engine import CPU_LANES_MAX, make_engine, redo_notes, run_study  # noqa: F401
-from hie_core.study.finish import finish_study
-from hie_core.study.forecast import (  # noqa: F401 (the powered design's constants, for tests and callers)
-    POWERED_FOLDS,
-    POWERED_MIN_SEEDS,
-    RUN_SECONDS_JSON,
-    powered_design,
-    print_plan,
-)
-from hie_core.study.grid import Engine, GridJob, GridRun, RunOutcome  # noqa: F401 (the run records: importable here, documented on the grid page)
-from hie_core.study.options import (
-    GRID_PARAMETERS,
-    STUDY_FOLDERS,
-    grid_combinations,
-    parse_externals,
-    parse_grid,
-)
-from hie_core.study.plan import (  # noqa: F401 (parse_overrides: the --set parser)
-    StudyPlan,
-    parse_overrides,
-    plan_study,
-    reported_splits,
-    unique_losses,
-)
+import importlib
+from typing import Any
+
+#: Where each name importable from ``hie_core.study`` lives (its part of the package).
+_PARTS: dict[str, str] = {
+    **dict.fromkeys(("EXIT_INTERRUPTED", "INTERRUPTED", "main"), "hie_core.study.cli"),
+    **dict.fromkeys(("CPU_LANES_MAX", "make_engine", "redo_notes", "run_study"), "hie_core.study.engine"),
+    "finish_study": "hie_core.study.finish",
+    **dict.fromkeys(("BONBID_COUNTS", "POWERED_FOLDS", "POWERED_MIN_SEEDS", "RUN_SECONDS_JSON", "powered_design",
+                     "print_plan"), "hie_core.study.forecast"),
+    **dict.fromkeys(("Engine", "GridJob", "GridRun", "RunOutcome"), "hie_core.study.grid"),
+    **dict.fromkeys(("GRID_PARAMETERS", "STUDY_FOLDERS", "grid_combinations", "parse_externals", "parse_grid"),
+                    "hie_core.study.options"),
+    **dict.fromkeys(("DEFAULT_SEEDS", "DESIGNS", "StudyPlan", "parse_overrides", "plan_study", "reported_splits",
+                     "unique_losses"), "hie_core.study.plan"),
+    "TARGET_DICE": "hie_core.report.analysis.power",
+    "PRIMARY_CONTRASTS": "hie_core.report.analysis.seed_study",
+}
 
 __all__ = ["DEFAULT_SEEDS", "Engine", "StudyPlan", "plan_study", "run_study",
            "finish_study", "redo_notes", "main", "DESIGNS", "PRIMARY_CONTRASTS", "TARGET_DICE", "BONBID_COUNTS", "powered_design",
            "reported_splits", "print_plan", "unique_losses", "parse_grid", "grid_combinations", "parse_externals",
            "GRID_PARAMETERS", "STUDY_FOLDERS"]  # fmt: skip
 
-# The constants again under the package's name, with the documentation they are read by.
+# The constants under the package's name, with the documentation they are read by (their values
+# come from their parts on first use).
 #: Seeds per loss when ``--seeds`` is not given: the seed protocol's 3 on CUDA; on a CPU as
 #: many as fit the main job's time budget (at least 2, for a between-seed spread).
-DEFAULT_SEEDS: dict[str, int] = _plan.DEFAULT_SEEDS
+DEFAULT_SEEDS: dict[str, int]
 #: ``--design`` choices: ``default`` (folds 0, :data:`DEFAULT_SEEDS`) and ``powered`` (:func:`powered_design`).
-DESIGNS: tuple[str, ...] = _plan.DESIGNS
+DESIGNS: tuple[str, ...]
 #: BONBID-HIE's case counts (Part I, Zenodo record 10602767), the sizes ``--design powered`` is chosen for.
-BONBID_COUNTS: dict[str, int] = _forecast.BONBID_COUNTS
+BONBID_COUNTS: dict[str, int]
+
+
+def __getattr__(name: str) -> Any:
+    """A name of :data:`__all__` (or another part's documented name), imported from its part on first use."""
+    part = _PARTS.get(name)
+    if part is None:
+        raise AttributeError(f"module 'hie_core.study' has no attribute {name!r}")
+    value = getattr(importlib.import_module(part), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_PARTS})

@@ -12,7 +12,7 @@ import time
 
 from hie_core.errors import ConfigError, exit_on_user_error
 from hie_core.losses import LOSS_NAMES
-from hie_core.report.power import margins_for
+from hie_core.report.analysis.power import margins_for
 from hie_core.study.checks import study_lock
 from hie_core.study.engine import _check_engine_options, _slurm_gpus, make_engine, run_study
 from hie_core.study.forecast import powered_design, print_plan

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from hie_core.errors import ConfigError
-from hie_core.report.display import plural
+from hie_core.report.viewers.display import plural
 from hie_core.study.finish import finish_study
 from hie_core.study.grid import (
     Engine,

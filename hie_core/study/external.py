@@ -20,7 +20,7 @@ shipping its weights.
   (:data:`hie_core.training.evaluate.METRIC_COLUMNS`).
 - :func:`add_external` writes ``<study>/<name>/seed0/`` (``config.json`` with ``"external": true``,
   ``metrics.csv``, ``summary.json`` with result checksums, ``predictions/<split>/``) into a folder
-  that :func:`hie_core.report.runs.find_runs` reads as one more method. The user's folder is only
+  that :func:`hie_core.report.analysis.runs.find_runs` reads as one more method. The user's folder is only
   read, never written.
 - ``hie-score PRED_FOLDER [--data-dir DIR] [--split test] [--out metrics.csv]`` (also
   ``python -m hie_core.study.score``; the command is :mod:`hie_core.study.score`) prints the per-case
@@ -142,7 +142,7 @@ def _is_external_folder(folder: Path) -> bool:
 
 def _check_name(study_dir: Path, name: str) -> None:
     from hie_core.losses import LOSS_NAMES
-    from hie_core.report.runs import REFERENCES
+    from hie_core.report.analysis.runs import REFERENCES
 
     if not isinstance(name, str) or not NAME_PATTERN.match(name):
         raise ExternalPredictionError(f"name {name!r}: give a letter or digit, then up to 63 letters, digits, '.', "
@@ -158,7 +158,7 @@ def _check_name(study_dir: Path, name: str) -> None:
 
 def _study_facts(study_dir: Path) -> dict:
     """The trained runs' data folder, preset and data fingerprint (refused: none, or cross-validation)."""
-    from hie_core.report.runs import find_runs
+    from hie_core.report.analysis.runs import find_runs
 
     trained = [r for r in find_runs(study_dir).runs if r.seed is not None and not r.config.get("external")]
     if not trained:

@@ -55,7 +55,7 @@ def finish_study(root: Path, study_dir: Path, data: Path, config, outcomes: list
 
     The book is made only from results written by this call: when the results step fails, the
     book step is skipped (and says so), so the previous book is never presented as this study's.
-    ``margins``: equivalence margins for :func:`hie_core.report.results.write_results`. One
+    ``margins``: equivalence margins for :func:`hie_core.report.analysis.results.write_results`. One
     process at a time finishes a study (a lock on ``<study>/results``): a second one started
     together says so and stops after its runs.
     """
@@ -98,7 +98,7 @@ def _finish_locked(root: Path, study_dir: Path, data: Path, config, outcomes: li
     if not any(o.ok for o in outcomes):
         print("[study] no training run finished: no results and no book", flush=True)
         return steps
-    from hie_core.report import results
+    from hie_core.report.analysis import results
 
     steps.append(_step("results", study_dir / "results", lambda: results.write_results(study_dir, margins)))
     if book and not steps[-1].ok:
@@ -107,7 +107,7 @@ def _finish_locked(root: Path, study_dir: Path, data: Path, config, outcomes: li
         steps.append(RunOutcome("book", False, 0.0, _book_index(root), None,
                                 "skipped: the results step failed"))  # fmt: skip
     elif book:
-        from hie_core.report.book import BOOK_NOTEBOOKS, build_book
+        from hie_core.report.book.build import BOOK_NOTEBOOKS, build_book
 
         steps += [_book_notebook(root, study_dir, name) for name in BOOK_NOTEBOOKS]
         steps.append(_step("book", _book_index(root), lambda: build_book(root, study_dir)))
@@ -116,7 +116,7 @@ def _finish_locked(root: Path, study_dir: Path, data: Path, config, outcomes: li
 
 def _book_index(root: Path) -> Path:
     """The built book's front page: under ``$HIE_BOOK_DIR`` when set, else the project's ``_build``."""
-    from hie_core.report.book import book_dir
+    from hie_core.report.book.build import book_dir
 
     out = book_dir()
     return (out / "html" if out else root / "_build" / "html") / "index.html"

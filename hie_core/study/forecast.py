@@ -7,9 +7,9 @@ from __future__ import annotations
 import functools
 from pathlib import Path
 
-from hie_core.report.display import plural
-from hie_core.report.power import TARGET_DICE
-from hie_core.report.seed_study import PRIMARY_CONTRASTS
+from hie_core.report.analysis.power import TARGET_DICE
+from hie_core.report.analysis.seed_study import PRIMARY_CONTRASTS
+from hie_core.report.viewers.display import plural
 from hie_core.study.plan import _case_counts, _pool_size, reported_splits
 
 #: BONBID-HIE's case counts (Part I, Zenodo record 10602767), the sizes ``--design powered`` is chosen for.
@@ -24,19 +24,19 @@ POWERED_FOLDS, POWERED_MIN_SEEDS = 5, 5
 #: Seconds per whole run by device kind and preset, each with its source (``--plan``'s fallback).
 RUN_SECONDS_JSON = (
     Path("benchmarks") / "results" / "run_seconds.json"
-)  # = hie_core.report.forecast.RUN_SECONDS_JSON
+)  # = hie_core.report.analysis.forecast.RUN_SECONDS_JSON
 
 
 @functools.cache
 def powered_design() -> tuple[int, int]:
     """(folds, seeds) of ``--design powered``: ``POWERED_FOLDS`` folds and the fewest seeds,
     at least ``POWERED_MIN_SEEDS``, whose minimum detectable difference on BONBID-HIE's sizes
-    (:data:`BONBID_COUNTS`), with :func:`hie_core.report.power.default_noise` (the crossed model, t
-    quantiles; :func:`hie_core.report.forecast.split_mdd`), is at most
-    :data:`hie_core.report.power.TARGET_DICE` in both the ``cv`` and the ``test`` split (Holm over
-    :data:`hie_core.report.seed_study.PRIMARY_CONTRASTS`)."""
-    from hie_core.report.forecast import split_mdd
-    from hie_core.report.power import default_noise
+    (:data:`BONBID_COUNTS`), with :func:`hie_core.report.analysis.power.default_noise` (the crossed model, t
+    quantiles; :func:`hie_core.report.analysis.forecast.split_mdd`), is at most
+    :data:`hie_core.report.analysis.power.TARGET_DICE` in both the ``cv`` and the ``test`` split (Holm over
+    :data:`hie_core.report.analysis.seed_study.PRIMARY_CONTRASTS`)."""
+    from hie_core.report.analysis.forecast import split_mdd
+    from hie_core.report.analysis.power import default_noise
 
     splits = reported_splits(BONBID_COUNTS, POWERED_FOLDS)
     for seeds in range(POWERED_MIN_SEEDS, 1000):
@@ -48,7 +48,7 @@ def powered_design() -> tuple[int, int]:
 
 def print_plan(plan_args: dict, config, study_dir: Path, lanes: int, root: Path) -> bool:
     """Print the design's run count, projected hours (whole-run seconds), the noise, each split's minimum
-    detectable difference and its case floor (:mod:`hie_core.report.forecast`); write nothing.
+    detectable difference and its case floor (:mod:`hie_core.report.analysis.forecast`); write nothing.
 
     Args:
         plan_args: ``losses``, ``seeds``, ``folds`` of the design; optionally ``combinations``
@@ -59,10 +59,10 @@ def print_plan(plan_args: dict, config, study_dir: Path, lanes: int, root: Path)
         root: the project root (holds ``RUN_SECONDS_JSON``).
 
     Returns:
-        Whether every judged split (``cv`` and ``test``) reaches :data:`hie_core.report.power.TARGET_DICE`.
+        Whether every judged split (``cv`` and ``test``) reaches :data:`hie_core.report.analysis.power.TARGET_DICE`.
     """
-    from hie_core.report.forecast import run_seconds, split_mdd, study_noise
-    from hie_core.report.power import ALPHA, POWER, case_floor
+    from hie_core.report.analysis.forecast import run_seconds, split_mdd, study_noise
+    from hie_core.report.analysis.power import ALPHA, POWER, case_floor
 
     losses, seeds, folds = plan_args["losses"], plan_args["seeds"], plan_args["folds"]
     combinations, externals = plan_args.get("combinations", 1), plan_args.get("externals", 0)

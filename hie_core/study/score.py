@@ -4,7 +4,7 @@
 ``python -m hie_core.study.score``) checks every mask (:func:`hie_core.study.external.load_and_check`),
 scores each case (:func:`hie_core.study.external.score_predictions`) with a progress line on standard
 error, then prints the per-case scores and, per split, the numbers Table 1 of a study would give
-these masks (:func:`hie_core.report.tables.table1`):
+these masks (:func:`hie_core.report.analysis.tables.table1`):
 
 - Dice and NSD: the mean and 95% bootstrap CI over the cases **with a lesion**; MASD over those
   of them where it is defined (an empty prediction has none);
@@ -54,7 +54,7 @@ _METHOD = "scored"
 
 def with_report_strata(metrics: pd.DataFrame) -> pd.DataFrame:
     """``metrics`` with the report's strata: a case with an empty reference label is ``"empty label"``."""
-    from hie_core.report.tables import EMPTY_STRATUM
+    from hie_core.report.analysis.tables import EMPTY_STRATUM
 
     out = metrics.copy()
     out.loc[out["n_ref"] == 0, "stratum"] = EMPTY_STRATUM
@@ -62,17 +62,17 @@ def with_report_strata(metrics: pd.DataFrame) -> pd.DataFrame:
 
 
 def endpoint(metrics: pd.DataFrame) -> pd.DataFrame:
-    """Table 1's row of these masks, per split (:func:`hie_core.report.tables.table1`, one run).
+    """Table 1's row of these masks, per split (:func:`hie_core.report.analysis.tables.table1`, one run).
 
     Args:
         metrics: :func:`hie_core.study.external.score_predictions` rows.
 
     Returns:
-        One row per split (column ``split`` first, then :data:`hie_core.report.tables.TABLE1_COLUMNS`):
+        One row per split (column ``split`` first, then :data:`hie_core.report.analysis.tables.TABLE1_COLUMNS`):
         Dice and NSD over the cases with a lesion, MASD over those where it is defined,
         ``empty_cases``, ``fp_cases`` and ``fp_volume_ml_mean`` for the empty labels.
     """
-    from hie_core.report.tables import run_scores, seed_average, table1
+    from hie_core.report.analysis.tables import run_scores, seed_average, table1
 
     runs = run_scores(metrics.assign(method=_METHOD, seed=0))
     per_case = seed_average(runs)
@@ -114,7 +114,7 @@ def endpoint_lines(metrics: pd.DataFrame) -> list[str]:
 
 
 def _print_scores(metrics: pd.DataFrame) -> None:
-    from hie_core.report.lesion_tables import score_lines
+    from hie_core.report.analysis.lesion_tables import score_lines
 
     shown = with_report_strata(metrics)[
         ["case_id", "split", "stratum", "dice", "masd_mm", "nsd", "n_pred", "n_ref", "n_ref_lesions",

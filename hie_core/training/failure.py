@@ -8,7 +8,7 @@
   with the contract (:mod:`hie_core.losses`), not with torch's internal error mid-run.
 - :data:`hie_core.run_folder.FAILED_FILE` (``failed.json`` in the run folder): written atomically when a run stops
   on such an error; a run folder holding it is failed, never finished, and never enters a
-  results table (:func:`hie_core.report.runs.find_runs` lists it with the runs that did not
+  results table (:func:`hie_core.report.analysis.runs.find_runs` lists it with the runs that did not
   finish). Started again, the run is trained from scratch (:func:`hie_core.run_folder.read_failure`).
 """
 
