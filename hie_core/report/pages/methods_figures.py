@@ -70,7 +70,7 @@ def preprocessing_figure(
     grids, so the label's resampling can be compared.
 
     Args:
-        arrays: :func:`hie_core.io.load_case` output (``adc`` (D1, H1, W1), ``label`` or None,
+        arrays: :func:`hie_core.report.analysis.runs.load_case` output (``adc`` (D1, H1, W1), ``label`` or None,
             ``geometry``, ``case_id``).
         pre: The case on its training grid (``image`` (2, D2, H2, W2), ``label`` (1, D2, H2, W2) or None).
         label: The data source's short name, for the title.
