@@ -398,13 +398,23 @@ def test_an_empty_or_cut_off_executed_notebook_is_removed_and_a_readable_one_kep
     assert sorted(p.name for p in tmp_path.iterdir()) == ["good.ipynb"]
 
 
+def _as_at_a_terminal() -> None:  # pragma: no cover - runs in the child between fork and exec
+    """Ctrl-C's default action, as a study started at a terminal has it.
+
+    A shell starts a background job (``cmd &``, ``nohup``, a CI runner's child) with SIGINT
+    ignored, and a process inherits that: Python then installs no KeyboardInterrupt handler, and
+    the study would never see the test's Ctrl-C.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 @pytest.mark.slow
 def test_ctrl_c_during_a_run_ends_the_study_with_one_line_and_exit_130(tiny_synthetic, tmp_path):
     env = {**os.environ, "HIE_CACHE_DIR": str(tmp_path / "cache"), "PYTHONUNBUFFERED": "1"}
     cli = tiny_cli(tiny_synthetic, tmp_path / "runs", "--seeds", "1", "--jobs", "1")  # in this process
     cmd = [sys.executable, "-m", "hie_core.study", *cli]
     proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True)  # fmt: skip
+                            start_new_session=True, preexec_fn=_as_at_a_terminal)  # fmt: skip
     try:
         lines = []
         while not any("papermill ->" in line for line in lines):
@@ -432,7 +442,7 @@ def test_ctrl_c_with_local_jobs_ends_every_process_without_a_traceback(tiny_synt
            "--jobs", "2"]  # submitit local jobs, runs long enough to be interrupted  # fmt: skip
     cmd = [sys.executable, "-m", "hie_core.study", *cli]
     proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True)  # fmt: skip
+                            start_new_session=True, preexec_fn=_as_at_a_terminal)  # fmt: skip
     logs = [tmp_path / "runs" / "s" / "dice" / f"seed{k}" / "papermill.log" for k in (0, 1)]
     try:
         _wait_for(lambda: all(log.is_file() for log in logs), 120, "both runs to start")
