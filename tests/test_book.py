@@ -21,13 +21,8 @@ from pathlib import Path
 
 import pytest
 
-from hie_core.report.book.build import (
-    API_PAGES,
-    BOOK_NOTEBOOKS,
-    book_size,
-    experiment_notebooks,
-    external_references,
-)
+from hie_core.report.book.build import book_size, external_references
+from hie_core.report.book.contents import API_PAGES, BOOK_NOTEBOOKS, experiment_notebooks
 
 
 def artifacts(tmp_path: Path) -> Path:

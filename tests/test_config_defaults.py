@@ -44,7 +44,8 @@ _NOT_CONFIG = {"device"}
 _TUPLES = {name: value for name, value in DEFAULTS.items() if isinstance(value, tuple) and len(value) >= 3}
 
 
-def _literal(node: ast.AST) -> tuple[object, bool]:
+def _literal(node: ast.AST | str) -> tuple[object, bool]:
+    """The value of a literal (a node or source text) and whether it is one; lists read as tuples."""
     try:
         value = ast.literal_eval(node)
     except (ValueError, SyntaxError, TypeError):
@@ -101,14 +102,6 @@ def _tuple_literals(rel: str, tree: ast.AST) -> list[str]:
     return found
 
 
-def _constant(token: str):
-    """A string token's value (None for an f-string)."""
-    try:
-        return ast.literal_eval(token)
-    except (ValueError, SyntaxError):
-        return None
-
-
 def _line_scans(rel: str, source: str) -> list[str]:
     """The preset literals, ``"unet3d"`` and ``.get(field, default)``, line by line, comments left out."""
     lines: dict[int, tuple[str, list]] = {}
@@ -118,8 +111,9 @@ def _line_scans(rel: str, source: str) -> list[str]:
         code, strings = lines.get(tok.start[0], ("", []))
         text = tok.string
         if tok.type == tokenize.STRING:
-            strings.append(_constant(text))
-            text = "S" if "\n" in text or _constant(text) is None else repr(_constant(text))
+            value = _literal(text)[0]  # None for an f-string
+            strings.append(value)
+            text = "S" if "\n" in text or value is None else repr(value)
         lines[tok.start[0]] = (code + " " + text, strings)
     found = []
     for number, (code, strings) in lines.items():
@@ -129,18 +123,10 @@ def _line_scans(rel: str, source: str) -> list[str]:
         bare = _STRING.sub("S", code).replace(" ", "").replace(",", ", ")  # strings left out
         found += [where for pattern in _LITERALS if re.search(pattern, bare)]
         for key, text in _GET.findall(code.replace(" ", "")):
-            value, is_literal = _literal(ast.parse(text, mode="eval").body) if _parses(text) else (None, False)
+            value, is_literal = _literal(text)
             if is_literal and key in FIELD_NAMES and not _nothing(value) and value == DEFAULTS[key]:
                 found.append(where)
     return found
-
-
-def _parses(text: str) -> bool:
-    try:
-        ast.parse(text, mode="eval")
-    except SyntaxError:
-        return False
-    return True
 
 
 def scan(rel: str, source: str) -> list[str]:

@@ -13,6 +13,8 @@ for its four layers: ``analysis/`` (the numbers), ``viewers/`` (pictures), ``pag
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 from pathlib import Path
 
 import hie_core
@@ -173,9 +175,6 @@ def test_the_readme_declares_these_layers() -> None:
 
 def test_hie_score_loads_only_its_part_of_the_study_package() -> None:
     """``hie_core.study`` imports its parts on first use, so ``hie-score`` loads neither the runner nor the book."""
-    import subprocess
-    import sys
-
     code = "import sys, hie_core.study.score; print(' '.join(sorted(m for m in sys.modules if m.startswith('hie_core'))))"
     loaded = set(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split())
     assert {"hie_core.study.score", "hie_core.study.external"} <= loaded

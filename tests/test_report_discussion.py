@@ -11,7 +11,7 @@ import pytest
 
 from hie_core.report.analysis import seed_study
 from hie_core.report.analysis.results import StudyResults, read_results, write_results
-from hie_core.report.book.build import BOOK_NOTEBOOKS
+from hie_core.report.book.contents import BOOK_NOTEBOOKS
 from hie_core.report.pages import discussion, front_page, mechanism, published
 from tests.report_fixtures import write_study
 

@@ -107,7 +107,8 @@ def _finish_locked(root: Path, study_dir: Path, data: Path, config, outcomes: li
         steps.append(RunOutcome("book", False, 0.0, _book_index(root), None,
                                 "skipped: the results step failed"))  # fmt: skip
     elif book:
-        from hie_core.report.book.build import BOOK_NOTEBOOKS, build_book
+        from hie_core.report.book.build import build_book
+        from hie_core.report.book.contents import BOOK_NOTEBOOKS
 
         steps += [_book_notebook(root, study_dir, name) for name in BOOK_NOTEBOOKS]
         steps.append(_step("book", _book_index(root), lambda: build_book(root, study_dir)))

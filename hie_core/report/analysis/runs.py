@@ -192,16 +192,22 @@ def _fail(path: Path, problem: str, fix: str) -> StudyFolderError:
     return StudyFolderError(f"{path}: {problem}; {fix}")
 
 
-def _read_metrics(path: Path) -> pd.DataFrame:
-    """``metrics.csv`` with the score columns checked: present, finite or NaN, in range, unique."""
-    redo = _REDO
+def _read_columns(path: Path, columns, fix: str) -> pd.DataFrame:
+    """A CSV file that must hold ``columns``; an unreadable file or a missing column says ``fix``."""
     try:
         frame = pd.read_csv(path)
     except (OSError, ValueError) as exc:
-        raise _fail(path, f"unreadable ({exc.__class__.__name__}: {exc})", redo) from exc
-    missing = [c for c in SCORE_COLUMNS if c not in frame.columns]
+        raise _fail(path, f"unreadable ({exc.__class__.__name__}: {exc})", fix) from exc
+    missing = [c for c in columns if c not in frame.columns]
     if missing:
-        raise _fail(path, f"missing columns {missing}", redo)
+        raise _fail(path, f"missing columns {missing}", fix)
+    return frame
+
+
+def _read_metrics(path: Path) -> pd.DataFrame:
+    """``metrics.csv`` with the score columns checked: present, finite or NaN, in range, unique."""
+    redo = _REDO
+    frame = _read_columns(path, SCORE_COLUMNS, redo)
     frame = frame[frame["dice"].notna()].copy()  # rows without a label carry no score
     frame = _with_lesion_columns(frame, path)
     for col in ("dice", "masd_mm", "nsd", "n_pred", "n_ref", *LESION_SCORE_COLUMNS):
@@ -223,13 +229,7 @@ def read_lesions(path: Path) -> pd.DataFrame:
     """A ``lesions.csv`` (:data:`hie_core.lesions.LESION_ROW_COLUMNS`), checked; no rows when the file is absent."""
     if not path.is_file():
         return pd.DataFrame(columns=list(LESION_ROW_COLUMNS))
-    try:
-        frame = pd.read_csv(path)
-    except (OSError, ValueError) as exc:
-        raise _fail(path, f"unreadable ({exc.__class__.__name__}: {exc})", _LESION_FIX) from exc
-    missing = [c for c in LESION_ROW_COLUMNS if c not in frame.columns]
-    if missing:
-        raise _fail(path, f"missing columns {missing}", _LESION_FIX)
+    frame = _read_columns(path, LESION_ROW_COLUMNS, _LESION_FIX)
     frame["matched"] = frame["matched"].astype(str).str.lower().eq("true")
     return frame
 

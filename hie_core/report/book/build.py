@@ -35,15 +35,7 @@ from importlib import metadata
 from pathlib import Path
 
 from hie_core.io import atomic_write_bytes, atomic_write_text
-from hie_core.report.book.contents import (  # noqa: F401 (re-exported: the names' home before the split)
-    API_PAGES,
-    BOOK_NOTEBOOKS,
-    BookError,
-    collect_notebooks,
-    experiment_notebooks,
-    fold_code,
-    write_toc,
-)
+from hie_core.report.book.contents import BookError, collect_notebooks, experiment_notebooks, write_toc
 
 __all__ = [
     "build_book",
